@@ -1,0 +1,33 @@
+"""The HTTP API: an app factory over a Central container."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from central import __version__
+from central.api import errors
+from central.api.routes import auth, catalog, health, imports, stock, stores, users
+from central.app import Central
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(central: Central, *, manage_relay: bool = True) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if manage_relay:
+            central.start_relay()
+        yield
+        if manage_relay:
+            central.stop_relay()
+
+    app = FastAPI(title="invctl central", version=__version__, lifespan=lifespan)
+    app.state.central = central
+    errors.install(app)
+    app.include_router(health.router)
+    for module in (auth, users, stores, catalog, stock, imports):
+        app.include_router(module.router, prefix=API_PREFIX)
+    return app

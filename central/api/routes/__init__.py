@@ -1,0 +1,1 @@
+"""HTTP routes: parse input, call one use case, return its result."""

@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from central.api.deps import Admin, UowDep
+from central.services import importing
+
+router = APIRouter(tags=["import"])
+
+
+class ImportIn(BaseModel):
+    rows: list[dict[str, Any]] = Field(max_length=importing.MAX_ROWS)
+
+
+@router.post("/import")
+def import_rows(body: ImportIn, uow: UowDep, principal: Admin) -> dict[str, Any]:
+    """Upsert up to 1,000 rows in one transaction; any bad row rejects them all."""
+    return importing.import_rows(uow, principal, body.rows)

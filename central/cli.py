@@ -1,0 +1,173 @@
+"""`central`: serve the API, run the outbox relay, make the first admin, migrate."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from central.errors import CentralError
+
+app = typer.Typer(
+    help="invctl central: the inventory API and its Kafka outbox relay.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="TOML file with a [central] table.")
+]
+DevOpt = Annotated[
+    bool, typer.Option("--dev", help="Development mode: a generated JWT secret is allowed.")
+]
+DatabaseOpt = Annotated[
+    str | None, typer.Option("--database-url", help="Overrides INVCTL_DATABASE_URL.")
+]
+KafkaOpt = Annotated[str | None, typer.Option("--kafka", help="Overrides INVCTL_KAFKA.")]
+
+
+def _settings(**overrides: Any) -> Any:
+    from central import settings
+
+    config = overrides.pop("config", None)
+    return settings.load(overrides, config_file=config)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    no_relay: Annotated[
+        bool, typer.Option("--no-relay", help="Do not run the outbox relay in this process.")
+    ] = False,
+    config: ConfigOpt = None,
+    dev: DevOpt = False,
+    database_url: DatabaseOpt = None,
+    kafka: KafkaOpt = None,
+) -> None:
+    """Serve the HTTP API (and, unless --no-relay, the outbox relay).
+
+    Example: INVCTL_JWT_SECRET=$(openssl rand -hex 32) central serve --port 8000
+    """
+    import uvicorn
+
+    from central import logs
+    from central.api import create_app
+    from central.app import bootstrap
+
+    s = _settings(
+        host=host,
+        port=port,
+        relay=not no_relay,
+        config=config,
+        dev=dev or None,
+        database_url=database_url,
+        kafka=kafka,
+    )
+    logs.configure(s.log_level)
+    central = bootstrap(s)
+    try:
+        uvicorn.run(
+            create_app(central),
+            host=s.host,
+            port=s.port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
+    finally:
+        central.close()
+
+
+@app.command()
+def relay(
+    config: ConfigOpt = None,
+    dev: DevOpt = False,
+    database_url: DatabaseOpt = None,
+    kafka: KafkaOpt = None,
+) -> None:
+    """Run the outbox relay alone (when `central serve --no-relay` runs elsewhere).
+
+    Example: INVCTL_KAFKA=127.0.0.1:9092 central relay
+    """
+    import signal
+
+    from central import logs
+    from central.app import bootstrap
+
+    s = _settings(config=config, dev=dev or None, database_url=database_url, kafka=kafka)
+    logs.configure(s.log_level)
+    if not s.kafka:
+        raise CentralError("INVCTL_KAFKA is not set: the relay has nowhere to publish")
+    central = bootstrap(s, with_relay=True)
+    assert central.relay is not None
+    relay_ = central.relay
+    signal.signal(signal.SIGTERM, lambda *_: relay_.stop())
+    signal.signal(signal.SIGINT, lambda *_: relay_.stop())
+    try:
+        relay_.run()
+    finally:
+        central.close()
+
+
+@app.command("create-admin")
+def create_admin(
+    username: Annotated[str, typer.Argument(help="The admin's user name.")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+    config: ConfigOpt = None,
+    dev: DevOpt = False,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Create an admin user (there is no default account).
+
+    Example: printf '%s' "$PW" | central create-admin alice --password-stdin
+    """
+    from central.app import bootstrap
+    from central.services import accounts
+
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else _prompt_password()
+    s = _settings(config=config, dev=dev or None, database_url=database_url)
+    central = bootstrap(s, with_relay=False)
+    try:
+        user = accounts.create_user(
+            central.uow(), accounts.NewUser(username=username, password=password, role="admin")
+        )
+    finally:
+        central.close()
+    typer.echo(f"created admin {user['username']}")
+
+
+@app.command()
+def migrate(
+    config: ConfigOpt = None, dev: DevOpt = False, database_url: DatabaseOpt = None
+) -> None:
+    """Apply pending schema migrations (serve does this on start too).
+
+    Example: INVCTL_DATABASE_URL=mysql://invctl:pw@db:3306/invctl central migrate
+    """
+    from central.app import open_database
+
+    s = _settings(config=config, dev=dev or None, database_url=database_url)
+    db = open_database(s)
+    db.close()
+    typer.echo("schema is up to date")
+
+
+def _prompt_password() -> str:
+    first = typer.prompt("Password", hide_input=True)
+    if typer.prompt("Repeat password", hide_input=True) != first:
+        raise CentralError("the passwords do not match")
+    return str(first)
+
+
+def main() -> None:
+    try:
+        app()
+    except CentralError as exc:
+        typer.echo(f"central: {exc.message} [{exc.code}]", err=True)
+        sys.exit(2 if exc.code == "config.invalid" else 1)

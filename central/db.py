@@ -1,0 +1,85 @@
+"""Database construction from INVCTL_DATABASE_URL and the model binding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import unquote, urlparse
+
+import peewee
+from playhouse.pool import PooledMySQLDatabase, PooledSqliteDatabase
+from playhouse.shortcuts import ReconnectMixin
+
+from central.errors import ConfigError
+
+M = TypeVar("M", bound=peewee.Model)
+
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",
+    "synchronous": "normal",
+    "busy_timeout": 10000,
+    "foreign_keys": 1,
+}
+
+
+class ReconnectingMySQL(ReconnectMixin, PooledMySQLDatabase):
+    """Pooled MySQL/MariaDB that reconnects after a server restart or idle timeout."""
+
+
+def connect(url: str) -> peewee.Database:
+    parsed = urlparse(url)
+    if parsed.scheme == "sqlite":
+        return _sqlite(parsed.path)
+    if parsed.scheme in {"mysql", "mariadb"}:
+        return _mysql(url)
+    raise ConfigError(
+        f"unsupported database URL scheme {parsed.scheme!r}: use sqlite:///PATH or "
+        "mysql://USER:PASSWORD@HOST:PORT/DB"
+    )
+
+
+def _sqlite(raw_path: str) -> peewee.Database:
+    path = raw_path[1:] if raw_path.startswith("//") else raw_path
+    if not path:
+        raise ConfigError("the sqlite URL has no path: use sqlite:///relative.db or sqlite:////abs")
+    if path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    # BEGIN IMMEDIATE takes the write lock up front, so two writers never deadlock on upgrade.
+    return PooledSqliteDatabase(
+        path,
+        pragmas=SQLITE_PRAGMAS,
+        lock_type="IMMEDIATE",
+        max_connections=64,
+        stale_timeout=300,
+        check_same_thread=False,
+    )
+
+
+def _mysql(url: str) -> peewee.Database:
+    parsed = urlparse(url)
+    name = parsed.path.lstrip("/")
+    if not name:
+        raise ConfigError("the mysql URL names no database: mysql://USER:PW@HOST:PORT/DB")
+    return ReconnectingMySQL(
+        name,
+        user=unquote(parsed.username or ""),
+        password=unquote(parsed.password or ""),
+        host=parsed.hostname or "127.0.0.1",
+        port=parsed.port or 3306,
+        charset="utf8mb4",
+        max_connections=64,
+        stale_timeout=300,
+        timeout=10,
+        connect_timeout=5,
+    )
+
+
+def is_mysql(db: peewee.Database) -> bool:
+    return isinstance(db, peewee.MySQLDatabase)
+
+
+def locked(query: peewee.ModelSelect[M]) -> peewee.ModelSelect[M]:
+    """SELECT ... FOR UPDATE where the backend has row locks; SQLite's BEGIN IMMEDIATE
+    already serialises writers, so there it is a plain SELECT."""
+    database = query.model._meta.database
+    return query.for_update() if getattr(database, "for_update", False) else query

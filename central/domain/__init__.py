@@ -1,0 +1,1 @@
+"""The pure domain: rules and events, standard library only."""

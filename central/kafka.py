@@ -1,0 +1,135 @@
+"""Kafka adapters for central: the outbox publisher and topic provisioning."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from central.domain.events import TOPIC_CATEGORY, TOPIC_INVENTORY, TOPIC_PRODUCT, TOPICS
+from central.outbox import OutboxRecord
+
+log = logging.getLogger("central.kafka")
+
+PARTITIONS = {TOPIC_CATEGORY: 1, TOPIC_PRODUCT: 3, TOPIC_INVENTORY: 6}
+FLUSH_TIMEOUT_SECONDS = 30.0
+
+
+class KafkaPublisher:
+    """Idempotent producer (acks=all): per-partition order holds across retries."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        prefix: str = "",
+        replication_factor: int = 0,
+        client_id: str = "central-relay",
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.prefix = prefix
+        self.replication_factor = replication_factor
+        self.client_id = client_id
+        self._producer: Any = None
+        self._topics_ready = False
+
+    def publish(self, records: Sequence[OutboxRecord]) -> int:
+        producer = self._ensure_producer()
+        futures = []
+        try:
+            for record in records:
+                futures.append(
+                    producer.send(
+                        self.prefix + record.topic,
+                        key=record.key.encode(),
+                        value=record.value.encode(),
+                        headers=[("event_id", record.event_id.encode())],
+                    )
+                )
+            producer.flush(timeout=FLUSH_TIMEOUT_SECONDS)
+        except Exception:
+            self._reset()
+        acked = 0
+        for future in futures:
+            if not future.succeeded():
+                break
+            acked += 1
+        if acked < len(records):
+            self._reset()
+        return acked
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.close(timeout=5)
+            self._producer = None
+
+    def _ensure_producer(self) -> Any:
+        if not self._topics_ready:
+            created = ensure_topics(self.bootstrap, self.prefix, self.replication_factor)
+            if created:
+                log.info(
+                    "topics created", extra={"event": "kafka.topics_created", "topics": created}
+                )
+            self._topics_ready = True
+        if self._producer is None:
+            from kafka import KafkaProducer
+
+            self._producer = KafkaProducer(
+                bootstrap_servers=self.bootstrap,
+                client_id=self.client_id,
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=2,
+                max_block_ms=5000,
+                bootstrap_timeout_ms=5000,
+                request_timeout_ms=10000,
+                delivery_timeout_ms=25000,
+            )
+        return self._producer
+
+    def _reset(self) -> None:
+        """Drop a producer whose batch failed, so the retry starts from a clean sequence."""
+        if self._producer is not None:
+            try:
+                self._producer.close(timeout=1)
+            except Exception as exc:  # closing a broken producer must not mask the failure
+                log.debug(
+                    "producer close failed",
+                    extra={"event": "kafka.close_failed", "error": str(exc)},
+                )
+            self._producer = None
+
+
+def ensure_topics(bootstrap: str, prefix: str = "", replication_factor: int = 0) -> list[str]:
+    """Create the three topics if missing, compacted, with partitions and replication set."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        client_id="central-admin",
+        bootstrap_timeout_ms=5000,
+        request_timeout_ms=10000,
+    )
+    try:
+        existing = set(admin.list_topics())
+        brokers = len(admin.describe_cluster().get("brokers", [])) or 1
+        factor = replication_factor or min(3, brokers)
+        wanted = {
+            prefix + base: {
+                "num_partitions": PARTITIONS[base],
+                "replication_factor": factor,
+                "configs": {
+                    "cleanup.policy": "compact",
+                    "min.insync.replicas": "2" if factor >= 3 else "1",
+                },
+            }
+            for base in TOPICS
+            if prefix + base not in existing
+        }
+        if wanted:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics(wanted, wait_for_metadata=True)
+        return sorted(wanted)
+    finally:
+        admin.close()

@@ -1,0 +1,159 @@
+"""Central's tables. Models are unbound; the composition root binds them to a database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import peewee
+
+
+class Timestamp(peewee.DateTimeField):
+    """Naive UTC with microseconds on every backend (MySQL's DATETIME drops them)."""
+
+    field_type = "DATETIME(6)"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def as_utc(value: datetime | None) -> str | None:
+    return value.replace(tzinfo=UTC).isoformat() if value else None
+
+
+class BaseModel(peewee.Model):
+    pass
+
+
+class Category(BaseModel):
+    id = peewee.AutoField()
+    name = peewee.CharField(max_length=200, unique=True)
+    version = peewee.IntegerField(default=1)
+    created_at = Timestamp(default=utcnow)
+
+    class Meta:
+        table_name = "categories"
+
+
+class Product(BaseModel):
+    sku = peewee.CharField(max_length=64, primary_key=True)
+    name = peewee.CharField(max_length=200)
+    price = peewee.DecimalField(max_digits=12, decimal_places=2, auto_round=True)
+    category = peewee.ForeignKeyField(Category, column_name="category_id", backref="products")
+    category_id: int
+    description = peewee.TextField(default="")
+    active = peewee.BooleanField(default=True)
+    version = peewee.IntegerField(default=1)
+    created_at = Timestamp(default=utcnow)
+    updated_at = Timestamp(default=utcnow)
+
+    class Meta:
+        table_name = "products"
+
+
+class Stock(BaseModel):
+    sku = peewee.CharField(max_length=64, primary_key=True)
+    quantity = peewee.BigIntegerField(default=0)
+    version = peewee.BigIntegerField(default=0)
+    updated_at = Timestamp(default=utcnow)
+
+    class Meta:
+        table_name = "stock"
+
+
+class Movement(BaseModel):
+    id = peewee.BigAutoField()
+    sku = peewee.CharField(max_length=64)
+    delta = peewee.BigIntegerField()
+    quantity = peewee.BigIntegerField()
+    stock_version = peewee.BigIntegerField()
+    reason = peewee.CharField(max_length=16)
+    order_id = peewee.CharField(max_length=36, null=True)
+    actor = peewee.CharField(max_length=100)
+    note = peewee.CharField(max_length=500, default="")
+    created_at = Timestamp(default=utcnow)
+
+    class Meta:
+        table_name = "stock_movements"
+        indexes = ((("sku", "id"), False),)
+
+
+class Store(BaseModel):
+    id = peewee.CharField(max_length=64, primary_key=True)
+    name = peewee.CharField(max_length=200)
+    active = peewee.BooleanField(default=True)
+    created_at = Timestamp(default=utcnow)
+
+    class Meta:
+        table_name = "stores"
+
+
+class ApiKey(BaseModel):
+    id = peewee.AutoField()
+    store = peewee.ForeignKeyField(Store, column_name="store_id", backref="keys")
+    key_hash = peewee.CharField(max_length=64, unique=True)
+    prefix = peewee.CharField(max_length=16)
+    created_at = Timestamp(default=utcnow)
+    revoked_at = Timestamp(null=True)
+
+    class Meta:
+        table_name = "store_api_keys"
+
+
+class User(BaseModel):
+    id = peewee.AutoField()
+    username = peewee.CharField(max_length=64, unique=True)
+    password_hash = peewee.CharField(max_length=255)
+    role = peewee.CharField(max_length=16)
+    store_id = peewee.CharField(max_length=64, null=True)
+    active = peewee.BooleanField(default=True)
+    created_at = Timestamp(default=utcnow)
+
+    class Meta:
+        table_name = "users"
+
+
+class Outbox(BaseModel):
+    id = peewee.BigAutoField()
+    event_id = peewee.CharField(max_length=36)
+    topic = peewee.CharField(max_length=64)
+    key = peewee.CharField(max_length=128)
+    payload = peewee.TextField()
+    created_at = Timestamp(default=utcnow)
+    published_at = Timestamp(null=True)
+
+    class Meta:
+        table_name = "outbox"
+        indexes = ((("published_at", "id"), False),)
+
+
+class RelayLease(BaseModel):
+    name = peewee.CharField(max_length=32, primary_key=True)
+    owner = peewee.CharField(max_length=64)
+    expires_at = Timestamp()
+
+    class Meta:
+        table_name = "relay_lease"
+
+
+class SchemaMigration(BaseModel):
+    version = peewee.IntegerField(primary_key=True)
+    name = peewee.CharField(max_length=100)
+    applied_at = Timestamp(default=utcnow)
+
+    class Meta:
+        table_name = "schema_migrations"
+
+
+ALL_MODELS: list[type[BaseModel]] = [
+    Category,
+    Product,
+    Stock,
+    Movement,
+    Store,
+    ApiKey,
+    User,
+    Outbox,
+    RelayLease,
+    SchemaMigration,
+]

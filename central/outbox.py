@@ -1,0 +1,183 @@
+"""The outbox relay: publishes committed outbox rows to Kafka in id order, then marks them.
+
+Delivery is at least once: a crash between publishing and marking re-publishes those rows,
+and consumers drop what they already hold (versions). One relay publishes at a time: a lease
+row in the database elects it, so `central serve` and `central relay` can run side by side.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol
+
+import peewee
+
+from central.models import Outbox, RelayLease
+from central.uow import Clock
+
+log = logging.getLogger("central.relay")
+
+LEASE_NAME = "outbox"
+
+
+@dataclass(frozen=True)
+class OutboxRecord:
+    id: int
+    event_id: str
+    topic: str
+    key: str
+    value: str
+
+
+class Publisher(Protocol):
+    def publish(self, records: Sequence[OutboxRecord]) -> int:
+        """Send the records in order; return how many of them, from the first, were acked."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class RelayStats:
+    published: int = 0
+    failures: int = 0
+    last_error: str = ""
+    leader: bool = False
+
+
+class Relay:
+    def __init__(
+        self,
+        db: peewee.Database,
+        publisher: Publisher,
+        clock: Clock,
+        *,
+        batch_size: int = 500,
+        poll_seconds: float = 0.5,
+        retention_seconds: int = 3600,
+        lease_seconds: int = 15,
+        max_backoff_seconds: float = 10.0,
+    ) -> None:
+        self.db = db
+        self.publisher = publisher
+        self.clock = clock
+        self.batch_size = batch_size
+        self.poll_seconds = poll_seconds
+        self.retention = timedelta(seconds=retention_seconds)
+        self.lease = timedelta(seconds=lease_seconds)
+        self.max_backoff = max_backoff_seconds
+        self.owner = uuid.uuid4().hex
+        self.stats = RelayStats()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._last_purge = clock.now()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def run(self) -> None:
+        """Publish until stopped; failures back off (capped) and are retried, never dropped."""
+        backoff = 0.0
+        while not self._stop.is_set():
+            try:
+                sent = self.run_once()
+                backoff = 0.0
+            except Exception as exc:  # the relay must outlive broker and database outages
+                backoff = min(self.max_backoff, max(0.2, backoff * 2))
+                self._note_failure(exc, backoff)
+                sent = 0
+            if sent >= self.batch_size:
+                continue
+            self._wake.wait(backoff or self.poll_seconds)
+            self._wake.clear()
+        self.publisher.close()
+
+    def run_once(self) -> int:
+        """One round: hold the lease, publish one batch, mark what was acked."""
+        with self.db.connection_context():
+            if not self._hold_lease():
+                return 0
+            records = self._pending()
+            if not records:
+                self._purge_if_due()
+                return 0
+            acked = self.publisher.publish(records)
+            self._mark_published(records[:acked])
+        self.stats.published += acked
+        if acked < len(records):
+            raise PublishIncomplete(f"{len(records) - acked} of {len(records)} records not acked")
+        return acked
+
+    def backlog(self) -> int:
+        with self.db.connection_context():
+            return Outbox.select().where(Outbox.published_at.is_null()).count()
+
+    def _pending(self) -> list[OutboxRecord]:
+        query = (
+            Outbox.select(Outbox.id, Outbox.event_id, Outbox.topic, Outbox.key, Outbox.payload)
+            .where(Outbox.published_at.is_null())
+            .order_by(Outbox.id)
+            .limit(self.batch_size)
+        )
+        return [OutboxRecord(r.id, r.event_id, r.topic, r.key, r.payload) for r in query]
+
+    def _mark_published(self, records: Sequence[OutboxRecord]) -> None:
+        if not records:
+            return
+        now = self.clock.now()
+        ids = [r.id for r in records]
+        with self.db.atomic():
+            Outbox.update(published_at=now).where(Outbox.id.in_(ids)).execute()
+
+    def _hold_lease(self) -> bool:
+        now = self.clock.now()
+        until = now + self.lease
+        with self.db.atomic():
+            renewed = (
+                RelayLease.update(owner=self.owner, expires_at=until)
+                .where(
+                    (RelayLease.name == LEASE_NAME)
+                    & ((RelayLease.owner == self.owner) | (RelayLease.expires_at < now))
+                )
+                .execute()
+            )
+            if not renewed and RelayLease.get_or_none(RelayLease.name == LEASE_NAME) is None:
+                RelayLease.insert(name=LEASE_NAME, owner=self.owner, expires_at=until).on_conflict(
+                    "ignore"
+                ).execute()
+                renewed = RelayLease.get(RelayLease.name == LEASE_NAME).owner == self.owner
+        if bool(renewed) != self.stats.leader:
+            log.info("relay lease changed", extra={"event": "relay.lease", "leader": bool(renewed)})
+        self.stats.leader = bool(renewed)
+        return bool(renewed)
+
+    def _purge_if_due(self) -> None:
+        now = self.clock.now()
+        if now - self._last_purge < timedelta(seconds=60):
+            return
+        self._last_purge = now
+        with self.db.atomic():
+            purged = Outbox.delete().where(Outbox.published_at < now - self.retention).execute()
+        if purged:
+            log.info("outbox purged", extra={"event": "relay.purged", "rows": purged})
+
+    def _note_failure(self, exc: Exception, backoff: float) -> None:
+        self.stats.failures += 1
+        self.stats.last_error = f"{type(exc).__name__}: {exc}"[:300]
+        log.warning(
+            "relay round failed; will retry",
+            extra={"event": "relay.failed", "error": self.stats.last_error, "retry_in": backoff},
+        )
+
+
+class PublishIncomplete(Exception):
+    """Some records of the batch were not acknowledged; they stay pending and are retried."""

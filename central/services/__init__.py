@@ -1,0 +1,1 @@
+"""Use cases: each opens one unit of work, changes rows, records events, commits once."""

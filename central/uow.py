@@ -1,0 +1,93 @@
+"""The unit of work: one transaction per use case, with the outbox riding in it.
+
+Use cases change rows and `record()` events; on a clean exit the events are written to the
+outbox in the same transaction, the transaction commits once, and only then is the relay
+woken. An exception rolls everything back, events included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Protocol
+
+import peewee
+
+from central.domain.events import Event, envelope
+from central.models import Outbox, utcnow
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return utcnow()
+
+
+class UnitOfWork:
+    def __init__(
+        self, db: peewee.Database, clock: Clock, on_commit: Callable[[], None] | None = None
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self._on_commit = on_commit
+        self._events: list[Event] = []
+        self._connection: peewee.ConnectionContext | None = None
+        self._transaction: peewee._atomic | None = None
+
+    def record(self, *events: Event | None) -> None:
+        self._events.extend(e for e in events if e is not None)
+
+    def __enter__(self) -> UnitOfWork:
+        self._events = []
+        self._connection = self.db.connection_context()
+        self._connection.__enter__()
+        self._transaction = self.db.atomic()
+        self._transaction.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._transaction is not None and self._connection is not None
+        try:
+            if exc_type is None:
+                self._write_outbox_or_roll_back()
+            self._transaction.__exit__(exc_type, exc, tb)
+        finally:
+            self._connection.__exit__(None, None, None)
+        if exc_type is None and self._events and self._on_commit is not None:
+            self._on_commit()
+
+    def _write_outbox_or_roll_back(self) -> None:
+        assert self._transaction is not None
+        try:
+            self._write_outbox()
+        except BaseException as failure:
+            self._transaction.__exit__(type(failure), failure, failure.__traceback__)
+            raise
+
+    def _write_outbox(self) -> None:
+        if not self._events:
+            return
+        now = self.clock.now()
+        occurred_at = now.replace(tzinfo=UTC)
+        rows = []
+        for event in self._events:
+            env = envelope(event, occurred_at)
+            rows.append(
+                {
+                    "event_id": env.event_id,
+                    "topic": env.topic,
+                    "key": env.key,
+                    "payload": env.value,
+                    "created_at": now,
+                }
+            )
+        Outbox.insert_many(rows).execute()

@@ -1,0 +1,3 @@
+"""invctl: the command line for store staff, ops and admins."""
+
+__version__ = "0.1.0"
