@@ -78,6 +78,12 @@ class ImportInvalid(InvalidInput):
     code = "import.invalid"
 
 
+class InvalidKind(InvalidInput):
+    """An import row's kind must be category, product or stock."""
+
+    code = "kind.invalid"
+
+
 class NotFound(CentralError):
     """Not found."""
 

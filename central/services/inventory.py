@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from central.db import locked
@@ -104,18 +105,24 @@ def _save(
     now = uow.clock.now()
     stock.quantity, stock.version, stock.updated_at = level.quantity, level.version, now
     stock.save()
-    Movement.create(
-        sku=stock.sku,
-        delta=event.delta,
-        quantity=event.quantity,
-        stock_version=event.stock_version,
-        reason=event.reason,
-        order_id=event.order_id,
-        actor=principal.actor,
-        note=note,
-        created_at=now,
-    )
+    Movement.create(**movement_row(event, principal, note, now))
     uow.record(event)
+
+
+def movement_row(
+    event: StockChanged, principal: Principal, note: str, now: datetime
+) -> dict[str, Any]:
+    return {
+        "sku": event.sku,
+        "delta": event.delta,
+        "quantity": event.quantity,
+        "stock_version": event.stock_version,
+        "reason": event.reason,
+        "order_id": event.order_id,
+        "actor": principal.actor,
+        "note": note,
+        "created_at": now,
+    }
 
 
 def _note(note: str | None) -> str:

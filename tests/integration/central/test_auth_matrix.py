@@ -1,0 +1,172 @@
+"""Every role against every route: allowed or refused as designed; bad tokens refused."""
+
+from datetime import timedelta
+
+import jwt
+import pytest
+
+from central.models import ApiKey, User, utcnow
+from central.security import TokenClaims, TokenConfig, issue_token
+from tests.support.central_harness import SECRET, running_central
+
+PASSWORDS = {"ops": "ops-password-1", "staff": "staff-password-1"}
+
+# (method, path, body, roles allowed). "store" is a store's API key.
+ROUTES = [
+    ("GET", "/api/v1/auth/me", None, {"admin", "ops", "staff", "store"}),
+    (
+        "POST",
+        "/api/v1/users",
+        {"username": "u{n}", "password": "password-{n}", "role": "ops"},
+        {"admin"},
+    ),
+    ("GET", "/api/v1/users", None, {"admin"}),
+    ("POST", "/api/v1/stores", {"id": "s{n}", "name": "Store {n}"}, {"admin"}),
+    ("GET", "/api/v1/stores", None, {"admin", "ops"}),
+    ("POST", "/api/v1/stores/store-1/keys", None, {"admin"}),
+    ("DELETE", "/api/v1/stores/store-1/keys/999", None, {"admin"}),
+    ("POST", "/api/v1/categories", {"name": "Cat {n}"}, {"admin"}),
+    ("GET", "/api/v1/categories", None, {"admin", "ops", "staff", "store"}),
+    (
+        "POST",
+        "/api/v1/products",
+        {"sku": "P{n}", "name": "P", "price": "1.00", "category_id": 1},
+        {"admin"},
+    ),
+    ("GET", "/api/v1/products", None, {"admin", "ops", "staff", "store"}),
+    ("GET", "/api/v1/products/SKU-1", None, {"admin", "ops", "staff", "store"}),
+    ("PATCH", "/api/v1/products/SKU-1", {"name": "Renamed"}, {"admin"}),
+    ("GET", "/api/v1/stock/SKU-1", None, {"admin", "ops", "staff", "store"}),
+    ("PUT", "/api/v1/stock/SKU-1", {"quantity": 5}, {"admin"}),
+    ("POST", "/api/v1/stock/SKU-1/adjustments", {"delta": 1}, {"admin"}),
+    ("GET", "/api/v1/stock/SKU-1/movements", None, {"admin", "ops"}),
+    ("POST", "/api/v1/import", {"rows": [{"kind": "category", "name": "Imported"}]}, {"admin"}),
+]
+ROLES = ["admin", "ops", "staff", "store"]
+
+
+def fill(body, n):
+    if body is None:
+        return None
+    return {k: v.format(n=n) if isinstance(v, str) else v for k, v in body.items()}
+
+
+@pytest.fixture
+def world(database_url):
+    with running_central(database_url) as h:
+        admin = h.admin()
+        store = h.call("POST", "/api/v1/stores", admin, json={"id": "store-1", "name": "One"})
+        for role, password in PASSWORDS.items():
+            h.call(
+                "POST",
+                "/api/v1/users",
+                admin,
+                json={
+                    "username": role,
+                    "password": password,
+                    "role": role,
+                    "store_id": "store-1" if role == "staff" else None,
+                },
+            )
+        cat = h.call("POST", "/api/v1/categories", admin, json={"name": "Base"})
+        h.call(
+            "POST",
+            "/api/v1/products",
+            admin,
+            json={"sku": "SKU-1", "name": "One", "price": "1", "category_id": cat["id"]},
+        )
+        headers = {
+            "admin": admin,
+            "ops": h.as_user("ops", PASSWORDS["ops"]),
+            "staff": h.as_user("staff", PASSWORDS["staff"]),
+            "store": {"X-API-Key": store["api_key"]},
+        }
+        yield h, headers, store["api_key"]
+
+
+def test_every_role_against_every_route(world):
+    h, headers, _ = world
+    n = 0
+    for method, path, body, allowed in ROUTES:
+        for role in ROLES:
+            n += 1
+            response = h.client.request(method, path, headers=headers[role], json=fill(body, n))
+            if role in allowed:
+                assert response.status_code not in (401, 403), (method, path, role, response.text)
+            else:
+                assert response.status_code == 403, (method, path, role, response.text)
+                assert response.json()["error"]["code"] == "auth.forbidden"
+        anonymous = h.client.request(method, path, json=fill(body, n))
+        assert anonymous.status_code == 401, (method, path)
+        assert anonymous.json()["error"]["code"] == "auth.required"
+
+
+def _token(h, **changes):
+    config = TokenConfig(**{**h.central.tokens.__dict__, **changes.pop("config", {})})
+    now = changes.pop("now", utcnow())
+    return issue_token(config, TokenClaims("admin", "admin", None), now)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "expired",
+        "tampered",
+        "wrong_audience",
+        "wrong_issuer",
+        "wrong_secret",
+        "garbage",
+        "revoked_key",
+        "unknown_key",
+    ],
+)
+def test_bad_credentials_are_refused_with_401(world, case):
+    h, _, api_key = world
+    if case in ("revoked_key", "unknown_key"):
+        if case == "revoked_key":
+            with h.central.db.connection_context():
+                key_id = ApiKey.get().id
+            h.call("DELETE", f"/api/v1/stores/store-1/keys/{key_id}", h.admin())
+        headers = {"X-API-Key": api_key if case == "revoked_key" else "ik_" + "x" * 43}
+    else:
+        token = {
+            "expired": lambda: _token(h, now=utcnow() - timedelta(hours=2)),
+            "tampered": lambda: _tampered(_token(h)),
+            "wrong_audience": lambda: _token(h, config={"audience": "other"}),
+            "wrong_issuer": lambda: _token(h, config={"issuer": "other"}),
+            "wrong_secret": lambda: _token(h, config={"secret": "another-secret-" + "y" * 32}),
+            "garbage": lambda: "not.a.jwt",
+        }[case]()
+        headers = {"Authorization": f"Bearer {token}"}
+    response = h.client.get("/api/v1/categories", headers=headers)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "auth.invalid"
+
+
+def _tampered(token):
+    claims = jwt.decode(token, options={"verify_signature": False})
+    header, _, signature = token.split(".")
+    forged = jwt.encode({**claims, "role": "admin", "sub": "ops"}, "x" * 40, algorithm="HS256")
+    return ".".join([header, forged.split(".")[1], signature])
+
+
+def test_wrong_password_and_unknown_user_get_the_same_answer(world):
+    h, _, _ = world
+    a = h.client.post("/api/v1/auth/token", data={"username": "admin", "password": "nope-nope"})
+    b = h.client.post("/api/v1/auth/token", data={"username": "ghost", "password": "nope-nope"})
+    assert a.status_code == b.status_code == 401
+    assert a.json() == b.json()
+
+
+def test_no_password_or_api_key_is_stored_or_logged_in_clear(world, caplog):
+    h, _, api_key = world
+    with h.central.db.connection_context():
+        dump = " ".join(
+            " ".join(str(v) for v in row)
+            for model in (User, ApiKey)
+            for row in model.select().tuples()
+        )
+        outbox = " ".join(r[0] for r in h.central.db.execute_sql("SELECT payload FROM outbox"))
+    for secret in [*PASSWORDS.values(), "admin-password-1", api_key, SECRET]:
+        assert secret not in dump and secret not in outbox
+        assert secret not in caplog.text

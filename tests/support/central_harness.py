@@ -1,0 +1,156 @@
+"""Run central in-process against a real database (and a real broker when given)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+from fastapi.testclient import TestClient
+
+from central.api import create_app
+from central.app import Central, bootstrap
+from central.services import accounts
+from central.settings import Settings
+
+SECRET = "integration-test-secret-0123456789abcdef"
+ADMIN_PASSWORD = "admin-password-1"
+
+
+@dataclass
+class Harness:
+    central: Central
+    client: TestClient
+
+    def token(self, username: str, password: str) -> str:
+        response = self.client.post(
+            "/api/v1/auth/token", data={"username": username, "password": password}
+        )
+        assert response.status_code == 200, response.text
+        return str(response.json()["access_token"])
+
+    def as_user(self, username: str, password: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(username, password)}"}
+
+    def admin(self) -> dict[str, str]:
+        return self.as_user("admin", ADMIN_PASSWORD)
+
+    def call(self, method: str, path: str, headers: dict[str, str], **kw: Any) -> Any:
+        response = self.client.request(method, path, headers=headers, **kw)
+        assert response.status_code < 300, (
+            f"{method} {path}: {response.status_code} {response.text}"
+        )
+        return response.json() if response.content else None
+
+
+@contextmanager
+def running_central(
+    database_url: str, kafka: str = "", prefix: str = "", **settings: Any
+) -> Iterator[Harness]:
+    config = Settings(
+        database_url=database_url,
+        kafka=kafka,
+        topic_prefix=prefix,
+        jwt_secret=SECRET,
+        relay=bool(kafka),
+        relay_poll_seconds=0.2,
+        **settings,
+    )
+    central = bootstrap(config)
+    try:
+        if not _has_admin(central):
+            accounts.create_user(central.uow(), accounts.NewUser("admin", ADMIN_PASSWORD, "admin"))
+        with TestClient(create_app(central)) as client:
+            yield Harness(central, client)
+    finally:
+        central.close()
+
+
+def _has_admin(central: Central) -> bool:
+    return any(u["username"] == "admin" for u in accounts.list_users(central.uow()))
+
+
+def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+@contextmanager
+def mariadb_database(base_url: str) -> Iterator[str]:
+    """A fresh, uniquely named database on the test MariaDB server, dropped afterwards."""
+    import pymysql
+
+    parsed = urlparse(base_url)
+    name = "t_" + uuid.uuid4().hex[:12]
+    connection = pymysql.connect(
+        host=parsed.hostname,
+        port=parsed.port or 3306,
+        user=parsed.username,
+        password=parsed.password or "",
+        autocommit=True,
+    )
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        yield f"mysql://{parsed.username}:{parsed.password}@{parsed.hostname}:{parsed.port}/{name}"
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        connection.close()
+
+
+def mysql_base_url() -> str:
+    url = os.environ.get("INVCTL_TEST_MYSQL_URL", "")
+    if not url:
+        raise RuntimeError(
+            "INVCTL_TEST_MYSQL_URL is not set: run the suite with `scripts/dev test`, "
+            "which starts a throwaway MariaDB server"
+        )
+    return url
+
+
+def read_events(
+    bootstrap_servers: str, topics: list[str], expected: int, timeout: float = 30.0
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """Every record on the topics from the beginning, once at least `expected` arrived."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        enable_auto_commit=False,
+        group_id=None,
+        consumer_timeout_ms=500,
+    )
+    try:
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(wait_for(lambda t=topic: consumer.partitions_for_topic(t)))
+        ]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(batch)
+            if len(records) >= expected:
+                for batch in consumer.poll(timeout_ms=300).values():
+                    records.extend(batch)
+                break
+        records.sort(key=lambda r: (r.topic, r.partition, r.offset))
+        return [(r.topic, r.key.decode(), json.loads(r.value)) for r in records]
+    finally:
+        consumer.close()
