@@ -84,6 +84,43 @@ class InvalidKind(InvalidInput):
     code = "kind.invalid"
 
 
+class InvalidOrder(InvalidInput):
+    """The order is not valid."""
+
+    code = "order.invalid"
+
+
+class DuplicateLine(InvalidOrder):
+    """The order names the same SKU twice; send one line per SKU."""
+
+    code = "order.duplicate_line"
+
+
+class UnknownSku(InvalidOrder):
+    """The order names a SKU that does not exist."""
+
+    code = "order.sku_unknown"
+
+
+class InactiveSku(InvalidOrder):
+    """The order names a product that is not for sale."""
+
+    code = "order.sku_inactive"
+
+
+class IdempotencyKeyRequired(CentralError):
+    """An Idempotency-Key header (1-128 printable characters) is required."""
+
+    code = "idempotency.key_required"
+    status = 400
+
+
+class IdempotencyMismatch(InvalidInput):
+    """This Idempotency-Key was used with a different request body."""
+
+    code = "idempotency.mismatch"
+
+
 class NotFound(CentralError):
     """Not found."""
 
@@ -101,6 +138,12 @@ class ProductNotFound(NotFound):
     """No such product."""
 
     code = "product.not_found"
+
+
+class OrderNotFound(NotFound):
+    """No such order."""
+
+    code = "order.not_found"
 
 
 class StoreNotFound(NotFound):
@@ -150,6 +193,12 @@ class NegativeStock(Conflict):
     """Stock cannot go below zero."""
 
     code = "stock.negative"
+
+
+class InsufficientStock(Conflict):
+    """Not enough stock for some lines; nothing was reserved."""
+
+    code = "stock.insufficient"
 
 
 class AuthRequired(CentralError):

@@ -16,11 +16,28 @@ Migration = tuple[int, str, Callable[[peewee.Database], None]]
 
 
 def _initial(db: peewee.Database) -> None:
-    db.create_tables([m for m in models.ALL_MODELS if m is not models.SchemaMigration])
+    db.create_tables(
+        [
+            models.Category,
+            models.Product,
+            models.Stock,
+            models.Movement,
+            models.Store,
+            models.ApiKey,
+            models.User,
+            models.Outbox,
+            models.RelayLease,
+        ]
+    )
+
+
+def _orders(db: peewee.Database) -> None:
+    db.create_tables([models.Order, models.OrderLine])
 
 
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _initial),
+    (2, "orders and order lines", _orders),
 ]
 
 

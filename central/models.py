@@ -113,6 +113,40 @@ class User(BaseModel):
         table_name = "users"
 
 
+class Order(BaseModel):
+    seq = peewee.BigAutoField()
+    id = peewee.CharField(max_length=36, unique=True)
+    store_id = peewee.CharField(max_length=64)
+    status = peewee.CharField(max_length=16)
+    idempotency_key = peewee.CharField(max_length=128)
+    fingerprint = peewee.CharField(max_length=64)
+    created_by = peewee.CharField(max_length=100)
+    created_at = Timestamp(default=utcnow)
+    cancelled_at = Timestamp(null=True)
+    cancelled_by = peewee.CharField(max_length=100, null=True)
+
+    class Meta:
+        table_name = "orders"
+        indexes = (
+            (("store_id", "idempotency_key"), True),
+            (("store_id", "seq"), False),
+            (("status", "seq"), False),
+        )
+
+
+class OrderLine(BaseModel):
+    id = peewee.BigAutoField()
+    order_id = peewee.CharField(max_length=36, index=True)
+    sku = peewee.CharField(max_length=64)
+    quantity = peewee.IntegerField()
+    unit_price = peewee.DecimalField(max_digits=12, decimal_places=2, auto_round=True)
+    stock_after = peewee.BigIntegerField()
+    stock_version = peewee.BigIntegerField()
+
+    class Meta:
+        table_name = "order_lines"
+
+
 class Outbox(BaseModel):
     id = peewee.BigAutoField()
     event_id = peewee.CharField(max_length=36)
@@ -156,4 +190,6 @@ ALL_MODELS: list[type[BaseModel]] = [
     Outbox,
     RelayLease,
     SchemaMigration,
+    Order,
+    OrderLine,
 ]

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from central import __version__
 from central.api import errors
-from central.api.routes import auth, catalog, health, imports, stock, stores, users
+from central.api.routes import auth, catalog, health, imports, orders, stock, stores, users
 from central.app import Central
 
 API_PREFIX = "/api/v1"
@@ -28,6 +28,6 @@ def create_app(central: Central, *, manage_relay: bool = True) -> FastAPI:
     app.state.central = central
     errors.install(app)
     app.include_router(health.router)
-    for module in (auth, users, stores, catalog, stock, imports):
+    for module in (auth, users, stores, catalog, stock, imports, orders):
         app.include_router(module.router, prefix=API_PREFIX)
     return app

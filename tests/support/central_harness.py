@@ -154,3 +154,28 @@ def read_events(
         return [(r.topic, r.key.decode(), json.loads(r.value)) for r in records]
     finally:
         consumer.close()
+
+
+@contextmanager
+def served(harness: Harness) -> Iterator[str]:
+    """Serve the harness's central over real HTTP on a free loopback port; yields its URL."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = create_app(harness.central, manage_relay=False)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -1,0 +1,251 @@
+"""Order use cases: place (idempotent, all-or-nothing), cancel, read and list."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import peewee
+
+from central.db import locked
+from central.domain import orders as rules
+from central.domain.events import StockChanged
+from central.domain.stock import StockLevel
+from central.errors import (
+    Forbidden,
+    IdempotencyMismatch,
+    InactiveSku,
+    InvalidInput,
+    OrderNotFound,
+    UnknownSku,
+)
+from central.models import Movement, Order, OrderLine, Product, Stock, as_utc
+from central.services.inventory import movement_row
+from central.services.principal import Principal
+from central.uow import UnitOfWork
+
+MAX_PAGE = 200
+
+
+@dataclass(frozen=True)
+class Placed:
+    order: dict[str, Any]
+    replayed: bool
+
+
+def place_order(
+    uow: UnitOfWork, principal: Principal, key: str | None, raw_lines: object
+) -> Placed:
+    store_id = _ordering_store(principal)
+    key = rules.valid_key(key)
+    lines = rules.valid_lines(raw_lines)
+    print_ = rules.fingerprint(lines)
+    existing = _existing(uow, store_id, key, print_)
+    if existing is not None:
+        return Placed(existing, replayed=True)
+    try:
+        return Placed(_reserve(uow, principal, store_id, key, print_, lines), replayed=False)
+    except peewee.IntegrityError:
+        # A concurrent request with the same key committed first: answer with its order.
+        replay = _existing(uow, store_id, key, print_)
+        if replay is None:
+            raise
+        return Placed(replay, replayed=True)
+
+
+def _ordering_store(principal: Principal) -> str:
+    if principal.role not in ("store", "staff") or not principal.store_id:
+        raise Forbidden("orders are placed by a store or by staff bound to a store")
+    return principal.store_id
+
+
+def _existing(uow: UnitOfWork, store_id: str, key: str, print_: str) -> dict[str, Any] | None:
+    with uow.db.connection_context():
+        order = Order.get_or_none(Order.store_id == store_id, Order.idempotency_key == key)
+        if order is None:
+            return None
+        if order.fingerprint != print_:
+            raise IdempotencyMismatch(order_id=order.id)
+        return order_view(order)
+
+
+def _reserve(
+    uow: UnitOfWork,
+    principal: Principal,
+    store_id: str,
+    key: str,
+    print_: str,
+    lines: list[rules.Line],
+) -> dict[str, Any]:
+    order_id = str(uuid.uuid4())
+    with uow:
+        now = uow.clock.now()
+        # The order row goes first: a concurrent request with the same key blocks on its
+        # unique index here, before touching any stock.
+        order = Order.create(
+            id=order_id,
+            store_id=store_id,
+            status=rules.CONFIRMED,
+            idempotency_key=key,
+            fingerprint=print_,
+            created_by=principal.actor,
+            created_at=now,
+        )
+        prices = _sellable(lines)
+        levels = _locked_levels([line.sku for line in lines])
+        changes = rules.reserve(levels, lines, order_id)
+        _write_changes(uow, principal, changes, now)
+        OrderLine.insert_many(
+            [
+                {
+                    "order_id": order_id,
+                    "sku": line.sku,
+                    "quantity": line.quantity,
+                    "unit_price": prices[line.sku],
+                    "stock_after": level.quantity,
+                    "stock_version": level.version,
+                }
+                for line, (level, _) in zip(lines, changes, strict=True)
+            ]
+        ).execute()
+    return order_view(order)
+
+
+def _sellable(lines: list[rules.Line]) -> dict[str, Decimal]:
+    skus = [line.sku for line in lines]
+    products = {p.sku: p for p in Product.select().where(Product.sku.in_(skus))}
+    unknown = [sku for sku in skus if sku not in products]
+    if unknown:
+        raise UnknownSku(skus=unknown)
+    inactive = [sku for sku in skus if not products[sku].active]
+    if inactive:
+        raise InactiveSku(skus=inactive)
+    return {sku: Decimal(products[sku].price) for sku in skus}
+
+
+def _locked_levels(skus: list[str]) -> dict[str, StockLevel]:
+    rows = locked(Stock.select().where(Stock.sku.in_(skus)).order_by(Stock.sku))
+    return {s.sku: StockLevel(s.sku, s.quantity, s.version) for s in rows}
+
+
+def _write_changes(
+    uow: UnitOfWork,
+    principal: Principal,
+    changes: list[tuple[StockLevel, StockChanged]],
+    now: datetime,
+) -> None:
+    for level, _ in changes:
+        # Conditional on the version read under the lock: a change can only apply on top
+        # of exactly the state it was computed from.
+        updated = (
+            Stock.update(quantity=level.quantity, version=level.version, updated_at=now)
+            .where(Stock.sku == level.sku, Stock.version == level.version - 1)
+            .execute()
+        )
+        if updated != 1:
+            raise RuntimeError(f"stock row {level.sku} changed under its lock")
+    Movement.insert_many([movement_row(e, principal, "", now) for _, e in changes]).execute()
+    uow.record(*(event for _, event in changes))
+
+
+def cancel_order(uow: UnitOfWork, principal: Principal, order_id: str) -> dict[str, Any]:
+    with uow:
+        order = locked(Order.select().where(Order.id == order_id)).get_or_none()
+        if order is None or not _may_see(principal, order):
+            raise OrderNotFound(order_id=order_id)
+        if principal.role not in ("admin", "store", "staff"):
+            raise Forbidden("only the owning store or an admin may cancel an order")
+        if order.status == rules.CANCELLED:
+            return order_view(order)
+        lines = [rules.Line(row.sku, row.quantity) for row in _lines(order.id)]
+        levels = _locked_levels([line.sku for line in lines])
+        now = uow.clock.now()
+        _write_changes(uow, principal, rules.release(levels, lines, order.id), now)
+        order.status, order.cancelled_at, order.cancelled_by = rules.CANCELLED, now, principal.actor
+        order.save()
+    return order_view(order)
+
+
+def get_order(uow: UnitOfWork, principal: Principal, order_id: str) -> dict[str, Any]:
+    with uow.db.connection_context():
+        order = Order.get_or_none(Order.id == order_id)
+        if order is None or not _may_see(principal, order):
+            raise OrderNotFound(order_id=order_id)
+        return order_view(order)
+
+
+@dataclass(frozen=True)
+class OrderFilter:
+    store: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 50
+    before: int = 0
+
+
+def list_orders(uow: UnitOfWork, principal: Principal, wanted: OrderFilter) -> dict[str, Any]:
+    store = _visible_store(principal, wanted.store)
+    if wanted.status is not None and wanted.status not in rules.STATUSES:
+        raise InvalidInput(f"status is one of {', '.join(rules.STATUSES)}", field="status")
+    limit = max(1, min(wanted.limit, MAX_PAGE))
+    query = Order.select()
+    conditions = [
+        (store is not None, lambda q: q.where(Order.store_id == store)),
+        (wanted.status is not None, lambda q: q.where(Order.status == wanted.status)),
+        (wanted.since is not None, lambda q: q.where(Order.created_at >= wanted.since)),
+        (wanted.until is not None, lambda q: q.where(Order.created_at < wanted.until)),
+        (wanted.before > 0, lambda q: q.where(Order.seq < wanted.before)),
+    ]
+    for applies, narrow in conditions:
+        if applies:
+            query = narrow(query)
+    with uow.db.connection_context():
+        orders = list(query.order_by(Order.seq.desc()).limit(limit + 1))
+        items = [order_view(o) for o in orders[:limit]]
+    cursor = orders[limit - 1].seq if len(orders) > limit else None
+    return {"items": items, "next_before": cursor}
+
+
+def _visible_store(principal: Principal, requested: str | None) -> str | None:
+    if principal.role in ("admin", "ops"):
+        return requested
+    if requested is not None and requested != principal.store_id:
+        raise Forbidden("a store sees only its own orders")
+    if principal.store_id is None:
+        raise Forbidden("staff not bound to a store have no orders to see")
+    return principal.store_id
+
+
+def _may_see(principal: Principal, order: Order) -> bool:
+    return principal.role in ("admin", "ops") or principal.store_id == order.store_id
+
+
+def _lines(order_id: str) -> list[OrderLine]:
+    return list(OrderLine.select().where(OrderLine.order_id == order_id).order_by(OrderLine.sku))
+
+
+def order_view(order: Order) -> dict[str, Any]:
+    lines = _lines(order.id)
+    total = sum((Decimal(row.unit_price) * row.quantity for row in lines), Decimal("0"))
+    return {
+        "id": order.id,
+        "store_id": order.store_id,
+        "status": order.status,
+        "created_at": as_utc(order.created_at),
+        "created_by": order.created_by,
+        "cancelled_at": as_utc(order.cancelled_at),
+        "total": f"{total:.2f}",
+        "lines": [
+            {
+                "sku": row.sku,
+                "quantity": row.quantity,
+                "unit_price": f"{Decimal(row.unit_price):.2f}",
+                "stock": {"quantity": row.stock_after, "stock_version": row.stock_version},
+            }
+            for row in lines
+        ],
+    }
