@@ -1,0 +1,5 @@
+"""Allow `python -m invctl`."""
+
+from invctl.main import main
+
+main()

@@ -1,0 +1,208 @@
+"""A thin HTTP client for central and the store agent.
+
+Responses become plain data; failures become `InvctlError`s. httpx is imported on first
+use so that `invctl --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from invctl import __version__
+from invctl.errors import (
+    AuthError,
+    InvalidRequestError,
+    InvctlError,
+    NotFoundError,
+    RefusedError,
+    ServerError,
+    UnavailableError,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+_STATUS_ERRORS: dict[int, type[InvctlError]] = {
+    400: InvalidRequestError,
+    401: AuthError,
+    403: AuthError,
+    404: NotFoundError,
+    409: RefusedError,
+    422: InvalidRequestError,
+    502: UnavailableError,
+    503: UnavailableError,
+    504: UnavailableError,
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """A server invctl talks to: `agent` or `central`, at a root URL."""
+
+    name: str
+    url: str
+    prefix: str = ""
+
+
+class ApiClient:
+    """One server's client; the httpx connection is opened on the first request."""
+
+    def __init__(
+        self,
+        target: Target,
+        *,
+        timeout: float,
+        headers: dict[str, str],
+        transport: httpx.BaseTransport | None = None,
+        auth_hint: str | None = None,
+    ) -> None:
+        self.target = target
+        self.timeout = timeout
+        self.auth_hint = auth_hint
+        self._headers = headers
+        self._transport = transport
+        self._http: httpx.Client | None = None
+
+    def get(self, path: str, *, params: dict[str, Any] | None = None) -> Any:
+        return self.request("GET", path, params=params)
+
+    def post(self, path: str, *, json: Any = None, data: dict[str, str] | None = None) -> Any:
+        return self.request("POST", path, json=json, data=data)
+
+    def put(self, path: str, *, json: Any = None) -> Any:
+        return self.request("PUT", path, json=json)
+
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        import httpx
+
+        try:
+            response = self._client().request(method, self.target.prefix + path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise self._unreachable(f"timed out after {self.timeout:g}s") from exc
+        except httpx.TransportError as exc:
+            raise self._unreachable(_reason(exc)) from exc
+        if response.is_success:
+            return _decode_success(response, self.target)
+        raise error_from_response(response, self.target, auth_hint=self.auth_hint)
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+
+    def _client(self) -> httpx.Client:
+        if self._http is None:
+            self._http = build_http(self.target, self.timeout, self._headers, self._transport)
+        return self._http
+
+    def _unreachable(self, reason: str) -> UnavailableError:
+        name, url = self.target.name, self.target.url
+        return UnavailableError(
+            f"cannot reach the {name} at {url}: {reason}",
+            hint=f"is the {name} running at {url}? (set it with --{name} URL)",
+        )
+
+
+def build_http(
+    target: Target,
+    timeout: float,
+    headers: dict[str, str],
+    transport: httpx.BaseTransport | None = None,
+) -> httpx.Client:
+    import httpx
+
+    return httpx.Client(
+        base_url=target.url,
+        timeout=httpx.Timeout(timeout),
+        headers={"User-Agent": f"invctl/{__version__}", **headers},
+        transport=transport,
+    )
+
+
+def error_from_response(
+    response: httpx.Response, target: Target, *, auth_hint: str | None = None
+) -> InvctlError:
+    """Map an HTTP error answer to the CLI error (and so the exit code) it stands for."""
+    status = response.status_code
+    code, message, details = _error_body(response)
+    cls = _STATUS_ERRORS.get(status, ServerError)
+    request_id = response.request.headers.get("X-Request-ID")
+    return cls(
+        message or f"the {target.name} answered HTTP {status}",
+        code=code,
+        hint=_hint(status, target, auth_hint, request_id),
+        details=details,
+        request_id=request_id,
+    )
+
+
+def items_of(body: Any) -> list[dict[str, Any]]:
+    """The `items` of a list answer (`{"items": [...]}`)."""
+    items = body.get("items") if isinstance(body, dict) else None
+    if not isinstance(items, list):
+        raise ServerError("the server's answer has no list of items")
+    return items
+
+
+def segment(value: str) -> str:
+    """`value` quoted for use as one URL path segment."""
+    from urllib.parse import quote
+
+    return quote(value, safe="")
+
+
+def _hint(status: int, target: Target, auth_hint: str | None, request_id: str | None) -> str | None:
+    if status == 401:
+        return auth_hint or "run `invctl login`"
+    if status == 403:
+        return "your role does not allow this; check `invctl whoami`"
+    if status in (502, 503, 504):
+        return f"the {target.name} at {target.url} is not ready; try again shortly"
+    if status >= 500:
+        return f"this is a server bug; report it with request id {request_id}"
+    return None
+
+
+def _error_body(response: httpx.Response) -> tuple[str | None, str | None, dict[str, Any]]:
+    try:
+        body = response.json()
+    except ValueError:
+        return None, None, {}
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        details = error.get("details")
+        return (
+            _str_or_none(error.get("code")),
+            _str_or_none(error.get("message")),
+            details if isinstance(details, dict) else {},
+        )
+    if isinstance(body, dict) and isinstance(body.get("detail"), str):
+        return None, body["detail"], {}
+    return None, None, {}
+
+
+def _decode_success(response: httpx.Response, target: Target) -> Any:
+    if response.status_code == 204 or not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise ServerError(
+            f"the {target.name} at {target.url} answered with something that is not JSON",
+            hint=f"is {target.url} really the {target.name}?",
+        ) from exc
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip()
+    if "refused" in text.lower():
+        return "connection refused"
+    return text or type(exc).__name__
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None

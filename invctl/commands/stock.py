@@ -1,0 +1,127 @@
+"""`invctl stock show | set | adjust | history`: stock levels and the ledger."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from invctl.client import items_of, segment
+from invctl.context import state_of
+from invctl.errors import UsageError
+from invctl.options import JsonFlag, NoteOpt, SkuArg
+
+app = typer.Typer(
+    help="Show and change stock levels.\n\nExample: invctl stock show MILK-1L",
+    no_args_is_help=True,
+)
+HISTORY_COLUMNS = (
+    "at",
+    "actor",
+    "reason",
+    "delta",
+    "quantity",
+    "stock_version",
+    "order_id",
+    "note",
+)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="stock")
+
+
+@app.command("show")
+def show(ctx: typer.Context, sku: SkuArg, json_out: JsonFlag = False) -> None:
+    """Show the stock of a SKU.
+
+    Reads the store agent's replica, or central when --central URL (or INVCTL_CENTRAL)
+    is given.
+
+    Example: invctl stock show MILK-1L
+    """
+    state = state_of(ctx, json_out)
+    client = state.reader()
+    stock = client.get(f"/stock/{segment(sku)}")
+    state.out.emit(stock, title=f"Stock of {sku} at the {client.target.name} ({client.target.url})")
+
+
+@app.command("set")
+def set_stock(
+    ctx: typer.Context,
+    sku: SkuArg,
+    quantity: Annotated[
+        int, typer.Argument(metavar="QTY", help="The new quantity.", min=0, show_default=False)
+    ],
+    note: NoteOpt = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Set the absolute stock of a SKU (central).
+
+    Example: invctl stock set MILK-1L 40 --note "stock take"
+    """
+    state = state_of(ctx, json_out)
+    stock = state.central().put(
+        f"/stock/{segment(sku)}", json=_with_note({"quantity": quantity}, note)
+    )
+    state.out.emit(stock, title=f"Stock of {sku}")
+
+
+@app.command("adjust", context_settings={"ignore_unknown_options": True})
+def adjust(
+    ctx: typer.Context,
+    sku: SkuArg,
+    delta: Annotated[
+        int | None,
+        typer.Argument(metavar="DELTA", help="Change, e.g. 5 or -3.", show_default=False),
+    ] = None,
+    delta_option: Annotated[
+        int | None,
+        typer.Option("--delta", help="The change, as an option: --delta -3.", show_default=False),
+    ] = None,
+    note: NoteOpt = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Add to or take from the stock of a SKU (central).
+
+    Negative deltas work as -3, -- -3 or --delta -3; central refuses to take the stock
+    below zero (exit 4).
+
+    Example: invctl stock adjust MILK-1L -3 --note "broken bottles"
+    """
+    state = state_of(ctx, json_out)
+    change = _one_delta(delta, delta_option)
+    body = _with_note({"delta": change, "reason": "adjust"}, note)
+    stock = state.central().post(f"/stock/{segment(sku)}/adjustments", json=body)
+    state.out.emit(stock, title=f"Stock of {sku}")
+
+
+def _one_delta(argument: int | None, option: int | None) -> int:
+    if (argument is None) == (option is None):
+        raise UsageError("give the change once: DELTA or --delta", code="usage.delta")
+    change = argument if argument is not None else option
+    if not change:
+        raise UsageError("the change must not be 0", code="usage.delta")
+    return change
+
+
+def _with_note(body: dict[str, Any], note: str | None) -> dict[str, Any]:
+    return {**body, "note": note} if note else body
+
+
+@app.command("history")
+def history(
+    ctx: typer.Context,
+    sku: SkuArg,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Newest N movements.")] = 50,
+    json_out: JsonFlag = False,
+) -> None:
+    """Show the stock ledger of a SKU (central).
+
+    Each movement says who changed the stock, when, why and by how much.
+
+    Example: invctl stock history MILK-1L --limit 20
+    """
+    state = state_of(ctx, json_out)
+    answer = state.central().get(f"/stock/{segment(sku)}/movements", params={"limit": limit})
+    state.out.emit(items_of(answer), table=HISTORY_COLUMNS, title=f"Movements of {sku}")

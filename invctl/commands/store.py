@@ -1,0 +1,92 @@
+"""`invctl store add | list | rotate-key | revoke-key`: stores and their API keys."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from invctl.client import items_of, segment
+from invctl.context import State, state_of
+from invctl.options import JsonFlag, StoreIdArg
+
+app = typer.Typer(
+    help="Manage stores and their API keys (central).\n\nExample: invctl store list",
+    no_args_is_help=True,
+)
+COLUMNS = ("id", "name", "active_keys", "created_at")
+KEY_WARNING = (
+    "this API key is shown only once and cannot be retrieved again; store it now "
+    "(the agent reads it from STOREAGENT_API_KEY or --api-key-file)"
+)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="store")
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    store_id: StoreIdArg,
+    name: Annotated[str, typer.Option("--name", help="Display name.", show_default=False)],
+    json_out: JsonFlag = False,
+) -> None:
+    """Register a store and print its first API key (shown only once).
+
+    Example: invctl store add store-042 --name "Main Street"
+    """
+    state = state_of(ctx, json_out)
+    created = state.central().post("/stores", json={"id": store_id, "name": name})
+    _show_key(state, created, f"Store {store_id} created.")
+
+
+@app.command("list")
+def list_stores(ctx: typer.Context, json_out: JsonFlag = False) -> None:
+    """List stores and how many active API keys each has.
+
+    Example: invctl store list
+    """
+    state = state_of(ctx, json_out)
+    state.out.emit(items_of(state.central().get("/stores")), table=COLUMNS)
+
+
+@app.command("rotate-key")
+def rotate_key(ctx: typer.Context, store_id: StoreIdArg, json_out: JsonFlag = False) -> None:
+    """Issue a new API key for a store; old keys stay valid until revoked.
+
+    Example: invctl store rotate-key store-042
+    """
+    state = state_of(ctx, json_out)
+    issued = state.central().post(f"/stores/{segment(store_id)}/keys")
+    _show_key(state, issued, f"New key for store {store_id}.")
+    state.out.note(f"revoke the old key with: invctl store revoke-key {store_id} OLD_KEY_ID")
+
+
+@app.command("revoke-key")
+def revoke_key(
+    ctx: typer.Context,
+    store_id: StoreIdArg,
+    key_id: Annotated[
+        str, typer.Argument(metavar="KEY_ID", help="The key's id.", show_default=False)
+    ],
+    json_out: JsonFlag = False,
+) -> None:
+    """Revoke one API key of a store; the agent using it loses access.
+
+    Example: invctl store revoke-key store-042 7
+    """
+    state = state_of(ctx, json_out)
+    state.central().delete(f"/stores/{segment(store_id)}/keys/{segment(key_id)}")
+    data = {"store_id": store_id, "key_id": key_id, "revoked": True}
+    state.out.done(data, f"Revoked key {key_id} of store {store_id}.")
+
+
+def _show_key(state: State, answer: Any, headline: str) -> None:
+    """The one place an API key is printed: to stdout, once, with a warning on stderr."""
+    if state.json:
+        state.out.emit(answer)
+    else:
+        record = answer if isinstance(answer, dict) else {}
+        state.out.emit(record, title=headline)
+    state.out.warn(KEY_WARNING)

@@ -1,0 +1,182 @@
+"""Where invctl keeps its settings (`config.toml`) and logins (`credentials.json`).
+
+Nothing here runs at import time; paths and environment variables are read when asked.
+Tokens are only ever written to the credentials file (mode 0600), never printed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from invctl.errors import ConfigError
+
+DEFAULT_AGENT = "http://127.0.0.1:8787"
+CONFIG_KEYS = ("agent", "central")
+API_PREFIX = "/api/v1"
+
+
+def config_dir() -> Path:
+    override = os.environ.get("INVCTL_CONFIG_DIR")
+    if override:
+        return Path(override)
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("invctl"))
+
+
+def normalize_url(url: str) -> str:
+    """Return the URL without a trailing slash or `/api/v1`; reject non-HTTP URLs."""
+    cleaned = url.strip().rstrip("/")
+    cleaned = cleaned.removesuffix(API_PREFIX)
+    parts = urlsplit(cleaned)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(
+            f"not an http(s) URL: {url!r}",
+            code="config.url",
+            hint="URLs look like http://127.0.0.1:8787",
+        )
+    return cleaned
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write `data` to `path` so readers see the old or the new file, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """`config.toml`: flat string settings (`agent`, `central`)."""
+
+    path: Path
+
+    def load(self) -> dict[str, str]:
+        import tomllib
+
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise self._broken(exc.strerror or str(exc)) from exc
+        try:
+            parsed = tomllib.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise self._broken(str(exc)) from exc
+        return {key: str(parsed[key]) for key in CONFIG_KEYS if key in parsed}
+
+    def set(self, key: str, value: str | None) -> None:
+        values = self.load()
+        if value is None:
+            values.pop(key, None)
+        else:
+            values[key] = value
+        atomic_write(self.path, _to_toml(values).encode("utf-8"), mode=0o644)
+
+    def _broken(self, reason: str) -> ConfigError:
+        return ConfigError(
+            f"cannot read {self.path}: {reason}",
+            code="config.invalid",
+            hint=f"fix or delete {self.path}",
+        )
+
+
+def _to_toml(values: dict[str, str]) -> str:
+    import json
+
+    return "".join(f"{key} = {json.dumps(value)}\n" for key, value in sorted(values.items()))
+
+
+@dataclass(frozen=True)
+class SavedLogin:
+    token: str
+    expires_at: datetime | None
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
+
+
+@dataclass(frozen=True)
+class CredentialStore:
+    """`credentials.json`: one saved login per central URL, file mode 0600."""
+
+    path: Path
+
+    def get(self, central_url: str) -> SavedLogin | None:
+        entry = self._load().get(central_url)
+        if not isinstance(entry, dict) or not isinstance(entry.get("token"), str):
+            return None
+        return SavedLogin(entry["token"], _parse_time(entry.get("expires_at")))
+
+    def save(self, central_url: str, token: str, expires_at: datetime | None) -> None:
+        logins = self._load()
+        logins[central_url] = {
+            "token": token,
+            "expires_at": expires_at.isoformat() if expires_at else None,
+        }
+        self._write(logins)
+
+    def remove(self, central_url: str) -> bool:
+        logins = self._load()
+        if logins.pop(central_url, None) is None:
+            return False
+        self._write(logins)
+        return True
+
+    def _load(self) -> dict[str, Any]:
+        import json
+
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError):
+            return {}
+        logins = data.get("logins") if isinstance(data, dict) else None
+        return logins if isinstance(logins, dict) else {}
+
+    def _write(self, logins: dict[str, Any]) -> None:
+        import json
+
+        body = json.dumps({"version": 1, "logins": logins}, indent=2, sort_keys=True)
+        atomic_write(self.path, body.encode("utf-8"), mode=0o600)
+
+
+def _parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -1,0 +1,186 @@
+"""Per-invocation state: resolved targets, credentials, clients and the output sink.
+
+The root command's callback builds one `State`; commands fetch it with `state_of(ctx)`.
+Tests inject a `Deps` (fake HTTP transport, fixed clock) through the click context object.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from invctl.client import ApiClient, Target
+from invctl.config import (
+    API_PREFIX,
+    DEFAULT_AGENT,
+    ConfigFile,
+    CredentialStore,
+    config_dir,
+    normalize_url,
+)
+from invctl.errors import ConfigError
+from invctl.output import Output
+
+if TYPE_CHECKING:
+    import httpx
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Deps:
+    """The seams tests replace: the HTTP transport and the clock."""
+
+    transport: httpx.BaseTransport | None = None
+    now: Callable[[], datetime] = _utcnow
+
+
+@dataclass(frozen=True)
+class GlobalOptions:
+    agent: str | None = None
+    central: str | None = None
+    timeout: float = 10.0
+    json: bool = False
+
+
+@dataclass(frozen=True)
+class CentralAuth:
+    """How requests to central authenticate; `source` names it without revealing it."""
+
+    headers: dict[str, str]
+    source: str
+    hint: str
+    expires_at: datetime | None = None
+
+
+@dataclass
+class State:
+    options: GlobalOptions
+    deps: Deps = field(default_factory=Deps)
+    json: bool = field(init=False)
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    _clients: dict[str, ApiClient] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.json = self.options.json
+
+    @property
+    def out(self) -> Output:
+        return Output(json_mode=self.json)
+
+    @cached_property
+    def config_dir(self) -> Path:
+        return config_dir()
+
+    @cached_property
+    def config(self) -> ConfigFile:
+        return ConfigFile(self.config_dir / "config.toml")
+
+    @cached_property
+    def credentials(self) -> CredentialStore:
+        return CredentialStore(self.config_dir / "credentials.json")
+
+    @cached_property
+    def _file_values(self) -> dict[str, str]:
+        return self.config.load()
+
+    def agent_url(self) -> str:
+        return normalize_url(self.options.agent or self._file_values.get("agent") or DEFAULT_AGENT)
+
+    def central_url(self) -> str:
+        url = self.options.central or self._file_values.get("central")
+        if not url:
+            raise ConfigError(
+                "no central URL is configured",
+                code="config.central_missing",
+                hint="pass --central URL, set INVCTL_CENTRAL, "
+                "or run `invctl config set central URL`",
+            )
+        return normalize_url(url)
+
+    def central_auth(self) -> CentralAuth:
+        return resolve_auth(self.central_url(), self.credentials, self.deps.now())
+
+    def agent(self) -> ApiClient:
+        return self._client(Target("agent", self.agent_url()), {}, None)
+
+    def central(self) -> ApiClient:
+        auth = self.central_auth()
+        target = Target("central", self.central_url(), API_PREFIX)
+        return self._client(target, auth.headers, auth.hint)
+
+    def reader(self) -> ApiClient:
+        """Reads go to the local agent unless central was named on the command line or env."""
+        return self.central() if self.options.central else self.agent()
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+
+    def _client(self, target: Target, headers: dict[str, str], hint: str | None) -> ApiClient:
+        if target.name not in self._clients:
+            self._clients[target.name] = ApiClient(
+                target,
+                timeout=self.options.timeout,
+                headers={"X-Request-ID": self.request_id, **headers},
+                transport=self.deps.transport,
+                auth_hint=hint,
+            )
+        return self._clients[target.name]
+
+
+def resolve_auth(central_url: str, store: CredentialStore, now: datetime) -> CentralAuth:
+    """INVCTL_TOKEN wins, then a saved unexpired login, then a store key in INVCTL_API_KEY."""
+    env_token = os.environ.get("INVCTL_TOKEN")
+    if env_token:
+        hint = "INVCTL_TOKEN is set and was rejected; fix it, or unset it and run `invctl login`"
+        return CentralAuth(_bearer(env_token, "INVCTL_TOKEN"), "INVCTL_TOKEN", hint)
+    saved = store.get(central_url)
+    if saved and not saved.expired(now):
+        hint = f"run `invctl login` to log in to {central_url} again"
+        headers = _bearer(saved.token, "the saved login")
+        return CentralAuth(headers, "saved login", hint, saved.expires_at)
+    api_key = os.environ.get("INVCTL_API_KEY")
+    if api_key:
+        hint = "INVCTL_API_KEY was rejected; check the store's key"
+        headers = {"X-API-Key": _header_safe(api_key, "INVCTL_API_KEY")}
+        return CentralAuth(headers, "INVCTL_API_KEY", hint)
+    if saved:
+        hint = f"the saved login for {central_url} expired; run `invctl login`"
+        return CentralAuth({}, "none", hint)
+    return CentralAuth({}, "none", f"run `invctl login` to log in to {central_url}")
+
+
+def _bearer(token: str, name: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {_header_safe(token, name)}"}
+
+
+def _header_safe(secret: str, name: str) -> str:
+    """The secret, if it can travel in an HTTP header; an error that never echoes it."""
+    if all(33 <= ord(char) <= 126 for char in secret):
+        return secret
+    raise ConfigError(
+        f"{name} contains spaces or characters that cannot be sent in an HTTP header",
+        code="config.credential",
+        hint=f"check the value of {name} (it is not shown here)",
+    )
+
+
+def state_of(ctx: typer.Context, json: bool = False) -> State:
+    """The invocation's state; `json` is the command's own `--json` flag."""
+    state = ctx.find_object(State)
+    if state is None:
+        raise RuntimeError("invctl: the root callback did not run")
+    state.json = state.json or json
+    return state
