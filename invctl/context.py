@@ -51,6 +51,7 @@ class GlobalOptions:
     central: str | None = None
     timeout: float = 10.0
     json: bool = False
+    reads_from_central: bool = False
 
 
 @dataclass(frozen=True)
@@ -120,8 +121,9 @@ class State:
         return self._client(target, auth.headers, auth.hint)
 
     def reader(self) -> ApiClient:
-        """Reads go to the local agent unless central was named on the command line or env."""
-        return self.central() if self.options.central else self.agent()
+        """Reads go to the local agent unless central was named more explicitly than the agent
+        (a flag beats the environment, which beats the config file)."""
+        return self.central() if self.options.reads_from_central else self.agent()
 
     def close(self) -> None:
         for client in self._clients.values():

@@ -118,9 +118,28 @@ def root(
     Example: invctl --central http://central:8000 --json product list
     """
     deps = ctx.obj if isinstance(ctx.obj, Deps) else Deps()
-    state = State(GlobalOptions(agent=agent, central=central, timeout=timeout, json=json), deps)
+    options = GlobalOptions(
+        agent=agent,
+        central=central,
+        timeout=timeout,
+        json=json,
+        reads_from_central=central is not None and _named_more_explicitly(ctx, "central", "agent"),
+    )
+    state = State(options, deps)
     ctx.obj = state
     ctx.call_on_close(state.close)
+
+
+# By name: typer ships its own copy of click, so its ParameterSource is not click's.
+_SOURCE_RANK = {"COMMANDLINE": 2, "ENVIRONMENT": 1}
+
+
+def _named_more_explicitly(ctx: typer.Context, first: str, second: str) -> bool:
+    def rank(name: str) -> int:
+        source = ctx.get_parameter_source(name)
+        return _SOURCE_RANK.get(source.name, 0) if source is not None else 0
+
+    return rank(first) > rank(second)
 
 
 for module in (auth, category, product, stock, store, user, sync, importer, config):

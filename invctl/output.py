@@ -157,15 +157,30 @@ def record_view(
 
 
 def detail_lines(details: Mapping[str, Any]) -> list[str]:
-    """Human lines for an error's details; per-line errors first, capped."""
+    """Human lines for an error's details; per-line errors and short order lines first, capped."""
     lines: list[str] = []
-    errors = details.get("errors")
-    if isinstance(errors, list):
-        lines += [_line_error(item) for item in errors[:MAX_LISTED_ERRORS]]
-        if len(errors) > MAX_LISTED_ERRORS:
-            lines.append(f"... and {len(errors) - MAX_LISTED_ERRORS} more")
-    lines += [f"{key}: {cell(value)}" for key, value in details.items() if key != "errors"]
+    for key, show in (("errors", _line_error), ("lines", _line_detail)):
+        items = details.get(key)
+        if isinstance(items, list):
+            lines += _capped(items, show)
+    listed = ("errors", "lines")
+    lines += [f"{key}: {cell(value)}" for key, value in details.items() if key not in listed]
     return lines
+
+
+def _capped(items: list[Any], show: Callable[[object], str]) -> list[str]:
+    shown = [show(item) for item in items[:MAX_LISTED_ERRORS]]
+    if len(items) > MAX_LISTED_ERRORS:
+        shown.append(f"... and {len(items) - MAX_LISTED_ERRORS} more")
+    return shown
+
+
+def _line_detail(item: object) -> str:
+    """An order line named in an error, e.g. `MILK-1L: requested 3, available 1`."""
+    if not isinstance(item, dict) or "sku" not in item:
+        return cell(item)
+    rest = ", ".join(f"{key} {cell(value)}" for key, value in item.items() if key != "sku")
+    return f"{item['sku']}: {rest}"
 
 
 def _line_error(item: object) -> str:

@@ -1,0 +1,186 @@
+"""Real processes for end-to-end tests: central, store agents and the invctl CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+BIN = Path(sys.executable).parent
+SECRET = "end-to-end-test-secret-0123456789abcdef"
+ADMIN, ADMIN_PASSWORD = "admin", "admin-password-1"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_http(
+    url: str, timeout: float = 60.0, process: subprocess.Popen[Any] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"process exited with {process.returncode} before {url} answered")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url} not ready within {timeout}s")
+
+
+@dataclass
+class Service:
+    name: str
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def log_lines(self) -> list[str]:
+        return self.log.read_text(errors="replace").splitlines() if self.log.exists() else []
+
+
+@dataclass
+class Stack:
+    """One central (SQLite) and any number of agents, each a real process."""
+
+    workdir: Path
+    kafka: str
+    prefix: str
+    env: dict[str, str] = field(default_factory=dict)
+    services: list[Service] = field(default_factory=list)
+    central_url: str = ""
+
+    def spawn(self, name: str, args: list[str], url: str, env: dict[str, str]) -> Service:
+        log = self.workdir / f"{name}.log"
+        handle = log.open("ab")
+        process = subprocess.Popen(
+            args,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env={**self.env, **env},
+            cwd=self.workdir,
+            start_new_session=True,
+        )
+        service = Service(name, process, url, log)
+        self.services.append(service)
+        return service
+
+    def start_central(self) -> Service:
+        db = self.workdir / "central.db"
+        subprocess.run(
+            [str(BIN / "central"), "create-admin", ADMIN, "--password-stdin"],
+            input=ADMIN_PASSWORD.encode(),
+            env={**self.env, "INVCTL_DATABASE_URL": f"sqlite:///{db}"},
+            check=True,
+            capture_output=True,
+        )
+        port = free_port()
+        self.central_url = f"http://127.0.0.1:{port}"
+        central = self.spawn(
+            "central",
+            [str(BIN / "central"), "serve", "--port", str(port)],
+            self.central_url,
+            {"INVCTL_DATABASE_URL": f"sqlite:///{db}"},
+        )
+        wait_http(f"{self.central_url}/readyz", process=central.process)
+        return central
+
+    def start_agent(self, store_id: str, api_key: str, port: int | None = None) -> Service:
+        port = port or free_port()
+        url = f"http://127.0.0.1:{port}"
+        agent = self.spawn(
+            f"agent-{store_id}",
+            [
+                str(BIN / "storeagent"),
+                "run",
+                "--store-id",
+                store_id,
+                "--central",
+                self.central_url,
+                "--kafka",
+                self.kafka,
+                "--db",
+                str(self.workdir / f"replica-{store_id}.db"),
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--topic-prefix",
+                self.prefix,
+            ],
+            url,
+            {"STOREAGENT_API_KEY": api_key},
+        )
+        wait_http(f"{url}/readyz", process=agent.process)
+        return agent
+
+    def invctl(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(BIN / "invctl"), *args],
+            input=input,
+            text=True,
+            capture_output=True,
+            env={**self.env, "INVCTL_CENTRAL": self.central_url},
+            timeout=60,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"invctl {' '.join(args)} exited {result.returncode}: {result.stderr}"
+            )
+        return result
+
+    def invctl_json(self, *args: str) -> Any:
+        return json.loads(self.invctl("--json", *args).stdout)
+
+    def login_admin(self) -> None:
+        self.invctl("login", "--username", ADMIN, "--password-stdin", input=ADMIN_PASSWORD)
+
+    def stop_all(self) -> None:
+        for service in reversed(self.services):
+            service.stop()
+
+
+@contextmanager
+def stack(workdir: Path, kafka: str, prefix: str) -> Iterator[Stack]:
+    env = {
+        **os.environ,
+        "INVCTL_JWT_SECRET": SECRET,
+        "INVCTL_KAFKA": kafka,
+        "INVCTL_TOPIC_PREFIX": prefix,
+        "INVCTL_CONFIG_DIR": str(workdir / "invctl-config"),
+        "XDG_DATA_HOME": str(workdir / "data"),
+    }
+    env.pop("INVCTL_AGENT", None)
+    env.pop("INVCTL_TOKEN", None)
+    running = Stack(workdir, kafka, prefix, env)
+    try:
+        yield running
+    finally:
+        running.stop_all()
