@@ -1,0 +1,165 @@
+"""Composition root and daemon lifecycle.
+
+bootstrap() builds everything from settings; Agent.serve() runs the sync loop in a
+supervised thread and the HTTP API in the main thread. SIGTERM/SIGINT set the stop event:
+uvicorn stops, the loop finishes its batch, and serve() returns 0 within a few seconds.
+If the loop dies with an unexpected error, the HTTP server is stopped too and serve()
+returns 1 so that systemd restarts the agent.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from types import FrameType
+
+import uvicorn
+from fastapi import FastAPI
+
+from storeagent.api import create_app
+from storeagent.clock import Clock, utc_now
+from storeagent.consumer import SyncLoop, topic_names
+from storeagent.errors import ListenUnavailable
+from storeagent.kafka_source import KafkaRecordSource
+from storeagent.logs import EventLog
+from storeagent.progress import SyncProgress
+from storeagent.replica import Replica, open_replica
+from storeagent.settings import AgentSettings
+from storeagent.source import RecordSource
+
+STOP_GRACE_S = 3.0  # after the HTTP server stopped; both began at the signal
+HTTP_GRACE_S = 1
+
+
+@dataclass
+class Agent:
+    settings: AgentSettings
+    writer: Replica
+    reader: Replica
+    loop: SyncLoop
+    progress: SyncProgress
+    stop: threading.Event
+    app: FastAPI
+    log: EventLog
+
+    def serve(self, listener: socket.socket | None = None) -> int:
+        """Run until stopped; the exit code for the process."""
+        listener = listener or bind_listener(self.settings.listen_host, self.settings.listen_port)
+        server = _Server(self.app, self.stop)
+        consumer = ConsumerThread(self.loop, on_exit=server.request_exit, log=self.log)
+        _install_signal_handlers(server.handle_exit)
+        consumer.start()
+        self.log.info("agent.started", port=listener.getsockname()[1], **self.settings.summary())
+        try:
+            server.run(sockets=[listener])
+        finally:
+            self.stop.set()
+            consumer.join(STOP_GRACE_S)
+            self.close()
+        return self._exit_code(consumer)
+
+    def close(self) -> None:
+        self.writer.close()
+        self.reader.close()
+
+    def _exit_code(self, consumer: ConsumerThread) -> int:
+        if consumer.is_alive():
+            self.log.warning("agent.consumer_stop_timeout", grace_s=STOP_GRACE_S)
+        code = 1 if consumer.failed else 0
+        self.log.info("agent.stopped", exit_code=code)
+        return code
+
+
+def bootstrap(
+    settings: AgentSettings,
+    *,
+    connect: Callable[[], RecordSource] | None = None,
+    clock: Clock = utc_now,
+) -> Agent:
+    """Build the agent; `connect` replaces the Kafka connection (tests pass a fake source)."""
+    log = EventLog("storeagent")
+    writer = open_replica(settings.db_path)
+    reader = open_replica(settings.db_path)
+    progress = SyncProgress()
+    stop = threading.Event()
+    connect = connect or partial(
+        KafkaRecordSource.connect,
+        settings.kafka,
+        group_id=settings.group_id,
+        client_id=f"storeagent-{settings.store_id}",
+    )
+    loop = SyncLoop(
+        writer,
+        connect,
+        prefix=settings.topic_prefix,
+        stop=stop,
+        progress=progress,
+        log=EventLog("storeagent.consumer"),
+        clock=clock,
+    )
+    topics = topic_names(settings.topic_prefix)
+    app = create_app(reader, progress, store_id=settings.store_id, topics=topics)
+    return Agent(settings, writer, reader, loop, progress, stop, app, log)
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        raise ListenUnavailable(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}", host=host, port=port
+        ) from None
+
+
+class ConsumerThread(threading.Thread):
+    """Runs the sync loop; records an unexpected failure and tells the server to exit."""
+
+    def __init__(self, loop: SyncLoop, *, on_exit: Callable[[], None], log: EventLog) -> None:
+        super().__init__(name="storeagent-consumer", daemon=True)
+        self._loop, self._on_exit, self._log = loop, on_exit, log
+        self.failed = False
+
+    def run(self) -> None:
+        try:
+            self._loop.run()
+        except Exception:
+            self.failed = True
+            self._log.error("consumer.crashed", exc=True)
+        finally:
+            self._on_exit()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, with its signal handling also setting the agent's stop event."""
+
+    def __init__(self, app: FastAPI, stop: threading.Event) -> None:
+        config = uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            server_header=False,
+            timeout_graceful_shutdown=HTTP_GRACE_S,
+        )
+        super().__init__(config)
+        self._stop = stop
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._stop.set()
+        super().handle_exit(sig, frame)
+
+    def request_exit(self) -> None:
+        self.should_exit = True
+
+
+def _install_signal_handlers(handler: Callable[[int, FrameType | None], None]) -> None:
+    """uvicorn restores these after its own run and re-raises the signal it caught, so they
+    must be ours (a default SIGTERM handler would kill the process before cleanup)."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, handler)

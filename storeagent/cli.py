@@ -1,0 +1,96 @@
+"""`storeagent` command line: parse flags, build the agent, run it, map errors to exit codes.
+
+Exit codes: 0 stopped by SIGTERM/SIGINT, 1 runtime failure (systemd restarts the agent),
+2 invalid configuration. Errors are one JSON log line on stderr with a stable `code`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from storeagent.app import bootstrap
+from storeagent.errors import AgentError, ConfigError
+from storeagent.logs import EventLog, configure_logging
+from storeagent.settings import load_settings
+
+app = typer.Typer(
+    help="invctl store agent: keeps this store's SQLite replica in sync with Kafka and "
+    "serves the store terminal on loopback.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """invctl store agent."""
+
+
+@app.command()
+def run(
+    store_id: Annotated[
+        str | None, typer.Option(help="This store's id (a-z, 0-9, '-'). Env: STOREAGENT_STORE_ID.")
+    ] = None,
+    central: Annotated[
+        str | None, typer.Option(help="Central API base URL. Env: STOREAGENT_CENTRAL.")
+    ] = None,
+    kafka: Annotated[
+        str | None,
+        typer.Option(
+            help="Kafka bootstrap servers HOST:PORT[,...]. Env: STOREAGENT_KAFKA, INVCTL_KAFKA."
+        ),
+    ] = None,
+    db: Annotated[
+        Path | None,
+        typer.Option(help="Replica SQLite file. Default: the user data dir, storeagent-ID.db."),
+    ] = None,
+    listen: Annotated[
+        str | None, typer.Option(help="HOST:PORT of the store API. Default: 127.0.0.1:8787.")
+    ] = None,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option(help="File holding the store's API key (mode 600). Env: STOREAGENT_API_KEY."),
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML file with defaults.")] = None,
+    topic_prefix: Annotated[
+        str | None, typer.Option(help="Kafka topic prefix. Env: INVCTL_TOPIC_PREFIX.")
+    ] = None,
+    allow_remote: Annotated[
+        bool, typer.Option("--allow-remote", help="Allow a non-loopback listen address.")
+    ] = False,
+) -> None:
+    """Run the agent until SIGTERM.
+
+    Example: storeagent run --store-id s1 --central http://central:8000 --kafka 10.0.0.5:9092
+    """
+    configure_logging()
+    log = EventLog("storeagent")
+    flags = {
+        "store_id": store_id,
+        "central": central,
+        "kafka": kafka,
+        "db": db,
+        "listen": listen,
+        "api_key_file": api_key_file,
+        "topic_prefix": topic_prefix,
+        "allow_remote": True if allow_remote else None,
+    }
+    try:
+        agent = bootstrap(load_settings(flags, os.environ, config))
+        code = agent.serve()
+    except ConfigError as exc:
+        log.error("agent.config_invalid", code=exc.code, message=exc.message, **exc.details)
+        raise typer.Exit(2) from None
+    except AgentError as exc:
+        log.error("agent.failed", code=exc.code, message=exc.message, **exc.details)
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,116 @@
+"""Replica tables. The classes here are unbound; bind_models() makes a set bound to one database.
+
+Binding per database (instead of a module-level database or proxy) lets the sync loop and the
+HTTP API hold separate connections, and lets tests open several replicas in one process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeVar
+
+import peewee
+
+
+class _Table(peewee.Model):
+    class Meta:
+        legacy_table_names = False
+
+
+class Category(_Table):
+    id = peewee.IntegerField(primary_key=True)
+    name = peewee.TextField()
+    version = peewee.BigIntegerField()
+
+    class Meta:
+        table_name = "categories"
+
+
+class Product(_Table):
+    sku = peewee.TextField(primary_key=True)
+    name = peewee.TextField()
+    price = peewee.TextField()
+    category_id = peewee.IntegerField()
+    description = peewee.TextField()
+    active = peewee.BooleanField()
+    version = peewee.BigIntegerField()
+
+    class Meta:
+        table_name = "products"
+
+
+class Stock(_Table):
+    sku = peewee.TextField(primary_key=True)
+    quantity = peewee.BigIntegerField()
+    stock_version = peewee.BigIntegerField()
+    updated_at = peewee.TextField()
+
+    class Meta:
+        table_name = "stock"
+
+
+class Offset(_Table):
+    topic = peewee.TextField()
+    partition = peewee.IntegerField()
+    next_offset = peewee.BigIntegerField()
+
+    class Meta:
+        table_name = "offsets"
+        primary_key = peewee.CompositeKey("topic", "partition")
+
+
+class DeadLetter(_Table):
+    id = peewee.AutoField()
+    topic = peewee.TextField()
+    partition = peewee.IntegerField()
+    offset = peewee.BigIntegerField()
+    key = peewee.BlobField(null=True)
+    value = peewee.BlobField(column_name="raw", null=True)
+    reason = peewee.TextField()
+    detail = peewee.TextField()
+    created_at = peewee.TextField()
+
+    class Meta:
+        table_name = "dead_letters"
+        indexes = ((("topic", "partition", "offset"), True),)
+
+
+class MetaEntry(_Table):
+    key = peewee.TextField(primary_key=True)
+    value = peewee.TextField()
+
+    class Meta:
+        table_name = "meta"
+
+
+@dataclass(frozen=True)
+class ReplicaModels:
+    category: type[Category]
+    product: type[Product]
+    stock: type[Stock]
+    offset: type[Offset]
+    dead_letter: type[DeadLetter]
+    meta: type[MetaEntry]
+
+    def all(self) -> list[type[peewee.Model]]:
+        return [self.category, self.product, self.stock, self.offset, self.dead_letter, self.meta]
+
+
+_M = TypeVar("_M", bound=peewee.Model)
+
+
+def bind_models(db: peewee.Database) -> ReplicaModels:
+    return ReplicaModels(
+        category=_bound(Category, db),
+        product=_bound(Product, db),
+        stock=_bound(Stock, db),
+        offset=_bound(Offset, db),
+        dead_letter=_bound(DeadLetter, db),
+        meta=_bound(MetaEntry, db),
+    )
+
+
+def _bound(model: type[_M], db: peewee.Database) -> type[_M]:
+    options = {"database": db, "table_name": model._meta.table_name}
+    meta = type("Meta", (), options)
+    return type(model.__name__, (model,), {"Meta": meta, "__module__": __name__})

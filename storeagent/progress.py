@@ -1,0 +1,63 @@
+"""Live sync state shared by the loop (writer) and the HTTP API (reader); thread-safe."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+
+from storeagent.source import TopicPartition
+
+
+class SyncProgress:
+    """End offsets seen on the broker and whether the loop is alive and making progress.
+
+    The replica holds what was applied; this holds what only the running loop knows.
+    """
+
+    def __init__(self, stall_after: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._stall_after = stall_after
+        self._ends: dict[TopicPartition, int] = {}
+        self._last_beat: float | None = None
+        self._running = False
+        self._totals: Counter[str] = Counter()
+
+    def started(self) -> None:
+        with self._lock:
+            self._running, self._last_beat = True, None
+
+    def stopped(self) -> None:
+        with self._lock:
+            self._running = False
+
+    def beat(self) -> None:
+        """A poll-and-apply round completed."""
+        with self._lock:
+            self._last_beat = self._clock()
+
+    def count(self, applied: int, stale: int, dead_lettered: int) -> None:
+        """Records handled since this process started, by outcome."""
+        with self._lock:
+            self._totals.update(applied=applied, stale=stale, dead_lettered=dead_lettered)
+
+    def totals(self) -> dict[str, int]:
+        with self._lock:
+            return {key: self._totals[key] for key in ("applied", "stale", "dead_lettered")}
+
+    def set_end_offsets(self, ends: Mapping[TopicPartition, int]) -> None:
+        with self._lock:
+            self._ends.update(ends)
+
+    def end_offsets(self) -> dict[TopicPartition, int]:
+        with self._lock:
+            return dict(self._ends)
+
+    def is_consuming(self) -> bool:
+        """Running, and a poll-and-apply round completed within `stall_after` seconds."""
+        with self._lock:
+            if not self._running or self._last_beat is None:
+                return False
+            return self._clock() - self._last_beat < self._stall_after

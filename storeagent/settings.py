@@ -1,0 +1,218 @@
+"""Agent settings: CLI flags, then environment, then a TOML file (--config), then defaults.
+
+Environment names: STOREAGENT_STORE_ID, STOREAGENT_CENTRAL, STOREAGENT_KAFKA (falling back
+to INVCTL_KAFKA), STOREAGENT_DB, STOREAGENT_LISTEN, STOREAGENT_API_KEY (the key itself),
+STOREAGENT_TOPIC_PREFIX (falling back to INVCTL_TOPIC_PREFIX). TOML keys: store_id, central,
+kafka, db, listen, api_key_file, topic_prefix, allow_remote. The API key is never logged.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import stat
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import platformdirs
+
+from storeagent.errors import (
+    ConfigError,
+    ConfigFileError,
+    ConfigMissing,
+    KeyFileInsecure,
+    ListenRefused,
+)
+
+STORE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+DEFAULT_KAFKA = "127.0.0.1:9092"
+DEFAULT_LISTEN = "127.0.0.1:8787"
+
+ENV_NAMES: dict[str, tuple[str, ...]] = {
+    "store_id": ("STOREAGENT_STORE_ID",),
+    "central": ("STOREAGENT_CENTRAL",),
+    "kafka": ("STOREAGENT_KAFKA", "INVCTL_KAFKA"),
+    "db": ("STOREAGENT_DB",),
+    "listen": ("STOREAGENT_LISTEN",),
+    "topic_prefix": ("STOREAGENT_TOPIC_PREFIX", "INVCTL_TOPIC_PREFIX"),
+}
+TOML_KEYS = frozenset(ENV_NAMES) | {"api_key_file", "allow_remote"}
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    store_id: str
+    central_url: str | None = None
+    kafka: str = DEFAULT_KAFKA
+    db_path: Path = Path("storeagent.db")
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8787
+    topic_prefix: str = ""
+    allow_remote: bool = False
+    api_key: str | None = field(default=None, repr=False)
+
+    @property
+    def group_id(self) -> str:
+        return f"storeagent.{self.store_id}"
+
+    def summary(self) -> dict[str, object]:
+        """Loggable view: everything but the API key, which is only reported as present."""
+        return {
+            "store_id": self.store_id,
+            "central": self.central_url,
+            "kafka": self.kafka,
+            "db": str(self.db_path),
+            "listen": f"{self.listen_host}:{self.listen_port}",
+            "topic_prefix": self.topic_prefix,
+            "api_key": "set" if self.api_key else "unset",
+        }
+
+
+def load_settings(
+    flags: Mapping[str, Any], env: Mapping[str, str], config: Path | None = None
+) -> AgentSettings:
+    """`flags` holds CLI values by name (None = not given): store_id, central, kafka, db,
+    listen, topic_prefix, api_key_file, allow_remote."""
+    toml = read_config(config) if config is not None else {}
+
+    def pick(name: str, default: Any = None) -> Any:
+        if flags.get(name) is not None:
+            return flags[name]
+        for var in ENV_NAMES.get(name, ()):
+            if env.get(var):
+                return env[var]
+        return toml.get(name, default)
+
+    store_id = _store_id(pick("store_id"))
+    host, port = parse_listen(pick("listen", DEFAULT_LISTEN))
+    allow_remote = bool(pick("allow_remote", False))
+    _check_loopback(host, allow_remote)
+    return AgentSettings(
+        store_id=store_id,
+        central_url=_central(pick("central")),
+        kafka=_kafka(pick("kafka", DEFAULT_KAFKA)),
+        db_path=Path(pick("db") or default_db_path(store_id)).expanduser(),
+        listen_host=host,
+        listen_port=port,
+        topic_prefix=_topic_prefix(pick("topic_prefix", "")),
+        allow_remote=allow_remote,
+        api_key=_api_key(flags.get("api_key_file"), env, toml.get("api_key_file")),
+    )
+
+
+def default_db_path(store_id: str) -> Path:
+    return Path(platformdirs.user_data_dir("invctl")) / f"storeagent-{store_id}.db"
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigFileError(f"cannot read config file {path}: {exc}", path=str(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigFileError(
+            f"config file {path} is not valid TOML: {exc}", path=str(path)
+        ) from None
+    unknown = sorted(set(data) - TOML_KEYS)
+    if unknown:
+        raise ConfigFileError(
+            f"config file {path} has unknown keys: {', '.join(unknown)}", path=str(path)
+        )
+    for key, value in data.items():
+        expected = bool if key == "allow_remote" else str
+        if not isinstance(value, expected):
+            raise ConfigFileError(
+                f"config file {path}: {key} must be a {expected.__name__}", path=str(path)
+            )
+    return data
+
+
+def parse_listen(raw: object) -> tuple[str, int]:
+    match = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d{1,5})|([^:\[\]]+):(\d{1,5})", str(raw))
+    port = int(match.group(2) or match.group(4)) if match else -1
+    if match is None or not 0 <= port <= 65535:
+        raise ConfigError(f"listen address {raw!r} must be HOST:PORT", field="listen")
+    return match.group(1) or match.group(3), port
+
+
+def _check_loopback(host: str, allow_remote: bool) -> None:
+    if allow_remote or host == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ListenRefused(
+            f"refusing to listen on {host}: the store API is loopback-only unless "
+            "--allow-remote is given",
+            host=host,
+        )
+
+
+def _store_id(raw: object) -> str:
+    if raw is None or raw == "":
+        raise ConfigMissing("the store id is required: --store-id or STOREAGENT_STORE_ID")
+    if not isinstance(raw, str) or not STORE_ID_PATTERN.fullmatch(raw):
+        raise ConfigError(
+            f"store id {raw!r} must be 1-64 of a-z, 0-9 and '-', starting with a letter or digit",
+            field="store_id",
+        )
+    return raw
+
+
+def _central(raw: object) -> str | None:
+    if raw is None or raw == "":
+        return None
+    parts = urlsplit(str(raw))
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"central URL {raw!r} must be http(s)://HOST[:PORT]", field="central")
+    return str(raw).rstrip("/")
+
+
+def _kafka(raw: object) -> str:
+    servers = [s.strip() for s in str(raw).split(",")]
+    if not all(re.fullmatch(r"[^\s:,]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5}", s) for s in servers):
+        raise ConfigError(
+            f"Kafka bootstrap servers {raw!r} must be HOST:PORT[,HOST:PORT...]", field="kafka"
+        )
+    return ",".join(servers)
+
+
+def _topic_prefix(raw: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9._-]{0,200}", raw):
+        raise ConfigError(
+            f"topic prefix {raw!r} may only hold A-Z, a-z, 0-9, '.', '_' and '-'",
+            field="topic_prefix",
+        )
+    return raw
+
+
+def _api_key(flag_file: object, env: Mapping[str, str], toml_file: object) -> str | None:
+    if flag_file is not None:
+        return read_key_file(Path(str(flag_file)))
+    if env.get("STOREAGENT_API_KEY"):
+        return env["STOREAGENT_API_KEY"].strip()
+    if toml_file is not None:
+        return read_key_file(Path(str(toml_file)).expanduser())
+    return None
+
+
+def read_key_file(path: Path) -> str:
+    try:
+        mode = path.stat().st_mode
+        key = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read API key file {path}: {exc}", field="api_key_file") from None
+    if mode & stat.S_IRWXO:
+        raise KeyFileInsecure(
+            f"API key file {path} is accessible to other users; run: chmod 600 {path}",
+            path=str(path),
+        )
+    if not key:
+        raise ConfigError(f"API key file {path} is empty", field="api_key_file")
+    return key

@@ -1,0 +1,59 @@
+"""The port the sync loop reads Kafka through; see kafka_source (real) and testing (fake)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+
+class TopicPartition(NamedTuple):
+    topic: str
+    partition: int
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One consumed record, as raw bytes: parsing is the events module's job."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+    @property
+    def tp(self) -> TopicPartition:
+        return TopicPartition(self.topic, self.partition)
+
+
+class RecordSource(Protocol):
+    def partitions_for(self, topic: str) -> set[int]:
+        """Partition ids of `topic`; empty when the topic does not exist."""
+        ...
+
+    def assign(self, partitions: Sequence[TopicPartition]) -> None: ...
+
+    def seek(self, partition: TopicPartition, offset: int | None) -> None:
+        """Fetch `partition` from `offset` next; None means from the beginning."""
+        ...
+
+    def position(self, partition: TopicPartition) -> int | None:
+        """The next offset poll() will return for `partition`; None if not known yet."""
+        ...
+
+    def end_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]: ...
+
+    def highwater(self, partition: TopicPartition) -> int | None:
+        """The end offset seen by the last fetch, if any (cheap, no request)."""
+        ...
+
+    def poll(self, timeout_ms: int, max_records: int) -> list[Record]:
+        """Records in offset order per partition; returns early when records arrive."""
+        ...
+
+    def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Commit next offsets to the consumer group (visibility only; SQLite is authoritative)."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,171 @@
+"""In-package fakes and factories for tests: a RecordSource without Kafka, a fixed clock,
+and envelope builders that produce exactly the wire format of docs/wire.md."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+import zlib
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from storeagent.errors import SourceUnavailable
+from storeagent.events import TOPIC_CATEGORY, TOPIC_INVENTORY, TOPIC_PRODUCT
+from storeagent.source import Record, TopicPartition
+
+WIRE_PARTITIONS = {TOPIC_CATEGORY: 1, TOPIC_PRODUCT: 3, TOPIC_INVENTORY: 6}
+
+
+class FixedClock:
+    def __init__(self, now: datetime | None = None) -> None:
+        self.now = now or datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class FakeRecordSource:
+    """An in-memory broker with the RecordSource interface: produce() appends to a
+    partition's log, poll() hands out batches from the assigned positions."""
+
+    def __init__(self, topics: Mapping[str, int] | None = None) -> None:
+        self._logs: dict[TopicPartition, list[Record]] = {}
+        self._positions: dict[TopicPartition, int] = {}
+        self._changed = threading.Condition()
+        self.committed: dict[TopicPartition, int] = {}
+        self.failing_polls = 0
+        self.closed = False
+        for topic, partitions in (topics or {}).items():
+            self.create_topic(topic, partitions)
+
+    @classmethod
+    def with_wire_topics(cls, prefix: str = "") -> FakeRecordSource:
+        return cls({prefix + topic: n for topic, n in WIRE_PARTITIONS.items()})
+
+    def create_topic(self, topic: str, partitions: int) -> None:
+        with self._changed:
+            for p in range(partitions):
+                self._logs.setdefault(TopicPartition(topic, p), [])
+
+    def produce(self, topic: str, key: str | bytes | None, value: bytes | None) -> Record:
+        raw_key = key.encode() if isinstance(key, str) else key
+        with self._changed:
+            count = len(self.partitions_for(topic))
+            if not count:
+                raise ValueError(f"no topic {topic!r}; create_topic() it first")
+            tp = TopicPartition(topic, zlib.crc32(raw_key or b"") % count)
+            log = self._logs[tp]
+            record = Record(topic, tp.partition, len(log), raw_key, value)
+            log.append(record)
+            self._changed.notify_all()
+        return record
+
+    def partitions_for(self, topic: str) -> set[int]:
+        with self._changed:
+            return {tp.partition for tp in self._logs if tp.topic == topic}
+
+    def assign(self, partitions: Sequence[TopicPartition]) -> None:
+        self._positions = {tp: 0 for tp in partitions}
+
+    def seek(self, partition: TopicPartition, offset: int | None) -> None:
+        self._positions[partition] = offset or 0
+
+    def position(self, partition: TopicPartition) -> int | None:
+        return self._positions.get(partition)
+
+    def end_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        with self._changed:
+            return {tp: len(self._logs[tp]) for tp in partitions}
+
+    def highwater(self, partition: TopicPartition) -> int | None:
+        with self._changed:
+            return len(self._logs[partition])
+
+    def poll(self, timeout_ms: int, max_records: int) -> list[Record]:
+        if self.failing_polls:
+            self.failing_polls -= 1
+            raise SourceUnavailable("injected poll failure")
+        with self._changed:
+            if not self._pending():
+                self._changed.wait(timeout_ms / 1000)
+            return self._take(max_records)
+
+    def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        self.committed.update(offsets)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def _pending(self) -> bool:
+        return any(pos < len(self._logs[tp]) for tp, pos in self._positions.items())
+
+    def _take(self, max_records: int) -> list[Record]:
+        batch: list[Record] = []
+        for tp, pos in self._positions.items():
+            taken = self._logs[tp][pos : pos + max_records - len(batch)]
+            batch += taken
+            self._positions[tp] = pos + len(taken)
+        return batch
+
+
+def envelope(kind: str, data: Mapping[str, Any], /, **overrides: Any) -> bytes:
+    """A wire envelope as bytes; overrides replace (or, with None, drop) envelope fields."""
+    value: dict[str, Any] = {
+        "event_id": str(uuid.uuid4()),
+        "type": kind,
+        "schema": 1,
+        "occurred_at": "2026-11-29T10:00:00.123456+00:00",
+        "data": dict(data),
+    }
+    value.update(overrides)
+    return json.dumps({k: v for k, v in value.items() if v is not None}).encode()
+
+
+def category_data(**overrides: Any) -> dict[str, Any]:
+    return {"id": 3, "name": "Dairy", "version": 1} | overrides
+
+
+def product_data(**overrides: Any) -> dict[str, Any]:
+    data = {
+        "sku": "MILK-1L",
+        "name": "Milk 1 L",
+        "price": "1.25",
+        "category_id": 3,
+        "description": "",
+        "active": True,
+        "version": 1,
+    }
+    return data | overrides
+
+
+def stock_data(**overrides: Any) -> dict[str, Any]:
+    data = {
+        "sku": "MILK-1L",
+        "quantity": 40,
+        "delta": -2,
+        "reason": "order",
+        "order_id": None,
+        "stock_version": 7,
+    }
+    return data | overrides
+
+
+def category_event(**data: Any) -> tuple[str, bytes, bytes]:
+    """(unprefixed topic, key, value) of a category.updated record."""
+    payload = category_data(**data)
+    return TOPIC_CATEGORY, str(payload["id"]).encode(), envelope("category.updated", payload)
+
+
+def product_event(**data: Any) -> tuple[str, bytes, bytes]:
+    payload = product_data(**data)
+    return TOPIC_PRODUCT, payload["sku"].encode(), envelope("product.updated", payload)
+
+
+def stock_event(**data: Any) -> tuple[str, bytes, bytes]:
+    payload = stock_data(**data)
+    return TOPIC_INVENTORY, payload["sku"].encode(), envelope("stock.changed", payload)

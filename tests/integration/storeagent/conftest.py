@@ -1,0 +1,169 @@
+"""Real-broker fixtures for the store agent: prefixed wire topics, a producer, a loop runner."""
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from kafka import KafkaAdminClient, KafkaProducer
+
+from storeagent.consumer import LoopTuning, SyncLoop, topic_names
+from storeagent.kafka_source import KafkaRecordSource
+from storeagent.progress import SyncProgress
+from storeagent.replica import Replica, open_replica
+from storeagent.source import TopicPartition
+from storeagent.testing import WIRE_PARTITIONS
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.005)
+
+
+def create_wire_topics(bootstrap: str, prefix: str) -> None:
+    with KafkaAdminClient(bootstrap_servers=bootstrap) as admin:
+        admin.create_topics(
+            {
+                prefix + topic: {
+                    "num_partitions": partitions,
+                    "replication_factor": 1,
+                    "configs": {"cleanup.policy": "compact"},
+                }
+                for topic, partitions in WIRE_PARTITIONS.items()
+            },
+            wait_for_metadata=True,
+        )
+
+
+@pytest.fixture
+def admin(kafka_bootstrap: str) -> Iterator[KafkaAdminClient]:
+    with KafkaAdminClient(bootstrap_servers=kafka_bootstrap) as client:
+        yield client
+
+
+@pytest.fixture
+def make_wire_topics(kafka_bootstrap: str, topic_prefix: str) -> Iterator[Callable[[], None]]:
+    """`make_wire_topics()` creates this test's prefixed topics (1/3/6 partitions, compacted)."""
+    created: list[bool] = []
+
+    def create() -> None:
+        create_wire_topics(kafka_bootstrap, topic_prefix)
+        created.append(True)
+
+    yield create
+    if created:
+        with KafkaAdminClient(bootstrap_servers=kafka_bootstrap) as admin:
+            admin.delete_topics(list(topic_names(topic_prefix)))
+
+
+@pytest.fixture
+def wire_topics(make_wire_topics: Callable[[], None], topic_prefix: str) -> str:
+    make_wire_topics()
+    return topic_prefix
+
+
+class Publisher:
+    def __init__(self, bootstrap: str, prefix: str) -> None:
+        self._producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+        self._prefix = prefix
+        self.ends: dict[TopicPartition, int] = {}
+
+    def send(self, *events: tuple[str, bytes, bytes | None]) -> None:
+        """Send (unprefixed topic, key, value) records in order and wait until all are stored;
+        `ends` then holds the next offset of every partition written to."""
+        futures = [
+            self._producer.send(self._prefix + topic, key=key, value=value)
+            for topic, key, value in events
+        ]
+        self._producer.flush()
+        for future in futures:
+            meta = future.get(timeout=10)
+            tp = TopicPartition(meta.topic, meta.partition)
+            self.ends[tp] = max(self.ends.get(tp, 0), meta.offset + 1)
+
+    def close(self) -> None:
+        self._producer.close()
+
+
+@pytest.fixture
+def publish(kafka_bootstrap: str, topic_prefix: str) -> Iterator[Publisher]:
+    """Sends to this test's topics; they must exist (the wire_topics fixture) before sending."""
+    publisher = Publisher(kafka_bootstrap, topic_prefix)
+    yield publisher
+    publisher.close()
+
+
+class LoopRunner:
+    """Runs the real sync loop (real Kafka consumer) in a thread against a replica file."""
+
+    def __init__(self, bootstrap: str, prefix: str, db_path: Path, store_id: str) -> None:
+        self.bootstrap, self.prefix, self.db_path = bootstrap, prefix, db_path
+        self.group_id = f"storeagent.{store_id}"
+        self.replica: Replica | None = None
+        self.loop: SyncLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Replica:
+        self.replica = open_replica(self.db_path)
+        self.loop = SyncLoop(
+            self.replica,
+            lambda: KafkaRecordSource.connect(
+                self.bootstrap, group_id=self.group_id, client_id="agent-test"
+            ),
+            prefix=self.prefix,
+            stop=threading.Event(),
+            progress=SyncProgress(),
+            tuning=LoopTuning(poll_timeout_ms=200, backoff_initial_s=0.05, backoff_max_s=0.5),
+        )
+        self._thread = threading.Thread(target=self.loop.run, daemon=True)
+        self._thread.start()
+        return self.replica
+
+    @property
+    def progress(self) -> SyncProgress:
+        assert self.loop is not None
+        return self.loop.progress
+
+    def wait_applied(self, ends: dict[TopicPartition, int], timeout: float = 20.0) -> None:
+        """Bootstrapped, and the stored offsets reached `ends` (e.g. Publisher.ends)."""
+        assert self.replica is not None
+        replica = self.replica
+
+        def caught_up() -> bool:
+            stored = replica.stored_offsets()
+            reached = all(stored.get(tp, 0) >= end for tp, end in ends.items())
+            return reached and replica.is_bootstrapped()
+
+        wait_until(caught_up, timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self) -> None:
+        assert self.loop is not None and self._thread is not None and self.replica is not None
+        self.loop.stop.set()
+        self._thread.join(5)
+        assert not self._thread.is_alive()
+        self.replica.close()
+
+
+@pytest.fixture
+def agent_loop(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, unique_id: str
+) -> Iterator[Callable[[], LoopRunner]]:
+    """`agent_loop()` makes a LoopRunner on this test's topics and replica file."""
+    runners: list[LoopRunner] = []
+
+    def make() -> LoopRunner:
+        runner = LoopRunner(kafka_bootstrap, topic_prefix, tmp_path / "replica.db", unique_id)
+        runners.append(runner)
+        return runner
+
+    yield make
+    for runner in runners:
+        if runner.running:
+            runner.stop()

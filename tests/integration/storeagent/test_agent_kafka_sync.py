@@ -1,0 +1,164 @@
+"""The real sync loop against the real broker: final state, restarts, replays, poison, groups."""
+
+import statistics
+import time
+from pathlib import Path
+
+import pytest
+from kafka import KafkaAdminClient
+
+from storeagent.replica import Replica, open_replica
+from storeagent.source import TopicPartition
+from storeagent.testing import category_event, envelope, product_event, stock_data, stock_event
+
+pytestmark = pytest.mark.usefixtures("wire_topics")
+
+SKUS = [f"SKU-{n}" for n in range(12)]
+
+
+def history() -> list[tuple[str, bytes, bytes]]:
+    """Several versions per entity, with a duplicate and a stale replay mixed in."""
+    events = [category_event(id=1, name="Dairy", version=1), category_event(id=2, version=1)]
+    events.append(category_event(id=1, name="Dairy & eggs", version=2))
+    for n, sku in enumerate(SKUS):
+        events.append(product_event(sku=sku, name=f"Item {n}", price=f"{n}.50", version=1))
+        for version in range(1, 4):
+            events.append(stock_event(sku=sku, quantity=10 * n + version, stock_version=version))
+        events.append(stock_event(sku=sku, quantity=999, stock_version=2))
+        events.append(stock_event(sku=sku, quantity=10 * n + 3, stock_version=3))
+    events.append(product_event(sku="SKU-0", name="Renamed", price="7.00", version=2))
+    return events
+
+
+def expected_state() -> dict[str, object]:
+    return {
+        "categories": {1: ("Dairy & eggs", 2), 2: ("Dairy", 1)},
+        "products": {
+            sku: ("Renamed", "7.00", 2) if sku == "SKU-0" else (f"Item {n}", f"{n}.50", 1)
+            for n, sku in enumerate(SKUS)
+        },
+        "stock": {sku: (10 * n + 3, 3) for n, sku in enumerate(SKUS)},
+    }
+
+
+def state(replica: Replica) -> dict[str, object]:
+    m = replica.m
+    return {
+        "categories": {c.id: (c.name, c.version) for c in m.category.select()},
+        "products": {p.sku: (p.name, p.price, p.version) for p in m.product.select()},
+        "stock": {s.sku: (s.quantity, s.stock_version) for s in m.stock.select()},
+    }
+
+
+def forget_offsets(db_path: Path) -> None:
+    replica = open_replica(db_path)
+    replica.m.offset.delete().execute()
+    replica.close()
+
+
+def test_replica_ends_equal_to_the_produced_final_state(publish, agent_loop):
+    publish.send(*history())
+    runner = agent_loop()
+
+    replica = runner.start()
+    runner.wait_applied(publish.ends)
+
+    assert state(replica) == expected_state()
+    assert runner.progress.totals()["dead_lettered"] == 0
+    runner.stop()
+
+
+def test_restart_resumes_from_stored_offsets_and_reapplies_nothing(publish, agent_loop):
+    publish.send(*history())
+    first = agent_loop()
+    replica = first.start()
+    first.wait_applied(publish.ends)
+    applied = replica.get_meta("events_applied")
+    first.stop()
+
+    second = agent_loop()
+    replica = second.start()
+    publish.send(stock_event(sku="SKU-1", quantity=5, stock_version=4))
+    second.wait_applied(publish.ends)
+
+    assert second.progress.totals() == {"applied": 1, "stale": 0, "dead_lettered": 0}
+    assert int(replica.get_meta("events_applied")) == int(applied) + 1
+    second.stop()
+
+
+def test_replay_from_offset_zero_into_an_up_to_date_replica_changes_nothing(publish, agent_loop):
+    events = history()
+    publish.send(*events)
+    first = agent_loop()
+    replica = first.start()
+    first.wait_applied(publish.ends)
+    before = (state(replica), replica.get_meta("events_applied"), replica.get_meta("last_event_at"))
+    first.stop()
+    forget_offsets(first.db_path)
+
+    replay = agent_loop()
+    replica = replay.start()
+    replay.wait_applied(publish.ends)
+
+    after = (state(replica), replica.get_meta("events_applied"), replica.get_meta("last_event_at"))
+    assert after == before
+    assert replay.progress.totals() == {"applied": 0, "stale": len(events), "dead_lettered": 0}
+    replay.stop()
+
+
+def test_poison_record_is_dead_lettered_and_later_good_records_are_applied(publish, agent_loop):
+    runner = agent_loop()
+    replica = runner.start()
+    publish.send(
+        stock_event(sku="MILK-1L", quantity=10, stock_version=1),
+        ("inventory-updated", b"MILK-1L", b"\x00not json"),
+        ("inventory-updated", b"MILK-1L", envelope("stock.changed", stock_data(quantity=-3))),
+        stock_event(sku="MILK-1L", quantity=8, stock_version=2),
+    )
+
+    runner.wait_applied(publish.ends)
+
+    letters = [(d.offset, d.reason, d.value) for d in replica.m.dead_letter.select()]
+    assert [(offset, reason) for offset, reason, _ in letters] == [
+        (1, "json.invalid"),
+        (2, "field.invalid"),
+    ]
+    assert letters[0][2] == b"\x00not json"
+    assert replica.m.stock.get_by_id("MILK-1L").quantity == 8
+    runner.stop()
+
+
+def test_group_shows_the_offsets_stored_in_the_replica(
+    publish, agent_loop, admin: KafkaAdminClient
+):
+    publish.send(*history())
+    runner = agent_loop()
+    replica = runner.start()
+    runner.wait_applied(publish.ends)
+    runner.stop()
+
+    committed = admin.list_group_offsets(runner.group_id)[runner.group_id]
+
+    assert {TopicPartition(tp.topic, tp.partition): om.offset for tp, om in committed.items()} == (
+        replica.stored_offsets()
+    )
+    assert replica.stored_offsets() == publish.ends
+
+
+def test_a_new_event_reaches_the_replica_within_milliseconds(publish, agent_loop):
+    runner = agent_loop()
+    replica = runner.start()
+    runner.wait_applied({})
+    latencies = []
+
+    for version in range(1, 21):
+        sent = time.perf_counter()
+        publish.send(stock_event(sku="FAST-1", quantity=version, stock_version=version))
+        while replica.m.stock.get_or_none(replica.m.stock.stock_version == version) is None:
+            time.sleep(0.001)
+        latencies.append(time.perf_counter() - sent)
+
+    median_ms = statistics.median(latencies) * 1000
+    print(f"sync latency: median {median_ms:.1f} ms, max {max(latencies) * 1000:.1f} ms")
+    assert median_ms < 250
+    runner.stop()

@@ -1,0 +1,200 @@
+import pytest
+from fastapi.testclient import TestClient
+
+from storeagent.api import create_app
+from storeagent.apply import apply_batch
+from storeagent.consumer import topic_names
+from storeagent.progress import SyncProgress
+from storeagent.replica import META_BOOTSTRAPPED, Replica
+from storeagent.source import Record, TopicPartition
+from storeagent.testing import FixedClock, product_event, stock_event
+
+
+def load(replica: Replica, *events: tuple[str, bytes, bytes]) -> None:
+    records = [
+        Record(topic, 0, offset, key, value) for offset, (topic, key, value) in enumerate(events)
+    ]
+    apply_batch(replica, records, prefix="", now=FixedClock()())
+
+
+def mark_bootstrapped(replica: Replica) -> None:
+    with replica.transaction():
+        replica.set_meta({META_BOOTSTRAPPED: "1"})
+
+
+@pytest.fixture
+def progress() -> SyncProgress:
+    return SyncProgress()
+
+
+@pytest.fixture
+def client(replica, progress) -> TestClient:
+    app = create_app(replica, progress, store_id="s1", topics=topic_names(""))
+    return TestClient(app, raise_server_exceptions=False)
+
+
+@pytest.fixture
+def ready(replica, progress) -> None:
+    mark_bootstrapped(replica)
+    progress.started()
+    progress.beat()
+
+
+def test_stock_of_a_replicated_sku_comes_from_the_replica(client, replica, ready):
+    load(replica, product_event(sku="MILK-1L", name="Milk 1 L"), stock_event(sku="MILK-1L"))
+
+    response = client.get("/stock/MILK-1L")
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "sku": "MILK-1L",
+        "name": "Milk 1 L",
+        "quantity": 40,
+        "stock_version": 7,
+        "updated_at": "2026-11-29T10:00:00.123456+00:00",
+        "source": "replica",
+    }
+
+
+def test_product_without_stock_events_has_zero_stock(client, replica, ready):
+    load(replica, product_event(sku="NEW-1"))
+
+    body = client.get("/stock/NEW-1").json()
+
+    assert (body["quantity"], body["stock_version"], body["updated_at"]) == (0, 0, None)
+
+
+def test_unknown_sku_is_product_not_found(client, ready):
+    response = client.get("/stock/NOPE-1")
+
+    assert response.status_code == 404
+    assert response.json()["error"] == {
+        "code": "product.not_found",
+        "message": "No such product in this store's replica.",
+        "details": {"sku": "NOPE-1"},
+    }
+
+
+@pytest.mark.parametrize("sku", ["milk-1l", "-A", "A" * 65, "A B", "A%00", "Ä1", "A;DROP"])
+def test_malformed_sku_is_sku_invalid(client, ready, sku):
+    response = client.get(f"/stock/{sku}")
+
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "sku.invalid"
+
+
+def test_products_list_joins_the_stock_of_each_product(client, replica, ready):
+    load(
+        replica,
+        product_event(sku="B-2", name="Bread", price="2.10", active=False),
+        product_event(sku="A-1", name="Apples"),
+        stock_event(sku="A-1", quantity=12, stock_version=3),
+    )
+
+    items = client.get("/products").json()["items"]
+
+    assert items == [
+        {
+            "sku": "A-1",
+            "name": "Apples",
+            "price": "1.25",
+            "category_id": 3,
+            "active": True,
+            "quantity": 12,
+            "stock_version": 3,
+        },
+        {
+            "sku": "B-2",
+            "name": "Bread",
+            "price": "2.10",
+            "category_id": 3,
+            "active": False,
+            "quantity": 0,
+            "stock_version": 0,
+        },
+    ]
+
+
+def test_reads_before_the_first_sync_are_replica_not_ready(client, replica):
+    load(replica, product_event())
+
+    for path in ("/stock/MILK-1L", "/products"):
+        response = client.get(path)
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "replica.not_ready"
+
+
+def test_readyz_names_the_failing_checks(client, replica, progress):
+    mark_bootstrapped(replica)
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["code"] == "replica.not_ready"
+    assert error["details"] == {"checks": {"bootstrapped": True, "consuming": False}}
+
+
+def test_readyz_is_ready_when_bootstrapped_and_consuming(client, ready):
+    response = client.get("/readyz")
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ready",
+        "checks": {"bootstrapped": True, "consuming": True},
+    }
+
+
+def test_healthz_answers_ok(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_sync_status_reports_lag_per_partition(client, replica, progress, ready):
+    load(replica, stock_event(sku="A", stock_version=1), stock_event(sku="A", stock_version=2))
+    progress.set_end_offsets(
+        {
+            TopicPartition("inventory-updated", 0): 5,
+            TopicPartition("new-product", 1): 0,
+            TopicPartition("old-prefix.inventory-updated", 0): 9,
+        }
+    )
+
+    body = client.get("/sync/status").json()
+
+    assert body == {
+        "store_id": "s1",
+        "ready": True,
+        "last_event_at": "2026-11-29T10:00:00.123456+00:00",
+        "last_applied_at": "2026-11-29T10:00:00.000000+00:00",
+        "events_applied": 2,
+        "dead_letters": 0,
+        "partitions": [
+            {"topic": "inventory-updated", "partition": 0, "offset": 2, "end_offset": 5, "lag": 3},
+            {"topic": "new-product", "partition": 1, "offset": 0, "end_offset": 0, "lag": 0},
+        ],
+    }
+
+
+def test_sync_status_counts_dead_letters(client, replica):
+    load(replica, ("inventory-updated", b"X", b"not json"))
+
+    body = client.get("/sync/status").json()
+
+    assert (body["dead_letters"], body["ready"], body["events_applied"]) == (1, False, 0)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("GET", "/nope", 404, "not_found"),
+        ("GET", "/stock/", 404, "not_found"),
+        ("GET", "/stock/A/B", 404, "not_found"),
+        ("POST", "/stock/A", 405, "request.invalid"),
+        ("DELETE", "/products", 405, "request.invalid"),
+    ],
+)
+def test_unroutable_requests_get_a_json_error_not_a_500(client, method, path, status, code):
+    response = client.request(method, path)
+
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code

@@ -1,0 +1,239 @@
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from storeagent.consumer import LoopTuning, SyncLoop
+from storeagent.errors import SourceUnavailable
+from storeagent.events import StockChanged
+from storeagent.progress import SyncProgress
+from storeagent.replica import Replica
+from storeagent.source import RecordSource, TopicPartition
+from storeagent.testing import FakeRecordSource, product_event, stock_event
+
+FAST = LoopTuning(poll_timeout_ms=20, max_records=500, backoff_initial_s=0.01, backoff_max_s=0.05)
+
+
+def make_loop(
+    replica: Replica, source: RecordSource | Callable[[], RecordSource], **tuning: int
+) -> SyncLoop:
+    connect = source if callable(source) else (lambda: source)
+    return SyncLoop(
+        replica,
+        connect,
+        prefix="",
+        stop=threading.Event(),
+        progress=SyncProgress(),
+        tuning=LoopTuning(**{**FAST.__dict__, **tuning}),
+    )
+
+
+def run_in_thread(loop: SyncLoop) -> threading.Thread:
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    return thread
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def quantity(replica: Replica, sku: str) -> int | None:
+    row = replica.m.stock.get_or_none(replica.m.stock.sku == sku)
+    return None if row is None else row.quantity
+
+
+@pytest.fixture
+def fake() -> FakeRecordSource:
+    return FakeRecordSource.with_wire_topics()
+
+
+def test_batch_is_applied_and_the_same_offsets_are_committed_to_the_group(replica, fake):
+    fake.produce(*stock_event(sku="A", quantity=5, stock_version=1))
+    fake.produce(*product_event(sku="A"))
+    loop = make_loop(replica, fake)
+
+    loop.start(fake)
+    assert loop.step(fake)
+
+    assert quantity(replica, "A") == 5
+    assert fake.committed == replica.stored_offsets()
+    assert sum(fake.committed.values()) == 2
+
+
+def test_replica_is_bootstrapped_once_every_partition_reaches_its_start_end_offset(replica, fake):
+    for version in range(1, 4):
+        fake.produce(*stock_event(sku="A", stock_version=version))
+    loop = make_loop(replica, fake, max_records=1)
+    loop.start(fake)
+
+    loop.step(fake)
+    loop.step(fake)
+    assert not replica.is_bootstrapped()
+
+    loop.step(fake)
+    assert replica.is_bootstrapped()
+
+
+def test_events_produced_after_start_do_not_delay_bootstrap(replica, fake):
+    fake.produce(*stock_event(sku="A", stock_version=1))
+    loop = make_loop(replica, fake, max_records=1)
+    loop.start(fake)
+    fake.produce(*stock_event(sku="A", stock_version=2))
+
+    loop.step(fake)
+
+    assert replica.is_bootstrapped()
+    assert replica.get_meta("events_applied") == "1"
+
+
+def test_empty_topics_bootstrap_at_start(replica, fake):
+    loop = make_loop(replica, fake)
+
+    loop.start(fake)
+
+    assert replica.is_bootstrapped()
+
+
+def test_restart_seeks_to_stored_offsets_and_reapplies_nothing(replica, fake):
+    fake.produce(*stock_event(sku="A", stock_version=1))
+    fake.produce(*stock_event(sku="B", stock_version=1))
+    first = make_loop(replica, fake)
+    first.start(fake)
+    first.step(fake)
+    applied = replica.get_meta("events_applied")
+
+    second = make_loop(replica, fake)
+    second.start(fake)
+
+    assert {tp: fake.position(tp) for tp in replica.stored_offsets()} == replica.stored_offsets()
+    assert second.step(fake)
+    assert replica.get_meta("events_applied") == applied == "2"
+
+
+class FailingOnceReplica(Replica):
+    def __init__(self, replica: Replica) -> None:
+        super().__init__(replica.db)
+        self.failures = 1
+
+    def upsert_stock(self, event: StockChanged) -> bool:
+        if self.failures:
+            self.failures -= 1
+            raise OSError("database is locked")
+        return super().upsert_stock(event)
+
+
+def test_failed_apply_rewinds_to_stored_offsets_and_is_retried(replica, fake):
+    flaky = FailingOnceReplica(replica)
+    fake.produce(*stock_event(sku="A", quantity=3, stock_version=1))
+    loop = make_loop(flaky, fake)
+    loop.start(fake)
+
+    assert not loop.step(fake)
+    assert quantity(replica, "A") is None
+    assert all(fake.position(tp) == 0 for tp in loop.progress.end_offsets())
+
+    assert loop.step(fake)
+    assert quantity(replica, "A") == 3
+    assert replica.get_meta("events_applied") == "1"
+
+
+def test_poll_failure_is_retried_without_losing_records(replica, fake):
+    fake.produce(*stock_event(sku="A", quantity=3, stock_version=1))
+    fake.failing_polls = 1
+    loop = make_loop(replica, fake)
+    loop.start(fake)
+
+    assert not loop.step(fake)
+    assert loop.step(fake)
+
+    assert quantity(replica, "A") == 3
+
+
+def test_loop_waits_for_missing_topics_then_consumes(replica):
+    source = FakeRecordSource()
+    loop = make_loop(replica, source)
+    thread = run_in_thread(loop)
+    time.sleep(0.05)
+
+    for topic, partitions in {"new-category": 1, "new-product": 3, "inventory-updated": 6}.items():
+        source.create_topic(topic, partitions)
+    source.produce(*stock_event(sku="LATE", quantity=9, stock_version=1))
+
+    wait_until(lambda: quantity(replica, "LATE") == 9)
+    loop.stop.set()
+    thread.join(2)
+
+
+def test_loop_reconnects_until_kafka_answers(replica, fake):
+    attempts = []
+
+    def connect() -> RecordSource:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise SourceUnavailable("KafkaTimeoutError: bootstrap timed out")
+        return fake
+
+    fake.produce(*stock_event(sku="A", quantity=2, stock_version=1))
+    loop = make_loop(replica, connect)
+    thread = run_in_thread(loop)
+
+    wait_until(lambda: quantity(replica, "A") == 2)
+    loop.stop.set()
+    thread.join(2)
+    assert len(attempts) == 3
+
+
+def test_new_record_is_applied_while_the_loop_runs(replica, fake):
+    loop = make_loop(replica, fake, poll_timeout_ms=600)
+    thread = run_in_thread(loop)
+    wait_until(replica.is_bootstrapped)
+
+    started = time.monotonic()
+    fake.produce(*stock_event(sku="A", quantity=1, stock_version=1))
+    wait_until(lambda: quantity(replica, "A") == 1)
+
+    assert time.monotonic() - started < 0.3
+    loop.stop.set()
+    thread.join(2)
+
+
+def test_stop_event_ends_the_loop_and_closes_the_source(replica, fake):
+    loop = make_loop(replica, fake, poll_timeout_ms=200)
+    thread = run_in_thread(loop)
+    wait_until(loop.progress.is_consuming)
+
+    loop.stop.set()
+    thread.join(2)
+
+    assert not thread.is_alive()
+    assert fake.closed
+    assert not loop.progress.is_consuming()
+
+
+def test_progress_holds_end_offsets_of_every_partition(replica, fake):
+    fake.produce(*stock_event(sku="A", stock_version=1))
+    loop = make_loop(replica, fake)
+    loop.start(fake)
+    loop.step(fake)
+
+    ends = loop.progress.end_offsets()
+
+    assert len(ends) == 10
+    assert sum(ends.values()) == 1
+    assert TopicPartition("new-category", 0) in ends
+
+
+def test_unexpected_error_escapes_run_so_the_agent_can_exit(replica):
+    def broken_connect() -> RecordSource:
+        raise RuntimeError("bug")
+
+    loop = make_loop(replica, broken_connect)
+
+    with pytest.raises(RuntimeError):
+        loop.run()
+    assert not loop.progress.is_consuming()

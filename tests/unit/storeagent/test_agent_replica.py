@@ -1,0 +1,55 @@
+import pytest
+
+from storeagent.errors import ReplicaSchemaTooNew, ReplicaUnavailable
+from storeagent.replica import SCHEMA_VERSION, open_replica
+from storeagent.source import TopicPartition
+
+
+def test_new_replica_is_wal_with_normal_sync_and_a_schema_version(replica):
+    pragma = replica.db.execute_sql
+
+    assert pragma("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert pragma("PRAGMA synchronous").fetchone() == (1,)
+    assert pragma("PRAGMA busy_timeout").fetchone() == (5000,)
+    assert replica.get_meta("schema_version") == str(SCHEMA_VERSION)
+
+
+def test_reopening_a_replica_keeps_its_rows(tmp_path):
+    first = open_replica(tmp_path / "r.db")
+    with first.transaction():
+        first.save_offsets({TopicPartition("inventory-updated", 2): 41})
+    first.close()
+
+    again = open_replica(tmp_path / "r.db")
+
+    assert again.stored_offsets() == {TopicPartition("inventory-updated", 2): 41}
+
+
+def test_a_second_handle_reads_what_the_first_committed(tmp_path):
+    writer = open_replica(tmp_path / "r.db")
+    reader = open_replica(tmp_path / "r.db")
+
+    with writer.transaction():
+        writer.set_meta({"bootstrapped": "1"})
+
+    assert reader.is_bootstrapped()
+    assert reader.m.meta is not writer.m.meta
+
+
+def test_replica_from_a_newer_agent_is_refused(tmp_path):
+    replica = open_replica(tmp_path / "r.db")
+    with replica.transaction():
+        replica.set_meta({"schema_version": str(SCHEMA_VERSION + 1)})
+    replica.close()
+
+    with pytest.raises(ReplicaSchemaTooNew):
+        open_replica(tmp_path / "r.db")
+
+
+def test_unopenable_replica_path_is_replica_unavailable(tmp_path):
+    (tmp_path / "file").write_text("")
+
+    with pytest.raises(ReplicaUnavailable) as caught:
+        open_replica(tmp_path / "file" / "r.db")
+
+    assert caught.value.code == "replica.unavailable"

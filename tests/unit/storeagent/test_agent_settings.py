@@ -1,0 +1,151 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from storeagent.errors import ConfigError
+from storeagent.settings import AgentSettings, default_db_path, load_settings
+
+
+def load(flags=None, env=None, config: Path | None = None) -> AgentSettings:
+    return load_settings({"store_id": "s1", **(flags or {})}, env or {}, config)
+
+
+def error_code(flags=None, env=None, config: Path | None = None) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(flags or {}, env or {}, config)
+    return caught.value.code
+
+
+def write_config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "agent.toml"
+    path.write_text(text)
+    return path
+
+
+def write_key(tmp_path: Path, key: str, mode: int) -> Path:
+    path = tmp_path / "key"
+    path.write_text(key + "\n")
+    os.chmod(path, mode)
+    return path
+
+
+def test_defaults_listen_on_loopback_8787_with_a_per_store_db():
+    settings = load()
+
+    assert (settings.listen_host, settings.listen_port) == ("127.0.0.1", 8787)
+    assert settings.db_path == default_db_path("s1")
+    assert settings.db_path.name == "storeagent-s1.db"
+    assert (settings.kafka, settings.topic_prefix, settings.api_key) == ("127.0.0.1:9092", "", None)
+    assert settings.group_id == "storeagent.s1"
+
+
+def test_flag_beats_env_beats_config_file(tmp_path):
+    config = write_config(tmp_path, 'kafka = "file:1"\ncentral = "http://file"\ndb = "/f.db"\n')
+    env = {"STOREAGENT_KAFKA": "env:2", "STOREAGENT_CENTRAL": "http://env"}
+
+    settings = load({"kafka": "flag:3"}, env, config)
+
+    assert settings.kafka == "flag:3"
+    assert settings.central_url == "http://env"
+    assert settings.db_path == Path("/f.db")
+
+
+def test_agent_kafka_env_falls_back_to_invctl_kafka():
+    assert load(env={"INVCTL_KAFKA": "k1:9092"}).kafka == "k1:9092"
+    both = {"INVCTL_KAFKA": "k1:9092", "STOREAGENT_KAFKA": "k2:9092"}
+    assert load(env=both).kafka == "k2:9092"
+
+
+def test_topic_prefix_comes_from_invctl_topic_prefix():
+    assert load(env={"INVCTL_TOPIC_PREFIX": "t1."}).topic_prefix == "t1."
+
+
+def test_store_id_may_come_from_the_config_file(tmp_path):
+    config = write_config(tmp_path, 'store_id = "north-7"\n')
+
+    assert load_settings({}, {}, config).store_id == "north-7"
+
+
+def test_missing_store_id_is_config_missing():
+    assert error_code() == "config.missing"
+
+
+@pytest.mark.parametrize("store_id", ["Store1", "-s", "a_b", "s" * 65, "s 1"])
+def test_malformed_store_id_is_config_invalid(store_id):
+    assert error_code({"store_id": store_id}) == "config.invalid"
+
+
+def test_non_loopback_listen_is_refused_without_allow_remote():
+    assert error_code({"store_id": "s1", "listen": "0.0.0.0:8787"}) == "config.listen_not_loopback"
+
+
+def test_allow_remote_permits_any_listen_address(tmp_path):
+    assert load({"listen": "0.0.0.0:9000", "allow_remote": True}).listen_host == "0.0.0.0"
+    config = write_config(tmp_path, 'listen = "10.1.2.3:80"\nallow_remote = true\n')
+    assert load(config=config).listen_port == 80
+
+
+@pytest.mark.parametrize("listen", ["localhost:1", "[::1]:8787", "127.0.0.2:8000"])
+def test_loopback_names_and_addresses_are_accepted(listen):
+    assert load({"listen": listen}).listen_port in (1, 8787, 8000)
+
+
+@pytest.mark.parametrize("listen", ["8787", "127.0.0.1", "127.0.0.1:99999", "a:b:c"])
+def test_malformed_listen_is_config_invalid(listen):
+    assert error_code({"store_id": "s1", "listen": listen}) == "config.invalid"
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [{"central": "ftp://x"}, {"kafka": "no-port"}, {"topic_prefix": "bad prefix"}],
+    ids=str,
+)
+def test_malformed_values_are_config_invalid(flags):
+    assert error_code({"store_id": "s1", **flags}) == "config.invalid"
+
+
+def test_api_key_is_read_from_a_private_file_and_never_shown(tmp_path):
+    key_file = write_key(tmp_path, "sk-secret", 0o600)
+
+    settings = load({"api_key_file": key_file})
+
+    assert settings.api_key == "sk-secret"
+    assert "sk-secret" not in repr(settings)
+    assert "sk-secret" not in str(settings.summary())
+
+
+def test_world_readable_key_file_is_refused(tmp_path):
+    key_file = write_key(tmp_path, "sk-secret", 0o644)
+
+    assert error_code({"store_id": "s1", "api_key_file": key_file}) == "config.key_file_insecure"
+
+
+def test_api_key_file_flag_beats_the_env_key(tmp_path):
+    key_file = write_key(tmp_path, "from-file", 0o600)
+
+    settings = load({"api_key_file": key_file}, {"STOREAGENT_API_KEY": "from-env"})
+
+    assert settings.api_key == "from-file"
+    assert load(env={"STOREAGENT_API_KEY": "from-env"}).api_key == "from-env"
+
+
+def test_missing_or_empty_key_file_is_config_invalid(tmp_path):
+    assert error_code({"store_id": "s1", "api_key_file": tmp_path / "nope"}) == "config.invalid"
+    empty = write_key(tmp_path, "", 0o600)
+    assert error_code({"store_id": "s1", "api_key_file": empty}) == "config.invalid"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["store_id = ", 'unknown_key = "x"', "listen = 8787", 'allow_remote = "yes"'],
+    ids=["syntax", "unknown-key", "wrong-type", "bool-as-text"],
+)
+def test_bad_config_file_is_config_file_invalid(tmp_path, text):
+    config = write_config(tmp_path, text + "\n")
+
+    assert error_code({"store_id": "s1"}, config=config) == "config.file_invalid"
+
+
+def test_unreadable_config_file_is_config_file_invalid(tmp_path):
+    assert error_code({"store_id": "s1"}, config=tmp_path / "missing.toml") == "config.file_invalid"
