@@ -11,9 +11,11 @@ from typer.core import TyperGroup
 from invctl import __version__
 from invctl.commands import (
     auth,
+    buy,
     category,
     config,
     importer,
+    orders,
     product,
     stock,
     store,
@@ -142,7 +144,7 @@ def _named_more_explicitly(ctx: typer.Context, first: str, second: str) -> bool:
     return rank(first) > rank(second)
 
 
-for module in (auth, category, product, stock, store, user, sync, importer, config):
+for module in (auth, buy, orders, category, product, stock, store, user, sync, importer, config):
     module.register(app)
 
 

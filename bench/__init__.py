@@ -1,0 +1,1 @@
+"""Benchmarks: each figure next to a ceiling measured in the same run."""

@@ -1,0 +1,177 @@
+"""Shared benchmark plumbing: services, timing, percentiles, machine facts, report files."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN = ROOT / ".run" / "bench"
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Sample:
+    """Latencies (seconds) of operations done by `clients` workers over `elapsed` seconds."""
+
+    latencies: list[float] = field(default_factory=list)
+    elapsed: float = 0.0
+    errors: int = 0
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.elapsed if self.elapsed else 0.0
+
+    def pct(self, q: float) -> float:
+        return percentile(self.latencies, q)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def run_clients(
+    clients: int, seconds: float, make_worker: Callable[[int], Callable[[], None]]
+) -> Sample:
+    """`clients` threads, each calling its operation back to back for `seconds`."""
+    sample = Sample()
+    lock = threading.Lock()
+    stop_at = time.perf_counter() + seconds
+    barrier = threading.Barrier(clients + 1)
+
+    def loop(index: int) -> None:
+        operation = make_worker(index)
+        own: list[float] = []
+        errors = 0
+        barrier.wait()
+        while time.perf_counter() < stop_at:
+            started = time.perf_counter()
+            try:
+                operation()
+            except Exception:  # counted, not fatal: the report shows the error count
+                errors += 1
+                continue
+            own.append(time.perf_counter() - started)
+        with lock:
+            sample.latencies.extend(own)
+            sample.errors += errors
+
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    began = time.perf_counter()
+    for t in threads:
+        t.join()
+    sample.elapsed = time.perf_counter() - began
+    return sample
+
+
+def machine_facts() -> dict[str, str]:
+    facts = {
+        "cores": str(os.cpu_count()),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    try:
+        import kafka
+
+        facts["kafka-python"] = kafka.__version__
+    except ImportError:
+        pass
+    facts["sqlite"] = __import__("sqlite3").sqlite_version
+    mariadb = _first_line(["mariadbd", "--version"]) or _first_line(
+        ["/usr/sbin/mariadbd", "--version"]
+    )
+    if mariadb:
+        facts["mariadb"] = mariadb
+    pom = (ROOT / "scripts" / "kafka.d" / "pom.xml").read_text()
+    facts["kafka broker"] = pom.split("<kafka.version>")[1].split("<")[0]
+    return facts
+
+
+def _first_line(cmd: list[str]) -> str:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
+    except OSError:
+        return ""
+    return out.stdout.strip().splitlines()[0] if out.stdout.strip() else ""
+
+
+def start_kafka(name: str = "kafka", port: int = 29092) -> tuple[str, Callable[[], None]]:
+    cluster = RUN / name
+    started = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "kafka"),
+            "start",
+            "--dir",
+            str(cluster),
+            "--port",
+            str(port),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    def stop() -> None:
+        subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "kafka"), "stop", "--dir", str(cluster)],
+            capture_output=True,
+            check=False,
+        )
+
+    return started.stdout.strip().splitlines()[-1], stop
+
+
+def start_mariadb(port: int = 13406) -> tuple[str, Callable[[], None]]:
+    directory = RUN / "mariadb"
+    started = subprocess.run(
+        [str(ROOT / "scripts" / "mariadb"), "start", "--dir", str(directory), "--port", str(port)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    def stop() -> None:
+        subprocess.run(
+            [str(ROOT / "scripts" / "mariadb"), "stop", "--dir", str(directory)],
+            capture_output=True,
+            check=False,
+        )
+
+    return started.stdout.strip().splitlines()[-1], stop
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f}"
+
+
+def write_section(title: str, body: str, path: Path = ROOT / "docs" / "benchmarks.md") -> None:
+    """Replace (or append) the `## title` section of the benchmarks page."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    marker = f"\n## {title}\n"
+    if marker in text:
+        head, rest = text.split(marker, 1)
+        tail = rest.split("\n## ", 1)
+        text = head + marker + body.rstrip() + "\n" + ("\n## " + tail[1] if len(tail) > 1 else "")
+    else:
+        text = text.rstrip() + "\n" + marker + body.rstrip() + "\n"
+    path.write_text(text)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")

@@ -1,0 +1,274 @@
+"""Orders through HTTP on SQLite and MariaDB at 1, 8 and 32 clients, next to two ceilings
+measured in the same run: the same reservation transaction called directly in a loop, and a
+trivial endpoint (/healthz) of the same HTTP stack.
+
+    python -m bench.orders [--quick]
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from bench.common import (
+    BIN,
+    RUN,
+    Sample,
+    machine_facts,
+    ms,
+    run_clients,
+    start_kafka,
+    start_mariadb,
+)
+
+SKUS = [f"BENCH-{i:03d}" for i in range(50)]
+STORES = [f"bench-{i}" for i in range(4)]
+SECRET = "benchmark-secret-0123456789abcdef0123"
+
+
+def fresh_database(backend: str, mariadb_url: str) -> str:
+    if backend == "sqlite":
+        path = RUN / f"orders-{uuid.uuid4().hex[:8]}.db"
+        return f"sqlite:///{path}"
+    from urllib.parse import urlparse
+
+    import pymysql
+
+    parsed = urlparse(mariadb_url)
+    name = "bench_" + uuid.uuid4().hex[:8]
+    with pymysql.connect(
+        host=parsed.hostname,
+        port=parsed.port,
+        user=parsed.username,
+        password=parsed.password,
+        autocommit=True,
+    ) as conn:
+        conn.cursor().execute(f"CREATE DATABASE `{name}`")
+    return f"mysql://{parsed.username}:{parsed.password}@{parsed.hostname}:{parsed.port}/{name}"
+
+
+def seed(database_url: str) -> dict[str, str]:
+    from central.app import bootstrap
+    from central.services import accounts, importing
+    from central.services.principal import SYSTEM
+    from central.settings import Settings
+
+    central = bootstrap(Settings(database_url=database_url, jwt_secret=SECRET), with_relay=False)
+    try:
+        rows = [{"kind": "category", "name": "Bench"}] + [
+            {
+                "kind": "product",
+                "sku": sku,
+                "name": sku,
+                "price": "1.00",
+                "category": "Bench",
+                "quantity": 100_000_000,
+            }
+            for sku in SKUS
+        ]
+        importing.import_rows(central.uow(), SYSTEM, rows)
+        return {s: accounts.create_store(central.uow(), s, s)["api_key"] for s in STORES}
+    finally:
+        central.close()
+
+
+@contextmanager
+def central_process(database_url: str, kafka: str, port: int) -> Iterator[str]:
+    env = {
+        **os.environ,
+        "INVCTL_DATABASE_URL": database_url,
+        "INVCTL_KAFKA": kafka,
+        "INVCTL_JWT_SECRET": SECRET,
+        "INVCTL_TOPIC_PREFIX": f"bench{port}.",
+    }
+    log = (RUN / f"central-{port}.log").open("wb")
+    process = subprocess.Popen(
+        [str(BIN / "central"), "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(15)
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+    import time
+
+    for _ in range(300):
+        if process.poll() is not None:
+            raise RuntimeError("central exited during start; see .run/bench/central-*.log")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("central did not become ready")
+
+
+def random_lines(rng: random.Random) -> list[dict[str, object]]:
+    return [{"sku": sku, "quantity": 1} for sku in rng.sample(SKUS, rng.randint(1, 3))]
+
+
+def http_orders(url: str, keys: dict[str, str]) -> Callable[[int], Callable[[], None]]:
+    def make(index: int) -> Callable[[], None]:
+        client = httpx.Client(base_url=url, timeout=30)
+        rng = random.Random(index)
+        key = keys[STORES[index % len(STORES)]]
+
+        def order() -> None:
+            response = client.post(
+                "/api/v1/orders",
+                json={"lines": random_lines(rng)},
+                headers={"X-API-Key": key, "Idempotency-Key": uuid.uuid4().hex},
+            )
+            if response.status_code != 201:
+                raise RuntimeError(response.text)
+
+        return order
+
+    return make
+
+
+def trivial_endpoint(url: str) -> Callable[[int], Callable[[], None]]:
+    def make(index: int) -> Callable[[], None]:
+        client = httpx.Client(base_url=url, timeout=30)
+        return lambda: client.get("/healthz").raise_for_status()
+
+    return make
+
+
+def direct_transactions(
+    database_url: str,
+) -> tuple[Callable[[int], Callable[[], None]], Callable[[], None]]:
+    from central.app import bootstrap
+    from central.services import orders
+    from central.services.principal import Principal
+    from central.settings import Settings
+
+    central = bootstrap(Settings(database_url=database_url, jwt_secret=SECRET), with_relay=False)
+
+    def make(index: int) -> Callable[[], None]:
+        rng = random.Random(1000 + index)
+        principal = Principal(STORES[index % len(STORES)], "store", STORES[index % len(STORES)])
+        return lambda: (
+            orders.place_order(central.uow(), principal, uuid.uuid4().hex, random_lines(rng))
+            and None
+        )
+
+    return make, central.close
+
+
+def measure(
+    backend: str, database_url: str, kafka: str, levels: list[int], seconds: float, port: int
+) -> list[dict[str, object]]:
+    keys = seed(database_url)
+    rows = []
+    direct_make, close_direct = direct_transactions(database_url)
+    try:
+        with central_process(database_url, kafka, port) as url:
+            for clients in levels:
+                http = run_clients(clients, seconds, http_orders(url, keys))
+                trivial = run_clients(clients, seconds, trivial_endpoint(url))
+                direct = run_clients(clients, seconds, direct_make)
+                rows.append(_row(backend, clients, http, direct, trivial))
+                print(_line(rows[-1]), file=sys.stderr)
+    finally:
+        close_direct()
+    return rows
+
+
+def _row(
+    backend: str, clients: int, http: Sample, direct: Sample, trivial: Sample
+) -> dict[str, object]:
+    ceiling = min(direct.rate, trivial.rate)
+    return {
+        "backend": backend,
+        "clients": clients,
+        "orders_s": http.rate,
+        "p50": http.pct(50),
+        "p99": http.pct(99),
+        "errors": http.errors,
+        "direct_s": direct.rate,
+        "direct_p50": direct.pct(50),
+        "trivial_s": trivial.rate,
+        "trivial_p50": trivial.pct(50),
+        "ratio": http.rate / ceiling if ceiling else float("nan"),
+    }
+
+
+def _line(r: dict[str, object]) -> str:
+    return (
+        f"{r['backend']:7} c={r['clients']:<3} orders/s={r['orders_s']:.0f} "
+        f"p50={ms(r['p50'])}ms p99={ms(r['p99'])}ms | direct tx/s={r['direct_s']:.0f} "
+        f"| /healthz req/s={r['trivial_s']:.0f} | ratio={r['ratio']:.2f}"
+    )  # type: ignore[arg-type]
+
+
+def table(rows: list[dict[str, object]]) -> str:
+    lines = [
+        "| backend | clients | orders/s | p50 ms | p99 ms | errors | direct tx/s | /healthz req/s "
+        "| orders / smaller ceiling |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['backend']} | {r['clients']} | {r['orders_s']:.0f} | {ms(r['p50'])} "  # type: ignore[arg-type]
+            f"| {ms(r['p99'])} | {r['errors']} | {r['direct_s']:.0f} | {r['trivial_s']:.0f} "  # type: ignore[arg-type]
+            f"| {r['ratio']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def run(quick: bool = False) -> str:
+    RUN.mkdir(parents=True, exist_ok=True)
+    seconds = 1.0 if quick else 5.0
+    levels = [1, 8] if quick else [1, 8, 32]
+    kafka, stop_kafka = start_kafka()
+    mariadb, stop_mariadb = start_mariadb()
+    ports = itertools.count(18900)
+    try:
+        rows = []
+        for backend in ("sqlite", "mariadb"):
+            url = fresh_database(backend, mariadb)
+            rows += measure(backend, url, kafka, levels, seconds, next(ports))
+    finally:
+        stop_mariadb()
+        stop_kafka()
+    facts = ", ".join(f"{k} {v}" for k, v in machine_facts().items())
+    return (
+        f"Machine: {facts}. {seconds:.0f} s per cell{' (quick mode)' if quick else ''}.\n\n"
+        "Each client is a thread with its own keep-alive connection placing 1-3 line orders "
+        "back to back. *direct tx/s*: the same `place_order` use case (one transaction: order "
+        "row, locked stock rows, conditional decrements, lines, ledger, outbox) called in a loop "
+        "in-process with the same number of threads; */healthz*: a trivial endpoint of the same "
+        "uvicorn + FastAPI process. The load generator shares the 2 cores with the server.\n\n"
+        + table(rows)
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    report = run(quick="--quick" in argv)
+    print(report)
+    if os.environ.get("BENCH_OUT"):
+        Path(os.environ["BENCH_OUT"]).write_text(report)
+
+
+if __name__ == "__main__":
+    main()

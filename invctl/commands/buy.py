@@ -1,0 +1,171 @@
+"""`invctl buy SKU[:QTY]...`: sell at this store, through the store agent or central."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from invctl.client import ApiClient
+from invctl.commands.orders import lines_table
+from invctl.context import state_of
+from invctl.errors import RefusedError, UsageError
+from invctl.options import JsonFlag
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+MAX_LINES = 100
+MAX_QUANTITY = 10_000
+QUANTITY = re.compile(r"[0-9]+")
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,128}")
+LINE_HINT = "write each product as SKU or SKU:QTY, e.g. MILK-1L or MILK-1L:2"
+
+LinesArg = Annotated[
+    list[str],
+    typer.Argument(
+        metavar="SKU[:QTY]",
+        help=f"What to sell: a SKU, with :QTY for more than one (1-{MAX_QUANTITY}).",
+        show_default=False,
+    ),
+]
+IdempotencyKeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--idempotency-key",
+        metavar="KEY",
+        help="Reuse KEY (1-128 printable ASCII characters) so a retried buy sells once; "
+        "default: a fresh random key per run.",
+        show_default=False,
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Line:
+    sku: str
+    quantity: int = 1
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"sku": self.sku, "quantity": self.quantity}
+
+
+def register(root: typer.Typer) -> None:
+    root.command("buy")(buy)
+
+
+def buy(
+    ctx: typer.Context,
+    products: LinesArg,
+    idempotency_key: IdempotencyKeyOpt = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Sell products: reserve their stock at central and record the order.
+
+    Each argument is SKU or SKU:QTY (QTY 1-10000, default 1); name each SKU once.
+    The sale goes through the store agent, which queues it if central is unreachable
+    (exit 0, with a local reference). With --central URL (or INVCTL_CENTRAL) it goes
+    straight to central, as the store (INVCTL_API_KEY) or the logged-in staff user.
+
+    Every buy carries an Idempotency-Key, random per run. A script that may retry a buy
+    passes its own --idempotency-key (e.g. its sale's id): the same key with the same
+    lines returns the first order instead of selling twice.
+
+    Exit 4 if stock is short (each short line is listed with what is available), 5 if the
+    agent or central cannot be reached.
+
+    Example: invctl buy MILK-1L:2 BREAD-WHITE --idempotency-key till3-sale-0042
+    """
+    state = state_of(ctx, json_out)
+    lines = parse_lines(products)
+    key = str(uuid.uuid4()) if idempotency_key is None else idempotency_key
+    check_idempotency_key(key)
+    answer = place_order(state.reader(), lines, key)
+    if isinstance(answer, dict) and answer.get("status") == "queued":
+        state.out.done(answer, queued_message(answer))
+    else:
+        state.out.emit(answer, render=receipt)
+
+
+def parse_lines(texts: Sequence[str]) -> list[Line]:
+    """`SKU[:QTY]` arguments as order lines; a usage error (exit 2) for anything wrong."""
+    lines = [parse_line(text) for text in texts]
+    skus = [line.sku for line in lines]
+    repeated = sorted({sku for sku in skus if skus.count(sku) > 1})
+    if repeated:
+        raise UsageError(
+            f"each SKU may be given once; repeated: {', '.join(repeated)}",
+            code="usage.duplicate_sku",
+            hint=f"give the total quantity once, e.g. {repeated[0]}:{_total(lines, repeated[0])}",
+        )
+    if len(lines) > MAX_LINES:
+        raise UsageError(f"an order has at most {MAX_LINES} lines", code="usage.too_many_lines")
+    return lines
+
+
+def parse_line(text: str) -> Line:
+    sku, colon, quantity = text.partition(":")
+    return Line(_sku(sku, text), _quantity(quantity, text) if colon else 1)
+
+
+def _sku(sku: str, text: str) -> str:
+    from invctl.importfile import FieldError, check_sku
+
+    try:
+        return check_sku(sku)
+    except FieldError as exc:
+        raise UsageError(f"{text!r}: {exc.message}", code="usage.sku", hint=LINE_HINT) from None
+
+
+def _quantity(quantity: str, text: str) -> int:
+    if not QUANTITY.fullmatch(quantity) or not 1 <= int(quantity) <= MAX_QUANTITY:
+        raise UsageError(
+            f"{text!r}: QTY must be a whole number from 1 to {MAX_QUANTITY}",
+            code="usage.quantity",
+            hint=LINE_HINT,
+        )
+    return int(quantity)
+
+
+def _total(lines: Iterable[Line], sku: str) -> int:
+    return sum(line.quantity for line in lines if line.sku == sku)
+
+
+def check_idempotency_key(key: str) -> None:
+    if not IDEMPOTENCY_KEY.fullmatch(key):
+        raise UsageError(
+            "--idempotency-key must be 1-128 printable ASCII characters without spaces",
+            code="usage.idempotency_key",
+        )
+
+
+def place_order(client: ApiClient, lines: list[Line], key: str) -> Any:
+    body = {"lines": [line.to_wire() for line in lines]}
+    try:
+        return client.request("POST", "/orders", json=body, headers={"Idempotency-Key": key})
+    except RefusedError as err:
+        if err.code == "stock.insufficient" and not err.hint:
+            err.hint = "nothing was sold; buy less, or check with `invctl stock show SKU`"
+        raise
+
+
+def queued_message(answer: dict[str, Any]) -> str:
+    return (
+        f"queued offline (central unreachable): local reference {answer.get('local_ref')}"
+        " — it will be sent when central is back"
+    )
+
+
+def receipt(data: Any) -> Iterable[RenderableType]:
+    """What was bought and the stock left, then the order id and total."""
+    from rich.text import Text
+
+    answer: dict[str, Any] = data if isinstance(data, dict) else {}
+    order: dict[str, Any] = answer["order"] if isinstance(answer.get("order"), dict) else answer
+    yield lines_table(order, title="Bought", stock="stock left")
+    local = f" (local reference {answer['local_ref']})" if answer.get("local_ref") else ""
+    yield Text(f"Order {order.get('id')}: total {order.get('total')}{local}")

@@ -1,0 +1,112 @@
+"""Shared test setup: markers by folder, the session Kafka broker and small id helpers."""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS_DIR = REPO_ROOT / "scripts"
+KAFKA_SCRIPT = SCRIPTS_DIR / "kafka"
+TESTS_DIR = REPO_ROOT / "tests"
+FOLDER_MARKERS = frozenset({"unit", "integration", "e2e"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(TESTS_DIR):
+            folder = item.path.relative_to(TESTS_DIR).parts[0]
+            if folder in FOLDER_MARKERS:
+                item.add_marker(folder)
+
+
+class KafkaScript:
+    """Runs scripts/kafka with this interpreter, so its readiness check can use kafka-python."""
+
+    path = KAFKA_SCRIPT
+
+    def __call__(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(self.path), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+
+def free_base_port(nodes: int = 1) -> int:
+    """A base port P with P..P+nodes-1 (brokers) and P+100.. (controllers) free on 127.0.0.1."""
+    for _ in range(200):
+        base = random.randrange(20000, 30000)
+        ports = [base + i for i in range(nodes)] + [base + 100 + i for i in range(nodes)]
+        if all(_port_free(port) for port in ports):
+            return base
+    raise RuntimeError("no free port range for a Kafka cluster")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def kafka_script() -> KafkaScript:
+    """`kafka_script("status", "--dir", d)` runs scripts/kafka; `.path` is the script itself."""
+    return KafkaScript()
+
+
+@pytest.fixture(scope="session")
+def free_kafka_port() -> Callable[[int], int]:
+    """`free_kafka_port(nodes)` picks a base port for a cluster of that many nodes."""
+    return free_base_port
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(
+    tmp_path_factory: pytest.TempPathFactory, kafka_script: KafkaScript
+) -> Iterator[str]:
+    """Bootstrap servers of one single-node broker shared by the test run.
+
+    INVCTL_TEST_KAFKA=host:port uses an existing broker instead of starting one.
+    """
+    external = os.environ.get("INVCTL_TEST_KAFKA")
+    if external:
+        yield external
+        return
+    cluster_dir = tmp_path_factory.mktemp("kafka")
+    started = kafka_script("start", "--dir", str(cluster_dir), "--port", str(free_base_port()))
+    if started.returncode != 0:
+        pytest.fail(
+            f"scripts/kafka start failed (exit {started.returncode}):\n{started.stderr}",
+            pytrace=False,
+        )
+    try:
+        yield started.stdout.strip().splitlines()[-1]
+    finally:
+        kafka_script("stop", "--dir", str(cluster_dir))
+
+
+@pytest.fixture
+def unique_id() -> str:
+    """12 random hex characters, for names that must not collide across tests and runs."""
+    return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def topic_prefix(unique_id: str) -> str:
+    """A topic name prefix like `t1a2b3c4d.`, isolating this test's topics on a shared broker."""
+    return f"t{unique_id[:8]}."
