@@ -17,6 +17,7 @@ from typing import Protocol
 
 import peewee
 
+from central.db import write_turn
 from central.models import Outbox, RelayLease
 from central.uow import Clock
 
@@ -60,7 +61,7 @@ class Relay:
         batch_size: int = 500,
         poll_seconds: float = 0.5,
         retention_seconds: int = 3600,
-        lease_seconds: int = 15,
+        lease_seconds: int = 60,
         max_backoff_seconds: float = 10.0,
     ) -> None:
         self.db = db
@@ -76,6 +77,7 @@ class Relay:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._last_purge = clock.now()
+        self._lease_until = clock.now()
 
     def wake(self) -> None:
         self._wake.set()
@@ -135,13 +137,15 @@ class Relay:
             return
         now = self.clock.now()
         ids = [r.id for r in records]
-        with self.db.atomic():
+        with write_turn(self.db), self.db.atomic():
             Outbox.update(published_at=now).where(Outbox.id.in_(ids)).execute()
 
     def _hold_lease(self) -> bool:
         now = self.clock.now()
+        if self.stats.leader and now < self._lease_until - self.lease / 2:
+            return True  # renewing on every round would add a write per published batch
         until = now + self.lease
-        with self.db.atomic():
+        with write_turn(self.db), self.db.atomic():
             renewed = (
                 RelayLease.update(owner=self.owner, expires_at=until)
                 .where(
@@ -155,6 +159,7 @@ class Relay:
                     "ignore"
                 ).execute()
                 renewed = RelayLease.get(RelayLease.name == LEASE_NAME).owner == self.owner
+        self._lease_until = until if renewed else now
         if bool(renewed) != self.stats.leader:
             log.info("relay lease changed", extra={"event": "relay.lease", "leader": bool(renewed)})
         self.stats.leader = bool(renewed)
@@ -165,7 +170,7 @@ class Relay:
         if now - self._last_purge < timedelta(seconds=60):
             return
         self._last_purge = now
-        with self.db.atomic():
+        with write_turn(self.db), self.db.atomic():
             purged = Outbox.delete().where(Outbox.published_at < now - self.retention).execute()
         if purged:
             log.info("outbox purged", extra={"event": "relay.purged", "rows": purged})

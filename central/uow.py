@@ -8,12 +8,14 @@ woken. An exception rolls everything back, events included.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
 import peewee
 
+from central.db import write_turn
 from central.domain.events import Event, envelope
 from central.models import Outbox, utcnow
 
@@ -37,16 +39,23 @@ class UnitOfWork:
         self._events: list[Event] = []
         self._connection: peewee.ConnectionContext | None = None
         self._transaction: peewee._atomic | None = None
+        self._turn: AbstractContextManager[Any] = nullcontext()
 
     def record(self, *events: Event | None) -> None:
         self._events.extend(e for e in events if e is not None)
 
     def __enter__(self) -> UnitOfWork:
         self._events = []
-        self._connection = self.db.connection_context()
-        self._connection.__enter__()
-        self._transaction = self.db.atomic()
-        self._transaction.__enter__()
+        self._turn = write_turn(self.db)
+        self._turn.__enter__()
+        try:
+            self._connection = self.db.connection_context()
+            self._connection.__enter__()
+            self._transaction = self.db.atomic()
+            self._transaction.__enter__()
+        except BaseException:
+            self._turn.__exit__(None, None, None)
+            raise
         return self
 
     def __exit__(
@@ -62,6 +71,7 @@ class UnitOfWork:
             self._transaction.__exit__(exc_type, exc, tb)
         finally:
             self._connection.__exit__(None, None, None)
+            self._turn.__exit__(None, None, None)
         if exc_type is None and self._events and self._on_commit is not None:
             self._on_commit()
 

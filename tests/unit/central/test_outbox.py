@@ -93,12 +93,12 @@ def test_unacked_records_stay_pending_and_are_resent_in_order(central, publisher
 
 
 def test_only_one_relay_holds_the_lease(central, publisher, clock):
-    other = Relay(central.db, publisher, clock, lease_seconds=15)
+    other = Relay(central.db, publisher, clock, lease_seconds=60)
     make_product(central)
     assert central.relay.run_once() == 2
     inventory.set_stock(central.uow(), ADMIN, "MILK-1L", 3)
     assert other.run_once() == 0
-    clock.advance(16)
+    clock.advance(61)
     assert other.run_once() == 1
     assert central.relay.run_once() == 0
 
@@ -110,3 +110,13 @@ def test_published_rows_are_purged_after_the_retention(central, clock):
     central.relay.run_once()
     with central.db.connection_context():
         assert Outbox.select().count() == 0
+
+
+def test_the_leader_renews_its_lease_before_it_runs_out(central, publisher, clock):
+    other = Relay(central.db, publisher, clock, lease_seconds=60)
+    make_product(central)
+    central.relay.run_once()
+    for _ in range(4):
+        clock.advance(20)
+        central.relay.run_once()
+        assert other.run_once() == 0
