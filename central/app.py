@@ -10,7 +10,8 @@ import peewee
 
 from central import migrations, models
 from central.db import connect
-from central.outbox import Publisher, Relay
+from central.metrics import Metrics
+from central.outbox import Publisher, Relay, outbox_backlog
 from central.security import TokenConfig
 from central.settings import Settings
 from central.uow import Clock, SystemClock, UnitOfWork
@@ -25,6 +26,7 @@ class Central:
     clock: Clock
     tokens: TokenConfig
     relay: Relay | None = None
+    metrics: Metrics = field(default_factory=Metrics)
     _relay_thread: threading.Thread | None = field(default=None, repr=False)
 
     def uow(self) -> UnitOfWork:
@@ -75,12 +77,17 @@ def bootstrap(
     central = Central(settings, db, clock, tokens)
     relay_wanted = settings.relay if with_relay is None else with_relay
     if relay_wanted:
-        central.relay = build_relay(settings, db, clock, publisher)
+        central.relay = build_relay(settings, db, clock, publisher, central.metrics)
+    central.metrics.watch_backlog(lambda: outbox_backlog(db))
     return central
 
 
 def build_relay(
-    settings: Settings, db: peewee.Database, clock: Clock, publisher: Publisher | None = None
+    settings: Settings,
+    db: peewee.Database,
+    clock: Clock,
+    publisher: Publisher | None = None,
+    metrics: Metrics | None = None,
 ) -> Relay | None:
     if publisher is None:
         if not settings.kafka:
@@ -100,4 +107,5 @@ def build_relay(
         clock,
         poll_seconds=settings.relay_poll_seconds,
         retention_seconds=settings.outbox_retention_seconds,
+        metrics=metrics,
     )

@@ -12,12 +12,13 @@ import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 import peewee
 
 from central.db import write_turn
+from central.metrics import Metrics
 from central.models import Outbox, RelayLease
 from central.uow import Clock
 
@@ -33,6 +34,7 @@ class OutboxRecord:
     topic: str
     key: str
     value: str
+    created_at: datetime | None = None
 
 
 class Publisher(Protocol):
@@ -63,7 +65,9 @@ class Relay:
         retention_seconds: int = 3600,
         lease_seconds: int = 60,
         max_backoff_seconds: float = 10.0,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.db = db
         self.publisher = publisher
         self.clock = clock
@@ -113,6 +117,7 @@ class Relay:
                 self._purge_if_due()
                 return 0
             acked = self.publisher.publish(records)
+            self._observe(records[:acked])
             self._mark_published(records[:acked])
         self.stats.published += acked
         if acked < len(records):
@@ -120,17 +125,34 @@ class Relay:
         return acked
 
     def backlog(self) -> int:
-        with self.db.connection_context():
-            return Outbox.select().where(Outbox.published_at.is_null()).count()
+        return outbox_backlog(self.db)
+
+    def _observe(self, records: Sequence[OutboxRecord]) -> None:
+        if self.metrics is None or not records:
+            return
+        now = self.clock.now()
+        self.metrics.published.inc(len(records))
+        for record in records:
+            if record.created_at is not None:
+                self.metrics.publish_latency.observe((now - record.created_at).total_seconds())
 
     def _pending(self) -> list[OutboxRecord]:
         query = (
-            Outbox.select(Outbox.id, Outbox.event_id, Outbox.topic, Outbox.key, Outbox.payload)
+            Outbox.select(
+                Outbox.id,
+                Outbox.event_id,
+                Outbox.topic,
+                Outbox.key,
+                Outbox.payload,
+                Outbox.created_at,
+            )
             .where(Outbox.published_at.is_null())
             .order_by(Outbox.id)
             .limit(self.batch_size)
         )
-        return [OutboxRecord(r.id, r.event_id, r.topic, r.key, r.payload) for r in query]
+        return [
+            OutboxRecord(r.id, r.event_id, r.topic, r.key, r.payload, r.created_at) for r in query
+        ]
 
     def _mark_published(self, records: Sequence[OutboxRecord]) -> None:
         if not records:
@@ -177,11 +199,18 @@ class Relay:
 
     def _note_failure(self, exc: Exception, backoff: float) -> None:
         self.stats.failures += 1
+        if self.metrics is not None:
+            self.metrics.relay_failures.inc()
         self.stats.last_error = f"{type(exc).__name__}: {exc}"[:300]
         log.warning(
             "relay round failed; will retry",
             extra={"event": "relay.failed", "error": self.stats.last_error, "retry_in": backoff},
         )
+
+
+def outbox_backlog(db: peewee.Database) -> int:
+    with db.connection_context():
+        return int(Outbox.select().where(Outbox.published_at.is_null()).count())
 
 
 class PublishIncomplete(Exception):

@@ -9,10 +9,9 @@ from fastapi import FastAPI
 
 from central import __version__
 from central.api import errors
+from central.api.middleware import RequestContext
 from central.api.routes import auth, catalog, health, imports, orders, stock, stores, users
 from central.app import Central
-
-API_PREFIX = "/api/v1"
 
 
 def create_app(central: Central, *, manage_relay: bool = True) -> FastAPI:
@@ -27,7 +26,8 @@ def create_app(central: Central, *, manage_relay: bool = True) -> FastAPI:
     app = FastAPI(title="invctl central", version=__version__, lifespan=lifespan)
     app.state.central = central
     errors.install(app)
+    app.add_middleware(RequestContext, metrics=central.metrics)
     app.include_router(health.router)
     for module in (auth, users, stores, catalog, stock, imports, orders):
-        app.include_router(module.router, prefix=API_PREFIX)
+        app.include_router(module.router)
     return app

@@ -15,6 +15,8 @@ from central.services import accounts
 from central.services.principal import Principal
 from central.uow import UnitOfWork
 
+API_PREFIX = "/api/v1"
+
 bearer = HTTPBearer(auto_error=False, description="JWT from POST /api/v1/auth/token")
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="store API key")
 

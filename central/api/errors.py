@@ -54,8 +54,13 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected)
 
 
+CONFLICT_CODES = ("stock.insufficient", "stock.negative")
+
+
 async def _central_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CentralError)
+    if exc.code in CONFLICT_CODES:
+        request.app.state.central.metrics.stock_conflicts.labels(exc.code).inc()
     return error_response(exc.status, exc.code, exc.message, exc.details)
 
 

@@ -4,11 +4,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form
 
-from central.api.deps import AnyUser, CentralDep
+from central.api.deps import API_PREFIX, AnyUser, CentralDep
 from central.security import TokenClaims, issue_token
 from central.services import accounts
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(prefix=API_PREFIX + "/auth", tags=["auth"])
 
 
 @router.post("/token")

@@ -6,10 +6,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field, StrictBool, StrictInt
 
-from central.api.deps import Admin, Reader, UowDep
+from central.api.deps import API_PREFIX, Admin, Reader, UowDep
 from central.services import catalog
 
-router = APIRouter(tags=["catalog"])
+router = APIRouter(prefix=API_PREFIX, tags=["catalog"])
 
 Sku = Annotated[str, Field(max_length=200)]
 

@@ -38,7 +38,7 @@ def _database(central: CentralDep) -> str:
 
 
 @router.get("/metrics")
-def metrics() -> Response:
+def metrics(central: CentralDep) -> Response:
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(central.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -5,10 +5,10 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from central.api.deps import Admin, UowDep
+from central.api.deps import API_PREFIX, Admin, UowDep
 from central.services import importing
 
-router = APIRouter(tags=["import"])
+router = APIRouter(prefix=API_PREFIX, tags=["import"])
 
 
 class ImportIn(BaseModel):

@@ -6,10 +6,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel, Field
 
-from central.api.deps import Reader, UowDep
+from central.api.deps import API_PREFIX, CentralDep, Reader, UowDep
+from central.errors import CentralError
 from central.services import orders
 
-router = APIRouter(prefix="/orders", tags=["orders"])
+router = APIRouter(prefix=API_PREFIX + "/orders", tags=["orders"])
 
 
 class OrderIn(BaseModel):
@@ -20,12 +21,19 @@ class OrderIn(BaseModel):
 def place_order(
     body: OrderIn,
     response: Response,
+    central: CentralDep,
     uow: UowDep,
     principal: Reader,
     idempotency_key: Annotated[str | None, Header(max_length=1000)] = None,
 ) -> dict[str, Any]:
     """Reserve every line atomically or none. Replaying a key returns the first order."""
-    placed = orders.place_order(uow, principal, idempotency_key, body.lines)
+    counter = central.metrics.orders
+    try:
+        placed = orders.place_order(uow, principal, idempotency_key, body.lines)
+    except CentralError as exc:
+        counter.labels(exc.code).inc()
+        raise
+    counter.labels("replayed" if placed.replayed else "confirmed").inc()
     if placed.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return placed.order
@@ -53,9 +61,13 @@ def get_order(order_id: str, uow: UowDep, principal: Reader) -> dict[str, Any]:
 
 
 @router.post("/{order_id}/cancel")
-def cancel_order(order_id: str, uow: UowDep, principal: Reader) -> dict[str, Any]:
+def cancel_order(
+    order_id: str, central: CentralDep, uow: UowDep, principal: Reader
+) -> dict[str, Any]:
     """Release the order's stock; cancelling twice changes nothing."""
-    return orders.cancel_order(uow, principal, order_id)
+    order = orders.cancel_order(uow, principal, order_id)
+    central.metrics.orders.labels("cancelled").inc()
+    return order
 
 
 def _naive(moment: datetime | None) -> datetime | None:

@@ -5,10 +5,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field, StrictInt
 
-from central.api.deps import Admin, Ops, Reader, UowDep
+from central.api.deps import API_PREFIX, Admin, Ops, Reader, UowDep
 from central.services import inventory
 
-router = APIRouter(prefix="/stock", tags=["inventory"])
+router = APIRouter(prefix=API_PREFIX + "/stock", tags=["inventory"])
 
 
 class StockSet(BaseModel):

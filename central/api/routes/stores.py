@@ -5,10 +5,10 @@ from typing import Any
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
-from central.api.deps import Admin, Ops, UowDep
+from central.api.deps import API_PREFIX, Admin, Ops, UowDep
 from central.services import accounts
 
-router = APIRouter(prefix="/stores", tags=["stores"])
+router = APIRouter(prefix=API_PREFIX + "/stores", tags=["stores"])
 
 
 class StoreIn(BaseModel):

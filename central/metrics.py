@@ -1,0 +1,77 @@
+"""Central's Prometheus metrics, on a registry of its own (one per Central, none global)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "invctl_http_requests_total",
+            "HTTP requests by route and status",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "invctl_http_request_duration_seconds",
+            "HTTP request latency by route",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.orders = Counter(
+            "invctl_orders_total",
+            "Order requests by outcome (confirmed, replayed, insufficient, refused, cancelled)",
+            ["outcome"],
+            registry=r,
+        )
+        self.stock_conflicts = Counter(
+            "invctl_stock_conflicts_total",
+            "Stock changes refused: not enough or below zero",
+            ["code"],
+            registry=r,
+        )
+        self.published = Counter(
+            "invctl_outbox_published_total", "Outbox events published to Kafka", registry=r
+        )
+        self.publish_latency = Histogram(
+            "invctl_outbox_publish_latency_seconds",
+            "From commit to Kafka acknowledgement",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.relay_failures = Counter(
+            "invctl_outbox_relay_failures_total",
+            "Relay rounds that failed and were retried",
+            registry=r,
+        )
+        self.up = Gauge("invctl_central_up", "1 while the process serves", registry=r)
+        self.up.set(1)
+
+    def watch_backlog(self, backlog: Callable[[], int]) -> None:
+        """The outbox backlog is counted at scrape time, so it is exact and costs nothing idle."""
+        self.registry.register(_BacklogCollector(backlog))
+
+
+class _BacklogCollector(Collector):
+    def __init__(self, backlog: Callable[[], int]) -> None:
+        self._backlog = backlog
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "invctl_outbox_backlog", "Committed events not yet published to Kafka"
+        )
+        try:
+            family.add_metric([], float(self._backlog()))
+        except Exception:  # a scrape during a database outage reports no value, not an error
+            return
+        yield family
