@@ -13,6 +13,7 @@ from central.db import connect
 from central.metrics import Metrics
 from central.outbox import Publisher, Relay, outbox_backlog
 from central.security import TokenConfig
+from central.services.fleet import LagReader
 from central.settings import Settings
 from central.uow import Clock, SystemClock, UnitOfWork
 
@@ -27,6 +28,7 @@ class Central:
     tokens: TokenConfig
     relay: Relay | None = None
     metrics: Metrics = field(default_factory=Metrics)
+    lag_reader: LagReader | None = None
     _relay_thread: threading.Thread | None = field(default=None, repr=False)
 
     def uow(self) -> UnitOfWork:
@@ -79,6 +81,10 @@ def bootstrap(
     if relay_wanted:
         central.relay = build_relay(settings, db, clock, publisher, central.metrics)
     central.metrics.watch_backlog(lambda: outbox_backlog(db))
+    if settings.kafka:
+        from central.kafka import KafkaLagReader
+
+        central.lag_reader = KafkaLagReader(settings.kafka, settings.topic_prefix)
     return central
 
 

@@ -133,3 +133,46 @@ def ensure_topics(bootstrap: str, prefix: str = "", replication_factor: int = 0)
         return sorted(wanted)
     finally:
         admin.close()
+
+
+class KafkaLagReader:
+    """Consumer-group lag from committed offsets and log-end offsets, as Kafka tooling sees it."""
+
+    def __init__(self, bootstrap: str, prefix: str = "") -> None:
+        self.bootstrap = bootstrap
+        self.prefix = prefix
+
+    def lag(self, groups: list[str]) -> dict[str, Any]:
+        from kafka import KafkaAdminClient, OffsetSpec, TopicPartition
+
+        from central.services.fleet import GroupLag
+
+        admin = KafkaAdminClient(
+            bootstrap_servers=self.bootstrap,
+            client_id="central-fleet",
+            bootstrap_timeout_ms=3000,
+            request_timeout_ms=5000,
+        )
+        try:
+            described = admin.describe_topics([self.prefix + t for t in TOPICS])
+            partitions = [
+                TopicPartition(topic["name"], p["partition_index"])
+                for topic in described
+                if topic["error_code"] == 0
+                for p in topic["partitions"]
+            ]
+            ends = admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in partitions})
+            committed = admin.list_group_offsets({group: None for group in groups})
+        finally:
+            admin.close()
+        result = {}
+        for group in groups:
+            offsets = committed.get(group, {})
+            lag = sum(max(0, ends[tp].offset - _committed(offsets, tp)) for tp in partitions)
+            result[group] = GroupLag(lag=lag, partitions=len(partitions), committed=len(offsets))
+        return result
+
+
+def _committed(offsets: dict[Any, Any], tp: Any) -> int:
+    meta = offsets.get(tp)
+    return max(0, meta.offset) if meta is not None else 0

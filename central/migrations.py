@@ -35,9 +35,14 @@ def _orders(db: peewee.Database) -> None:
     db.create_tables([models.Order, models.OrderLine])
 
 
+def _store_status(db: peewee.Database) -> None:
+    db.create_tables([models.StoreStatus])
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _initial),
     (2, "orders and order lines", _orders),
+    (3, "store heartbeats", _store_status),
 ]
 
 

@@ -147,6 +147,17 @@ class OrderLine(BaseModel):
         table_name = "order_lines"
 
 
+class StoreStatus(BaseModel):
+    """The last heartbeat of each store's agent."""
+
+    store_id = peewee.CharField(max_length=64, primary_key=True)
+    last_seen = Timestamp()
+    report = peewee.TextField(default="{}")
+
+    class Meta:
+        table_name = "store_status"
+
+
 class Outbox(BaseModel):
     id = peewee.BigAutoField()
     event_id = peewee.CharField(max_length=36)
@@ -192,4 +203,5 @@ ALL_MODELS: list[type[BaseModel]] = [
     SchemaMigration,
     Order,
     OrderLine,
+    StoreStatus,
 ]

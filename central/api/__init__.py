@@ -10,7 +10,17 @@ from fastapi import FastAPI
 from central import __version__
 from central.api import errors
 from central.api.middleware import RequestContext
-from central.api.routes import auth, catalog, health, imports, orders, stock, stores, users
+from central.api.routes import (
+    auth,
+    catalog,
+    fleet,
+    health,
+    imports,
+    orders,
+    stock,
+    stores,
+    users,
+)
 from central.app import Central
 
 
@@ -28,6 +38,6 @@ def create_app(central: Central, *, manage_relay: bool = True) -> FastAPI:
     errors.install(app)
     app.add_middleware(RequestContext, metrics=central.metrics)
     app.include_router(health.router)
-    for module in (auth, users, stores, catalog, stock, imports, orders):
+    for module in (auth, users, fleet, stores, catalog, stock, imports, orders):
         app.include_router(module.router)
     return app

@@ -152,12 +152,12 @@ def _write_changes(
 
 
 def cancel_order(uow: UnitOfWork, principal: Principal, order_id: str) -> dict[str, Any]:
+    if principal.role not in ("admin", "store", "staff"):
+        raise Forbidden("only the owning store or an admin may cancel an order")
     with uow:
         order = locked(Order.select().where(Order.id == order_id)).get_or_none()
         if order is None or not _may_see(principal, order):
             raise OrderNotFound(order_id=order_id)
-        if principal.role not in ("admin", "store", "staff"):
-            raise Forbidden("only the owning store or an admin may cancel an order")
         if order.status == rules.CANCELLED:
             return order_view(order)
         lines = [rules.Line(row.sku, row.quantity) for row in _lines(order.id)]

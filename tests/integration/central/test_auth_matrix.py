@@ -41,6 +41,12 @@ ROUTES = [
     ("POST", "/api/v1/stock/SKU-1/adjustments", {"delta": 1}, {"admin"}),
     ("GET", "/api/v1/stock/SKU-1/movements", None, {"admin", "ops"}),
     ("POST", "/api/v1/import", {"rows": [{"kind": "category", "name": "Imported"}]}, {"admin"}),
+    ("POST", "/api/v1/orders", {"lines": [{"sku": "SKU-1", "quantity": 1}]}, {"staff", "store"}),
+    ("GET", "/api/v1/orders", None, {"admin", "ops", "staff", "store"}),
+    ("GET", "/api/v1/orders/no-such-order", None, {"admin", "ops", "staff", "store"}),
+    ("POST", "/api/v1/orders/no-such-order/cancel", None, {"admin", "staff", "store"}),
+    ("POST", "/api/v1/stores/heartbeat", {"ready": True, "lag": 0}, {"store"}),
+    ("GET", "/api/v1/sync/stores", None, {"admin", "ops"}),
 ]
 ROLES = ["admin", "ops", "staff", "store"]
 
@@ -90,7 +96,8 @@ def test_every_role_against_every_route(world):
     for method, path, body, allowed in ROUTES:
         for role in ROLES:
             n += 1
-            response = h.client.request(method, path, headers=headers[role], json=fill(body, n))
+            request_headers = {**headers[role], "Idempotency-Key": f"key-{n}"}
+            response = h.client.request(method, path, headers=request_headers, json=fill(body, n))
             if role in allowed:
                 assert response.status_code not in (401, 403), (method, path, role, response.text)
             else:
