@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -26,17 +26,84 @@ def register(root: typer.Typer) -> None:
     root.add_typer(app, name="sync")
 
 
+FLEET_COLUMNS = ("store", "name", "lag", "last seen", "ready", "offline queue", "dead letters")
+
+AllFlag = Annotated[
+    bool, typer.Option("--all", help="Every store, from central: group lag and heartbeats.")
+]
+WatchOption = Annotated[
+    float | None,
+    typer.Option("--watch", metavar="SECONDS", min=0.5, help="Refresh every SECONDS until Ctrl-C."),
+]
+
+
 @app.command("status")
-def status(ctx: typer.Context, json_out: JsonFlag = False) -> None:
-    """Show how current this store's replica is.
+def status(
+    ctx: typer.Context,
+    all_stores: AllFlag = False,
+    watch: WatchOption = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """Show how current this store's replica is, or with --all every store's.
 
-    Lag per partition, age of the last applied event, dead letters and readiness.
+    This store: lag per partition, age of the last applied event, dead letters, readiness.
+    --all (ops, against central): each registered store's consumer-group lag and last
+    heartbeat; --watch keeps the table live; --json prints one document per refresh.
 
-    Example: invctl --agent http://127.0.0.1:8787 sync status
+    Example: invctl --central http://central:8000 sync status --all --watch 2
     """
     state = state_of(ctx, json_out)
-    answer = state.agent().get("/sync/status")
-    state.out.emit(answer, render=status_view(state.deps.now))
+    if all_stores:
+        client = state.central()
+        fetch, render = (lambda: client.get("/sync/stores")), fleet_view(state.deps.now)
+    else:
+        agent = state.agent()
+        fetch, render = (lambda: agent.get("/sync/status")), status_view(state.deps.now)
+    if watch is None:
+        state.out.emit(fetch(), render=render)
+        return
+    _watch(state, fetch, render, watch)
+
+
+def _watch(state: Any, fetch: Callable[[], Any], render: Any, interval: float) -> None:
+    import time
+
+    if state.json:
+        while True:
+            state.out.emit(fetch())
+            time.sleep(interval)
+    from rich.console import Console, Group
+    from rich.live import Live
+
+    with Live(Group(*render(fetch())), console=Console(), auto_refresh=False) as live:
+        while True:
+            time.sleep(interval)
+            live.update(Group(*render(fetch())), refresh=True)
+
+
+def fleet_view(now: Callable[[], datetime]) -> Callable[[Any], Iterable[RenderableType]]:
+    def render(data: Any) -> Iterable[RenderableType]:
+        report = data if isinstance(data, dict) else {}
+        rows = [_fleet_row(item, now()) for item in report.get("items") or []]
+        title = f"Stores (Kafka: {report.get('kafka', '?')})"
+        yield rows_table(rows, FLEET_COLUMNS, title=title)
+
+    return render
+
+
+def _fleet_row(item: dict[str, Any], now: datetime) -> dict[str, Any]:
+    reported = item.get("reported") or {}
+    lag = item.get("lag")
+    seen = item.get("seconds_since_seen")
+    return {
+        "store": item.get("store_id"),
+        "name": item.get("name"),
+        "lag": "?" if lag is None else lag,
+        "last seen": "never" if seen is None else f"{age(seen)} ago",
+        "ready": _yes_no(reported.get("ready")),
+        "offline queue": reported.get("offline_queue", "-"),
+        "dead letters": reported.get("dead_letters", "-"),
+    }
 
 
 def status_view(now: Callable[[], datetime]) -> Callable[[Any], Iterable[RenderableType]]:
@@ -55,6 +122,12 @@ def status_view(now: Callable[[], datetime]) -> Callable[[Any], Iterable[Rendera
         yield rows_table(partitions, PARTITION_COLUMNS, title="Partitions")
 
     return render
+
+
+def _yes_no(value: object) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return "-"
 
 
 def _summary_rows(report: dict[str, Any], partitions: list[Any], now: datetime) -> list[Any]:
