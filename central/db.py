@@ -37,6 +37,16 @@ class SerializedSqlite(PooledSqliteDatabase):
 class ReconnectingMySQL(ReconnectMixin, PooledMySQLDatabase):
     """Pooled MySQL/MariaDB that reconnects after a server restart or idle timeout."""
 
+    def _reconnect(self, func: Any, *args: Any, **kwargs: Any) -> Any:
+        # A reconnect resets the thread's connection state, open connection_context()s
+        # included; put them back so their exits stay balanced, whether or not it worked.
+        contexts = list(self._state.ctx)
+        try:
+            return super()._reconnect(func, *args, **kwargs)
+        finally:
+            if contexts and not self._state.ctx:
+                self._state.ctx.extend(contexts)
+
 
 def connect(url: str) -> peewee.Database:
     parsed = urlparse(url)
