@@ -10,17 +10,14 @@ from __future__ import annotations
 import itertools
 import os
 import random
-import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
 from bench.common import (
-    BIN,
     RUN,
     Sample,
     machine_facts,
@@ -29,10 +26,10 @@ from bench.common import (
     start_kafka,
     start_mariadb,
 )
+from bench.stack import SECRET, catalog_rows, central_process, seed_central
 
 SKUS = [f"BENCH-{i:03d}" for i in range(50)]
 STORES = [f"bench-{i}" for i in range(4)]
-SECRET = "benchmark-secret-0123456789abcdef0123"
 
 
 def fresh_database(backend: str, mariadb_url: str) -> str:
@@ -57,68 +54,7 @@ def fresh_database(backend: str, mariadb_url: str) -> str:
 
 
 def seed(database_url: str) -> dict[str, str]:
-    from central.app import bootstrap
-    from central.services import accounts, importing
-    from central.services.principal import SYSTEM
-    from central.settings import Settings
-
-    central = bootstrap(Settings(database_url=database_url, jwt_secret=SECRET), with_relay=False)
-    try:
-        rows = [{"kind": "category", "name": "Bench"}] + [
-            {
-                "kind": "product",
-                "sku": sku,
-                "name": sku,
-                "price": "1.00",
-                "category": "Bench",
-                "quantity": 100_000_000,
-            }
-            for sku in SKUS
-        ]
-        importing.import_rows(central.uow(), SYSTEM, rows)
-        return {s: accounts.create_store(central.uow(), s, s)["api_key"] for s in STORES}
-    finally:
-        central.close()
-
-
-@contextmanager
-def central_process(database_url: str, kafka: str, port: int) -> Iterator[str]:
-    env = {
-        **os.environ,
-        "INVCTL_DATABASE_URL": database_url,
-        "INVCTL_KAFKA": kafka,
-        "INVCTL_JWT_SECRET": SECRET,
-        "INVCTL_TOPIC_PREFIX": f"bench{port}.",
-    }
-    log = (RUN / f"central-{port}.log").open("wb")
-    process = subprocess.Popen(
-        [str(BIN / "central"), "serve", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(url, process)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(15)
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
-    import time
-
-    for _ in range(300):
-        if process.poll() is not None:
-            raise RuntimeError("central exited during start; see .run/bench/central-*.log")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("central did not become ready")
+    return seed_central(database_url, catalog_rows(SKUS, 100_000_000), STORES)
 
 
 def random_lines(rng: random.Random) -> list[dict[str, object]]:
@@ -181,7 +117,7 @@ def measure(
     rows = []
     direct_make, close_direct = direct_transactions(database_url)
     try:
-        with central_process(database_url, kafka, port) as url:
+        with central_process(database_url, kafka, port, f"bench{port}.") as url:
             for clients in levels:
                 http = run_clients(clients, seconds, http_orders(url, keys))
                 trivial = run_clients(clients, seconds, trivial_endpoint(url))

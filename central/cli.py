@@ -69,6 +69,7 @@ def serve(
         kafka=kafka,
     )
     logs.configure(s.log_level)
+    _favour_latency()
     central = bootstrap(s)
     server_config = uvicorn.Config(
         create_app(central),
@@ -161,6 +162,12 @@ def migrate(
     db = open_database(s)
     db.close()
     typer.echo("schema is up to date")
+
+
+def _favour_latency() -> None:
+    """Hand the GIL over every 0.5 ms instead of 5 ms: the relay, Kafka's IO thread and the
+    request threads pass work to each other, and each hand-off could otherwise wait 5 ms."""
+    sys.setswitchinterval(0.0005)
 
 
 def _prompt_password() -> str:

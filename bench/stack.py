@@ -1,0 +1,140 @@
+"""Real processes for benchmarks: central and store agents on this machine."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.common import BIN, RUN
+
+SECRET = "benchmark-secret-0123456789abcdef0123"
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited during start; see {RUN}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} not ready within {timeout}s")
+
+
+def seed_central(
+    database_url: str, rows: list[dict[str, Any]], stores: list[str]
+) -> dict[str, str]:
+    """Import `rows` and register `stores` in-process; returns each store's API key."""
+    from central.app import bootstrap
+    from central.services import accounts, importing
+    from central.services.principal import SYSTEM
+    from central.settings import Settings
+
+    central = bootstrap(Settings(database_url=database_url, jwt_secret=SECRET), with_relay=False)
+    try:
+        for start in range(0, len(rows), importing.MAX_ROWS):
+            importing.import_rows(central.uow(), SYSTEM, rows[start : start + importing.MAX_ROWS])
+        return {s: accounts.create_store(central.uow(), s, s)["api_key"] for s in stores}
+    finally:
+        central.close()
+
+
+def catalog_rows(skus: list[str], quantity: int) -> list[dict[str, Any]]:
+    return [{"kind": "category", "name": "Bench"}] + [
+        {
+            "kind": "product",
+            "sku": s,
+            "name": s,
+            "price": "1.00",
+            "category": "Bench",
+            "quantity": quantity,
+        }
+        for s in skus
+    ]
+
+
+@contextmanager
+def central_process(database_url: str, kafka: str, port: int, prefix: str) -> Iterator[str]:
+    env = {
+        **os.environ,
+        "INVCTL_DATABASE_URL": database_url,
+        "INVCTL_KAFKA": kafka,
+        "INVCTL_JWT_SECRET": SECRET,
+        "INVCTL_TOPIC_PREFIX": prefix,
+    }
+    with (RUN / f"central-{port}.log").open("wb") as log:
+        process = subprocess.Popen(
+            [str(BIN / "central"), "serve", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, process, "central")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(15)
+
+
+@contextmanager
+def agent_process(
+    store: str,
+    api_key: str,
+    central: str,
+    kafka: str,
+    port: int,
+    prefix: str,
+    db: Path | None = None,
+) -> Iterator[tuple[str, Path, int]]:
+    """Yields (url, replica path, pid)."""
+    db = db or RUN / f"replica-{store}-{uuid.uuid4().hex[:6]}.db"
+    key_file = RUN / f"{store}.key"
+    key_file.write_text(api_key)
+    key_file.chmod(0o600)
+    with (RUN / f"agent-{store}.log").open("wb") as log:
+        process = subprocess.Popen(
+            [
+                str(BIN / "storeagent"),
+                "run",
+                "--store-id",
+                store,
+                "--central",
+                central,
+                "--kafka",
+                kafka,
+                "--db",
+                str(db),
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--api-key-file",
+                str(key_file),
+                "--topic-prefix",
+                prefix,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, process, f"agent {store}")
+        yield url, db, process.pid
+    finally:
+        process.terminate()
+        process.wait(15)
+
+
+def sqlite_url() -> str:
+    return f"sqlite:///{RUN / f'central-{uuid.uuid4().hex[:8]}.db'}"

@@ -1,0 +1,238 @@
+"""Sync latency: a stock change committed at central until it is visible in a store replica,
+at a steady rate and in a burst, next to the raw kafka-python produce-to-consume round trip on
+the same broker, measured in the same run.
+
+    python -m bench.sync_latency [--quick]
+
+Commit time is the ledger row's `created_at` (written in the change's own transaction);
+visibility is when a read-only poller (every ~1 ms) first sees that (sku, stock_version) in
+the agent's SQLite file.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+from bench.common import RUN, machine_facts, ms, percentile, start_kafka
+from bench.stack import agent_process, catalog_rows, central_process, seed_central, sqlite_url
+
+
+class ReplicaWatcher(threading.Thread):
+    """Notes the wall-clock time each (sku, version) first appears in the replica."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(daemon=True)
+        self.path = path
+        self.seen: dict[tuple[str, int], float] = {}
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        last: dict[str, int] = {}
+        while not self.stop.is_set():
+            now = time.time()
+            for sku, version in conn.execute("SELECT sku, stock_version FROM stock"):
+                if last.get(sku) != version:
+                    last[sku] = version
+                    self.seen.setdefault((sku, version), now)
+            time.sleep(0.001)
+        conn.close()
+
+
+def commit_times(central_db: Path, since_id: int) -> dict[tuple[str, int], float]:
+    conn = sqlite3.connect(f"file:{central_db}?mode=ro", uri=True)
+    try:
+        rows = conn.execute(
+            "SELECT sku, stock_version, created_at FROM stock_movements WHERE id > ?", (since_id,)
+        ).fetchall()
+    finally:
+        conn.close()
+    return {(s, v): _epoch(at) for s, v, at in rows}
+
+
+def _epoch(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+
+
+def last_movement(central_db: Path) -> int:
+    conn = sqlite3.connect(f"file:{central_db}?mode=ro", uri=True)
+    try:
+        return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM stock_movements").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def latencies(
+    watcher: ReplicaWatcher, commits: dict[tuple[str, int], float]
+) -> tuple[list[float], int]:
+    values = [watcher.seen[key] - at for key, at in commits.items() if key in watcher.seen]
+    return values, len(commits) - len(values)
+
+
+def steady(
+    client: httpx.Client, admin: dict[str, str], skus: list[str], count: int, rate: float
+) -> None:
+    interval = 1 / rate
+    next_at = time.perf_counter()
+    for i in range(count):
+        sku = skus[i % len(skus)]
+        client.put(
+            f"/api/v1/stock/{sku}", json={"quantity": 1000 + i}, headers=admin
+        ).raise_for_status()
+        next_at += interval
+        time.sleep(max(0.0, next_at - time.perf_counter()))
+
+
+def burst(client: httpx.Client, admin: dict[str, str], skus: list[str], count: int) -> None:
+    rows = [{"kind": "stock", "sku": skus[i], "quantity": 5000 + i} for i in range(count)]
+    for start in range(0, count, 500):
+        client.post(
+            "/api/v1/import", json={"rows": rows[start : start + 500]}, headers=admin
+        ).raise_for_status()
+
+
+def admin_headers(client: httpx.Client, database_url: str) -> dict[str, str]:
+    from bench.stack import SECRET
+    from central.app import bootstrap
+    from central.services import accounts
+    from central.settings import Settings
+
+    central = bootstrap(Settings(database_url=database_url, jwt_secret=SECRET), with_relay=False)
+    try:
+        accounts.create_user(
+            central.uow(), accounts.NewUser("bench-admin", "bench-password", "admin")
+        )
+    finally:
+        central.close()
+    token = client.post(
+        "/api/v1/auth/token", data={"username": "bench-admin", "password": "bench-password"}
+    )
+    return {"Authorization": f"Bearer {token.raise_for_status().json()['access_token']}"}
+
+
+def raw_kafka_round_trip(bootstrap: str, count: int, rate: float) -> list[float]:
+    """Producer -> broker -> consumer on one topic, at the same rate, same client library."""
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+
+    topic = f"bench-raw-{uuid.uuid4().hex[:6]}"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.create_topics(
+        {topic: {"num_partitions": 1, "replication_factor": 1}}, wait_for_metadata=True
+    )
+    admin.close()
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100
+    )
+    consumer.assign([TopicPartition(topic, 0)])
+    consumer.seek_to_end()
+    consumer.poll(timeout_ms=200)
+    received: list[float] = []
+
+    def consume() -> None:
+        while len(received) < count:
+            for batch in consumer.poll(timeout_ms=500).values():
+                now = time.time()
+                received.extend(now - json.loads(r.value)["t"] for r in batch)
+
+    reader = threading.Thread(target=consume, daemon=True)
+    reader.start()
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    interval, next_at = 1 / rate, time.perf_counter()
+    for _ in range(count):
+        producer.send(topic, json.dumps({"t": time.time()}).encode())
+        producer.flush()
+        next_at += interval
+        time.sleep(max(0.0, next_at - time.perf_counter()))
+    reader.join(60)
+    producer.close()
+    consumer.close()
+    return received
+
+
+def run(quick: bool = False) -> str:
+    RUN.mkdir(parents=True, exist_ok=True)
+    count, rate = (300, 100.0) if quick else (2000, 100.0)
+    skus = [f"SYNC-{i:05d}" for i in range(max(count, 200))]
+    kafka, stop_kafka = start_kafka()
+    prefix = f"sync{uuid.uuid4().hex[:6]}."
+    database_url = sqlite_url()
+    central_db = Path(database_url.removeprefix("sqlite:///"))
+    try:
+        keys = seed_central(database_url, catalog_rows(skus, 10), ["sync-store"])
+        raw = raw_kafka_round_trip(kafka, count, rate)
+        with (
+            central_process(database_url, kafka, 18950, prefix) as central,
+            agent_process("sync-store", keys["sync-store"], central, kafka, 18951, prefix) as (
+                _,
+                replica,
+                _pid,
+            ),
+            httpx.Client(base_url=central, timeout=30) as client,
+        ):
+            admin = admin_headers(client, database_url)
+            watcher = ReplicaWatcher(replica)
+            watcher.start()
+            time.sleep(0.5)
+            mark = last_movement(central_db)
+            steady(client, admin, skus[:200], count, rate)
+            time.sleep(2)
+            steady_lat, steady_missing = latencies(watcher, commit_times(central_db, mark))
+            mark = last_movement(central_db)
+            burst(client, admin, skus, count)
+            time.sleep(5)
+            burst_lat, burst_missing = latencies(watcher, commit_times(central_db, mark))
+            watcher.stop.set()
+    finally:
+        stop_kafka()
+    return report(raw, steady_lat, steady_missing, burst_lat, burst_missing, count, rate, quick)
+
+
+def report(
+    raw: list[float],
+    steady_lat: list[float],
+    steady_missing: int,
+    burst_lat: list[float],
+    burst_missing: int,
+    count: int,
+    rate: float,
+    quick: bool,
+) -> str:
+    def row(name: str, values: list[float], missing: int = 0) -> str:
+        p50, p95, p99 = (percentile(values, q) for q in (50, 95, 99))
+        base50, base99 = percentile(raw, 50), percentile(raw, 99)
+        return (
+            f"| {name} | {len(values)} | {missing} | {ms(p50)} | {ms(p95)} | {ms(p99)} "
+            f"| {p50 / base50:.1f}x | {p99 / base99:.1f}x |"
+        )
+
+    facts = ", ".join(f"{k} {v}" for k, v in machine_facts().items())
+    lines = [
+        f"Machine: {facts}.{' Quick mode.' if quick else ''} {count} changes at {rate:.0f}/s "
+        f"(steady, `PUT /api/v1/stock/{{sku}}`), then {count} in a burst (`POST /api/v1/import`, "
+        "500 rows a request). Targets: p50 within 3x and p99 within 5x of the raw round trip.",
+        "",
+        "| path | samples | not seen | p50 ms | p95 ms | p99 ms | p50 / raw | p99 / raw |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        row("raw kafka-python produce -> consume", raw),
+        row("central commit -> replica (steady)", steady_lat, steady_missing),
+        row("central commit -> replica (burst)", burst_lat, burst_missing),
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    print(run(quick="--quick" in argv))
+
+
+if __name__ == "__main__":
+    main()
