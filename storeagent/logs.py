@@ -60,5 +60,5 @@ def configure_logging(level: int = logging.INFO, stream: IO[str] | None = None) 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("kafka", "peewee"):
+    for noisy in ("kafka", "peewee", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))

@@ -185,6 +185,7 @@ class OrderFilter:
     until: datetime | None = None
     limit: int = 50
     before: int = 0
+    idempotency_key: str | None = None
 
 
 def list_orders(uow: UnitOfWork, principal: Principal, wanted: OrderFilter) -> dict[str, Any]:
@@ -199,6 +200,10 @@ def list_orders(uow: UnitOfWork, principal: Principal, wanted: OrderFilter) -> d
         (wanted.since is not None, lambda q: q.where(Order.created_at >= wanted.since)),
         (wanted.until is not None, lambda q: q.where(Order.created_at < wanted.until)),
         (wanted.before > 0, lambda q: q.where(Order.seq < wanted.before)),
+        (
+            wanted.idempotency_key is not None,
+            lambda q: q.where(Order.idempotency_key == wanted.idempotency_key),
+        ),
     ]
     for applies, narrow in conditions:
         if applies:

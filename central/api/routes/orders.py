@@ -49,9 +49,14 @@ def list_orders(
     until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=orders.MAX_PAGE)] = 50,
     before: Annotated[int, Query(ge=0)] = 0,
+    idempotency_key: Annotated[str | None, Query(max_length=128)] = None,
 ) -> dict[str, Any]:
-    """Newest first; pass `next_before` back as `before` for the next page."""
-    wanted = orders.OrderFilter(store, status, _naive(since), _naive(until), limit, before)
+    """Newest first; pass `next_before` back as `before` for the next page.
+    `idempotency_key` finds the order a key created, if any (a store resolving an unknown
+    outcome)."""
+    wanted = orders.OrderFilter(
+        store, status, _naive(since), _naive(until), limit, before, idempotency_key
+    )
     return orders.list_orders(uow, principal, wanted)
 
 

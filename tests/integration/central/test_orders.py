@@ -253,3 +253,19 @@ def test_history_is_filtered_paginated_and_scoped_to_the_store(database_url):
         assert len(h.call("GET", "/api/v1/orders?limit=200", h.admin())["items"]) == 6
         future = h.call("GET", "/api/v1/orders?since=2999-01-01T00:00:00Z", h.admin())
         assert future["items"] == []
+
+
+def test_an_order_can_be_found_by_its_idempotency_key(database_url):
+    with running_central(database_url) as h:
+        keys = seed(h, {"A": 5})
+        own = {"X-API-Key": keys["store-0"]}
+        placed = buy(
+            h.client, keys["store-0"], [{"sku": "A", "quantity": 1}], idem="till-42"
+        ).json()
+        found = h.call("GET", "/api/v1/orders?idempotency_key=till-42", own)["items"]
+        assert [o["id"] for o in found] == [placed["id"]]
+        assert h.call("GET", "/api/v1/orders?idempotency_key=never-used", own)["items"] == []
+        other = h.call(
+            "GET", "/api/v1/orders?idempotency_key=till-42", {"X-API-Key": keys["store-1"]}
+        )["items"]
+        assert other == [], "keys are scoped to their store"
