@@ -1,4 +1,5 @@
-"""The store terminal's HTTP API (loopback): stock and products from the replica, sync status.
+"""The store terminal's HTTP API (loopback): stock and products from the replica, sales
+(POST/GET /orders, when the app has an order desk) and sync status.
 
 create_app() is the factory; the app holds no state of its own. Every error body is
 {"error": {"code", "message", "details"}}; inputs are validated so no request gets a 500.
@@ -6,35 +7,55 @@ create_app() is the factory; the app holds no state of its own. Every error body
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from typing import Any
+import re
+import uuid
+from collections.abc import Callable, Collection
+from typing import Annotated, Any
 
 import peewee
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Header, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from storeagent.errors import AgentError, InvalidSku, ProductNotFound, ReplicaNotReady
 from storeagent.events import is_valid_sku
+from storeagent.order_rules import valid_status
+from storeagent.orders import OrderDesk, PlaceOrder
 from storeagent.progress import SyncProgress
 from storeagent.replica import Replica
 from storeagent.views import (
+    OrderList,
     ProductList,
     StockView,
     SyncStatus,
+    order_list,
     product_list,
     readiness_checks,
     stock_view,
     sync_status,
 )
 
+REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
+MAX_ORDER_PAGE = 200
+
+
+class OrderIn(BaseModel):
+    lines: list[dict[str, Any]] = Field(max_length=1000)
+
 
 def create_app(
-    replica: Replica, progress: SyncProgress, *, store_id: str, topics: Collection[str]
+    replica: Replica,
+    progress: SyncProgress,
+    *,
+    store_id: str,
+    topics: Collection[str],
+    orders: OrderDesk | None = None,
 ) -> FastAPI:
-    """`replica` is the API's own handle (its own connections); `topics` are the full names."""
+    """`replica` is the API's own handle (its own connections); `topics` are the full names.
+    Without `orders` the app serves the read side only."""
     app = FastAPI(title="storeagent", summary=f"Store {store_id}: local replica API")
     _install_error_handlers(app)
 
@@ -60,7 +81,13 @@ def create_app(
     @app.get("/sync/status")
     def get_sync_status() -> SyncStatus:
         ready = all(readiness_checks(replica, progress).values())
-        return sync_status(replica, progress, store_id=store_id, topics=topics, ready=ready)
+        central = orders.central_status() if orders else None
+        return sync_status(
+            replica, progress, store_id=store_id, topics=topics, ready=ready, central=central
+        )
+
+    if orders is not None:
+        _add_order_routes(app, replica, orders, require_bootstrapped)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -75,6 +102,38 @@ def create_app(
         return {"status": "ready", "checks": checks}
 
     return app
+
+
+def _add_order_routes(
+    app: FastAPI, replica: Replica, orders: OrderDesk, require_bootstrapped: Callable[[], None]
+) -> None:
+    @app.post("/orders", status_code=201)
+    def post_order(
+        body: OrderIn,
+        response: Response,
+        idempotency_key: Annotated[str | None, Header(max_length=1000)] = None,
+        x_request_id: Annotated[str | None, Header(max_length=1000)] = None,
+    ) -> dict[str, Any]:
+        """Sell: checked against the replica, then reserved at central; the replica shows
+        the new stock as soon as this answers. Replaying an Idempotency-Key sells once."""
+        require_bootstrapped()
+        placed = orders.place(PlaceOrder(body.lines, idempotency_key, _request_id(x_request_id)))
+        if placed.replayed:
+            response.headers["Idempotent-Replayed"] = "true"
+        return placed.body()
+
+    @app.get("/orders")
+    def get_orders(
+        status: Annotated[str | None, Query(max_length=16)] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_ORDER_PAGE)] = 50,
+    ) -> OrderList:
+        """This store's sales, newest first."""
+        return order_list(replica, valid_status(status), limit)
+
+
+def _request_id(raw: str | None) -> str:
+    """The caller's X-Request-ID when usable as a header, so central's logs match the till's."""
+    return raw if raw is not None and REQUEST_ID.fullmatch(raw) else uuid.uuid4().hex
 
 
 def _error(status: int, code: str, message: str, details: dict[str, Any]) -> JSONResponse:

@@ -21,18 +21,23 @@ import uvicorn
 from fastapi import FastAPI
 
 from storeagent.api import create_app
+from storeagent.central_client import CentralClient, connect_central
 from storeagent.clock import Clock, utc_now
 from storeagent.consumer import SyncLoop, topic_names
 from storeagent.errors import ListenUnavailable
 from storeagent.kafka_source import KafkaRecordSource
 from storeagent.logs import EventLog
+from storeagent.notify import AgentHealth, NotifyThread, SystemdLink
+from storeagent.orders import OrderDesk
 from storeagent.progress import SyncProgress
 from storeagent.replica import Replica, open_replica
+from storeagent.resilience import ResilientCentral
 from storeagent.settings import AgentSettings
 from storeagent.source import RecordSource
 
 STOP_GRACE_S = 3.0  # after the HTTP server stopped; both began at the signal
 HTTP_GRACE_S = 1
+NOTIFY_GRACE_S = 1.0
 
 
 @dataclass
@@ -45,31 +50,49 @@ class Agent:
     stop: threading.Event
     app: FastAPI
     log: EventLog
+    systemd: SystemdLink | None = None
+    orders: OrderDesk | None = None
 
     def serve(self, listener: socket.socket | None = None) -> int:
         """Run until stopped; the exit code for the process."""
         listener = listener or bind_listener(self.settings.listen_host, self.settings.listen_port)
         server = _Server(self.app, self.stop)
         consumer = ConsumerThread(self.loop, on_exit=server.request_exit, log=self.log)
+        notifier = self._notify_thread(server)
         _install_signal_handlers(server.handle_exit)
         consumer.start()
+        if notifier:
+            notifier.start()
         self.log.info("agent.started", port=listener.getsockname()[1], **self.settings.summary())
         try:
             server.run(sockets=[listener])
         finally:
             self.stop.set()
             consumer.join(STOP_GRACE_S)
+            if notifier:
+                notifier.join(NOTIFY_GRACE_S)
             self.close()
-        return self._exit_code(consumer)
+        return self._exit_code(consumer, notifier)
 
     def close(self) -> None:
         self.writer.close()
         self.reader.close()
+        if self.orders:
+            self.orders.close()
+        if self.systemd:
+            self.systemd.notifier.close()
 
-    def _exit_code(self, consumer: ConsumerThread) -> int:
+    def _notify_thread(self, server: _Server) -> NotifyThread | None:
+        """sd_notify side task, only when systemd gave us a NOTIFY_SOCKET."""
+        if self.systemd is None:
+            return None
+        health = AgentHealth(self.reader, self.progress, listening=lambda: server.started)
+        return NotifyThread(self.systemd, health, stop=self.stop, on_failure=server.request_exit)
+
+    def _exit_code(self, consumer: ConsumerThread, notifier: NotifyThread | None) -> int:
         if consumer.is_alive():
             self.log.warning("agent.consumer_stop_timeout", grace_s=STOP_GRACE_S)
-        code = 1 if consumer.failed else 0
+        code = 1 if consumer.failed or (notifier and notifier.failed) else 0
         self.log.info("agent.stopped", exit_code=code)
         return code
 
@@ -79,8 +102,11 @@ def bootstrap(
     *,
     connect: Callable[[], RecordSource] | None = None,
     clock: Clock = utc_now,
+    systemd: SystemdLink | None = None,
+    central: CentralClient | None = None,
 ) -> Agent:
-    """Build the agent; `connect` replaces the Kafka connection (tests pass a fake source)."""
+    """Build the agent; `connect` replaces the Kafka connection (tests pass a fake source);
+    `systemd` (notify.systemd_link) turns on sd_notify."""
     log = EventLog("storeagent")
     writer = open_replica(settings.db_path)
     reader = open_replica(settings.db_path)
@@ -102,8 +128,10 @@ def bootstrap(
         clock=clock,
     )
     topics = topic_names(settings.topic_prefix)
-    app = create_app(reader, progress, store_id=settings.store_id, topics=topics)
-    return Agent(settings, writer, reader, loop, progress, stop, app, log)
+    central = central or connect_central(settings.central_url, settings.api_key)
+    orders = OrderDesk(reader, ResilientCentral(central), clock=clock)
+    app = create_app(reader, progress, store_id=settings.store_id, topics=topics, orders=orders)
+    return Agent(settings, writer, reader, loop, progress, stop, app, log, systemd, orders)
 
 
 def bind_listener(host: str, port: int) -> socket.socket:

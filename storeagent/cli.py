@@ -7,6 +7,7 @@ Exit codes: 0 stopped by SIGTERM/SIGINT, 1 runtime failure (systemd restarts the
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +16,7 @@ import typer
 from storeagent.app import bootstrap
 from storeagent.errors import AgentError, ConfigError
 from storeagent.logs import EventLog, configure_logging
+from storeagent.notify import systemd_link
 from storeagent.settings import load_settings
 
 app = typer.Typer(
@@ -69,6 +71,9 @@ def run(
     Example: storeagent run --store-id s1 --central http://central:8000 --kafka 10.0.0.5:9092
     """
     configure_logging()
+    # The sync loop, Kafka's IO thread and the HTTP server hand work to each other: switch
+    # the GIL every 0.5 ms instead of 5 ms so each hand-off does not add milliseconds.
+    sys.setswitchinterval(0.0005)
     log = EventLog("storeagent")
     flags = {
         "store_id": store_id,
@@ -81,7 +86,8 @@ def run(
         "allow_remote": True if allow_remote else None,
     }
     try:
-        agent = bootstrap(load_settings(flags, os.environ, config))
+        settings = load_settings(flags, os.environ, config)
+        agent = bootstrap(settings, systemd=systemd_link(os.environ))
         code = agent.serve()
     except ConfigError as exc:
         log.error("agent.config_invalid", code=exc.code, message=exc.message, **exc.details)

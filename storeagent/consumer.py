@@ -124,6 +124,7 @@ class SyncLoop:
         backoff = self._backoff()
         source: RecordSource | None = None
         while not self.stop.is_set():
+            self.progress.tick()
             try:
                 source = source or self._connect()
                 self.start(source)
@@ -143,6 +144,7 @@ class SyncLoop:
     def _consume(self, source: RecordSource) -> None:
         backoff = self._backoff()
         while not self.stop.is_set():
+            self.progress.tick()
             if self.step(source):
                 backoff.reset()
             else:

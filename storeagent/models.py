@@ -75,6 +75,27 @@ class DeadLetter(_Table):
         indexes = ((("topic", "partition", "offset"), True),)
 
 
+class LocalOrder(_Table):
+    """A sale placed at this store, persisted with its idempotency key before central sees it."""
+
+    seq = peewee.AutoField()
+    local_ref = peewee.TextField(unique=True)
+    idempotency_key = peewee.TextField(unique=True)
+    fingerprint = peewee.TextField()
+    lines = peewee.TextField()  # JSON [{"sku", "quantity"}] in SKU order
+    status = peewee.TextField(index=True)
+    order_id = peewee.TextField(null=True)
+    central_order = peewee.TextField(null=True)  # JSON: central's order, replayed as sent
+    reason_code = peewee.TextField(null=True)
+    reason_message = peewee.TextField(null=True)
+    attempts = peewee.IntegerField(default=0)
+    created_at = peewee.TextField()
+    updated_at = peewee.TextField()
+
+    class Meta:
+        table_name = "local_orders"
+
+
 class MetaEntry(_Table):
     key = peewee.TextField(primary_key=True)
     value = peewee.TextField()
@@ -91,8 +112,12 @@ class ReplicaModels:
     offset: type[Offset]
     dead_letter: type[DeadLetter]
     meta: type[MetaEntry]
+    local_order: type[LocalOrder]
 
     def all(self) -> list[type[peewee.Model]]:
+        return [*self.schema_v1(), self.local_order]
+
+    def schema_v1(self) -> list[type[peewee.Model]]:
         return [self.category, self.product, self.stock, self.offset, self.dead_letter, self.meta]
 
 
@@ -107,6 +132,7 @@ def bind_models(db: peewee.Database) -> ReplicaModels:
         offset=_bound(Offset, db),
         dead_letter=_bound(DeadLetter, db),
         meta=_bound(MetaEntry, db),
+        local_order=_bound(LocalOrder, db),
     )
 
 

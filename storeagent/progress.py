@@ -22,12 +22,13 @@ class SyncProgress:
         self._stall_after = stall_after
         self._ends: dict[TopicPartition, int] = {}
         self._last_beat: float | None = None
+        self._last_tick: float | None = None
         self._running = False
         self._totals: Counter[str] = Counter()
 
     def started(self) -> None:
         with self._lock:
-            self._running, self._last_beat = True, None
+            self._running, self._last_beat, self._last_tick = True, None, None
 
     def stopped(self) -> None:
         with self._lock:
@@ -36,7 +37,22 @@ class SyncProgress:
     def beat(self) -> None:
         """A poll-and-apply round completed."""
         with self._lock:
-            self._last_beat = self._clock()
+            self._last_beat = self._last_tick = self._clock()
+
+    def tick(self) -> None:
+        """The loop came round, whether or not Kafka answered: its thread is not wedged."""
+        with self._lock:
+            self._last_tick = self._clock()
+
+    def idle_for(self) -> float | None:
+        """Seconds since the loop last came round; None before its first round or once stopped.
+
+        The systemd watchdog is fed only while this stays short.
+        """
+        with self._lock:
+            if not self._running or self._last_tick is None:
+                return None
+            return self._clock() - self._last_tick
 
     def count(self, applied: int, stale: int, dead_lettered: int) -> None:
         """Records handled since this process started, by outcome."""

@@ -1,6 +1,7 @@
 """The store's SQLite replica: opening, schema migrations and the row-level writes.
 
-Write helpers never commit: the caller (apply_batch) holds one transaction per batch.
+Write helpers never commit: the caller holds the transaction (apply_batch one per batch,
+OrderDesk one per step of a sale).
 Versioned upserts change a row only when the incoming version is newer than the stored one.
 """
 
@@ -17,10 +18,10 @@ from peewee import EXCLUDED
 
 from storeagent.errors import PoisonRecord, ReplicaSchemaTooNew, ReplicaUnavailable
 from storeagent.events import CategoryChanged, ProductChanged, StockChanged
-from storeagent.models import ReplicaModels, bind_models
+from storeagent.models import LocalOrder, ReplicaModels, bind_models
 from storeagent.source import Record, TopicPartition
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 PRAGMAS = {"journal_mode": "wal", "synchronous": "normal", "busy_timeout": 5000}
 
 META_SCHEMA_VERSION = "schema_version"
@@ -139,12 +140,15 @@ class Replica:
         return _changed(query)
 
     def upsert_stock(self, event: StockChanged) -> bool:
+        return self.set_stock(
+            event.sku, event.quantity, event.stock_version, updated_at=iso(event.occurred_at)
+        )
+
+    def set_stock(self, sku: str, quantity: int, stock_version: int, *, updated_at: str) -> bool:
+        """The versioned upsert shared by Kafka events and central's order answers."""
         stock = self.m.stock
         query = stock.insert(
-            sku=event.sku,
-            quantity=event.quantity,
-            stock_version=event.stock_version,
-            updated_at=iso(event.occurred_at),
+            sku=sku, quantity=quantity, stock_version=stock_version, updated_at=updated_at
         ).on_conflict(
             conflict_target=[stock.sku],
             update={
@@ -155,6 +159,25 @@ class Replica:
             where=(EXCLUDED.stock_version > stock.stock_version),
         )
         return _changed(query)
+
+    def local_order(self, idempotency_key: str) -> LocalOrder | None:
+        lo = self.m.local_order
+        return lo.get_or_none(lo.idempotency_key == idempotency_key)
+
+    def add_local_order(self, **fields: Any) -> None:
+        self.m.local_order.insert(**fields).execute()
+
+    def update_local_order(self, local_ref: str, **fields: Any) -> None:
+        lo = self.m.local_order
+        lo.update(**fields).where(lo.local_ref == local_ref).execute()
+
+    def local_orders(self, status: str | None, limit: int) -> list[LocalOrder]:
+        """Newest first."""
+        lo = self.m.local_order
+        query = lo.select()
+        if status is not None:
+            query = query.where(lo.status == status)
+        return list(query.order_by(lo.seq.desc()).limit(limit))
 
     def add_dead_letter(self, record: Record, error: PoisonRecord, now: datetime) -> None:
         """Keep the raw record; replayed, the same record is stored only once."""
@@ -178,7 +201,11 @@ def _changed(query: peewee.Insert) -> bool:
 
 
 def _schema_v1(replica: Replica) -> None:
-    replica.db.create_tables(replica.m.all(), safe=True)
+    replica.db.create_tables(replica.m.schema_v1(), safe=True)
 
 
-_MIGRATIONS: dict[int, Callable[[Replica], None]] = {1: _schema_v1}
+def _schema_v2(replica: Replica) -> None:
+    replica.db.create_tables([replica.m.local_order], safe=True)
+
+
+_MIGRATIONS: dict[int, Callable[[Replica], None]] = {1: _schema_v1, 2: _schema_v2}

@@ -1,5 +1,6 @@
 """In-package fakes and factories for tests: a RecordSource without Kafka, a fixed clock,
-and envelope builders that produce exactly the wire format of docs/wire.md."""
+envelope builders that produce exactly the wire format of docs/wire.md, and a central
+that answers orders like the real one."""
 
 from __future__ import annotations
 
@@ -7,12 +8,23 @@ import json
 import threading
 import uuid
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
+from storeagent.central_client import (
+    CentralUnavailable,
+    Confirmed,
+    OrderResult,
+    Refused,
+    StockLevel,
+    confirmed,
+)
 from storeagent.errors import SourceUnavailable
 from storeagent.events import TOPIC_CATEGORY, TOPIC_INVENTORY, TOPIC_PRODUCT
+from storeagent.order_rules import Line
 from storeagent.source import Record, TopicPartition
 
 WIRE_PARTITIONS = {TOPIC_CATEGORY: 1, TOPIC_PRODUCT: 3, TOPIC_INVENTORY: 6}
@@ -169,3 +181,114 @@ def product_event(**data: Any) -> tuple[str, bytes, bytes]:
 def stock_event(**data: Any) -> tuple[str, bytes, bytes]:
     payload = stock_data(**data)
     return TOPIC_INVENTORY, payload["sku"].encode(), envelope("stock.changed", payload)
+
+
+@dataclass(frozen=True)
+class CentralCall:
+    idempotency_key: str
+    lines: tuple[Line, ...]
+    request_id: str | None
+
+
+class FakeCentral:
+    """A CentralClient with central's order semantics in memory: all-or-nothing reservation
+    with per-SKU stock versions, and a replayed key answered with its first order.
+
+    Steer it with set_stock(), refuse_next() and go_down(); `calls` records every call and
+    `on_call(key, lines)` runs first on each (e.g. to look at the replica at that moment).
+    """
+
+    def __init__(self, store_id: str = "s1", clock: Callable[[], datetime] | None = None):
+        self.store_id = store_id
+        self.clock = clock or FixedClock()
+        self.stock: dict[str, StockLevel] = {}
+        self.calls: list[CentralCall] = []
+        self.on_call: Callable[[str, Sequence[Line]], None] | None = None
+        self._orders: dict[str, Confirmed] = {}
+        self._refusals: list[Refused] = []
+        self._down: int | None = 0
+        self.closed = False
+
+    def set_stock(self, sku: str, quantity: int, stock_version: int = 1) -> None:
+        self.stock[sku] = StockLevel(sku, quantity, stock_version)
+
+    def refuse_next(
+        self,
+        status: int = 409,
+        code: str = "stock.insufficient",
+        message: str = "refused",
+        **details: Any,
+    ) -> None:
+        self._refusals.append(Refused(status, code, message, details))
+
+    def go_down(self, calls: int | None = None) -> None:
+        """Be unreachable for the next `calls` calls, or until come_back() when None."""
+        self._down = calls
+
+    def come_back(self) -> None:
+        self._down = 0
+
+    def place_order(
+        self, idempotency_key: str, lines: Sequence[Line], *, request_id: str | None = None
+    ) -> OrderResult:
+        self.calls.append(CentralCall(idempotency_key, tuple(lines), request_id))
+        if self.on_call is not None:
+            self.on_call(idempotency_key, lines)
+        if self._down is None or self._down > 0:
+            self._down = None if self._down is None else self._down - 1
+            raise CentralUnavailable("fake central is down", reason="connect")
+        if self._refusals:
+            return self._refusals.pop(0)
+        if idempotency_key not in self._orders:
+            result = self._reserve(lines)
+            if isinstance(result, Refused):
+                return result
+            self._orders[idempotency_key] = result
+        return self._orders[idempotency_key]
+
+    def close(self) -> None:
+        self.closed = True
+
+    def _reserve(self, lines: Sequence[Line]) -> OrderResult:
+        unknown = [line.sku for line in lines if line.sku not in self.stock]
+        if unknown:
+            return Refused(422, "order.sku_unknown", "unknown SKU", {"skus": unknown})
+        short = [
+            {
+                "sku": line.sku,
+                "requested": line.quantity,
+                "available": self.stock[line.sku].quantity,
+            }
+            for line in lines
+            if self.stock[line.sku].quantity < line.quantity
+        ]
+        if short:
+            return Refused(409, "stock.insufficient", "Not enough stock", {"lines": short})
+        for line in lines:
+            level = self.stock[line.sku]
+            self.set_stock(line.sku, level.quantity - line.quantity, level.stock_version + 1)
+        return confirmed(self._order(lines))
+
+    def _order(self, lines: Sequence[Line]) -> dict[str, Any]:
+        price = Decimal("1.25")
+        return {
+            "id": str(uuid.uuid4()),
+            "store_id": self.store_id,
+            "status": "confirmed",
+            "created_at": self.clock().isoformat(),
+            "created_by": f"store:{self.store_id}",
+            "cancelled_at": None,
+            "total": f"{sum(price * line.quantity for line in lines):.2f}",
+            "lines": [
+                {
+                    "sku": line.sku,
+                    "quantity": line.quantity,
+                    "unit_price": f"{price:.2f}",
+                    "stock": {
+                        "quantity": self.stock[line.sku].quantity,
+                        "stock_version": self.stock[line.sku].stock_version,
+                    },
+                }
+                for line in lines
+            ],
+        }

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Iterable
-from typing import Any, cast
+from typing import Any, NotRequired, cast
 
 from peewee import JOIN, fn
 from typing_extensions import TypedDict
 
+from storeagent.models import LocalOrder
 from storeagent.progress import SyncProgress
 from storeagent.replica import (
     META_EVENTS_APPLIED,
@@ -15,6 +17,7 @@ from storeagent.replica import (
     META_LAST_EVENT_AT,
     Replica,
 )
+from storeagent.resilience import CircuitStatus
 
 
 class StockView(TypedDict):
@@ -40,6 +43,19 @@ class ProductList(TypedDict):
     items: list[ProductItem]
 
 
+class OrderItem(TypedDict):
+    local_ref: str
+    status: str
+    order_id: str | None
+    lines: list[dict[str, Any]]
+    created_at: str
+    reason: str | None
+
+
+class OrderList(TypedDict):
+    items: list[OrderItem]
+
+
 class PartitionStatus(TypedDict):
     topic: str
     partition: int
@@ -56,6 +72,7 @@ class SyncStatus(TypedDict):
     events_applied: int
     dead_letters: int
     partitions: list[PartitionStatus]
+    central: NotRequired[CircuitStatus]
 
 
 def stock_view(replica: Replica, sku: str) -> StockView | None:
@@ -105,6 +122,23 @@ def _product_item(row: dict[str, Any]) -> ProductItem:
     )
 
 
+def order_list(replica: Replica, status: str | None, limit: int) -> OrderList:
+    """This store's sales, newest first; `reason` is why one was refused or is not done."""
+    return OrderList(items=[_order_item(row) for row in replica.local_orders(status, limit)])
+
+
+def _order_item(row: LocalOrder) -> OrderItem:
+    reason = f"{row.reason_code}: {row.reason_message}" if row.reason_code else None
+    return OrderItem(
+        local_ref=row.local_ref,
+        status=row.status,
+        order_id=row.order_id,
+        lines=json.loads(row.lines),
+        created_at=row.created_at,
+        reason=reason,
+    )
+
+
 def sync_status(
     replica: Replica,
     progress: SyncProgress,
@@ -112,13 +146,15 @@ def sync_status(
     store_id: str,
     topics: Collection[str],
     ready: bool,
+    central: CircuitStatus | None = None,
 ) -> SyncStatus:
-    """Per-partition lag of the current topics: live end offsets minus stored next offsets."""
+    """Per-partition lag of the current topics: live end offsets minus stored next offsets;
+    `central` is the order path's circuit breaker, when the agent places orders."""
     meta = replica.meta()
     stored = replica.stored_offsets()
     ends = progress.end_offsets()
     partitions = sorted(tp for tp in set(stored) | set(ends) if tp.topic in topics)
-    return SyncStatus(
+    status = SyncStatus(
         store_id=store_id,
         ready=ready,
         last_event_at=meta.get(META_LAST_EVENT_AT),
@@ -129,6 +165,9 @@ def sync_status(
             _partition(tp.topic, tp.partition, stored.get(tp, 0), ends.get(tp)) for tp in partitions
         ],
     )
+    if central is not None:
+        status["central"] = central
+    return status
 
 
 def _partition(topic: str, partition: int, offset: int, end: int | None) -> PartitionStatus:

@@ -1,0 +1,320 @@
+"""The store agent's replica: apply rate next to raw Kafka consumption, bootstrap time, memory.
+
+    python -m bench.replica [--quick]
+
+- *apply rate*: the agent's real consumer + apply path (KafkaRecordSource, SyncLoop,
+  apply_batch into a fresh SQLite replica, in this process) draining a backlog of 200,000
+  stock events (quick: 20,000), next to a plain KafkaConsumer reading the same backlog in the
+  same run without processing it.
+- *bootstrap*: a real `storeagent run` process with a new replica over a catalog of 100,000
+  products (quick: 10,000), one product and one stock record each, from spawn to /readyz 200.
+- *RSS*: VmRSS of that process, sampled while it bootstraps (peak = loaded) and once it has
+  been idle and caught up for a few seconds.
+
+BENCH_KAFKA=host:port uses that broker instead of starting one; BENCH_OUT=FILE also writes
+the report there.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import httpx
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import TopicPartition as KafkaTopicPartition
+
+from bench.common import BIN, RUN, machine_facts, start_kafka
+from storeagent.consumer import SyncLoop, topic_names
+from storeagent.kafka_source import KafkaRecordSource
+from storeagent.progress import SyncProgress
+from storeagent.replica import META_EVENTS_APPLIED, open_replica
+from storeagent.testing import WIRE_PARTITIONS, product_event, stock_event
+
+Event = tuple[str, bytes, bytes]
+VERSIONS_PER_SKU = 100
+IDLE_S = 5.0
+APPLY_BUDGET_S = 60.0  # the apply rate is measured over at most this long
+
+
+@dataclass(frozen=True)
+class Sizes:
+    backlog: int
+    products: int
+
+    @classmethod
+    def pick(cls, quick: bool) -> Sizes:
+        return cls(20_000, 10_000) if quick else cls(200_000, 100_000)
+
+
+@dataclass
+class Results:
+    backlog: int = 0
+    raw_s: float = 0.0
+    applied: int = 0
+    agent_s: float = 0.0
+    products: int = 0
+    bootstrap_s: float = 0.0
+    rss_loaded_kb: int = 0
+    rss_idle_kb: int = 0
+
+
+def stock_backlog(count: int, rng: random.Random) -> list[Event]:
+    """`count` stock events: VERSIONS_PER_SKU rounds, each every SKU once in random order."""
+    skus = [f"BENCH-{n:06d}" for n in range(max(count // VERSIONS_PER_SKU, 1))]
+    events: list[Event] = []
+    for version in range(1, VERSIONS_PER_SKU + 1):
+        for sku in rng.sample(skus, len(skus)):
+            events.append(stock_event(sku=sku, quantity=version, stock_version=version))
+    return events[:count]
+
+
+def catalog(products: int) -> list[Event]:
+    events: list[Event] = []
+    for n in range(products):
+        sku = f"CAT-{n:06d}"
+        events.append(product_event(sku=sku, name=f"Product {n}", price="1.99", version=1))
+        events.append(stock_event(sku=sku, quantity=n % 100, reason="create", stock_version=1))
+    return events
+
+
+def create_topics(kafka: str, prefix: str) -> None:
+    with KafkaAdminClient(bootstrap_servers=kafka) as admin:
+        admin.create_topics(
+            {
+                prefix + topic: {
+                    "num_partitions": partitions,
+                    "replication_factor": 1,
+                    "configs": {"cleanup.policy": "compact"},
+                }
+                for topic, partitions in WIRE_PARTITIONS.items()
+            },
+            wait_for_metadata=True,
+        )
+
+
+def produce(kafka: str, prefix: str, events: list[Event]) -> None:
+    create_topics(kafka, prefix)
+    producer = KafkaProducer(bootstrap_servers=kafka, linger_ms=50, batch_size=1024 * 1024)
+    try:
+        for topic, key, value in events:
+            producer.send(prefix + topic, key=key, value=value)
+        producer.flush()
+    finally:
+        producer.close()
+
+
+def delete_topics(kafka: str, prefix: str) -> None:
+    with KafkaAdminClient(bootstrap_servers=kafka) as admin:
+        admin.delete_topics(list(topic_names(prefix)))
+
+
+def raw_consume(kafka: str, prefix: str) -> tuple[int, float]:
+    """Records read by a plain KafkaConsumer from the beginning to the end offsets, seconds."""
+    consumer = KafkaConsumer(bootstrap_servers=kafka, enable_auto_commit=False)
+    try:
+        partitions = [
+            KafkaTopicPartition(topic, p)
+            for topic in topic_names(prefix)
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning()
+        ends = consumer.end_offsets(partitions)
+        started = time.perf_counter()
+        count = 0
+        while any(consumer.position(tp) < end for tp, end in ends.items()):
+            count += sum(len(batch) for batch in consumer.poll(timeout_ms=500).values())
+        return count, time.perf_counter() - started
+    finally:
+        consumer.close()
+
+
+def agent_apply(kafka: str, prefix: str, db: Path) -> tuple[int, float]:
+    """Events applied by the agent's sync loop into a fresh replica until it is bootstrapped
+    (the whole backlog is in) or APPLY_BUDGET_S passed, and the seconds that took."""
+    replica = open_replica(db)
+    connect = partial(
+        KafkaRecordSource.connect, kafka, group_id=f"bench.{db.stem}", client_id="bench"
+    )
+    stop = threading.Event()
+    loop = SyncLoop(replica, connect, prefix=prefix, stop=stop, progress=SyncProgress())
+    thread = threading.Thread(target=loop.run, daemon=True)
+    started = time.perf_counter()
+    thread.start()
+    try:
+        deadline = started + APPLY_BUDGET_S
+        while not replica.is_bootstrapped() and time.perf_counter() < deadline:
+            time.sleep(0.01)
+        elapsed = time.perf_counter() - started
+        return int(replica.get_meta(META_EVENTS_APPLIED) or 0), elapsed
+    finally:
+        stop.set()
+        thread.join(10)
+        replica.close()
+
+
+def vm_rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def sample_until(done: Callable[[], bool], process: subprocess.Popen[bytes], timeout: float) -> int:
+    """Peak VmRSS (kB) of `process` until `done()`; every 50 ms."""
+    peak = 0
+    deadline = time.monotonic() + timeout
+    while not done():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the agent exited or hung; see {RUN}/agent-bench.log")
+        peak = max(peak, vm_rss_kb(process.pid))
+        time.sleep(0.05)
+    return max(peak, vm_rss_kb(process.pid))
+
+
+def agent_bootstrap(kafka: str, prefix: str, db: Path, results: Results) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    args = ["run", "--store-id", "bench", "--kafka", kafka, "--topic-prefix", prefix]
+    args += ["--db", str(db), "--listen", f"127.0.0.1:{port}"]
+    with (RUN / "agent-bench.log").open("wb") as log:
+        process = subprocess.Popen([str(BIN / "storeagent"), *args], stderr=log)
+    started = time.perf_counter()
+    try:
+        results.rss_loaded_kb = sample_until(lambda: ready(url), process, timeout=900)
+        results.bootstrap_s = time.perf_counter() - started
+        time.sleep(IDLE_S)
+        results.rss_idle_kb = vm_rss_kb(process.pid)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def measure(kafka: str, sizes: Sizes, workdir: Path) -> Results:
+    run_id = uuid.uuid4().hex[:8]
+    backlog, boot = f"benchr{run_id}.", f"benchb{run_id}."
+    results = Results(products=sizes.products)
+    try:
+        produce(kafka, backlog, stock_backlog(sizes.backlog, random.Random(7)))
+        results.backlog, results.raw_s = raw_consume(kafka, backlog)
+        results.applied, results.agent_s = agent_apply(kafka, backlog, workdir / "apply.db")
+        print(_apply_line(results), file=sys.stderr)
+        produce(kafka, boot, catalog(sizes.products))
+        agent_bootstrap(kafka, boot, workdir / "boot.db", results)
+        print(_bootstrap_line(results), file=sys.stderr)
+    finally:
+        delete_topics(kafka, backlog)
+        delete_topics(kafka, boot)
+    return results
+
+
+@contextmanager
+def broker() -> Iterator[str]:
+    """BENCH_KAFKA if set, otherwise a broker of our own for the duration."""
+    external = os.environ.get("BENCH_KAFKA")
+    if external:
+        yield external
+        return
+    kafka, stop = start_kafka("kafka-replica", port=29292)
+    try:
+        yield kafka
+    finally:
+        stop()
+
+
+def _apply_line(r: Results) -> str:
+    return (
+        f"backlog {r.backlog}: agent {r.applied / r.agent_s:.0f} events/s "
+        f"({r.applied} in {r.agent_s:.1f} s), "
+        f"raw kafka-python {r.backlog / r.raw_s:.0f} records/s"
+    )
+
+
+def _bootstrap_line(r: Results) -> str:
+    return (
+        f"bootstrap {r.products} products: {r.bootstrap_s:.1f} s, RSS loaded "
+        f"{r.rss_loaded_kb / 1024:.0f} MiB, idle {r.rss_idle_kb / 1024:.0f} MiB"
+    )
+
+
+def table(r: Results) -> str:
+    agent_rate, raw_rate = r.applied / r.agent_s, r.backlog / r.raw_s
+    drained = "" if r.applied == r.backlog else f" ({r.applied:,} applied in {r.agent_s:.0f} s)"
+    rows = [
+        ("agent: consume + apply + offsets, fresh replica", f"{agent_rate:,.0f} events/s{drained}"),
+        ("raw kafka-python KafkaConsumer, same backlog", f"{raw_rate:,.0f} records/s"),
+        ("agent / raw", f"{agent_rate / raw_rate:.3f}"),
+        (f"bootstrap of a new replica, {r.products:,} products", f"{r.bootstrap_s:.1f} s"),
+        ("bootstrap rate incl. process start", f"{2 * r.products / r.bootstrap_s:,.0f} records/s"),
+        ("RSS while bootstrapping (peak)", f"{r.rss_loaded_kb / 1024:.0f} MiB"),
+        (f"RSS idle, caught up ({IDLE_S:.0f} s after ready)", f"{r.rss_idle_kb / 1024:.0f} MiB"),
+    ]
+    lines = ["| measure | value |", "| --- | ---: |"]
+    return "\n".join(lines + [f"| {name} | {value} |" for name, value in rows])
+
+
+def run(quick: bool = False) -> str:
+    RUN.mkdir(parents=True, exist_ok=True)
+    sizes = Sizes.pick(quick)
+    with broker() as kafka, tempfile.TemporaryDirectory(dir=RUN) as workdir:
+        results = measure(kafka, sizes, Path(workdir))
+    facts = ", ".join(f"{k} {v}" for k, v in machine_facts().items())
+    mode = " Quick mode." if quick else ""
+    return f"Machine: {facts}.{mode}\n\n{method(sizes)}\n\n{table(results)}"
+
+
+def method(sizes: Sizes) -> str:
+    return (
+        f"*Apply rate*: {sizes.backlog:,} stock.changed events ({VERSIONS_PER_SKU} versions of "
+        f"{sizes.backlog // VERSIONS_PER_SKU:,} SKUs) already on the broker, drained by the "
+        "agent's sync loop in this process (real KafkaRecordSource, batches of up to 500 "
+        "records, one SQLite transaction per batch with its offsets, then a Kafka offset "
+        "commit) into a new replica, from the loop's start until bootstrapped or "
+        f"{APPLY_BUDGET_S:.0f} s; *raw*: a plain KafkaConsumer polling the same partitions to "
+        "their end offsets in the same run, no processing. *Bootstrap*: `storeagent run` as a "
+        f"process over {sizes.products:,} products (one product.created and one stock.changed "
+        "each), from spawn to /readyz 200. *RSS*: VmRSS from /proc/PID/status."
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    report = run(quick="--quick" in argv)
+    print(report)
+    if os.environ.get("BENCH_OUT"):
+        Path(os.environ["BENCH_OUT"]).write_text(report)
+
+
+if __name__ == "__main__":
+    main()

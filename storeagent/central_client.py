@@ -1,0 +1,224 @@
+"""The agent's port to central's order API, and its httpx adapter.
+
+One call is one attempt: retries and the circuit breaker wrap any CentralClient
+(storeagent.resilience). An answer from central is an OrderResult (Confirmed or Refused);
+no answer, or a 5xx, raises CentralUnavailable. The store's API key is sent in a header and
+never appears in logs, errors or reprs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import httpx
+
+from storeagent.errors import AgentError
+from storeagent.order_rules import Line
+
+API_PREFIX = "/api/v1"
+
+
+class CentralUnavailable(AgentError):
+    """Central cannot be reached right now; nothing was sold. Try again shortly."""
+
+    code = "central.unavailable"
+    status = 503
+
+    def __init__(self, message: str | None = None, *, retryable: bool = True, **details: Any):
+        super().__init__(message, **details)
+        self.retryable = retryable
+
+
+@dataclass(frozen=True, slots=True)
+class StockLevel:
+    sku: str
+    quantity: int
+    stock_version: int
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    """Central reserved the stock: its order as sent, and each line's stock right after."""
+
+    order: dict[str, Any]
+    order_id: str
+    created_at: datetime
+    stock: tuple[StockLevel, ...]
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Central answered with an error (4xx): its status and error body."""
+
+    status: int
+    code: str
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_auth(self) -> bool:
+        return self.status in (401, 403)
+
+
+OrderResult = Confirmed | Refused
+
+
+class CentralClient(Protocol):
+    def place_order(
+        self, idempotency_key: str, lines: Sequence[Line], *, request_id: str | None = None
+    ) -> OrderResult: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect_s: float = 2.0
+    # Under invctl's default 10 s request timeout, so the terminal gets the agent's
+    # `central.unavailable` rather than timing out on the agent itself.
+    read_s: float = 8.0
+
+
+class HttpCentralClient:
+    """POST {central}/api/v1/orders as the store (X-API-Key)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        *,
+        timeouts: Timeouts = Timeouts(),
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {"User-Agent": "storeagent"}
+        if api_key:
+            headers["X-API-Key"] = api_key
+        self.base_url = base_url
+        self._http = httpx.Client(
+            base_url=base_url + API_PREFIX,
+            headers=headers,
+            timeout=httpx.Timeout(timeouts.read_s, connect=timeouts.connect_s),
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:
+        return f"HttpCentralClient({self.base_url!r})"
+
+    def place_order(
+        self, idempotency_key: str, lines: Sequence[Line], *, request_id: str | None = None
+    ) -> OrderResult:
+        headers = {"Idempotency-Key": idempotency_key}
+        if request_id:
+            headers["X-Request-ID"] = request_id
+        body = {"lines": [line.to_wire() for line in lines]}
+        try:
+            response = self._http.post("/orders", json=body, headers=headers)
+        except httpx.ConnectError as exc:
+            raise CentralUnavailable(_cannot_reach(self.base_url, exc), reason="connect") from None
+        except httpx.TimeoutException as exc:
+            reason = "connect" if isinstance(exc, httpx.ConnectTimeout) else "timeout"
+            raise CentralUnavailable(
+                f"central at {self.base_url} did not answer in time", reason=reason
+            ) from None
+        except httpx.TransportError as exc:
+            raise CentralUnavailable(
+                _cannot_reach(self.base_url, exc), reason="transport"
+            ) from None
+        return interpret(response)
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def _cannot_reach(url: str, exc: Exception) -> str:
+    return f"cannot reach central at {url}: {str(exc).strip() or type(exc).__name__}"
+
+
+def interpret(response: httpx.Response) -> OrderResult:
+    """Central's answer to POST /orders as a result, or CentralUnavailable for a 5xx."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return confirmed(_json(response))
+    code, message, details = _error_body(response)
+    if 400 <= status < 500:
+        return Refused(
+            status, code or "central.refused", message or f"central answered {status}", details
+        )
+    raise CentralUnavailable(
+        f"central answered HTTP {status}" + (f" ({code})" if code else ""), reason=f"http.{status}"
+    )
+
+
+def confirmed(order: object) -> Confirmed:
+    """Central's order, checked for what the agent relies on: its id, time and line stock."""
+    try:
+        return _confirmed(order)
+    except (KeyError, TypeError, ValueError):
+        # The order may exist at central: the caller keeps it retryable with the same key.
+        raise CentralUnavailable(
+            "central's answer to the order is not an order", reason="bad_answer"
+        ) from None
+
+
+def _confirmed(order: object) -> Confirmed:
+    if not isinstance(order, dict) or not isinstance(order.get("id"), str) or not order["id"]:
+        raise ValueError("no order id")
+    stock = tuple(_stock_level(line) for line in order["lines"])
+    created = datetime.fromisoformat(order["created_at"])
+    return Confirmed(order, order["id"], _utc(created), stock)
+
+
+def _stock_level(line: dict[str, Any]) -> StockLevel:
+    sku, stock = line["sku"], line["stock"]
+    quantity, version = stock["quantity"], stock["stock_version"]
+    if not isinstance(sku, str) or not all(type(n) is int for n in (quantity, version)):
+        raise ValueError("a line without its sku and stock")
+    return StockLevel(sku, quantity, version)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _json(response: httpx.Response) -> object:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _error_body(response: httpx.Response) -> tuple[str | None, str | None, dict[str, Any]]:
+    body = _json(response)
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return None, None, {}
+    code, message, details = error.get("code"), error.get("message"), error.get("details")
+    return (
+        code if isinstance(code, str) and code else None,
+        message if isinstance(message, str) and message else None,
+        details if isinstance(details, dict) else {},
+    )
+
+
+class NoCentral:
+    """The client of an agent started without a central URL: every order is unavailable."""
+
+    def place_order(
+        self, idempotency_key: str, lines: Sequence[Line], *, request_id: str | None = None
+    ) -> OrderResult:
+        raise CentralUnavailable(
+            "no central URL is configured (--central or STOREAGENT_CENTRAL)",
+            retryable=False,
+            reason="not_configured",
+        )
+
+    def close(self) -> None:
+        pass
+
+
+def connect_central(central_url: str | None, api_key: str | None) -> CentralClient:
+    """The real client; nothing connects until the first order."""
+    return NoCentral() if central_url is None else HttpCentralClient(central_url, api_key)
