@@ -9,6 +9,7 @@ skipped: the loop seeks back to the stored offsets, backs off and polls it again
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -46,6 +47,9 @@ def topic_names(prefix: str) -> tuple[str, ...]:
     return tuple(prefix + topic for topic in TOPICS)
 
 
+KAFKA_COMMIT_INTERVAL_S = 0.5
+
+
 class SyncLoop:
     def __init__(
         self,
@@ -68,6 +72,8 @@ class SyncLoop:
         self._tuning = tuning or LoopTuning()
         self._clock = clock
         self._positions: dict[TopicPartition, int | None] = {}
+        self._uncommitted: dict[TopicPartition, int] = {}
+        self._committed_at = 0.0
         self._bootstrap_ends: dict[TopicPartition, int] | None = None
 
     def run(self) -> None:
@@ -113,6 +119,8 @@ class SyncLoop:
             return False
         if records and not self._apply(source, records):
             return False
+        if not records:
+            self._flush_commit(source)
         self.progress.beat()
         self._refresh_end_offsets(source)
         if self._bootstrap_ends is not None:
@@ -189,10 +197,22 @@ class SyncLoop:
         self._log.debug("consumer.batch_applied", dead_lettered=result.dead_lettered, **counts)
 
     def _commit(self, source: RecordSource, result: BatchResult) -> None:
+        self._uncommitted.update(result.offsets)
+        if time.monotonic() - self._committed_at >= KAFKA_COMMIT_INTERVAL_S:
+            self._flush_commit(source)
+
+    def _flush_commit(self, source: RecordSource) -> None:
+        """Mirror the replica's offsets to the Kafka group, for lag tooling only: the replica's
+        own offsets are the truth, so this runs at most twice a second and when idle."""
+        if not self._uncommitted:
+            return
+        self._committed_at = time.monotonic()
         try:
-            source.commit(result.offsets)
+            source.commit(self._uncommitted)
         except SourceUnavailable as exc:
             self._log.warning("consumer.commit_failed", code=exc.code, message=exc.message)
+            return
+        self._uncommitted = {}
 
     def _refresh_end_offsets(self, source: RecordSource) -> None:
         seen = {tp: source.highwater(tp) for tp in self._positions}

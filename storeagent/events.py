@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -102,7 +101,7 @@ def _json_object(value: bytes | None) -> dict[str, Any]:
     if len(value) > MAX_VALUE_BYTES:
         raise RecordTooLarge(f"the value is {len(value)} bytes; the limit is {MAX_VALUE_BYTES}")
     try:
-        parsed = json.loads(value.decode("utf-8"), parse_constant=_reject_constant)
+        parsed = _DECODER.decode(value.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidJson(f"the value is not UTF-8 JSON: {exc}") from None
     if not isinstance(parsed, dict):
@@ -112,6 +111,13 @@ def _json_object(value: bytes | None) -> dict[str, Any]:
 
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
+
+
+# One decoder for all records: json.loads() with any option builds a new decoder per call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_UUID = re.compile(
+    r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
+)
 
 
 def _envelope(raw: dict[str, Any]) -> _Envelope:
@@ -136,11 +142,7 @@ def _check_schema(schema: object) -> None:
 
 
 def _is_uuid(text: str) -> bool:
-    try:
-        uuid.UUID(text)
-    except ValueError:
-        return False
-    return True
+    return _UUID.fullmatch(text) is not None
 
 
 def _timestamp(raw: object) -> datetime:

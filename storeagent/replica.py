@@ -106,38 +106,22 @@ class Replica:
             update={off.next_offset: EXCLUDED.next_offset},
         ).execute()
 
+    # The upserts are plain SQL: they run once per consumed record, and building them with
+    # the query builder each time cost about twenty times the SQLite work itself.
     def upsert_category(self, event: CategoryChanged) -> bool:
-        cat = self.m.category
-        query = cat.insert(id=event.id, name=event.name, version=event.version).on_conflict(
-            conflict_target=[cat.id],
-            update={cat.name: EXCLUDED.name, cat.version: EXCLUDED.version},
-            where=(EXCLUDED.version > cat.version),
-        )
-        return _changed(query)
+        return self._changed(_UPSERT_CATEGORY, (event.id, event.name, event.version))
 
     def upsert_product(self, event: ProductChanged) -> bool:
-        prod = self.m.product
-        query = prod.insert(
-            sku=event.sku,
-            name=event.name,
-            price=str(event.price),
-            category_id=event.category_id,
-            description=event.description,
-            active=event.active,
-            version=event.version,
-        ).on_conflict(
-            conflict_target=[prod.sku],
-            update={
-                prod.name: EXCLUDED.name,
-                prod.price: EXCLUDED.price,
-                prod.category_id: EXCLUDED.category_id,
-                prod.description: EXCLUDED.description,
-                prod.active: EXCLUDED.active,
-                prod.version: EXCLUDED.version,
-            },
-            where=(EXCLUDED.version > prod.version),
+        params = (
+            event.sku,
+            event.name,
+            str(event.price),
+            event.category_id,
+            event.description,
+            int(event.active),
+            event.version,
         )
-        return _changed(query)
+        return self._changed(_UPSERT_PRODUCT, params)
 
     def upsert_stock(self, event: StockChanged) -> bool:
         return self.set_stock(
@@ -146,19 +130,10 @@ class Replica:
 
     def set_stock(self, sku: str, quantity: int, stock_version: int, *, updated_at: str) -> bool:
         """The versioned upsert shared by Kafka events and central's order answers."""
-        stock = self.m.stock
-        query = stock.insert(
-            sku=sku, quantity=quantity, stock_version=stock_version, updated_at=updated_at
-        ).on_conflict(
-            conflict_target=[stock.sku],
-            update={
-                stock.quantity: EXCLUDED.quantity,
-                stock.stock_version: EXCLUDED.stock_version,
-                stock.updated_at: EXCLUDED.updated_at,
-            },
-            where=(EXCLUDED.stock_version > stock.stock_version),
-        )
-        return _changed(query)
+        return self._changed(_UPSERT_STOCK, (sku, quantity, stock_version, updated_at))
+
+    def _changed(self, sql: str, params: tuple[Any, ...]) -> bool:
+        return bool(self.db.execute_sql(sql, params).rowcount)
 
     def local_order(self, idempotency_key: str) -> LocalOrder | None:
         lo = self.m.local_order
@@ -196,8 +171,25 @@ class Replica:
         return int(self.m.dead_letter.select().count())
 
 
-def _changed(query: peewee.Insert) -> bool:
-    return bool(query.as_rowcount().execute())
+_UPSERT_CATEGORY = (
+    "INSERT INTO categories (id, name, version) VALUES (?, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET name = excluded.name, version = excluded.version "
+    "WHERE excluded.version > categories.version"
+)
+_UPSERT_PRODUCT = (
+    "INSERT INTO products (sku, name, price, category_id, description, active, version) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (sku) DO UPDATE SET name = excluded.name, price = excluded.price, "
+    "category_id = excluded.category_id, description = excluded.description, "
+    "active = excluded.active, version = excluded.version "
+    "WHERE excluded.version > products.version"
+)
+_UPSERT_STOCK = (
+    "INSERT INTO stock (sku, quantity, stock_version, updated_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (sku) DO UPDATE SET quantity = excluded.quantity, "
+    "stock_version = excluded.stock_version, updated_at = excluded.updated_at "
+    "WHERE excluded.stock_version > stock.stock_version"
+)
 
 
 def _schema_v1(replica: Replica) -> None:
