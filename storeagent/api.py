@@ -53,6 +53,7 @@ def create_app(
     store_id: str,
     topics: Collection[str],
     orders: OrderDesk | None = None,
+    resync: Callable[[], None] | None = None,
 ) -> FastAPI:
     """`replica` is the API's own handle (its own connections); `topics` are the full names.
     Without `orders` the app serves the read side only."""
@@ -72,6 +73,9 @@ def create_app(
         if view is None:
             raise ProductNotFound(sku=sku)
         return view
+
+    if resync is not None:
+        _add_resync_route(app, replica, resync)
 
     @app.get("/products")
     def get_products() -> ProductList:
@@ -102,6 +106,20 @@ def create_app(
         return {"status": "ready", "checks": checks}
 
     return app
+
+
+RESYNC_UNAVAILABLE = (
+    "stock reads, the product list and sales answer 503 replica.not_ready until the replica "
+    "is rebuilt; offline sales already queued are kept and still replayed"
+)
+
+
+def _add_resync_route(app: FastAPI, replica: Replica, resync: Callable[[], None]) -> None:
+    @app.post("/sync/resync", status_code=202)
+    def post_resync() -> dict[str, object]:
+        """Rebuild the replica from Kafka's compacted topics."""
+        resync()
+        return {"status": "resync started", "unavailable_meanwhile": RESYNC_UNAVAILABLE}
 
 
 def _add_order_routes(

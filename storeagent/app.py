@@ -130,7 +130,14 @@ def bootstrap(
     topics = topic_names(settings.topic_prefix)
     central = central or connect_central(settings.central_url, settings.api_key)
     orders = OrderDesk(reader, ResilientCentral(central), clock=clock)
-    app = create_app(reader, progress, store_id=settings.store_id, topics=topics, orders=orders)
+    app = create_app(
+        reader,
+        progress,
+        store_id=settings.store_id,
+        topics=topics,
+        orders=orders,
+        resync=loop.request_resync,
+    )
     return Agent(settings, writer, reader, loop, progress, stop, app, log, systemd, orders)
 
 

@@ -75,6 +75,11 @@ class SyncLoop:
         self._uncommitted: dict[TopicPartition, int] = {}
         self._committed_at = 0.0
         self._bootstrap_ends: dict[TopicPartition, int] | None = None
+        self._resync = threading.Event()
+
+    def request_resync(self) -> None:
+        """Rebuild the replica from the topics: taken up between two batches."""
+        self._resync.set()
 
     def run(self) -> None:
         """Consume until `stop` is set. Transient failures are retried; only bugs escape."""
@@ -111,6 +116,8 @@ class SyncLoop:
 
     def step(self, source: RecordSource) -> bool:
         """One poll-and-apply round; False when it failed and the caller should back off."""
+        if self._resync.is_set():
+            self._restart_from_scratch(source)
         try:
             records = source.poll(self._tuning.poll_timeout_ms, self._tuning.max_records)
         except SourceUnavailable as exc:
@@ -172,6 +179,16 @@ class SyncLoop:
         if missing:
             raise TopicsMissing(topics=missing)
         return found
+
+    def _restart_from_scratch(self, source: RecordSource) -> None:
+        """Forget every replicated row and offset in one transaction (local sales stay), then
+        read every topic from the beginning; reads answer 503 until bootstrapped again."""
+        self._resync.clear()
+        with self.replica.transaction():
+            self.replica.clear_replicated_state()
+        self._uncommitted = {}
+        self._log.info("consumer.resync_started")
+        self.start(source)
 
     def _rewind(self, source: RecordSource) -> None:
         for tp, offset in self._positions.items():

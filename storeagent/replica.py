@@ -21,7 +21,7 @@ from storeagent.events import CategoryChanged, ProductChanged, StockChanged
 from storeagent.models import LocalOrder, ReplicaModels, bind_models
 from storeagent.source import Record, TopicPartition
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 PRAGMAS = {"journal_mode": "wal", "synchronous": "normal", "busy_timeout": 5000}
 
 META_SCHEMA_VERSION = "schema_version"
@@ -83,6 +83,12 @@ class Replica:
         meta.insert_many(rows).on_conflict(
             conflict_target=[meta.key], update={meta.value: EXCLUDED.value}
         ).execute()
+
+    def clear_replicated_state(self) -> None:
+        """Drop what came from Kafka (catalog, stock, offsets); local orders are kept."""
+        for model in (self.m.stock, self.m.product, self.m.category, self.m.offset):
+            model.delete().execute()
+        self.set_meta({META_BOOTSTRAPPED: "0"})
 
     def is_bootstrapped(self) -> bool:
         return self.get_meta(META_BOOTSTRAPPED) == "1"
@@ -200,4 +206,17 @@ def _schema_v2(replica: Replica) -> None:
     replica.db.create_tables([replica.m.local_order], safe=True)
 
 
-_MIGRATIONS: dict[int, Callable[[Replica], None]] = {1: _schema_v1, 2: _schema_v2}
+def _schema_v3(replica: Replica) -> None:
+    """The offline queue: when a sale was queued, and whether a failed one may be at central."""
+    table = replica.m.local_order._meta.table_name
+    present = {column.name for column in replica.db.get_columns(table)}
+    for name, kind in (("queued_at", "TEXT"), ("outcome_unknown", "INTEGER NOT NULL DEFAULT 0")):
+        if name not in present:
+            replica.db.execute_sql(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")  # noqa: S608
+
+
+_MIGRATIONS: dict[int, Callable[[Replica], None]] = {
+    1: _schema_v1,
+    2: _schema_v2,
+    3: _schema_v3,
+}

@@ -65,6 +65,47 @@ def status(
     _watch(state, fetch, render, watch)
 
 
+NoWaitFlag = Annotated[bool, typer.Option("--no-wait", help="Return once the rebuild has started.")]
+
+
+@app.command("resync")
+def resync(ctx: typer.Context, no_wait: NoWaitFlag = False, json_out: JsonFlag = False) -> None:
+    """Rebuild this store's replica from Kafka's compacted topics.
+
+    Meanwhile stock reads, the product list and sales answer "not ready"; offline sales
+    already queued are kept. Waits with a progress bar until the replica is ready again.
+
+    Example: invctl sync resync
+    """
+    import time
+
+    state = state_of(ctx, json_out)
+    agent = state.agent()
+    started = agent.post("/sync/resync")
+    state.out.note(f"resync started; meanwhile {started.get('unavailable_meanwhile', '')}")
+    if no_wait:
+        state.out.emit(started)
+        return
+    report = agent.get("/sync/status")
+    with state.out.progress(max(1, _total_end(report)), "Rebuilding") as advance:
+        done = 0
+        while not report.get("ready"):
+            time.sleep(0.5)
+            report = agent.get("/sync/status")
+            applied = max(0, _total_end(report) - _total_lag(report))
+            advance(max(0, applied - done))
+            done = max(done, applied)
+    state.out.emit(report, render=status_view(state.deps.now))
+
+
+def _total_end(report: dict[str, Any]) -> int:
+    return sum(int(p.get("end_offset") or 0) for p in report.get("partitions") or [])
+
+
+def _total_lag(report: dict[str, Any]) -> int:
+    return sum(int(p.get("lag") or 0) for p in report.get("partitions") or [])
+
+
 def _watch(state: Any, fetch: Callable[[], Any], render: Any, interval: float) -> None:
     import time
 

@@ -43,3 +43,29 @@ def test_all_stores_as_json(cli: CliHarness, server: FakeServer) -> None:
         "--central", CENTRAL, "--json", "sync", "status", "--all", env={"INVCTL_TOKEN": "t"}
     )
     assert json.loads(result.stdout) == FLEET
+
+
+AGENT = "http://agent.test:8787"
+READY = {
+    "ready": True,
+    "store_id": "s1",
+    "partitions": [
+        {"topic": "inventory-updated", "partition": 0, "offset": 5, "end_offset": 5, "lag": 0}
+    ],
+}
+
+
+def test_resync_says_what_is_unavailable_and_waits_until_ready(
+    cli: CliHarness, server: FakeServer
+) -> None:
+    server.on(
+        "POST",
+        f"{AGENT}/sync/resync",
+        202,
+        {"status": "resync started", "unavailable_meanwhile": "stock reads answer 503"},
+    )
+    server.on("GET", f"{AGENT}/sync/status", 200, READY)
+    result = cli("--agent", AGENT, "sync", "resync")
+    assert result.exit_code == 0, result.output
+    assert "stock reads answer 503" in result.stderr
+    assert "s1" in result.stdout
