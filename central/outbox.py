@@ -106,6 +106,24 @@ class Relay:
             self._wake.wait(backoff or self.poll_seconds)
             self._wake.clear()
         self.publisher.close()
+        self._release_lease()
+
+    def _release_lease(self) -> None:
+        """Let a successor (a restarted central, another relay) publish at once instead of
+        waiting for the lease to run out."""
+        if not self.stats.leader:
+            return
+        try:
+            with self.db.connection_context(), write_turn(self.db), self.db.atomic():
+                RelayLease.update(expires_at=self.clock.now() - timedelta(seconds=1)).where(
+                    (RelayLease.name == LEASE_NAME) & (RelayLease.owner == self.owner)
+                ).execute()
+        except Exception as exc:  # the lease expires by itself; shutting down must go on
+            log.warning(
+                "relay lease not released",
+                extra={"event": "relay.release_failed", "error": str(exc)[:200]},
+            )
+        self.stats.leader = False
 
     def run_once(self) -> int:
         """One round: hold the lease, publish one batch, mark what was acked."""

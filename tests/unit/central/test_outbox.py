@@ -120,3 +120,13 @@ def test_the_leader_renews_its_lease_before_it_runs_out(central, publisher, cloc
         clock.advance(20)
         central.relay.run_once()
         assert other.run_once() == 0
+
+
+def test_a_stopped_relay_hands_its_lease_over_at_once(central, publisher, clock):
+    other = Relay(central.db, publisher, clock, lease_seconds=60)
+    make_product(central)
+    central.relay.run_once()
+    central.relay.stop()
+    central.relay.run()
+    inventory.set_stock(central.uow(), ADMIN, "MILK-1L", 3)
+    assert other.run_once() == 1, "no waiting for the old lease to run out"
