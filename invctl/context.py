@@ -7,6 +7,7 @@ Tests inject a `Deps` (fake HTTP transport, fixed clock) through the click conte
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,8 +34,18 @@ if TYPE_CHECKING:
     import httpx
 
 
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")  # what central and the agent accept
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def new_request_id() -> str:
+    """This invocation's X-Request-ID: INVCTL_REQUEST_ID when set and usable (a script can
+    then find its requests in the agent's and central's logs), else a random one."""
+    chosen = os.environ.get("INVCTL_REQUEST_ID", "")
+    return chosen if REQUEST_ID.fullmatch(chosen) else uuid.uuid4().hex
 
 
 @dataclass(frozen=True)
@@ -69,7 +80,7 @@ class State:
     options: GlobalOptions
     deps: Deps = field(default_factory=Deps)
     json: bool = field(init=False)
-    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    request_id: str = field(default_factory=new_request_id)
     _clients: dict[str, ApiClient] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -27,6 +27,7 @@ ISOLATED_ENV: dict[str, str | None] = {
     "INVCTL_API_KEY": None,
     "INVCTL_TIMEOUT": None,
     "INVCTL_DEBUG": None,
+    "INVCTL_REQUEST_ID": None,
 }
 
 

@@ -17,13 +17,17 @@ from fastapi import FastAPI, Header, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from storeagent.errors import AgentError, InvalidSku, ProductNotFound, ReplicaNotReady
 from storeagent.events import is_valid_sku
+from storeagent.logs import request_id_var
+from storeagent.metrics import AgentMetrics
+from storeagent.middleware import RequestContext
 from storeagent.order_rules import valid_status
-from storeagent.orders import OrderDesk, PlaceOrder
+from storeagent.orders import OrderDesk, Placed, PlaceOrder, Queued
 from storeagent.progress import SyncProgress
 from storeagent.replica import Replica
 from storeagent.views import (
@@ -54,10 +58,14 @@ def create_app(
     topics: Collection[str],
     orders: OrderDesk | None = None,
     resync: Callable[[], None] | None = None,
+    metrics: AgentMetrics | None = None,
 ) -> FastAPI:
     """`replica` is the API's own handle (its own connections); `topics` are the full names.
-    Without `orders` the app serves the read side only."""
+    Without `orders` the app serves the read side only. `metrics` is the agent's registry,
+    served at /metrics (a fresh one when not given)."""
     app = FastAPI(title="storeagent", summary=f"Store {store_id}: local replica API")
+    metrics = metrics or AgentMetrics()
+    app.add_middleware(RequestContext, metrics=metrics)
     _install_error_handlers(app)
 
     def require_bootstrapped() -> None:
@@ -87,11 +95,17 @@ def create_app(
         ready = all(readiness_checks(replica, progress).values())
         central = orders.central_status() if orders else None
         return sync_status(
-            replica, progress, store_id=store_id, topics=topics, ready=ready, central=central
+            replica,
+            progress,
+            store_id=store_id,
+            topics=topics,
+            ready=ready,
+            central=central,
+            offline_queue=orders.offline_status() if orders else None,
         )
 
     if orders is not None:
-        _add_order_routes(app, replica, orders, require_bootstrapped)
+        _add_order_routes(app, replica, orders, require_bootstrapped, metrics)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -104,6 +118,10 @@ def create_app(
         if failing:
             raise ReplicaNotReady("not ready: " + ", ".join(failing), checks=checks)
         return {"status": "ready", "checks": checks}
+
+    @app.get("/metrics", include_in_schema=False)
+    def get_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
 
@@ -123,8 +141,14 @@ def _add_resync_route(app: FastAPI, replica: Replica, resync: Callable[[], None]
 
 
 def _add_order_routes(
-    app: FastAPI, replica: Replica, orders: OrderDesk, require_bootstrapped: Callable[[], None]
+    app: FastAPI,
+    replica: Replica,
+    orders: OrderDesk,
+    require_bootstrapped: Callable[[], None],
+    metrics: AgentMetrics,
 ) -> None:
+    place = _counted(orders.place, metrics)
+
     @app.post("/orders", status_code=201)
     def post_order(
         body: OrderIn,
@@ -133,9 +157,11 @@ def _add_order_routes(
         x_request_id: Annotated[str | None, Header(max_length=1000)] = None,
     ) -> dict[str, Any]:
         """Sell: checked against the replica, then reserved at central; the replica shows
-        the new stock as soon as this answers. Replaying an Idempotency-Key sells once."""
+        the new stock as soon as this answers. Replaying an Idempotency-Key sells once.
+        202 `queued` when central is unreachable and the offline policy accepts the sale."""
         require_bootstrapped()
-        placed = orders.place(PlaceOrder(body.lines, idempotency_key, _request_id(x_request_id)))
+        placed = place(PlaceOrder(body.lines, idempotency_key, _request_id(x_request_id)))
+        response.status_code = placed.http_status
         if placed.replayed:
             response.headers["Idempotent-Replayed"] = "true"
         return placed.body()
@@ -150,8 +176,29 @@ def _add_order_routes(
 
 
 def _request_id(raw: str | None) -> str:
-    """The caller's X-Request-ID when usable as a header, so central's logs match the till's."""
+    """The request's id (storeagent.middleware took the caller's X-Request-ID when usable),
+    forwarded to central so that central's logs match the till's."""
+    current = request_id_var.get()
+    if current is not None:
+        return current
     return raw if raw is not None and REQUEST_ID.fullmatch(raw) else uuid.uuid4().hex
+
+
+def _counted(
+    place: Callable[[PlaceOrder], Placed | Queued], metrics: AgentMetrics
+) -> Callable[[PlaceOrder], Placed | Queued]:
+    """`place`, counting each sale's outcome: confirmed, queued, replayed, or the error's code."""
+
+    def counted(command: PlaceOrder) -> Placed | Queued:
+        try:
+            placed = place(command)
+        except AgentError as exc:
+            metrics.order(exc.code)
+            raise
+        metrics.order("replayed" if placed.replayed else str(placed.body()["status"]))
+        return placed
+
+    return counted
 
 
 def _error(status: int, code: str, message: str, details: dict[str, Any]) -> JSONResponse:

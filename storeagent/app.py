@@ -25,19 +25,30 @@ from storeagent.central_client import CentralClient, connect_central
 from storeagent.clock import Clock, utc_now
 from storeagent.consumer import SyncLoop, topic_names
 from storeagent.errors import ListenUnavailable
+from storeagent.heartbeat import (
+    HeartbeatSender,
+    HeartbeatThread,
+    connect_heartbeat,
+    heartbeat_report,
+)
 from storeagent.kafka_source import KafkaRecordSource
 from storeagent.logs import EventLog
+from storeagent.metrics import AgentMetrics, WatchedState
 from storeagent.notify import AgentHealth, NotifyThread, SystemdLink
 from storeagent.orders import OrderDesk
 from storeagent.progress import SyncProgress
+from storeagent.replay import Replayer, ReplayThread
 from storeagent.replica import Replica, open_replica
 from storeagent.resilience import ResilientCentral
 from storeagent.settings import AgentSettings
 from storeagent.source import RecordSource
+from storeagent.views import readiness_checks
 
 STOP_GRACE_S = 3.0  # after the HTTP server stopped; both began at the signal
 HTTP_GRACE_S = 1
 NOTIFY_GRACE_S = 1.0
+HEARTBEAT_GRACE_S = 1.0
+REPLAY_GRACE_S = 1.0  # a replay cut short is sent again with the same key next time
 
 
 @dataclass
@@ -52,6 +63,9 @@ class Agent:
     log: EventLog
     systemd: SystemdLink | None = None
     orders: OrderDesk | None = None
+    metrics: AgentMetrics | None = None
+    heartbeat: HeartbeatSender | None = None
+    replayer: Replayer | None = None
 
     def serve(self, listener: socket.socket | None = None) -> int:
         """Run until stopped; the exit code for the process."""
@@ -59,10 +73,16 @@ class Agent:
         server = _Server(self.app, self.stop)
         consumer = ConsumerThread(self.loop, on_exit=server.request_exit, log=self.log)
         notifier = self._notify_thread(server)
+        beats = self._heartbeat_thread(server)
+        replay = self._replay_thread(server)
         _install_signal_handlers(server.handle_exit)
         consumer.start()
         if notifier:
             notifier.start()
+        if beats:
+            beats.start()
+        if replay:
+            replay.start()
         self.log.info("agent.started", port=listener.getsockname()[1], **self.settings.summary())
         try:
             server.run(sockets=[listener])
@@ -71,8 +91,12 @@ class Agent:
             consumer.join(STOP_GRACE_S)
             if notifier:
                 notifier.join(NOTIFY_GRACE_S)
+            if beats:
+                beats.join(HEARTBEAT_GRACE_S)
+            if replay:
+                replay.join(REPLAY_GRACE_S)
             self.close()
-        return self._exit_code(consumer, notifier)
+        return self._exit_code(consumer, notifier, beats, replay)
 
     def close(self) -> None:
         self.writer.close()
@@ -89,10 +113,39 @@ class Agent:
         health = AgentHealth(self.reader, self.progress, listening=lambda: server.started)
         return NotifyThread(self.systemd, health, stop=self.stop, on_failure=server.request_exit)
 
-    def _exit_code(self, consumer: ConsumerThread, notifier: NotifyThread | None) -> int:
+    def _heartbeat_thread(self, server: _Server) -> HeartbeatThread | None:
+        """Heartbeats to central, when the agent has a central URL, a key and an interval."""
+        if self.heartbeat is None:
+            return None
+        reader, progress = self.reader, self.progress
+        return HeartbeatThread(
+            self.heartbeat,
+            partial(heartbeat_report, reader, progress, lambda: _ready(reader, progress)),
+            every_s=self.settings.heartbeat_seconds,
+            stop=self.stop,
+            on_failure=server.request_exit,
+            metrics=self.metrics,
+        )
+
+    def _replay_thread(self, server: _Server) -> ReplayThread | None:
+        """The offline replayer (and resolver of sales left pending), when orders are taken."""
+        if self.replayer is None or self.orders is None:
+            return None
+        return ReplayThread(
+            self.replayer, self.orders.schedule, stop=self.stop, on_failure=server.request_exit
+        )
+
+    def _exit_code(
+        self,
+        consumer: ConsumerThread,
+        notifier: NotifyThread | None,
+        beats: HeartbeatThread | None = None,
+        replay: ReplayThread | None = None,
+    ) -> int:
         if consumer.is_alive():
             self.log.warning("agent.consumer_stop_timeout", grace_s=STOP_GRACE_S)
-        code = 1 if consumer.failed or (notifier and notifier.failed) else 0
+        side_failed = any(task is not None and task.failed for task in (notifier, beats, replay))
+        code = 1 if consumer.failed or side_failed else 0
         self.log.info("agent.stopped", exit_code=code)
         return code
 
@@ -104,10 +157,13 @@ def bootstrap(
     clock: Clock = utc_now,
     systemd: SystemdLink | None = None,
     central: CentralClient | None = None,
+    heartbeat: HeartbeatSender | None = None,
 ) -> Agent:
     """Build the agent; `connect` replaces the Kafka connection (tests pass a fake source);
-    `systemd` (notify.systemd_link) turns on sd_notify."""
+    `systemd` (notify.systemd_link) turns on sd_notify; `central` and `heartbeat` replace the
+    HTTP clients to central."""
     log = EventLog("storeagent")
+    metrics = AgentMetrics()
     writer = open_replica(settings.db_path)
     reader = open_replica(settings.db_path)
     progress = SyncProgress()
@@ -126,10 +182,15 @@ def bootstrap(
         progress=progress,
         log=EventLog("storeagent.consumer"),
         clock=clock,
+        metrics=metrics,
     )
     topics = topic_names(settings.topic_prefix)
     central = central or connect_central(settings.central_url, settings.api_key)
-    orders = OrderDesk(reader, ResilientCentral(central), clock=clock)
+    resilient = ResilientCentral(central)
+    orders = OrderDesk(reader, resilient, clock=clock, policy=settings.offline)
+    replayer = Replayer(
+        orders.sales, resilient, claims=orders.claims, schedule=orders.schedule, clock=clock
+    )
     app = create_app(
         reader,
         progress,
@@ -137,8 +198,39 @@ def bootstrap(
         topics=topics,
         orders=orders,
         resync=loop.request_resync,
+        metrics=metrics,
     )
-    return Agent(settings, writer, reader, loop, progress, stop, app, log, systemd, orders)
+    metrics.watch(
+        WatchedState(
+            reader,
+            progress,
+            ready=lambda: _ready(reader, progress),
+            circuit=orders.central_status,
+            clock=clock,
+        )
+    )
+    heartbeat = heartbeat or connect_heartbeat(
+        settings.central_url, settings.api_key, settings.heartbeat_seconds
+    )
+    return Agent(
+        settings,
+        writer,
+        reader,
+        loop,
+        progress,
+        stop,
+        app,
+        log,
+        systemd,
+        orders,
+        metrics=metrics,
+        heartbeat=heartbeat,
+        replayer=replayer,
+    )
+
+
+def _ready(replica: Replica, progress: SyncProgress) -> bool:
+    return all(readiness_checks(replica, progress).values())
 
 
 def bind_listener(host: str, port: int) -> socket.socket:

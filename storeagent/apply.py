@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from storeagent.errors import PoisonRecord
-from storeagent.events import CategoryChanged, Event, ProductChanged, parse_record
+from storeagent.events import CategoryChanged, Event, ProductChanged, StockChanged, parse_record
 from storeagent.replica import (
     META_EVENTS_APPLIED,
     META_LAST_APPLIED_AT,
@@ -30,12 +30,15 @@ class BatchResult:
     dead_lettered: int = 0
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
     newest_event_at: datetime | None = None
+    stock_event_times: list[datetime] = field(default_factory=list)  # for the sync latency
 
     def count(self, event: Event, changed: bool) -> None:
         if not changed:
             self.stale += 1
             return
         self.applied += 1
+        if isinstance(event, StockChanged):
+            self.stock_event_times.append(event.occurred_at)
         if self.newest_event_at is None or event.occurred_at > self.newest_event_at:
             self.newest_event_at = event.occurred_at
 

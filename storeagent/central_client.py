@@ -3,7 +3,8 @@
 One call is one attempt: retries and the circuit breaker wrap any CentralClient
 (storeagent.resilience). An answer from central is an OrderResult (Confirmed or Refused);
 no answer, or a 5xx, raises CentralUnavailable. The store's API key is sent in a header and
-never appears in logs, errors or reprs.
+never appears in logs, errors or reprs. find_order() and cancel_order() serve the replayer
+resolving sales whose outcome is unknown (storeagent.replay).
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ from storeagent.order_rules import Line
 API_PREFIX = "/api/v1"
 
 
+# Reasons that prove central never got the request; any other (a timeout, a 5xx, a dropped
+# connection) leaves open whether central committed it.
+NEVER_SENT = frozenset({"connect", "circuit_open", "not_configured"})
+
+
 class CentralUnavailable(AgentError):
     """Central cannot be reached right now; nothing was sold. Try again shortly."""
 
@@ -30,6 +36,7 @@ class CentralUnavailable(AgentError):
     def __init__(self, message: str | None = None, *, retryable: bool = True, **details: Any):
         super().__init__(message, **details)
         self.retryable = retryable
+        self.maybe_sent = details.get("reason") not in NEVER_SENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +77,14 @@ class CentralClient(Protocol):
     def place_order(
         self, idempotency_key: str, lines: Sequence[Line], *, request_id: str | None = None
     ) -> OrderResult: ...
+
+    def find_order(self, idempotency_key: str) -> dict[str, Any] | None:
+        """The order this store's key created at central, if any."""
+        ...
+
+    def cancel_order(self, order_id: str) -> dict[str, Any]:
+        """Cancel one of this store's orders (a no-op if cancelled already)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -114,8 +129,25 @@ class HttpCentralClient:
         if request_id:
             headers["X-Request-ID"] = request_id
         body = {"lines": [line.to_wire() for line in lines]}
+        return interpret(self._request("POST", "/orders", json=body, headers=headers))
+
+    def find_order(self, idempotency_key: str) -> dict[str, Any] | None:
+        params = {"idempotency_key": idempotency_key, "limit": 1}
+        body = _answer(self._request("GET", "/orders", params=params))
+        items = body.get("items") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise CentralUnavailable("central's order list has no items", reason="bad_answer")
+        return _order(items[0]) if items else None
+
+    def cancel_order(self, order_id: str) -> dict[str, Any]:
+        return _order(_answer(self._request("POST", f"/orders/{order_id}/cancel")))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            response = self._http.post("/orders", json=body, headers=headers)
+            return self._http.request(method, path, **kwargs)
         except httpx.ConnectError as exc:
             raise CentralUnavailable(_cannot_reach(self.base_url, exc), reason="connect") from None
         except httpx.TimeoutException as exc:
@@ -127,10 +159,6 @@ class HttpCentralClient:
             raise CentralUnavailable(
                 _cannot_reach(self.base_url, exc), reason="transport"
             ) from None
-        return interpret(response)
-
-    def close(self) -> None:
-        self._http.close()
 
 
 def _cannot_reach(url: str, exc: Exception) -> str:
@@ -150,6 +178,26 @@ def interpret(response: httpx.Response) -> OrderResult:
     raise CentralUnavailable(
         f"central answered HTTP {status}" + (f" ({code})" if code else ""), reason=f"http.{status}"
     )
+
+
+def _answer(response: httpx.Response) -> object:
+    """The JSON of a 2xx; any other answer leaves the question open (CentralUnavailable, not
+    retried when central refused: 4xx)."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return _json(response)
+    code, message, _ = _error_body(response)
+    raise CentralUnavailable(
+        f"central answered HTTP {status}" + (f" ({code}: {message})" if code else ""),
+        retryable=status >= 500,
+        reason=f"http.{status}",
+    )
+
+
+def _order(order: object) -> dict[str, Any]:
+    if not isinstance(order, dict) or not isinstance(order.get("id"), str):
+        raise CentralUnavailable("central's answer is not an order", reason="bad_answer")
+    return order
 
 
 def confirmed(order: object) -> Confirmed:
@@ -204,19 +252,29 @@ def _error_body(response: httpx.Response) -> tuple[str | None, str | None, dict[
 
 
 class NoCentral:
-    """The client of an agent started without a central URL: every order is unavailable."""
+    """The client of an agent started without a central URL: every call is unavailable."""
 
     def place_order(
         self, idempotency_key: str, lines: Sequence[Line], *, request_id: str | None = None
     ) -> OrderResult:
-        raise CentralUnavailable(
-            "no central URL is configured (--central or STOREAGENT_CENTRAL)",
-            retryable=False,
-            reason="not_configured",
-        )
+        raise _not_configured()
+
+    def find_order(self, idempotency_key: str) -> dict[str, Any] | None:
+        raise _not_configured()
+
+    def cancel_order(self, order_id: str) -> dict[str, Any]:
+        raise _not_configured()
 
     def close(self) -> None:
         pass
+
+
+def _not_configured() -> CentralUnavailable:
+    return CentralUnavailable(
+        "no central URL is configured (--central or STOREAGENT_CENTRAL)",
+        retryable=False,
+        reason="not_configured",
+    )
 
 
 def connect_central(central_url: str | None, api_key: str | None) -> CentralClient:

@@ -65,6 +65,33 @@ def run(
     allow_remote: Annotated[
         bool, typer.Option("--allow-remote", help="Allow a non-loopback listen address.")
     ] = False,
+    heartbeat_seconds: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds between heartbeats to central (0: none). Default 10. "
+            "Env: STOREAGENT_HEARTBEAT_SECONDS."
+        ),
+    ] = None,
+    offline: Annotated[
+        str | None,
+        typer.Option(
+            metavar="on|off",
+            help="Queue sales while central is unreachable (docs/offline.md). Default off. "
+            "Env: STOREAGENT_OFFLINE.",
+        ),
+    ] = None,
+    offline_max_units_per_order: Annotated[
+        int | None,
+        typer.Option(help="Most units one sale may have to be queued offline. Default 20."),
+    ] = None,
+    offline_max_queued_units: Annotated[
+        int | None,
+        typer.Option(help="Most units queued offline in all. Default 200."),
+    ] = None,
+    offline_max_age: Annotated[
+        int | None,
+        typer.Option(help="Seconds after which a queued sale is reported overdue. Default 3600."),
+    ] = None,
 ) -> None:
     """Run the agent until SIGTERM.
 
@@ -84,9 +111,15 @@ def run(
         "api_key_file": api_key_file,
         "topic_prefix": topic_prefix,
         "allow_remote": True if allow_remote else None,
+        "heartbeat_seconds": heartbeat_seconds,
+        "offline": offline,
+        "offline_max_units_per_order": offline_max_units_per_order,
+        "offline_max_queued_units": offline_max_queued_units,
+        "offline_max_age": offline_max_age,
     }
     try:
         settings = load_settings(flags, os.environ, config)
+        configure_logging(fields={"store_id": settings.store_id})
         agent = bootstrap(settings, systemd=systemd_link(os.environ))
         code = agent.serve()
     except ConfigError as exc:

@@ -18,6 +18,7 @@ from storeagent.clock import Clock, utc_now
 from storeagent.errors import SourceUnavailable, TopicsMissing
 from storeagent.events import TOPICS
 from storeagent.logs import EventLog
+from storeagent.metrics import AgentMetrics
 from storeagent.progress import SyncProgress
 from storeagent.replica import META_BOOTSTRAPPED, Replica
 from storeagent.source import Record, RecordSource, TopicPartition
@@ -29,6 +30,7 @@ class LoopTuning:
     max_records: int = 500
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 10.0
+    broker_probe_s: float = 5.0  # how often an idle loop asks Kafka for its end offsets
 
 
 class Backoff:
@@ -62,6 +64,7 @@ class SyncLoop:
         log: EventLog | None = None,
         tuning: LoopTuning | None = None,
         clock: Clock = utc_now,
+        metrics: AgentMetrics | None = None,
     ) -> None:
         self.replica = replica
         self.stop = stop
@@ -71,6 +74,8 @@ class SyncLoop:
         self._log = log or EventLog("storeagent.consumer")
         self._tuning = tuning or LoopTuning()
         self._clock = clock
+        self._metrics = metrics or AgentMetrics()
+        self._probed_at = 0.0
         self._positions: dict[TopicPartition, int | None] = {}
         self._uncommitted: dict[TopicPartition, int] = {}
         self._committed_at = 0.0
@@ -99,10 +104,12 @@ class SyncLoop:
         """Assign every partition and seek each to its stored next offset."""
         partitions = self._partitions(source)
         source.assign(partitions)
+        self.progress.assigned(len(partitions))
         stored = self.replica.stored_offsets()
         self._positions = {tp: stored.get(tp) for tp in partitions}
         self._rewind(source)
         ends = source.end_offsets(partitions)
+        self._broker_answered()
         self.progress.set_end_offsets(ends)
         self._bootstrap_ends = None if self.replica.is_bootstrapped() else ends
         if self._bootstrap_ends is not None:
@@ -130,6 +137,7 @@ class SyncLoop:
             self._flush_commit(source)
         self.progress.beat()
         self._refresh_end_offsets(source)
+        self._probe_broker(source)
         if self._bootstrap_ends is not None:
             self._check_bootstrapped(source, self._bootstrap_ends)
         return True
@@ -148,6 +156,7 @@ class SyncLoop:
                 self._log.warning("consumer.waiting_for_topics", topics=exc.details["topics"])
             except SourceUnavailable as exc:
                 self._log.warning("consumer.not_connected", code=exc.code, message=exc.message)
+                self.progress.broker_failed(exc.message)
                 if source is not None:
                     source.close()
                 source = None
@@ -195,12 +204,14 @@ class SyncLoop:
             source.seek(tp, offset)
 
     def _apply(self, source: RecordSource, records: Sequence[Record]) -> bool:
+        started = time.perf_counter()
         try:
             result = apply_batch(self.replica, records, prefix=self._prefix, now=self._clock())
         except Exception:
             self._log.error("consumer.apply_failed", exc=True, records=len(records))
             self._rewind(source)
             return False
+        self._metrics.batch_applied(result, time.perf_counter() - started, self._clock())
         self._positions.update(result.offsets)
         self._report(result)
         self._commit(source, result)
@@ -228,8 +239,33 @@ class SyncLoop:
             source.commit(self._uncommitted)
         except SourceUnavailable as exc:
             self._log.warning("consumer.commit_failed", code=exc.code, message=exc.message)
+            self.progress.broker_failed(exc.message)
             return
+        self._broker_answered()
         self._uncommitted = {}
+
+    def _probe_broker(self, source: RecordSource) -> None:
+        """kafka-python's poll() returns nothing, not an error, while the broker is down: when
+        Kafka has not answered a request for a while, ask it for the end offsets, so that
+        readiness (and the lag) tell the truth."""
+        if time.monotonic() - self._probed_at < self._tuning.broker_probe_s:
+            return
+        self._probed_at = time.monotonic()
+        try:
+            ends = source.end_offsets(list(self._positions))
+        except SourceUnavailable as exc:
+            if self.progress.broker_error() is None:
+                self._log.warning("consumer.broker_unreachable", message=exc.message)
+            self.progress.broker_failed(exc.message)
+            return
+        self._broker_answered()
+        self.progress.set_end_offsets(ends)
+
+    def _broker_answered(self) -> None:
+        self._probed_at = time.monotonic()
+        if self.progress.broker_error() is not None:
+            self._log.info("consumer.broker_reachable")
+        self.progress.broker_answered()
 
     def _refresh_end_offsets(self, source: RecordSource) -> None:
         seen = {tp: source.highwater(tp) for tp in self._positions}

@@ -20,6 +20,9 @@ from storeagent.source import Record, TopicPartition
 
 REQUEST_TIMEOUT_MS = 10_000
 CALL_TIMEOUT_MS = 3_000
+# kafka-python doubles the wait between reconnects up to 30 s by default, so after a broker
+# outage the replica caught up 8-25 s after the broker was back; Java clients cap it at 1 s.
+RECONNECT_BACKOFF_MAX_MS = 1_000
 
 
 @contextmanager
@@ -53,6 +56,7 @@ class KafkaRecordSource:
                 fetch_max_wait_ms=fetch_max_wait_ms,
                 request_timeout_ms=REQUEST_TIMEOUT_MS,
                 bootstrap_timeout_ms=CALL_TIMEOUT_MS,
+                reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
                 metrics_enabled=False,
             )
         return cls(consumer)

@@ -91,6 +91,10 @@ class LocalOrder(_Table):
     attempts = peewee.IntegerField(default=0)
     created_at = peewee.TextField()
     updated_at = peewee.TextField()
+    queued_at = peewee.TextField(null=True)  # accepted offline then (kept once replayed)
+    # A failed sale whose request may have reached central (a timeout, a 5xx): the replayer
+    # looks it up and cancels it there (schema 3).
+    outcome_unknown = peewee.BooleanField(default=False)
 
     class Meta:
         table_name = "local_orders"

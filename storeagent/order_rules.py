@@ -25,8 +25,9 @@ PENDING = "pending"  # persisted, central not yet answered (or the agent stopped
 CONFIRMED = "confirmed"
 REJECTED = "rejected"
 FAILED = "failed"  # central unreachable; a replay with the same key tries again
-QUEUED = "queued"  # reserved for the offline queue
+QUEUED = "queued"  # accepted offline: the customer has the goods; replayed when central is back
 STATUSES = (PENDING, CONFIRMED, REJECTED, FAILED, QUEUED)
+VOIDED = "order.voided"  # the reason of a failed sale that central had recorded: cancelled there
 # The wire lists `cancelled` for GET /orders; the agent does not learn of cancellations
 # yet, so the filter is accepted and matches nothing.
 FILTER_STATUSES = (*STATUSES, "cancelled")
@@ -83,6 +84,21 @@ class IdempotencyMismatch(AgentError):
 
     code = "idempotency.mismatch"
     status = 422
+
+
+class OrderInProgress(AgentError):
+    """This sale is being resolved with central right now; try again in a moment."""
+
+    code = "order.in_progress"
+    status = 409
+
+
+class OrderVoided(AgentError):
+    """This sale failed, and the copy central had recorded was cancelled there; ring it up
+    again with a new Idempotency-Key."""
+
+    code = "order.voided"
+    status = 409
 
 
 class InvalidStatus(AgentError):

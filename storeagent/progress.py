@@ -16,10 +16,19 @@ class SyncProgress:
     The replica holds what was applied; this holds what only the running loop knows.
     """
 
-    def __init__(self, stall_after: float = 60.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        stall_after: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        broker_stale_after: float = 20.0,
+    ):
         self._lock = threading.Lock()
         self._clock = clock
         self._stall_after = stall_after
+        self._broker_stale_after = broker_stale_after
+        self._assigned = 0
+        self._broker_at: float | None = None
+        self._broker_error: str | None = None
         self._ends: dict[TopicPartition, int] = {}
         self._last_beat: float | None = None
         self._last_tick: float | None = None
@@ -29,10 +38,41 @@ class SyncProgress:
     def started(self) -> None:
         with self._lock:
             self._running, self._last_beat, self._last_tick = True, None, None
+            self._assigned, self._broker_at = 0, None
 
     def stopped(self) -> None:
         with self._lock:
-            self._running = False
+            self._running, self._assigned = False, 0
+
+    def assigned(self, partitions: int) -> None:
+        """The loop took these partitions (0: it lost them, e.g. while reconnecting)."""
+        with self._lock:
+            self._assigned = partitions
+
+    def is_assigned(self) -> bool:
+        with self._lock:
+            return self._running and self._assigned > 0
+
+    def broker_answered(self) -> None:
+        """A request to Kafka (not a poll: kafka-python's poll returns nothing, not an error,
+        while the broker is down) got its answer."""
+        with self._lock:
+            self._broker_at, self._broker_error = self._clock(), None
+
+    def broker_failed(self, error: str) -> None:
+        with self._lock:
+            self._broker_at, self._broker_error = None, error
+
+    def broker_reachable(self) -> bool:
+        """Kafka answered the loop's last request, and recently."""
+        with self._lock:
+            if not self._running or self._broker_at is None:
+                return False
+            return self._clock() - self._broker_at < self._broker_stale_after
+
+    def broker_error(self) -> str | None:
+        with self._lock:
+            return self._broker_error
 
     def beat(self) -> None:
         """A poll-and-apply round completed."""

@@ -6,6 +6,10 @@ is central's answer), a few times with jittered exponential backoff inside a sho
 so a buy never waits long. After `failure_threshold` consecutive unavailable calls the
 circuit opens and buys fail fast for `cooldown_s`; then one probe call goes through
 (half-open) and its outcome closes or re-opens the circuit.
+
+The offline replayer calls with `background=True`: one attempt, never failed fast (it has
+its own backoff), and its outcome feeds the breaker, so a replay that reaches central closes
+the circuit for the tills too.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any, TypeVar
 
 from typing_extensions import TypedDict
 
@@ -24,6 +29,7 @@ from storeagent.order_rules import Line
 
 Sleep = Callable[[float], None]
 Monotonic = Callable[[], float]
+T = TypeVar("T")
 
 
 class Circuit(StrEnum):
@@ -139,11 +145,37 @@ class ResilientCentral:
         self._retry, self._sleep, self._clock, self._jitter = retry, sleep, clock, jitter
 
     def place_order(
-        self, idempotency_key: str, lines: Sequence[Line], *, request_id: str | None = None
+        self,
+        idempotency_key: str,
+        lines: Sequence[Line],
+        *,
+        request_id: str | None = None,
+        background: bool = False,
     ) -> OrderResult:
-        self.breaker.acquire()
+        return self._guarded(
+            lambda: self.inner.place_order(idempotency_key, lines, request_id=request_id),
+            background,
+        )
+
+    def find_order(
+        self, idempotency_key: str, *, background: bool = False
+    ) -> dict[str, Any] | None:
+        return self._guarded(lambda: self.inner.find_order(idempotency_key), background)
+
+    def cancel_order(self, order_id: str, *, background: bool = False) -> dict[str, Any]:
+        return self._guarded(lambda: self.inner.cancel_order(order_id), background)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def status(self) -> CircuitStatus:
+        return self.breaker.status()
+
+    def _guarded(self, call: Callable[[], T], background: bool) -> T:
+        if not background:
+            self.breaker.acquire()
         try:
-            result = self._attempts(idempotency_key, lines, request_id)
+            result = call() if background else self._attempts(call)
         except CentralUnavailable as exc:
             self.breaker.failed(exc.message)
             raise
@@ -153,19 +185,15 @@ class ResilientCentral:
         self.breaker.succeeded()
         return result
 
-    def close(self) -> None:
-        self.inner.close()
-
-    def status(self) -> CircuitStatus:
-        return self.breaker.status()
-
-    def _attempts(self, key: str, lines: Sequence[Line], request_id: str | None) -> OrderResult:
+    def _attempts(self, call: Callable[[], T]) -> T:
         started = self._clock()
         retry = 0
+        maybe_sent = False
         while True:
             try:
-                return self.inner.place_order(key, lines, request_id=request_id)
+                return call()
             except CentralUnavailable as exc:
+                maybe_sent = exc.maybe_sent = maybe_sent or exc.maybe_sent
                 delay = self._retry.delay(retry, self._jitter)
                 if not self._may_retry(exc, retry, self._clock() - started + delay):
                     raise

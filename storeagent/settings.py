@@ -2,8 +2,11 @@
 
 Environment names: STOREAGENT_STORE_ID, STOREAGENT_CENTRAL, STOREAGENT_KAFKA (falling back
 to INVCTL_KAFKA), STOREAGENT_DB, STOREAGENT_LISTEN, STOREAGENT_API_KEY (the key itself),
-STOREAGENT_TOPIC_PREFIX (falling back to INVCTL_TOPIC_PREFIX). TOML keys: store_id, central,
-kafka, db, listen, api_key_file, topic_prefix, allow_remote. The API key is never logged.
+STOREAGENT_TOPIC_PREFIX (falling back to INVCTL_TOPIC_PREFIX), STOREAGENT_HEARTBEAT_SECONDS,
+STOREAGENT_OFFLINE, STOREAGENT_OFFLINE_MAX_UNITS_PER_ORDER, STOREAGENT_OFFLINE_MAX_QUEUED_UNITS,
+STOREAGENT_OFFLINE_MAX_AGE. TOML keys: store_id, central, kafka, db, listen, api_key_file,
+topic_prefix, allow_remote, heartbeat_seconds, offline, offline_max_units_per_order,
+offline_max_queued_units, offline_max_age. The API key is never logged.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import ipaddress
 import re
 import stat
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,10 +30,13 @@ from storeagent.errors import (
     KeyFileInsecure,
     ListenRefused,
 )
+from storeagent.offline_rules import DEFAULT_POLICY, OfflinePolicy
 
 STORE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 DEFAULT_KAFKA = "127.0.0.1:9092"
 DEFAULT_LISTEN = "127.0.0.1:8787"
+DEFAULT_HEARTBEAT_S = 10.0
+MAX_HEARTBEAT_S = 3600.0
 
 ENV_NAMES: dict[str, tuple[str, ...]] = {
     "store_id": ("STOREAGENT_STORE_ID",),
@@ -39,7 +45,17 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
     "db": ("STOREAGENT_DB",),
     "listen": ("STOREAGENT_LISTEN",),
     "topic_prefix": ("STOREAGENT_TOPIC_PREFIX", "INVCTL_TOPIC_PREFIX"),
+    "heartbeat_seconds": ("STOREAGENT_HEARTBEAT_SECONDS",),
+    "offline": ("STOREAGENT_OFFLINE",),
+    "offline_max_units_per_order": ("STOREAGENT_OFFLINE_MAX_UNITS_PER_ORDER",),
+    "offline_max_queued_units": ("STOREAGENT_OFFLINE_MAX_QUEUED_UNITS",),
+    "offline_max_age": ("STOREAGENT_OFFLINE_MAX_AGE",),
 }
+NUMBER_KEYS = frozenset({"heartbeat_seconds"})  # TOML numbers, checked where they are parsed
+# The offline policy: `offline` is "on"/"off" (or a TOML boolean), the limits whole numbers.
+OFFLINE_KEYS = frozenset(name for name in ENV_NAMES if name.startswith("offline"))
+MAX_OFFLINE_UNITS = 1_000_000
+MAX_OFFLINE_AGE_S = 30 * 24 * 3600
 TOML_KEYS = frozenset(ENV_NAMES) | {"api_key_file", "allow_remote"}
 
 
@@ -54,6 +70,8 @@ class AgentSettings:
     topic_prefix: str = ""
     allow_remote: bool = False
     api_key: str | None = field(default=None, repr=False)
+    heartbeat_seconds: float = DEFAULT_HEARTBEAT_S  # to central; 0 turns heartbeats off
+    offline: OfflinePolicy = DEFAULT_POLICY
 
     @property
     def group_id(self) -> str:
@@ -69,6 +87,8 @@ class AgentSettings:
             "listen": f"{self.listen_host}:{self.listen_port}",
             "topic_prefix": self.topic_prefix,
             "api_key": "set" if self.api_key else "unset",
+            "heartbeat_s": self.heartbeat_seconds,
+            **self.offline.summary(),
         }
 
 
@@ -101,6 +121,8 @@ def load_settings(
         topic_prefix=_topic_prefix(pick("topic_prefix", "")),
         allow_remote=allow_remote,
         api_key=_api_key(flags.get("api_key_file"), env, toml.get("api_key_file")),
+        heartbeat_seconds=_heartbeat_seconds(pick("heartbeat_seconds", DEFAULT_HEARTBEAT_S)),
+        offline=offline_policy(pick),
     )
 
 
@@ -123,6 +145,8 @@ def read_config(path: Path) -> dict[str, Any]:
             f"config file {path} has unknown keys: {', '.join(unknown)}", path=str(path)
         )
     for key, value in data.items():
+        if key in NUMBER_KEYS or key in OFFLINE_KEYS:
+            continue
         expected = bool if key == "allow_remote" else str
         if not isinstance(value, expected):
             raise ConfigFileError(
@@ -181,6 +205,68 @@ def _kafka(raw: object) -> str:
             f"Kafka bootstrap servers {raw!r} must be HOST:PORT[,HOST:PORT...]", field="kafka"
         )
     return ",".join(servers)
+
+
+def _heartbeat_seconds(raw: object) -> float:
+    try:
+        seconds = float(str(raw))  # a TOML number, or text from a flag or the environment
+    except ValueError:
+        seconds = -1.0
+    if not (seconds == 0 or 0.1 <= seconds <= MAX_HEARTBEAT_S):
+        raise ConfigError(
+            f"heartbeat interval {raw!r} must be 0 (off) or 0.1 to {MAX_HEARTBEAT_S:g} seconds",
+            field="heartbeat_seconds",
+        )
+    return seconds
+
+
+def offline_policy(pick: Callable[[str, Any], Any]) -> OfflinePolicy:
+    """The offline policy from `pick(name, default)`: flag, environment, TOML or default."""
+    per_order = _whole(
+        pick("offline_max_units_per_order", DEFAULT_POLICY.max_units_per_order),
+        "offline_max_units_per_order",
+        MAX_OFFLINE_UNITS,
+    )
+    total = _whole(
+        pick("offline_max_queued_units", DEFAULT_POLICY.max_queued_units),
+        "offline_max_queued_units",
+        MAX_OFFLINE_UNITS,
+    )
+    if total < per_order:
+        raise ConfigError(
+            f"offline_max_queued_units ({total}) must be at least offline_max_units_per_order "
+            f"({per_order})",
+            field="offline_max_queued_units",
+        )
+    return OfflinePolicy(
+        enabled=_on_off(pick("offline", "off")),
+        max_units_per_order=per_order,
+        max_queued_units=total,
+        max_age_s=_whole(
+            pick("offline_max_age", DEFAULT_POLICY.max_age_s), "offline_max_age", MAX_OFFLINE_AGE_S
+        ),
+    )
+
+
+def _on_off(raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text not in ("on", "off"):
+        raise ConfigError(f"offline mode {raw!r} must be on or off", field="offline")
+    return text == "on"
+
+
+def _whole(raw: object, name: str, maximum: int) -> int:
+    """A whole number from 1 to `maximum`: a TOML integer, or digits from a flag or the env."""
+    number = -1
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        number = raw
+    elif isinstance(raw, str) and raw.strip().isdigit():
+        number = int(raw)
+    if not 1 <= number <= maximum:
+        raise ConfigError(f"{name} {raw!r} must be a whole number from 1 to {maximum}", field=name)
+    return number
 
 
 def _topic_prefix(raw: str) -> str:

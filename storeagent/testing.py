@@ -24,6 +24,7 @@ from storeagent.central_client import (
 )
 from storeagent.errors import SourceUnavailable
 from storeagent.events import TOPIC_CATEGORY, TOPIC_INVENTORY, TOPIC_PRODUCT
+from storeagent.heartbeat import HeartbeatFailed
 from storeagent.order_rules import Line
 from storeagent.source import Record, TopicPartition
 
@@ -196,6 +197,8 @@ class FakeCentral:
 
     Steer it with set_stock(), refuse_next() and go_down(); `calls` records every call and
     `on_call(key, lines)` runs first on each (e.g. to look at the replica at that moment).
+    lose_answers() commits orders but answers as a timeout would; find_order() and
+    cancel_order() (recorded in `lookups` and `cancels`) act on the orders it holds.
     """
 
     def __init__(self, store_id: str = "s1", clock: Callable[[], datetime] | None = None):
@@ -207,6 +210,11 @@ class FakeCentral:
         self._orders: dict[str, Confirmed] = {}
         self._refusals: list[Refused] = []
         self._down: int | None = 0
+        self._down_reason = "connect"
+        self._lost_answers = 0
+        self.cancelled: set[str] = set()
+        self.lookups: list[str] = []
+        self.cancels: list[str] = []
         self.closed = False
 
     def set_stock(self, sku: str, quantity: int, stock_version: int = 1) -> None:
@@ -221,9 +229,45 @@ class FakeCentral:
     ) -> None:
         self._refusals.append(Refused(status, code, message, details))
 
-    def go_down(self, calls: int | None = None) -> None:
-        """Be unreachable for the next `calls` calls, or until come_back() when None."""
-        self._down = calls
+    def go_down(self, calls: int | None = None, reason: str = "connect") -> None:
+        """Be unreachable for the next `calls` calls, or until come_back() when None;
+        `reason` "timeout" (or "http.503") leaves open whether the order got through."""
+        self._down, self._down_reason = calls, reason
+
+    def lose_answers(self, calls: int = 1) -> None:
+        """The next `calls` orders are committed, but their answers are lost (a timeout)."""
+        self._lost_answers = calls
+
+    def order_for(self, idempotency_key: str) -> dict[str, Any] | None:
+        """The order a key created, with its status now, as GET /orders?idempotency_key=."""
+        placed = self._orders.get(idempotency_key)
+        if placed is None:
+            return None
+        status = "cancelled" if placed.order_id in self.cancelled else "confirmed"
+        return {**placed.order, "status": status}
+
+    def find_order(self, idempotency_key: str) -> dict[str, Any] | None:
+        self.lookups.append(idempotency_key)
+        self._check_up()
+        return self.order_for(idempotency_key)
+
+    def cancel_order(self, order_id: str) -> dict[str, Any]:
+        self.cancels.append(order_id)
+        self._check_up()
+        key = next(k for k, placed in self._orders.items() if placed.order_id == order_id)
+        if order_id not in self.cancelled:
+            self.cancelled.add(order_id)
+            for line in self._orders[key].order["lines"]:
+                level = self.stock[line["sku"]]
+                self.set_stock(
+                    line["sku"], level.quantity + line["quantity"], level.stock_version + 1
+                )
+        return self.order_for(key) or {}
+
+    def _check_up(self) -> None:
+        if self._down is None or self._down > 0:
+            self._down = None if self._down is None else self._down - 1
+            raise CentralUnavailable("fake central is down", reason=self._down_reason)
 
     def come_back(self) -> None:
         self._down = 0
@@ -234,9 +278,7 @@ class FakeCentral:
         self.calls.append(CentralCall(idempotency_key, tuple(lines), request_id))
         if self.on_call is not None:
             self.on_call(idempotency_key, lines)
-        if self._down is None or self._down > 0:
-            self._down = None if self._down is None else self._down - 1
-            raise CentralUnavailable("fake central is down", reason="connect")
+        self._check_up()
         if self._refusals:
             return self._refusals.pop(0)
         if idempotency_key not in self._orders:
@@ -244,6 +286,9 @@ class FakeCentral:
             if isinstance(result, Refused):
                 return result
             self._orders[idempotency_key] = result
+        if self._lost_answers:
+            self._lost_answers -= 1
+            raise CentralUnavailable("central did not answer in time", reason="timeout")
         return self._orders[idempotency_key]
 
     def close(self) -> None:
@@ -292,3 +337,23 @@ class FakeCentral:
                 for line in lines
             ],
         }
+
+
+class RecordingHeartbeat:
+    """The fake HeartbeatSender: keeps each report; `failing` > 0 refuses that many sends."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reports: list[dict[str, Any]] = []
+        self.failing = 0
+        self.closed = False
+
+    def send(self, report: Mapping[str, Any]) -> None:
+        with self._lock:
+            if self.failing:
+                self.failing -= 1
+                raise HeartbeatFailed("injected heartbeat failure")
+            self.reports.append(dict(report))
+
+    def close(self) -> None:
+        self.closed = True

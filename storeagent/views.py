@@ -6,10 +6,12 @@ import json
 from collections.abc import Collection, Iterable
 from typing import Any, NotRequired, cast
 
+import peewee
 from peewee import JOIN, fn
 from typing_extensions import TypedDict
 
 from storeagent.models import LocalOrder
+from storeagent.offline import OfflineQueueStatus
 from storeagent.progress import SyncProgress
 from storeagent.replica import (
     META_EVENTS_APPLIED,
@@ -73,6 +75,7 @@ class SyncStatus(TypedDict):
     dead_letters: int
     partitions: list[PartitionStatus]
     central: NotRequired[CircuitStatus]
+    offline_queue: NotRequired[OfflineQueueStatus]
 
 
 def stock_view(replica: Replica, sku: str) -> StockView | None:
@@ -147,6 +150,7 @@ def sync_status(
     topics: Collection[str],
     ready: bool,
     central: CircuitStatus | None = None,
+    offline_queue: OfflineQueueStatus | None = None,
 ) -> SyncStatus:
     """Per-partition lag of the current topics: live end offsets minus stored next offsets;
     `central` is the order path's circuit breaker, when the agent places orders."""
@@ -167,6 +171,8 @@ def sync_status(
     )
     if central is not None:
         status["central"] = central
+    if offline_queue is not None:
+        status["offline_queue"] = offline_queue
     return status
 
 
@@ -176,5 +182,28 @@ def _partition(topic: str, partition: int, offset: int, end: int | None) -> Part
 
 
 def readiness_checks(replica: Replica, progress: SyncProgress) -> dict[str, bool]:
-    """Ready = the replica finished its first sync and the loop is consuming."""
-    return {"bootstrapped": replica.is_bootstrapped(), "consuming": progress.is_consuming()}
+    """Ready = the replica's database answers, Kafka answered the loop recently, the loop holds
+    its partitions and keeps coming round, and the replica finished its first sync."""
+    database = _database_answers(replica)
+    return {
+        "database": database,
+        "broker": progress.broker_reachable(),
+        "assigned": progress.is_assigned(),
+        "bootstrapped": database and _bootstrapped(replica),
+        "consuming": progress.is_consuming(),
+    }
+
+
+def _database_answers(replica: Replica) -> bool:
+    try:
+        replica.db.execute_sql("SELECT 1")
+    except peewee.DatabaseError:
+        return False
+    return True
+
+
+def _bootstrapped(replica: Replica) -> bool:
+    try:
+        return replica.is_bootstrapped()
+    except peewee.DatabaseError:
+        return False

@@ -46,7 +46,8 @@ def status(
 ) -> None:
     """Show how current this store's replica is, or with --all every store's.
 
-    This store: lag per partition, age of the last applied event, dead letters, readiness.
+    This store: lag per partition, age of the last applied event, dead letters, readiness,
+    and the offline queue (sales waiting for central, those it rejected, the retry backoff).
     --all (ops, against central): each registered store's consumer-group lag and last
     heartbeat; --watch keeps the table live; --json prints one document per refresh.
 
@@ -185,7 +186,31 @@ def _summary_rows(report: dict[str, Any], partitions: list[Any], now: datetime) 
         ("events applied", str(report.get("events_applied", "-"))),
         ("dead letters", Text(str(dead), style="red" if dead else "")),
         ("total lag", Text(str(lag), style="yellow" if lag else "")),
+        *_offline_rows(report.get("offline_queue")),
     ]
+
+
+def _offline_rows(queue: object) -> list[Any]:
+    """The offline queue (sales accepted while central was unreachable), when reported."""
+    from rich.text import Text
+
+    if not isinstance(queue, dict):
+        return []
+    depth, rejected = queue.get("depth") or 0, queue.get("rejected") or 0
+    waiting = f"{depth} sales, {queue.get('units') or 0} units" if depth else "empty"
+    if depth and isinstance(queue.get("oldest_age_s"), int | float):
+        waiting += f"; oldest {age(queue['oldest_age_s'])}"
+    style = "red" if queue.get("overdue") else "yellow" if depth else ""
+    rows: list[Any] = [
+        ("offline queue", Text(waiting, style=style)),
+        ("rejected offline", Text(str(rejected), style="red" if rejected else "")),
+    ]
+    failures = queue.get("consecutive_failures") or 0
+    if failures:
+        retry = queue.get("next_attempt_in_s")
+        when = f"retry in {age(retry)}" if isinstance(retry, int | float) else "retrying"
+        rows.append(("replay", f"{when} after {failures} failures: {queue.get('last_error')}"))
+    return rows
 
 
 def _moment(value: object, now: datetime) -> str:

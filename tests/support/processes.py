@@ -111,7 +111,14 @@ class Stack:
         wait_http(f"{self.central_url}/readyz", process=central.process)
         return central
 
-    def start_agent(self, store_id: str, api_key: str, port: int | None = None) -> Service:
+    def start_agent(
+        self,
+        store_id: str,
+        api_key: str,
+        port: int | None = None,
+        extra_args: list[str] | None = None,
+    ) -> Service:
+        """`extra_args` go to `storeagent run` (e.g. the offline policy's flags)."""
         port = port or free_port()
         url = f"http://127.0.0.1:{port}"
         agent = self.spawn(
@@ -131,6 +138,7 @@ class Stack:
                 f"127.0.0.1:{port}",
                 "--topic-prefix",
                 self.prefix,
+                *(extra_args or []),
             ],
             url,
             {"STOREAGENT_API_KEY": api_key},

@@ -53,6 +53,17 @@ def test_one_request_id_per_invocation(cli: CliHarness, server: FakeServer) -> N
     assert first != second
 
 
+def test_invctl_request_id_sets_the_request_id(cli: CliHarness, server: FakeServer) -> None:
+    server.on("GET", f"{AGENT}/stock/MILK-1L", 200, STOCK)
+
+    cli("stock", "show", "MILK-1L", env={"INVCTL_REQUEST_ID": "nightly-check.42"})
+    cli("stock", "show", "MILK-1L", env={"INVCTL_REQUEST_ID": "not usable: spaces"})
+
+    chosen, replaced = (r.headers["X-Request-ID"] for r in server.requests)
+    assert chosen == "nightly-check.42"
+    assert len(replaced) == 32
+
+
 def test_path_segments_are_quoted(cli: CliHarness, server: FakeServer) -> None:
     cli("stock", "show", "A/B C")
 
@@ -257,3 +268,37 @@ def test_sync_status_goes_to_the_agent_even_with_central(
     server.on("GET", f"{AGENT}/sync/status", 200, SYNC)
 
     assert cli("--central", CENTRAL, "sync", "status").exit_code == 0
+
+
+def test_sync_status_shows_the_offline_queue_rejections_and_the_replay_backoff(
+    cli: CliHarness, server: FakeServer
+) -> None:
+    queue = {
+        "offline": "on",
+        "depth": 3,
+        "units": 7,
+        "oldest_age_s": 95.0,
+        "overdue": False,
+        "rejected": 1,
+        "pending": 0,
+        "next_attempt_in_s": 8.0,
+        "consecutive_failures": 4,
+        "last_error": "cannot reach central",
+    }
+    server.on("GET", f"{AGENT}/sync/status", 200, {**SYNC, "offline_queue": queue})
+
+    result = cli("sync", "status")
+
+    assert result.exit_code == 0, result.output
+    rows = [" ".join(line.split()) for line in result.stdout.splitlines()]
+    assert "offline queue 3 sales, 7 units; oldest 1m 35s" in rows
+    assert "rejected offline 1" in rows
+    assert "replay retry in 8s after 4 failures: cannot reach central" in rows
+
+
+def test_sync_status_of_an_agent_without_an_offline_queue_shows_no_queue_rows(
+    cli: CliHarness, server: FakeServer
+) -> None:
+    server.on("GET", f"{AGENT}/sync/status", 200, SYNC)
+
+    assert "offline queue" not in cli("sync", "status").stdout

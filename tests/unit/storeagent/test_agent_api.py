@@ -37,6 +37,8 @@ def client(replica, progress) -> TestClient:
 def ready(replica, progress) -> None:
     mark_bootstrapped(replica)
     progress.started()
+    progress.assigned(10)
+    progress.broker_answered()
     progress.beat()
 
 
@@ -124,6 +126,9 @@ def test_reads_before_the_first_sync_are_replica_not_ready(client, replica):
         assert response.json()["error"]["code"] == "replica.not_ready"
 
 
+ALL_CHECKS = ("database", "broker", "assigned", "bootstrapped", "consuming")
+
+
 def test_readyz_names_the_failing_checks(client, replica, progress):
     mark_bootstrapped(replica)
 
@@ -132,17 +137,41 @@ def test_readyz_names_the_failing_checks(client, replica, progress):
     assert response.status_code == 503
     error = response.json()["error"]
     assert error["code"] == "replica.not_ready"
-    assert error["details"] == {"checks": {"bootstrapped": True, "consuming": False}}
+    assert error["message"] == "not ready: broker, assigned, consuming"
+    assert error["details"] == {
+        "checks": {
+            "database": True,
+            "broker": False,
+            "assigned": False,
+            "bootstrapped": True,
+            "consuming": False,
+        }
+    }
 
 
-def test_readyz_is_ready_when_bootstrapped_and_consuming(client, ready):
+def test_readyz_is_ready_when_every_check_passes(client, ready):
     response = client.get("/readyz")
 
     assert response.status_code == 200
-    assert response.json() == {
-        "status": "ready",
-        "checks": {"bootstrapped": True, "consuming": True},
-    }
+    assert response.json() == {"status": "ready", "checks": dict.fromkeys(ALL_CHECKS, True)}
+
+
+def test_readyz_is_not_ready_once_the_broker_stops_answering(client, progress, ready):
+    progress.broker_failed("KafkaTimeoutError")
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json()["error"]["details"]["checks"]["broker"] is False
+
+
+def test_readyz_is_not_ready_when_the_replica_database_fails(client, replica, ready):
+    replica.db.close()
+    replica.db.init(str(replica.db.database) + ".missing/nope.db")
+
+    checks = client.get("/readyz").json()["error"]["details"]["checks"]
+
+    assert (checks["database"], checks["bootstrapped"]) == (False, False)
 
 
 def test_healthz_answers_ok(client):

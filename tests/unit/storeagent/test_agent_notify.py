@@ -194,6 +194,8 @@ def test_agent_health_reads_readiness_liveness_and_lag(replica: Replica):
     assert health() == Health(ready=False, bootstrapped=False, loop_idle_s=None, lag=None)
 
     progress.started()
+    progress.assigned(1)
+    progress.broker_answered()
     progress.beat()
     progress.set_end_offsets({tp: 10})
     with replica.transaction():

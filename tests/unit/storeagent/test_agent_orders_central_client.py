@@ -182,3 +182,74 @@ def test_without_a_central_url_orders_are_unavailable_and_not_retried():
 
     assert isinstance(client, NoCentral)
     assert not caught.value.retryable
+
+
+# --- looking up and cancelling an order (the replayer voiding a failed sale) -----------------
+
+
+def test_find_order_asks_for_the_stores_key_and_returns_the_order_or_none():
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        found = request.url.params["idempotency_key"] == "sale-1"
+        return httpx.Response(200, json={"items": [ORDER] if found else [], "next_before": None})
+
+    client = client_answering(handler)
+
+    assert client.find_order("sale-1") == ORDER
+    assert client.find_order("sale-2") is None
+    assert seen[0].method == "GET"
+    assert seen[0].url.path == "/api/v1/orders"
+    assert dict(seen[0].url.params) == {"idempotency_key": "sale-1", "limit": "1"}
+    assert seen[0].headers["X-API-Key"] == API_KEY
+
+
+def test_cancel_order_posts_to_the_orders_cancel_path():
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={**ORDER, "status": "cancelled"})
+
+    cancelled = client_answering(handler).cancel_order(ORDER["id"])
+
+    assert cancelled["status"] == "cancelled"
+    assert (seen[0].method, seen[0].url.path) == ("POST", f"/api/v1/orders/{ORDER['id']}/cancel")
+
+
+@pytest.mark.parametrize(("status", "retryable"), [(503, True), (500, True), (404, False)])
+def test_lookup_that_central_does_not_answer_with_an_order_is_unavailable(status, retryable):
+    client = client_answering(answer(status, error_body("order.not_found")))
+
+    with pytest.raises(CentralUnavailable) as caught:
+        client.cancel_order("o-1")
+
+    assert caught.value.retryable is retryable
+    assert caught.value.details["reason"] == f"http.{status}"
+
+
+@pytest.mark.parametrize(
+    ("exc", "maybe_sent"),
+    [
+        (httpx.ConnectError("refused"), False),
+        (httpx.ConnectTimeout("slow"), False),
+        (httpx.ReadTimeout("slow"), True),
+        (httpx.RemoteProtocolError("dropped"), True),
+    ],
+)
+def test_only_a_failure_to_connect_proves_central_never_got_the_order(exc, maybe_sent):
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise exc
+
+    with pytest.raises(CentralUnavailable) as caught:
+        place(client_answering(handler))
+
+    assert caught.value.maybe_sent is maybe_sent
+
+
+def test_a_5xx_leaves_open_whether_central_committed_the_order():
+    with pytest.raises(CentralUnavailable) as caught:
+        place(client_answering(answer(503, error_body("database.unavailable"))))
+
+    assert caught.value.maybe_sent

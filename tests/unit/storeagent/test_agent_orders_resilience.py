@@ -160,3 +160,40 @@ def test_half_open_lets_one_probe_through_and_a_failed_probe_reopens(central, mo
         "consecutive_failures": 0,
         "last_error": "still down",
     }
+
+
+def test_an_uncertain_attempt_stays_uncertain_when_the_last_retry_could_not_connect(mono):
+    central = FakeCentral()
+    central.set_stock("MILK-1L", 10)
+    central.go_down(1, reason="timeout")
+    central.on_call = lambda key, lines: len(central.calls) == 2 and central.go_down(2)
+
+    with pytest.raises(CentralUnavailable) as caught:
+        resilient(central, mono).place_order("k1", LINES)
+
+    assert caught.value.details["reason"] == "connect"
+    assert caught.value.maybe_sent
+
+
+def test_a_background_call_is_tried_once_even_while_the_circuit_is_open(central, mono):
+    guarded = resilient(central, mono, threshold=1)
+    central.go_down(3)
+    with pytest.raises(CentralUnavailable):
+        guarded.place_order("k1", LINES)
+    assert guarded.status()["circuit"] == "open"
+
+    result = guarded.place_order("k1", LINES, background=True)
+
+    assert not isinstance(result, Refused)
+    assert guarded.status()["circuit"] == "closed"
+
+
+def test_a_failed_background_call_is_not_retried_and_counts_against_central(central, mono):
+    guarded = resilient(central, mono)
+    central.go_down()
+
+    with pytest.raises(CentralUnavailable):
+        guarded.find_order("k1", background=True)
+
+    assert len(central.lookups) == 1
+    assert guarded.status()["consecutive_failures"] == 1

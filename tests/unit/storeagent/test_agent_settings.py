@@ -149,3 +149,65 @@ def test_bad_config_file_is_config_file_invalid(tmp_path, text):
 
 def test_unreadable_config_file_is_config_file_invalid(tmp_path):
     assert error_code({"store_id": "s1"}, config=tmp_path / "missing.toml") == "config.file_invalid"
+
+
+# --- the offline policy ----------------------------------------------------------------------
+
+
+def test_offline_mode_is_off_by_default_with_20_units_a_sale_and_200_in_all():
+    policy = load().offline
+
+    assert (policy.enabled, policy.max_units_per_order, policy.max_queued_units) == (False, 20, 200)
+    assert policy.max_age_s == 3600
+    assert load().summary()["offline"] == "off"
+
+
+def test_offline_policy_comes_from_flags_then_env_then_the_config_file(tmp_path):
+    config = write_config(
+        tmp_path, "offline = true\noffline_max_units_per_order = 4\noffline_max_queued_units = 40\n"
+    )
+    env = {"STOREAGENT_OFFLINE_MAX_QUEUED_UNITS": "30", "STOREAGENT_OFFLINE_MAX_AGE": "600"}
+
+    policy = load({"offline_max_units_per_order": 5}, env, config).offline
+
+    assert (policy.enabled, policy.max_units_per_order, policy.max_queued_units) == (True, 5, 30)
+    assert policy.max_age_s == 600
+    assert load({"offline": "on"}).offline.enabled
+    assert not load({"offline": "off"}, {"STOREAGENT_OFFLINE": "on"}).offline.enabled
+    assert load(env={"STOREAGENT_OFFLINE": "on"}).offline.enabled
+
+
+@pytest.mark.parametrize(
+    ("flags", "field"),
+    [
+        ({"offline": "maybe"}, "offline"),
+        ({"offline_max_units_per_order": 0}, "offline_max_units_per_order"),
+        ({"offline_max_units_per_order": "-3"}, "offline_max_units_per_order"),
+        ({"offline_max_queued_units": "lots"}, "offline_max_queued_units"),
+        ({"offline_max_age": 0}, "offline_max_age"),
+    ],
+    ids=str,
+)
+def test_malformed_offline_settings_are_config_invalid_naming_the_setting(flags, field):
+    with pytest.raises(ConfigError) as caught:
+        load(flags)
+
+    assert (caught.value.code, caught.value.details["field"]) == ("config.invalid", field)
+
+
+def test_a_total_below_the_per_sale_limit_is_config_invalid():
+    with pytest.raises(ConfigError) as caught:
+        load({"offline_max_units_per_order": 50, "offline_max_queued_units": 10})
+
+    assert caught.value.message == (
+        "offline_max_queued_units (10) must be at least offline_max_units_per_order (50)"
+    )
+
+
+@pytest.mark.parametrize(
+    "text", ["offline = 1", 'offline = "sometimes"', "offline_max_queued_units = 2.5"]
+)
+def test_offline_keys_of_the_wrong_kind_in_the_config_file_are_config_invalid(tmp_path, text):
+    config = write_config(tmp_path, text + "\n")
+
+    assert error_code({"store_id": "s1"}, config=config) == "config.invalid"

@@ -1,0 +1,203 @@
+"""The agent's Prometheus metrics, on a registry of its own (one per agent, none global).
+
+Counters and histograms move as things happen (HTTP requests, sales, applied batches,
+heartbeats). Gauges that mirror state (lag, staleness, offline queue, dead letters, the
+central circuit, readiness) and the event totals are read at scrape time from the replica
+and the loop's progress: exact, and free between scrapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from storeagent import vitals
+from storeagent.clock import Clock, utc_now
+from storeagent.progress import SyncProgress
+from storeagent.replica import Replica
+from storeagent.resilience import Circuit, CircuitStatus
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+
+    from storeagent.apply import BatchResult
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+SYNC_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
+
+
+class AgentMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "storeagent_http_requests_total",
+            "HTTP requests to the store API by route and status",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "storeagent_http_request_duration_seconds",
+            "Store API latency by route",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.orders = Counter(
+            "storeagent_orders_total",
+            "Sales at this store by outcome (confirmed, replayed, queued, or the error code)",
+            ["outcome"],
+            registry=r,
+        )
+        self.apply_latency = Histogram(
+            "storeagent_apply_batch_duration_seconds",
+            "Applying one polled batch to the replica, commit included",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.sync_latency = Histogram(
+            "storeagent_sync_latency_seconds",
+            "From a stock change at central (occurred_at) to its commit in this replica",
+            buckets=SYNC_BUCKETS,
+            registry=r,
+        )
+        self.heartbeats = Counter(
+            "storeagent_heartbeats_total",
+            "Heartbeats sent to central by result (ok, failed)",
+            ["result"],
+            registry=r,
+        )
+
+    def http_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
+
+    def order(self, outcome: str) -> None:
+        self.orders.labels(outcome).inc()
+
+    def batch_applied(self, result: BatchResult, seconds: float, applied_at: datetime) -> None:
+        """One histogram sample per applied stock event: a few hundred per batch at most."""
+        self.apply_latency.observe(seconds)
+        for occurred_at in result.stock_event_times:
+            self.sync_latency.observe(max((applied_at - occurred_at).total_seconds(), 0.0))
+
+    def heartbeat(self, ok: bool) -> None:
+        self.heartbeats.labels("ok" if ok else "failed").inc()
+
+    def watch(self, state: WatchedState) -> None:
+        """Report the state gauges and event totals, read at each scrape."""
+        self.registry.register(_StateCollector(state))
+
+
+@dataclass(frozen=True)
+class WatchedState:
+    """What the scrape-time gauges read: the API's replica handle, the loop's progress, and
+    the order path's circuit breaker when the agent places orders."""
+
+    replica: Replica
+    progress: SyncProgress
+    ready: Callable[[], bool]
+    circuit: Callable[[], CircuitStatus] | None = None
+    clock: Clock = utc_now
+
+
+class _StateCollector(Collector):
+    def __init__(self, state: WatchedState) -> None:
+        self._state = state
+
+    def collect(self) -> Iterator[Metric]:
+        readers: list[Callable[[], Iterable[Metric]]] = [
+            self._lag,
+            self._events,
+            self._staleness,
+            self._dead_letters,
+            self._local_orders,
+            self._circuit,
+            self._ready,
+        ]
+        for read in readers:
+            yield from _or_nothing(read)
+
+    def _lag(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "storeagent_consumer_lag",
+            "Records on the broker not yet applied to the replica",
+            labels=["topic", "partition"],
+        )
+        lags = vitals.partition_lags(self._state.replica, self._state.progress)
+        for tp, lag in sorted(lags.items()):
+            family.add_metric([tp.topic, str(tp.partition)], lag)
+        yield family
+
+    def _events(self) -> Iterator[Metric]:
+        totals = self._state.progress.totals()
+        yield CounterMetricFamily(
+            "storeagent_events_applied",
+            "Kafka events that changed the replica",
+            value=totals["applied"],
+        )
+        yield CounterMetricFamily(
+            "storeagent_events_stale",
+            "Kafka events ignored as duplicates or older than the replica's version",
+            value=totals["stale"],
+        )
+
+    def _staleness(self) -> Iterator[Metric]:
+        staleness = vitals.staleness_s(self._state.replica, self._state.clock())
+        if staleness is not None:
+            yield GaugeMetricFamily(
+                "storeagent_replica_staleness_seconds",
+                "Now minus the time of the newest event applied to the replica",
+                value=staleness,
+            )
+
+    def _dead_letters(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "storeagent_dead_letters",
+            "Kafka records that could not be applied (kept in dead_letters)",
+            value=self._state.replica.dead_letter_count(),
+        )
+
+    def _local_orders(self) -> Iterator[Metric]:
+        counts = vitals.local_order_counts(self._state.replica)
+        yield GaugeMetricFamily(
+            "storeagent_offline_queue_depth",
+            "Sales accepted offline and waiting for central",
+            value=counts.queued,
+        )
+        yield GaugeMetricFamily(
+            "storeagent_offline_rejected_orders",
+            "Sales taken offline that central then refused: staff must see to them",
+            value=counts.rejected_offline,
+        )
+
+    def _circuit(self) -> Iterator[Metric]:
+        if self._state.circuit is None:
+            return
+        current = self._state.circuit()["circuit"]
+        family = GaugeMetricFamily(
+            "storeagent_central_circuit",
+            "The order path's circuit breaker to central: 1 for its current state",
+            labels=["state"],
+        )
+        for state in Circuit:
+            family.add_metric([state.value], 1.0 if state.value == current else 0.0)
+        yield family
+
+    def _ready(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "storeagent_ready", "1 while /readyz answers 200", value=float(self._state.ready())
+        )
+
+
+def _or_nothing(read: Callable[[], Iterable[Metric]]) -> list[Metric]:
+    try:
+        return list(read())
+    except Exception:  # a scrape during a database hiccup reports less, not an error
+        return []
