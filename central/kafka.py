@@ -14,6 +14,9 @@ log = logging.getLogger("central.kafka")
 
 PARTITIONS = {TOPIC_CATEGORY: 1, TOPIC_PRODUCT: 3, TOPIC_INVENTORY: 6}
 FLUSH_TIMEOUT_SECONDS = 30.0
+# kafka-python's default (30 s, doubling from 50 ms) let a batch wait on a killed leader's
+# address for seconds after the cluster had elected a new one; Java clients cap it at 1 s.
+RECONNECT_BACKOFF_MAX_MS = 1000
 
 
 class KafkaPublisher:
@@ -84,6 +87,7 @@ class KafkaPublisher:
                 bootstrap_timeout_ms=5000,
                 request_timeout_ms=10000,
                 delivery_timeout_ms=25000,
+                reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
             )
         return self._producer
 
