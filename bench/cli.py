@@ -12,7 +12,7 @@ import sys
 import time
 import uuid
 
-from bench.common import BIN, RUN, machine_facts, ms, start_kafka
+from bench.common import BIN, RUN, machine_facts, ms, start_kafka, verdict
 from bench.stack import agent_process, catalog_rows, central_process, seed_central, sqlite_url
 
 
@@ -71,6 +71,11 @@ def report(rows: list[tuple[str, list[float]]], runs: int, quick: bool) -> str:
             f"| `{name}` | {ms(medians[name])} | {ms(min(samples))} "
             f"| {medians[name] / httpx_import:.2f}x |"
         )
+    ratio = medians["invctl --help"] / httpx_import
+    lines += [
+        "",
+        verdict('`invctl --help` / `python -c "import httpx"`', ratio, "at most 3", ratio <= 3),
+    ]
     return "\n".join(lines)
 
 

@@ -175,3 +175,8 @@ def write_section(title: str, body: str, path: Path = ROOT / "docs" / "benchmark
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+def verdict(name: str, value: float, target: str, met: bool) -> str:
+    """One line that says plainly whether a design target was met in this run."""
+    return f"**Target** {name}: {target}; this run {value:.2f} -> {'met' if met else 'MISSED'}."

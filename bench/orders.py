@@ -25,6 +25,7 @@ from bench.common import (
     run_clients,
     start_kafka,
     start_mariadb,
+    verdict,
 )
 from bench.stack import SECRET, catalog_rows, central_process, seed_central
 
@@ -168,6 +169,18 @@ def table(rows: list[dict[str, object]]) -> str:
             f"| {ms(r['p99'])} | {r['errors']} | {r['direct_s']:.0f} | {r['trivial_s']:.0f} "  # type: ignore[arg-type]
             f"| {r['ratio']:.2f} |"
         )
+    for r in rows:
+        if r["clients"] == 8:
+            ratio = float(r["ratio"])  # type: ignore[arg-type]
+            lines.append("")
+            lines.append(
+                verdict(
+                    f"{r['backend']} orders/s at 8 clients / smaller ceiling",
+                    ratio,
+                    "at least 0.5",
+                    ratio >= 0.5,
+                )
+            )
     return "\n".join(lines)
 
 

@@ -37,7 +37,7 @@ import httpx
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KafkaTopicPartition
 
-from bench.common import BIN, RUN, machine_facts, start_kafka
+from bench.common import BIN, RUN, machine_facts, start_kafka, verdict
 from storeagent.consumer import SyncLoop, topic_names
 from storeagent.kafka_source import KafkaRecordSource
 from storeagent.progress import SyncProgress
@@ -281,7 +281,9 @@ def table(r: Results) -> str:
         (f"RSS idle, caught up ({IDLE_S:.0f} s after ready)", f"{r.rss_idle_kb / 1024:.0f} MiB"),
     ]
     lines = ["| measure | value |", "| --- | ---: |"]
-    return "\n".join(lines + [f"| {name} | {value} |" for name, value in rows])
+    ratio = agent_rate / raw_rate
+    target = verdict("apply rate / raw consume rate", ratio, "at least 0.5", ratio >= 0.5)
+    return "\n".join(lines + [f"| {name} | {value} |" for name, value in rows] + ["", target])
 
 
 def run(quick: bool = False) -> str:

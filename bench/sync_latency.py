@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import RUN, machine_facts, ms, percentile, start_kafka
+from bench.common import RUN, machine_facts, ms, percentile, start_kafka, verdict
 from bench.stack import agent_process, catalog_rows, central_process, seed_central, sqlite_url
 
 
@@ -225,7 +225,16 @@ def report(
         row("raw kafka-python produce -> consume", raw),
         row("central commit -> replica (steady)", steady_lat, steady_missing),
         row("central commit -> replica (burst)", burst_lat, burst_missing),
+        "",
     ]
+    p50 = percentile(steady_lat, 50) / percentile(raw, 50)
+    p99 = percentile(steady_lat, 99) / percentile(raw, 99)
+    lines.append(verdict("steady p50 / raw p50", p50, "at most 3", p50 <= 3))
+    lines.append(verdict("steady p99 / raw p99", p99, "at most 5", p99 <= 5))
+    lines.append(
+        "A burst is a queue by nature: its figures show how long the last of "
+        f"{count} changes committed at once waits behind the others, not a per-change latency."
+    )
     return "\n".join(lines)
 
 

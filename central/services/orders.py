@@ -43,13 +43,11 @@ def place_order(
     key = rules.valid_key(key)
     lines = rules.valid_lines(raw_lines)
     print_ = rules.fingerprint(lines)
-    existing = _existing(uow, store_id, key, print_)
-    if existing is not None:
-        return Placed(existing, replayed=True)
     try:
         return Placed(_reserve(uow, principal, store_id, key, print_, lines), replayed=False)
     except peewee.IntegrityError:
-        # A concurrent request with the same key committed first: answer with its order.
+        # The key was used before (or by a concurrent request that committed first): the
+        # order row's unique index refused it before any stock was touched.
         replay = _existing(uow, store_id, key, print_)
         if replay is None:
             raise
@@ -98,20 +96,19 @@ def _reserve(
         levels = _locked_levels([line.sku for line in lines])
         changes = rules.reserve(levels, lines, order_id)
         _write_changes(uow, principal, changes, now)
-        OrderLine.insert_many(
-            [
-                {
-                    "order_id": order_id,
-                    "sku": line.sku,
-                    "quantity": line.quantity,
-                    "unit_price": prices[line.sku],
-                    "stock_after": level.quantity,
-                    "stock_version": level.version,
-                }
-                for line, (level, _) in zip(lines, changes, strict=True)
-            ]
-        ).execute()
-    return order_view(order)
+        rows = [
+            OrderLine(
+                order_id=order_id,
+                sku=line.sku,
+                quantity=line.quantity,
+                unit_price=prices[line.sku],
+                stock_after=level.quantity,
+                stock_version=level.version,
+            )
+            for line, (level, _) in zip(lines, changes, strict=True)
+        ]
+        OrderLine.insert_many([row.__data__ for row in rows]).execute()
+    return _view(order, rows)
 
 
 def _sellable(lines: list[rules.Line]) -> dict[str, Decimal]:
@@ -234,7 +231,10 @@ def _lines(order_id: str) -> list[OrderLine]:
 
 
 def order_view(order: Order) -> dict[str, Any]:
-    lines = _lines(order.id)
+    return _view(order, _lines(order.id))
+
+
+def _view(order: Order, lines: list[OrderLine]) -> dict[str, Any]:
     total = sum((Decimal(row.unit_price) * row.quantity for row in lines), Decimal("0"))
     return {
         "id": order.id,
