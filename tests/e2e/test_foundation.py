@@ -2,20 +2,8 @@
 `invctl stock show` at the store prints it."""
 
 import json
-import time
 
-from tests.support.processes import stack
-
-
-def eventually(check, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return check()
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+from tests.support.processes import eventually, stack
 
 
 def agent_stock(s, agent_url, sku):

@@ -7,30 +7,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.processes import ADMIN_PASSWORD, SECRET, Service, Stack, stack
+from tests.support.processes import ADMIN_PASSWORD, SECRET, Service, Stack, eventually, stack
 
-T = TypeVar("T")
 SKU = "MILK-1L"
 FAST_HEARTBEATS = ["--heartbeat-seconds", "1"]
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def eventually(check: Callable[[], T], timeout: float = 30.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return check()
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
 
 def scrape(url: str) -> Samples:

@@ -2,11 +2,10 @@
 good records after them are applied."""
 
 import json
-import time
 
 from kafka import KafkaProducer
 
-from tests.support.processes import stack
+from tests.support.processes import eventually, stack
 
 POISON = [
     b"not json at all",
@@ -21,17 +20,6 @@ POISON = [
         }
     ).encode(),
 ]
-
-
-def eventually(check, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return check()
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
 
 def test_poison_is_dead_lettered_shown_and_later_records_still_apply(

@@ -2,20 +2,8 @@
 stock shows it at once (read-your-writes); buying more than there is exits 4."""
 
 import json
-import time
 
-from tests.support.processes import stack
-
-
-def eventually(check, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return check()
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+from tests.support.processes import eventually, stack
 
 
 def test_buy_at_the_store_is_shown_by_stock_show_at_once_and_overselling_exits_4(

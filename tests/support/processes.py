@@ -9,15 +9,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 BIN = Path(sys.executable).parent
+T = TypeVar("T")
 SECRET = "end-to-end-test-secret-0123456789abcdef"
 ADMIN, ADMIN_PASSWORD = "admin", "admin-password-1"
 
@@ -192,3 +193,15 @@ def stack(workdir: Path, kafka: str, prefix: str) -> Iterator[Stack]:
         yield running
     finally:
         running.stop_all()
+
+
+def eventually(check: Callable[[], T], timeout: float = 30.0) -> T:
+    """Retry `check` until it stops raising AssertionError, for up to `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
