@@ -9,7 +9,6 @@ import subprocess
 from pathlib import Path
 
 import pymysql
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "mariadb"
@@ -45,8 +44,8 @@ def _server_pids(datadir: Path) -> list[int]:
     return pids
 
 
-@pytest.mark.skipif(not _have_mariadbd(), reason="mariadb-server is not installed")
 def test_start_reuse_connect_stop(tmp_path: Path) -> None:
+    assert _have_mariadbd(), "mariadb-server is not installed: run scripts/dev setup"
     run_dir = tmp_path / "mdb"
     port = _free_port()
     url = f"mysql://invctl:invctl@127.0.0.1:{port}/"
