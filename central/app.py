@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from dataclasses import dataclass, field
 
@@ -16,8 +15,9 @@ from central.security import TokenConfig
 from central.services.fleet import LagReader
 from central.settings import Settings
 from central.uow import Clock, SystemClock, UnitOfWork
+from invwire.logs import EventLog
 
-log = logging.getLogger("central")
+log = EventLog("central")
 
 
 @dataclass
@@ -97,10 +97,7 @@ def build_relay(
 ) -> Relay | None:
     if publisher is None:
         if not settings.kafka:
-            log.warning(
-                "no Kafka configured: events wait in the outbox",
-                extra={"event": "relay.disabled"},
-            )
+            log.warning("relay.disabled", reason="no Kafka configured: events wait in the outbox")
             return None
         from central.kafka import KafkaPublisher
 

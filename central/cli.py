@@ -55,9 +55,9 @@ def serve(
     """
     import uvicorn
 
-    from central import logs
     from central.api import create_app
     from central.app import bootstrap
+    from invwire.logs import configure_logging
 
     s = _settings(
         host=host,
@@ -68,7 +68,7 @@ def serve(
         database_url=database_url,
         kafka=kafka,
     )
-    logs.configure(s.log_level)
+    configure_logging(s.log_level)
     _favour_latency()
     central = bootstrap(s)
     server_config = uvicorn.Config(
@@ -101,11 +101,11 @@ def relay(
 
     Example: INVCTL_KAFKA=127.0.0.1:9092 central relay
     """
-    from central import logs
     from central.app import bootstrap
+    from invwire.logs import configure_logging
 
     s = _settings(config=config, dev=dev or None, database_url=database_url, kafka=kafka)
-    logs.configure(s.log_level)
+    configure_logging(s.log_level)
     if not s.kafka:
         raise CentralError("INVCTL_KAFKA is not set: the relay has nowhere to publish")
     central = bootstrap(s, with_relay=True)

@@ -1,39 +1,69 @@
 """Central's error hierarchy: every error carries a stable code and an HTTP status.
 
-The API maps these exactly once (central.api.errors); use cases only raise them.
+The contract's own errors (SKUs, order lines, idempotency keys, stock conflicts) live in
+`invwire.errors` and are re-exported here; the API maps all of them exactly once
+(central.api.errors); use cases only raise them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from invwire.errors import (
+    Conflict,
+    DuplicateLine,
+    IdempotencyKeyRequired,
+    IdempotencyMismatch,
+    InactiveSku,
+    InsufficientStock,
+    InvalidInput,
+    InvalidOrder,
+    InvalidQuantity,
+    InvalidSku,
+    UnknownSku,
+    WireError,
+)
 
+# Central's root is the contract's root: an InvalidSku raised by shared rules is central's too.
+CentralError = WireError
 
-class CentralError(Exception):
-    """Central could not complete the request."""
-
-    code = "error"
-    status = 400
-
-    def __init__(self, message: str | None = None, **details: Any) -> None:
-        super().__init__(message or (self.__doc__ or self.code).strip())
-        self.details = details
-
-    @property
-    def message(self) -> str:
-        return str(self.args[0])
-
-
-class InvalidInput(CentralError):
-    """The request is not valid."""
-
-    code = "request.invalid"
-    status = 422
-
-
-class InvalidSku(InvalidInput):
-    """A SKU is 1-64 characters of A-Z, 0-9, '.', '_' or '-', starting with a letter or digit."""
-
-    code = "sku.invalid"
+__all__ = [
+    "AlreadyExists",
+    "AuthInvalid",
+    "AuthRequired",
+    "CategoryExists",
+    "CategoryNotFound",
+    "CentralError",
+    "ConfigError",
+    "Conflict",
+    "DatabaseUnavailable",
+    "DuplicateLine",
+    "Forbidden",
+    "IdempotencyKeyRequired",
+    "IdempotencyMismatch",
+    "ImportInvalid",
+    "InactiveSku",
+    "InsufficientStock",
+    "InvalidInput",
+    "InvalidKind",
+    "InvalidName",
+    "InvalidOrder",
+    "InvalidPrice",
+    "InvalidQuantity",
+    "InvalidRole",
+    "InvalidSku",
+    "NameTooLong",
+    "NegativeStock",
+    "NotFound",
+    "OrderNotFound",
+    "ProductExists",
+    "ProductNotFound",
+    "StoreExists",
+    "StoreNotFound",
+    "Unavailable",
+    "UnknownSku",
+    "UserExists",
+    "WeakPassword",
+    "WireError",
+]
 
 
 class InvalidPrice(InvalidInput):
@@ -52,12 +82,6 @@ class NameTooLong(InvalidName):
     """The name is longer than 200 characters."""
 
     code = "name.too_long"
-
-
-class InvalidQuantity(InvalidInput):
-    """A quantity is a whole number between 0 and 1,000,000,000."""
-
-    code = "quantity.invalid"
 
 
 class InvalidRole(InvalidInput):
@@ -82,43 +106,6 @@ class InvalidKind(InvalidInput):
     """An import row's kind must be category, product or stock."""
 
     code = "kind.invalid"
-
-
-class InvalidOrder(InvalidInput):
-    """The order is not valid."""
-
-    code = "order.invalid"
-
-
-class DuplicateLine(InvalidOrder):
-    """The order names the same SKU twice; send one line per SKU."""
-
-    code = "order.duplicate_line"
-
-
-class UnknownSku(InvalidOrder):
-    """The order names a SKU that does not exist."""
-
-    code = "order.sku_unknown"
-
-
-class InactiveSku(InvalidOrder):
-    """The order names a product that is not for sale."""
-
-    code = "order.sku_inactive"
-
-
-class IdempotencyKeyRequired(CentralError):
-    """An Idempotency-Key header (1-128 printable characters) is required."""
-
-    code = "idempotency.key_required"
-    status = 400
-
-
-class IdempotencyMismatch(InvalidInput):
-    """This Idempotency-Key was used with a different request body."""
-
-    code = "idempotency.mismatch"
 
 
 class NotFound(CentralError):
@@ -150,13 +137,6 @@ class StoreNotFound(NotFound):
     """No such store."""
 
     code = "store.not_found"
-
-
-class Conflict(CentralError):
-    """The request conflicts with the current state."""
-
-    code = "conflict"
-    status = 409
 
 
 class AlreadyExists(Conflict):
@@ -193,12 +173,6 @@ class NegativeStock(Conflict):
     """Stock cannot go below zero."""
 
     code = "stock.negative"
-
-
-class InsufficientStock(Conflict):
-    """Not enough stock for some lines; nothing was reserved."""
-
-    code = "stock.insufficient"
 
 
 class AuthRequired(CentralError):

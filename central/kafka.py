@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Sequence
 from typing import Any
 
-from central.domain.events import TOPIC_CATEGORY, TOPIC_INVENTORY, TOPIC_PRODUCT, TOPICS
+from kafka.errors import KafkaError
+
 from central.outbox import OutboxRecord
+from invwire.logs import EventLog
+from invwire.topics import PARTITIONS, TOPICS
 
-log = logging.getLogger("central.kafka")
+log = EventLog("central.kafka")
 
-PARTITIONS = {TOPIC_CATEGORY: 1, TOPIC_PRODUCT: 3, TOPIC_INVENTORY: 6}
 FLUSH_TIMEOUT_SECONDS = 30.0
 # kafka-python's default (30 s, doubling from 50 ms) let a batch wait on a killed leader's
 # address for seconds after the cluster had elected a new one; Java clients cap it at 1 s.
@@ -50,7 +51,9 @@ class KafkaPublisher:
                     )
                 )
             producer.flush(timeout=FLUSH_TIMEOUT_SECONDS)
-        except Exception:
+        except KafkaError as exc:
+            # What was acked before the failure is still counted below; the rest is retried.
+            log.warning("kafka.publish_failed", error=f"{type(exc).__name__}: {exc}"[:300])
             self._reset()
         acked = 0
         for future in futures:
@@ -70,9 +73,7 @@ class KafkaPublisher:
         if not self._topics_ready:
             created = ensure_topics(self.bootstrap, self.prefix, self.replication_factor)
             if created:
-                log.info(
-                    "topics created", extra={"event": "kafka.topics_created", "topics": created}
-                )
+                log.info("kafka.topics_created", topics=created)
             self._topics_ready = True
         if self._producer is None:
             from kafka import KafkaProducer
@@ -97,10 +98,7 @@ class KafkaPublisher:
             try:
                 self._producer.close(timeout=1)
             except Exception as exc:  # closing a broken producer must not mask the failure
-                log.debug(
-                    "producer close failed",
-                    extra={"event": "kafka.close_failed", "error": str(exc)},
-                )
+                log.debug("kafka.close_failed", error=str(exc))
             self._producer = None
 
 

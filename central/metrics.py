@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import peewee
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from invwire.logs import EventLog
+
+log = EventLog("central.metrics")
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -57,6 +62,10 @@ class Metrics:
         self.up = Gauge("invctl_central_up", "1 while the process serves", registry=r)
         self.up.set(1)
 
+    def http_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
+
     def watch_backlog(self, backlog: Callable[[], int]) -> None:
         """The outbox backlog is counted at scrape time, so it is exact and costs nothing idle."""
         self.registry.register(_BacklogCollector(backlog))
@@ -72,6 +81,8 @@ class _BacklogCollector(Collector):
         )
         try:
             family.add_metric([], float(self._backlog()))
-        except Exception:  # a scrape during a database outage reports no value, not an error
+        except (peewee.OperationalError, peewee.InterfaceError) as exc:
+            # A scrape during a database outage reports no value, not an error.
+            log.warning("metrics.backlog_unavailable", error=str(exc)[:200])
             return
         yield family

@@ -7,7 +7,6 @@ row in the database elects it, so `central serve` and `central relay` can run si
 
 from __future__ import annotations
 
-import logging
 import threading
 import uuid
 from collections.abc import Sequence
@@ -21,8 +20,9 @@ from central.db import write_turn
 from central.metrics import Metrics
 from central.models import Outbox, RelayLease
 from central.uow import Clock
+from invwire.logs import EventLog
 
-log = logging.getLogger("central.relay")
+log = EventLog("central.relay")
 
 LEASE_NAME = "outbox"
 
@@ -119,10 +119,7 @@ class Relay:
                     (RelayLease.name == LEASE_NAME) & (RelayLease.owner == self.owner)
                 ).execute()
         except Exception as exc:  # the lease expires by itself; shutting down must go on
-            log.warning(
-                "relay lease not released",
-                extra={"event": "relay.release_failed", "error": str(exc)[:200]},
-            )
+            log.warning("relay.release_failed", error=str(exc)[:200])
         self.stats.leader = False
 
     def run_once(self) -> int:
@@ -201,7 +198,7 @@ class Relay:
                 renewed = RelayLease.get(RelayLease.name == LEASE_NAME).owner == self.owner
         self._lease_until = until if renewed else now
         if bool(renewed) != self.stats.leader:
-            log.info("relay lease changed", extra={"event": "relay.lease", "leader": bool(renewed)})
+            log.info("relay.lease", leader=bool(renewed))
         self.stats.leader = bool(renewed)
         return bool(renewed)
 
@@ -213,17 +210,14 @@ class Relay:
         with write_turn(self.db), self.db.atomic():
             purged = Outbox.delete().where(Outbox.published_at < now - self.retention).execute()
         if purged:
-            log.info("outbox purged", extra={"event": "relay.purged", "rows": purged})
+            log.info("relay.purged", rows=purged)
 
     def _note_failure(self, exc: Exception, backoff: float) -> None:
         self.stats.failures += 1
         if self.metrics is not None:
             self.metrics.relay_failures.inc()
         self.stats.last_error = f"{type(exc).__name__}: {exc}"[:300]
-        log.warning(
-            "relay round failed; will retry",
-            extra={"event": "relay.failed", "error": self.stats.last_error, "retry_in": backoff},
-        )
+        log.warning("relay.failed", error=self.stats.last_error, retry_in=backoff)
 
 
 def outbox_backlog(db: peewee.Database) -> int:

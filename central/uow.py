@@ -16,8 +16,8 @@ from typing import Any, Protocol
 import peewee
 
 from central.db import write_turn
-from central.domain.events import Event, envelope
 from central.models import Outbox, utcnow
+from invwire.events import Event, encode
 
 
 class Clock(Protocol):
@@ -90,7 +90,7 @@ class UnitOfWork:
         occurred_at = now.replace(tzinfo=UTC)
         rows = []
         for event in self._events:
-            env = envelope(event, occurred_at)
+            env = encode(event, occurred_at)
             rows.append(
                 {
                     "event_id": env.event_id,

@@ -7,7 +7,6 @@ Tests inject a `Deps` (fake HTTP transport, fixed clock) through the click conte
 from __future__ import annotations
 
 import os
-import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,12 +28,10 @@ from invctl.config import (
 )
 from invctl.errors import ConfigError
 from invctl.output import Output
+from invwire.rules import is_request_id
 
 if TYPE_CHECKING:
     import httpx
-
-
-REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")  # what central and the agent accept
 
 
 def _utcnow() -> datetime:
@@ -45,7 +42,7 @@ def new_request_id() -> str:
     """This invocation's X-Request-ID: INVCTL_REQUEST_ID when set and usable (a script can
     then find its requests in the agent's and central's logs), else a random one."""
     chosen = os.environ.get("INVCTL_REQUEST_ID", "")
-    return chosen if REQUEST_ID.fullmatch(chosen) else uuid.uuid4().hex
+    return chosen if is_request_id(chosen) else uuid.uuid4().hex
 
 
 @dataclass(frozen=True)

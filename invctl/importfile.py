@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from invctl.errors import ImportFileError
+from invwire.rules import is_sku
 
-SKU_PATTERN = re.compile(r"[A-Z0-9][A-Z0-9._-]{0,63}")
 PRICE_PATTERN = re.compile(r"\d+(\.\d{1,2})?")
 QUANTITY_PATTERN = re.compile(r"\d+")
 KINDS = ("category", "product", "stock")
@@ -60,7 +60,7 @@ class ParsedFile:
 
 
 def check_sku(value: object) -> str:
-    if not isinstance(value, str) or not SKU_PATTERN.fullmatch(value):
+    if not is_sku(value):
         raise FieldError(
             "sku.invalid",
             f"SKU {value!r} must be 1-64 uppercase letters, digits, '.', '_' or '-' "

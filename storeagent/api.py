@@ -7,7 +7,6 @@ create_app() is the factory; the app holds no state of its own. Every error body
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Callable, Collection
 from typing import Annotated, Any
@@ -21,11 +20,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
-from storeagent.errors import AgentError, InvalidSku, ProductNotFound, ReplicaNotReady
-from storeagent.events import is_valid_sku
-from storeagent.logs import request_id_var
+from invwire.errors import InvalidSku, WireError
+from invwire.http import RequestContext
+from invwire.logs import EventLog, request_id_var
+from invwire.rules import is_request_id, is_sku
+from storeagent.errors import ProductNotFound, ReplicaNotReady
 from storeagent.metrics import AgentMetrics
-from storeagent.middleware import RequestContext
 from storeagent.order_rules import valid_status
 from storeagent.orders import OrderDesk, Placed, PlaceOrder, Queued
 from storeagent.progress import SyncProgress
@@ -42,7 +42,6 @@ from storeagent.views import (
     sync_status,
 )
 
-REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
 MAX_ORDER_PAGE = 200
 
 
@@ -65,7 +64,9 @@ def create_app(
     served at /metrics (a fresh one when not given)."""
     app = FastAPI(title="storeagent", summary=f"Store {store_id}: local replica API")
     metrics = metrics or AgentMetrics()
-    app.add_middleware(RequestContext, metrics=metrics)
+    app.add_middleware(
+        RequestContext, observe=metrics.http_request, log=EventLog("storeagent.http")
+    )
     _install_error_handlers(app)
 
     def require_bootstrapped() -> None:
@@ -74,7 +75,7 @@ def create_app(
 
     @app.get("/stock/{sku}")
     def get_stock(sku: str) -> StockView:
-        if not is_valid_sku(sku):
+        if not is_sku(sku):
             raise InvalidSku(sku=sku[:80])
         require_bootstrapped()
         view = stock_view(replica, sku)
@@ -164,7 +165,7 @@ def _add_order_routes(
         response.status_code = placed.http_status
         if placed.replayed:
             response.headers["Idempotent-Replayed"] = "true"
-        return placed.body()
+        return _order_answer(placed)
 
     @app.get("/orders")
     def get_orders(
@@ -175,13 +176,22 @@ def _add_order_routes(
         return order_list(replica, valid_status(status), limit)
 
 
+def _order_answer(placed: Placed | Queued) -> dict[str, Any]:
+    """A confirmed sale answers central's order object with the agent's `local_ref` beside its
+    fields (and, for older tills, the same order again under `order`); a queued one has no
+    order yet."""
+    if isinstance(placed, Queued):
+        return placed.body()
+    return {**placed.order, **placed.body()}
+
+
 def _request_id(raw: str | None) -> str:
-    """The request's id (storeagent.middleware took the caller's X-Request-ID when usable),
+    """The request's id (invwire.http took the caller's X-Request-ID when usable),
     forwarded to central so that central's logs match the till's."""
     current = request_id_var.get()
     if current is not None:
         return current
-    return raw if raw is not None and REQUEST_ID.fullmatch(raw) else uuid.uuid4().hex
+    return raw if raw is not None and is_request_id(raw) else uuid.uuid4().hex
 
 
 def _counted(
@@ -192,7 +202,7 @@ def _counted(
     def counted(command: PlaceOrder) -> Placed | Queued:
         try:
             placed = place(command)
-        except AgentError as exc:
+        except WireError as exc:
             metrics.order(exc.code)
             raise
         metrics.order("replayed" if placed.replayed else str(placed.body()["status"]))
@@ -207,8 +217,8 @@ def _error(status: int, code: str, message: str, details: dict[str, Any]) -> JSO
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(AgentError)
-    async def agent_error(_: Request, exc: AgentError) -> JSONResponse:
+    @app.exception_handler(WireError)
+    async def wire_error(_: Request, exc: WireError) -> JSONResponse:
         return _error(exc.status, exc.code, exc.message, exc.details)
 
     @app.exception_handler(RequestValidationError)

@@ -20,6 +20,7 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
+from invwire.logs import EventLog
 from storeagent.api import create_app
 from storeagent.central_client import CentralClient, connect_central
 from storeagent.clock import Clock, utc_now
@@ -32,7 +33,6 @@ from storeagent.heartbeat import (
     heartbeat_report,
 )
 from storeagent.kafka_source import KafkaRecordSource
-from storeagent.logs import EventLog
 from storeagent.metrics import AgentMetrics, WatchedState
 from storeagent.notify import AgentHealth, NotifyThread, SystemdLink
 from storeagent.orders import OrderDesk

@@ -10,9 +10,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import assert_never
 
-from storeagent.errors import PoisonRecord
-from storeagent.events import CategoryChanged, Event, ProductChanged, StockChanged, parse_record
+from invwire.errors import PoisonRecord
+from invwire.events import (
+    CategoryChanged,
+    ProductChanged,
+    Received,
+    StockChanged,
+    parse_record,
+)
 from storeagent.replica import (
     META_EVENTS_APPLIED,
     META_LAST_APPLIED_AT,
@@ -32,15 +39,16 @@ class BatchResult:
     newest_event_at: datetime | None = None
     stock_event_times: list[datetime] = field(default_factory=list)  # for the sync latency
 
-    def count(self, event: Event, changed: bool) -> None:
+    def count(self, received: Received, changed: bool) -> None:
         if not changed:
             self.stale += 1
             return
         self.applied += 1
-        if isinstance(event, StockChanged):
-            self.stock_event_times.append(event.occurred_at)
-        if self.newest_event_at is None or event.occurred_at > self.newest_event_at:
-            self.newest_event_at = event.occurred_at
+        occurred_at = received.occurred_at
+        if isinstance(received.event, StockChanged):
+            self.stock_event_times.append(occurred_at)
+        if self.newest_event_at is None or occurred_at > self.newest_event_at:
+            self.newest_event_at = occurred_at
 
 
 def apply_batch(
@@ -67,22 +75,25 @@ def _apply_record(
     replica: Replica, record: Record, prefix: str, now: datetime, result: BatchResult
 ) -> None:
     try:
-        event = parse_record(record.topic.removeprefix(prefix), record.key, record.value)
+        received = parse_record(record.topic.removeprefix(prefix), record.key, record.value)
     except PoisonRecord as poison:
         replica.add_dead_letter(record, poison, now)
         result.dead_lettered += 1
         return
-    result.count(event, _upsert(replica, event))
+    result.count(received, _upsert(replica, received))
 
 
-def _upsert(replica: Replica, event: Event) -> bool:
+def _upsert(replica: Replica, received: Received) -> bool:
+    event = received.event
     match event:
         case CategoryChanged():
             return replica.upsert_category(event)
         case ProductChanged():
             return replica.upsert_product(event)
+        case StockChanged():
+            return replica.upsert_stock(event, received.occurred_at)
         case _:
-            return replica.upsert_stock(event)
+            assert_never(event)
 
 
 def _update_counters(replica: Replica, result: BatchResult, now: datetime) -> None:

@@ -16,8 +16,8 @@ from typing import Any, Protocol
 
 import httpx
 
+from invwire.orders import Line
 from storeagent.errors import AgentError
-from storeagent.order_rules import Line
 
 API_PREFIX = "/api/v1"
 

@@ -13,9 +13,9 @@ from typing import Annotated
 
 import typer
 
+from invwire.logs import EventLog, configure_logging
 from storeagent.app import bootstrap
 from storeagent.errors import AgentError, ConfigError
-from storeagent.logs import EventLog, configure_logging
 from storeagent.notify import systemd_link
 from storeagent.settings import load_settings
 

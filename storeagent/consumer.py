@@ -13,11 +13,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from invwire.logs import EventLog
+from invwire.topics import TOPICS
 from storeagent.apply import BatchResult, apply_batch
 from storeagent.clock import Clock, utc_now
 from storeagent.errors import SourceUnavailable, TopicsMissing
-from storeagent.events import TOPICS
-from storeagent.logs import EventLog
 from storeagent.metrics import AgentMetrics
 from storeagent.progress import SyncProgress
 from storeagent.replica import META_BOOTSTRAPPED, Replica

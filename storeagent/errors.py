@@ -1,4 +1,5 @@
-"""The agent's error hierarchy: every error carries a stable dotted code.
+"""The agent's own errors, under the contract's root (invwire.errors), each with a stable
+dotted code. The contract's errors (SKUs, order lines, poison records) live in invwire.
 
 Entrypoints map these exactly once: the CLI to a structured log line and an exit code,
 the HTTP API to a status and a JSON error body, the consumer loop to a dead letter.
@@ -6,22 +7,14 @@ the HTTP API to a status and a JSON error body, the consumer loop to a dead lett
 
 from __future__ import annotations
 
-from typing import Any
+from invwire.errors import WireError
 
 
-class AgentError(Exception):
+class AgentError(WireError):
     """The store agent could not complete the operation."""
 
     code = "agent.error"
     status = 500
-
-    def __init__(self, message: str | None = None, **details: Any) -> None:
-        super().__init__(message or (self.__doc__ or self.code).strip())
-        self.details = details
-
-    @property
-    def message(self) -> str:
-        return str(self.args[0])
 
 
 class ConfigError(AgentError):
@@ -79,13 +72,6 @@ class ReplicaNotReady(AgentError):
     status = 503
 
 
-class InvalidSku(AgentError):
-    """A SKU is 1-64 characters of A-Z, 0-9, '.', '_' or '-', starting with a letter or digit."""
-
-    code = "sku.invalid"
-    status = 422
-
-
 class ProductNotFound(AgentError):
     """No such product in this store's replica."""
 
@@ -103,51 +89,3 @@ class TopicsMissing(AgentError):
     """Some Kafka topics do not exist yet."""
 
     code = "kafka.topics_missing"
-
-
-class PoisonRecord(AgentError):
-    """A Kafka record cannot be applied; it goes to dead_letters."""
-
-    code = "record.invalid"
-
-
-class RecordTooLarge(PoisonRecord):
-    """The record value is larger than 1 MiB."""
-
-    code = "record.too_large"
-
-
-class InvalidJson(PoisonRecord):
-    """The record value is not UTF-8 JSON."""
-
-    code = "json.invalid"
-
-
-class InvalidEnvelope(PoisonRecord):
-    """The record value is not an event envelope."""
-
-    code = "envelope.invalid"
-
-
-class UnknownType(PoisonRecord):
-    """The event type is not known on this topic."""
-
-    code = "type.unknown"
-
-
-class UnsupportedSchema(PoisonRecord):
-    """The event schema is newer than this agent understands."""
-
-    code = "schema.unsupported"
-
-
-class MissingField(PoisonRecord):
-    """A required event field is missing."""
-
-    code = "field.missing"
-
-
-class InvalidField(PoisonRecord):
-    """An event field has the wrong type or value."""
-
-    code = "field.invalid"

@@ -18,9 +18,9 @@ from typing import Any, Protocol
 import httpx
 import peewee
 
+from invwire.logs import EventLog
 from storeagent import vitals
 from storeagent.errors import AgentError
-from storeagent.logs import EventLog
 from storeagent.metrics import AgentMetrics
 from storeagent.progress import SyncProgress
 from storeagent.replica import META_LAST_EVENT_AT, Replica

@@ -12,12 +12,12 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
+from invwire.orders import Line
 from storeagent import order_rules as rules
 from storeagent.central_client import Confirmed
 from storeagent.clock import Clock, utc_now
 from storeagent.models import LocalOrder
 from storeagent.offline_rules import less_queued, queued_units_by_sku, units
-from storeagent.order_rules import Line
 from storeagent.replica import Replica, iso
 
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from storeagent.logs import EventLog
+from invwire.logs import EventLog
 from storeagent.progress import SyncProgress
 from storeagent.replica import Replica
 from storeagent.views import readiness_checks

@@ -17,17 +17,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from invwire.errors import IdempotencyMismatch
+from invwire.logs import EventLog
+from invwire.orders import Line
 from storeagent import offline_rules
 from storeagent import order_rules as rules
 from storeagent.central_client import CentralUnavailable, Confirmed, Refused
 from storeagent.clock import Clock, utc_now
 from storeagent.errors import AgentError
 from storeagent.local_sales import LocalSales, lines_of
-from storeagent.logs import EventLog
 from storeagent.models import LocalOrder
 from storeagent.offline import KeyClaims, OfflineQueueStatus, ReplaySchedule
 from storeagent.offline_rules import OfflinePolicy, QueueRefusal
-from storeagent.order_rules import Line
 from storeagent.replay import offline_status
 from storeagent.replica import Replica
 from storeagent.resilience import CircuitStatus, ResilientCentral
@@ -261,7 +262,7 @@ class OrderDesk:
 def _settled(row: LocalOrder, print_: str) -> Placed | Queued | None:
     """The answer for a key seen before, when it needs no call to central."""
     if row.fingerprint != print_:
-        raise rules.IdempotencyMismatch(local_ref=row.local_ref)
+        raise IdempotencyMismatch(local_ref=row.local_ref)
     if row.status == rules.CONFIRMED:
         return Placed(row.local_ref, json.loads(str(row.central_order)), replayed=True)
     if row.status == rules.QUEUED:  # the replayer owns it now

@@ -22,11 +22,11 @@ from datetime import datetime, timedelta
 
 import peewee
 
+from invwire.logs import EventLog
 from storeagent import order_rules as rules
 from storeagent.central_client import CentralUnavailable, Confirmed, Refused
 from storeagent.clock import Clock, utc_now
 from storeagent.local_sales import LocalSales, lines_of
-from storeagent.logs import EventLog
 from storeagent.models import LocalOrder
 from storeagent.offline import KeyClaims, OfflineQueueStatus, ReplaySchedule
 from storeagent.offline_rules import OfflinePolicy

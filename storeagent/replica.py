@@ -16,8 +16,9 @@ from typing import Any
 import peewee
 from peewee import EXCLUDED
 
-from storeagent.errors import PoisonRecord, ReplicaSchemaTooNew, ReplicaUnavailable
-from storeagent.events import CategoryChanged, ProductChanged, StockChanged
+from invwire.errors import PoisonRecord
+from invwire.events import CategoryChanged, ProductChanged, StockChanged
+from storeagent.errors import ReplicaSchemaTooNew, ReplicaUnavailable
 from storeagent.models import LocalOrder, ReplicaModels, bind_models
 from storeagent.source import Record, TopicPartition
 
@@ -129,9 +130,9 @@ class Replica:
         )
         return self._changed(_UPSERT_PRODUCT, params)
 
-    def upsert_stock(self, event: StockChanged) -> bool:
+    def upsert_stock(self, event: StockChanged, occurred_at: datetime) -> bool:
         return self.set_stock(
-            event.sku, event.quantity, event.stock_version, updated_at=iso(event.occurred_at)
+            event.sku, event.quantity, event.stock_version, updated_at=iso(occurred_at)
         )
 
     def set_stock(self, sku: str, quantity: int, stock_version: int, *, updated_at: str) -> bool:

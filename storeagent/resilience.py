@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 
 from typing_extensions import TypedDict
 
+from invwire.orders import Line
 from storeagent.central_client import CentralClient, CentralUnavailable, OrderResult
-from storeagent.order_rules import Line
 
 Sleep = Callable[[float], None]
 Monotonic = Callable[[], float]

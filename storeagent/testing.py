@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from invwire.orders import Line
+from invwire.topics import PARTITIONS, TOPIC_CATEGORY, TOPIC_INVENTORY, TOPIC_PRODUCT
 from storeagent.central_client import (
     CentralUnavailable,
     Confirmed,
@@ -23,12 +25,10 @@ from storeagent.central_client import (
     confirmed,
 )
 from storeagent.errors import SourceUnavailable
-from storeagent.events import TOPIC_CATEGORY, TOPIC_INVENTORY, TOPIC_PRODUCT
 from storeagent.heartbeat import HeartbeatFailed
-from storeagent.order_rules import Line
 from storeagent.source import Record, TopicPartition
 
-WIRE_PARTITIONS = {TOPIC_CATEGORY: 1, TOPIC_PRODUCT: 3, TOPIC_INVENTORY: 6}
+WIRE_PARTITIONS = PARTITIONS
 
 
 class FixedClock:

@@ -9,7 +9,6 @@ from fastapi import FastAPI
 
 from central import __version__
 from central.api import errors
-from central.api.middleware import RequestContext
 from central.api.routes import (
     auth,
     catalog,
@@ -22,6 +21,8 @@ from central.api.routes import (
     users,
 )
 from central.app import Central
+from invwire.http import RequestContext
+from invwire.logs import EventLog
 
 
 def create_app(central: Central, *, manage_relay: bool = True) -> FastAPI:
@@ -36,7 +37,9 @@ def create_app(central: Central, *, manage_relay: bool = True) -> FastAPI:
     app = FastAPI(title="invctl central", version=__version__, lifespan=lifespan)
     app.state.central = central
     errors.install(app)
-    app.add_middleware(RequestContext, metrics=central.metrics)
+    app.add_middleware(
+        RequestContext, observe=central.metrics.http_request, log=EventLog("central.http")
+    )
     app.include_router(health.router)
     for module in (auth, users, fleet, stores, catalog, stock, imports, orders):
         app.include_router(module.router)

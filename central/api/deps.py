@@ -1,4 +1,5 @@
-"""Request dependencies: the Central container and the caller's Principal, checked by role."""
+"""Request dependencies: the Central container, the caller's Principal, and one permission
+per kind of action, named for what it allows (the roles it admits are listed once, here)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from central.app import Central
 from central.errors import AuthRequired, Forbidden
 from central.security import read_token
 from central.services import accounts
-from central.services.principal import Principal
+from central.services.principal import Principal, Role
 from central.uow import UnitOfWork
 
 API_PREFIX = "/api/v1"
@@ -49,20 +50,38 @@ def get_principal(
     raise AuthRequired()
 
 
-def allow(*roles: str) -> Callable[..., Principal]:
+def allow(*roles: Role) -> Callable[..., Principal]:
+    allowed = [role.value for role in roles]
+
     def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         if principal.role not in roles:
-            raise Forbidden(role=principal.role, allowed=list(roles))
+            raise Forbidden(role=principal.role, allowed=allowed)
         return principal
 
     return check
 
 
-ADMIN = ("admin",)
-READERS = ("admin", "ops", "staff", "store")
-OPS = ("admin", "ops")
+ANYONE = tuple(Role)
+BACK_OFFICE = (Role.ADMIN, Role.OPS)
 
-Admin = Annotated[Principal, Depends(allow(*ADMIN))]
-Reader = Annotated[Principal, Depends(allow(*READERS))]
-Ops = Annotated[Principal, Depends(allow(*OPS))]
-AnyUser = Annotated[Principal, Depends(get_principal)]
+Authenticated = Annotated[Principal, Depends(get_principal)]
+
+CanManageUsers = Annotated[Principal, Depends(allow(Role.ADMIN))]
+CanManageStores = Annotated[Principal, Depends(allow(Role.ADMIN))]
+CanMonitorStores = Annotated[Principal, Depends(allow(*BACK_OFFICE))]
+
+CanReadCatalog = Annotated[Principal, Depends(allow(*ANYONE))]
+CanManageCatalog = Annotated[Principal, Depends(allow(Role.ADMIN))]
+CanImportCatalog = Annotated[Principal, Depends(allow(Role.ADMIN))]
+
+CanReadStock = Annotated[Principal, Depends(allow(*ANYONE))]
+CanChangeStock = Annotated[Principal, Depends(allow(Role.ADMIN))]
+CanReadStockLedger = Annotated[Principal, Depends(allow(*BACK_OFFICE))]
+
+# Every role gets past these; the use case narrows it and refuses (403) with its own reason:
+# a store, or staff bound to a store, places orders; stores and staff see only their store's
+# orders; ops may not cancel; only a store's API key sends heartbeats.
+CanPlaceOrders = Annotated[Principal, Depends(allow(*ANYONE))]
+CanReadOrders = Annotated[Principal, Depends(allow(*ANYONE))]
+CanCancelOrders = Annotated[Principal, Depends(allow(*ANYONE))]
+CanSendHeartbeat = Annotated[Principal, Depends(allow(*ANYONE))]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import peewee
@@ -12,8 +11,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from central.errors import CentralError, DatabaseUnavailable
+from invwire.logs import EventLog
 
-log = logging.getLogger("central.api")
+log = EventLog("central.api")
 
 # A validation failure on one of these fields gets the field's own stable code.
 FIELD_CODES = {
@@ -91,11 +91,11 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
-    log.warning("database unavailable", extra={"event": "db.unavailable", "error": str(exc)[:200]})
+    log.warning("db.unavailable", error=str(exc)[:200])
     err = DatabaseUnavailable()
     return error_response(err.status, err.code, err.message)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unexpected error", extra={"event": "http.unexpected", "path": request.url.path})
+    log.error("http.unexpected", exc=True, path=request.url.path)
     return error_response(500, "internal", "an unexpected error occurred; it has been logged")

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal, InvalidOperation
 
 from central.errors import InvalidName, InvalidPrice, InvalidSku, NameTooLong
+from invwire.rules import is_sku
 
-SKU_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9._-]{0,63}$")
 MAX_NAME = 200
 MAX_DESCRIPTION = 2000
 MAX_PRICE = Decimal("1000000000")
 
 
 def valid_sku(raw: str) -> str:
-    if not isinstance(raw, str) or not SKU_PATTERN.fullmatch(raw):
+    if not is_sku(raw):
         raise InvalidSku(sku=str(raw)[:80])
     return raw
 

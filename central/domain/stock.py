@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from central.domain.events import StockChanged
 from central.errors import InvalidQuantity, NegativeStock
+from invwire.events import StockChanged
 
 MAX_QUANTITY = 1_000_000_000
 

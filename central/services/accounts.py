@@ -21,7 +21,7 @@ from central.errors import (
     WeakPassword,
 )
 from central.models import ApiKey, Store, User, as_utc
-from central.services.principal import ROLES, Principal
+from central.services.principal import USER_ROLES, Principal, Role
 from central.uow import UnitOfWork
 
 STORE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
@@ -45,7 +45,7 @@ def user_view(user: User) -> dict[str, Any]:
 def create_user(uow: UnitOfWork, new: NewUser) -> dict[str, Any]:
     if not isinstance(new.username, str) or not USERNAME.fullmatch(new.username):
         raise InvalidInput("username: 1-64 letters, digits, '.', '_', '@' or '-'", field="username")
-    if new.role not in ROLES:
+    if new.role not in USER_ROLES:
         raise InvalidRole(role=str(new.role)[:20])
     if not MIN_PASSWORD <= len(new.password) <= MAX_PASSWORD:
         raise WeakPassword()
@@ -78,7 +78,7 @@ def authenticate(uow: UnitOfWork, username: str, password: str) -> Principal:
     stored = user.password_hash if user is not None else security.dummy_hash()
     if not security.verify_password(password, stored) or user is None or not user.active:
         raise AuthInvalid("wrong username or password")
-    return Principal(user.username, user.role, user.store_id)
+    return Principal(user.username, Role(user.role), user.store_id)
 
 
 def user_principal(uow: UnitOfWork, username: str) -> Principal:
@@ -87,7 +87,7 @@ def user_principal(uow: UnitOfWork, username: str) -> Principal:
         user = User.get_or_none(User.username == username)
     if user is None or not user.active:
         raise AuthInvalid("the token's user no longer exists")
-    return Principal(user.username, user.role, user.store_id)
+    return Principal(user.username, Role(user.role), user.store_id)
 
 
 def store_principal(uow: UnitOfWork, api_key: str) -> Principal:
@@ -101,7 +101,7 @@ def store_principal(uow: UnitOfWork, api_key: str) -> Principal:
         )
     if row is None:
         raise AuthInvalid("the API key is invalid or revoked")
-    return Principal(row.store.id, "store", row.store.id)
+    return Principal(row.store.id, Role.STORE, row.store.id)
 
 
 def create_store(uow: UnitOfWork, store_id: str, name: str) -> dict[str, Any]:

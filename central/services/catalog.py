@@ -10,7 +10,6 @@ import peewee
 
 from central.db import locked
 from central.domain import catalog as rules
-from central.domain.events import CategoryChanged, ProductChanged
 from central.errors import (
     CategoryExists,
     CategoryNotFound,
@@ -19,6 +18,7 @@ from central.errors import (
 )
 from central.models import Category, Product, Stock, as_utc, utcnow
 from central.uow import UnitOfWork
+from invwire.events import CategoryChanged, ProductChanged
 
 
 @dataclass(frozen=True)

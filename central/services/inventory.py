@@ -6,12 +6,12 @@ from datetime import datetime
 from typing import Any
 
 from central.db import locked
-from central.domain.events import StockChanged
 from central.domain.stock import StockLevel, valid_delta, valid_quantity
 from central.errors import InvalidInput, ProductNotFound
 from central.models import Movement, Stock, as_utc
 from central.services.principal import Principal
 from central.uow import UnitOfWork
+from invwire.events import StockChanged
 
 MAX_NOTE = 500
 ADJUST_REASONS = ("adjust", "import")

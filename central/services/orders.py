@@ -12,7 +12,6 @@ import peewee
 
 from central.db import locked
 from central.domain import orders as rules
-from central.domain.events import StockChanged
 from central.domain.stock import StockLevel
 from central.errors import (
     Forbidden,
@@ -26,6 +25,7 @@ from central.models import Movement, Order, OrderLine, Product, Stock, as_utc
 from central.services.inventory import movement_row
 from central.services.principal import Principal
 from central.uow import UnitOfWork
+from invwire.events import StockChanged
 
 MAX_PAGE = 200
 

@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
-ROLES = ("admin", "ops", "staff")
+
+class Role(StrEnum):
+    """A caller's role: a user's, or `store` for a store's API key."""
+
+    ADMIN = "admin"
+    OPS = "ops"
+    STAFF = "staff"
+    STORE = "store"
+
+
+USER_ROLES = (Role.ADMIN, Role.OPS, Role.STAFF)
 
 
 @dataclass(frozen=True)
 class Principal:
     subject: str
-    role: str
+    role: Role
     store_id: str | None = None
 
     @property
     def actor(self) -> str:
-        return f"store:{self.subject}" if self.role == "store" else f"user:{self.subject}"
+        return f"store:{self.subject}" if self.role == Role.STORE else f"user:{self.subject}"
 
 
-SYSTEM = Principal("system", "admin")
+SYSTEM = Principal("system", Role.ADMIN)

@@ -15,6 +15,7 @@ from invctl.commands.orders import lines_table
 from invctl.context import state_of
 from invctl.errors import RefusedError, UsageError
 from invctl.options import JsonFlag
+from invwire.rules import is_idempotency_key
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
 MAX_LINES = 100
 MAX_QUANTITY = 10_000
 QUANTITY = re.compile(r"[0-9]+")
-IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,128}")
 LINE_HINT = "write each product as SKU or SKU:QTY, e.g. MILK-1L or MILK-1L:2"
 
 LinesArg = Annotated[
@@ -136,7 +136,7 @@ def _total(lines: Iterable[Line], sku: str) -> int:
 
 
 def check_idempotency_key(key: str) -> None:
-    if not IDEMPOTENCY_KEY.fullmatch(key):
+    if not is_idempotency_key(key):
         raise UsageError(
             "--idempotency-key must be 1-128 printable ASCII characters without spaces",
             code="usage.idempotency_key",
@@ -161,11 +161,11 @@ def queued_message(answer: dict[str, Any]) -> str:
 
 
 def receipt(data: Any) -> Iterable[RenderableType]:
-    """What was bought and the stock left, then the order id and total."""
+    """What was bought and the stock left, then the order id and total. Central and the
+    agent both answer the order object; the agent adds its `local_ref` beside its fields."""
     from rich.text import Text
 
-    answer: dict[str, Any] = data if isinstance(data, dict) else {}
-    order: dict[str, Any] = answer["order"] if isinstance(answer.get("order"), dict) else answer
+    order: dict[str, Any] = data if isinstance(data, dict) else {}
     yield lines_table(order, title="Bought", stock="stock left")
-    local = f" (local reference {answer['local_ref']})" if answer.get("local_ref") else ""
+    local = f" (local reference {order['local_ref']})" if order.get("local_ref") else ""
     yield Text(f"Order {order.get('id')}: total {order.get('total')}{local}")

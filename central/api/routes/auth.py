@@ -4,14 +4,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form
 
-from central.api.deps import API_PREFIX, AnyUser, CentralDep
+from central.api.deps import API_PREFIX, Authenticated, CentralDep
+from central.api.schemas import Me, Token, errors
 from central.security import TokenClaims, issue_token
 from central.services import accounts
 
 router = APIRouter(prefix=API_PREFIX + "/auth", tags=["auth"])
 
 
-@router.post("/token")
+@router.post("/token", response_model=Token, responses=errors(401, 422, 503))
 def token(
     central: CentralDep,
     username: Annotated[str, Form(max_length=64)],
@@ -27,6 +28,6 @@ def token(
     }
 
 
-@router.get("/me")
-def me(principal: AnyUser) -> dict[str, Any]:
+@router.get("/me", response_model=Me, responses=errors(401, 503))
+def me(principal: Authenticated) -> dict[str, Any]:
     return {"subject": principal.subject, "role": principal.role, "store_id": principal.store_id}

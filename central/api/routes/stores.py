@@ -1,39 +1,45 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, Field
 
-from central.api.deps import API_PREFIX, Admin, Ops, UowDep
+from central.api.deps import API_PREFIX, CanManageStores, CanMonitorStores, UowDep
+from central.api.schemas import NewStore, StoreKey, StoreList, errors, pattern_doc
 from central.services import accounts
+from invwire.rules import STORE_ID_REGEX
 
-router = APIRouter(prefix=API_PREFIX + "/stores", tags=["stores"])
+router = APIRouter(prefix=API_PREFIX + "/stores", tags=["stores"], responses=errors(401, 403, 503))
+
+StoreIdPath = Annotated[str, Path(json_schema_extra=pattern_doc(STORE_ID_REGEX))]
 
 
 class StoreIn(BaseModel):
-    id: str = Field(max_length=64)
+    id: str = Field(max_length=64, json_schema_extra=pattern_doc(STORE_ID_REGEX))
     name: str = Field(max_length=1000)
 
 
-@router.post("", status_code=201)
-def create_store(body: StoreIn, uow: UowDep, _: Admin) -> dict[str, Any]:
+@router.post("", status_code=201, response_model=NewStore, responses=errors(400, 409, 422))
+def create_store(body: StoreIn, uow: UowDep, _: CanManageStores) -> dict[str, Any]:
     """Register a store; the answer carries its API key, shown this once only."""
     return accounts.create_store(uow, body.id, body.name)
 
 
-@router.get("")
-def list_stores(uow: UowDep, _: Ops) -> dict[str, Any]:
+@router.get("", response_model=StoreList)
+def list_stores(uow: UowDep, _: CanMonitorStores) -> dict[str, Any]:
     return {"items": accounts.list_stores(uow)}
 
 
-@router.post("/{store_id}/keys", status_code=201)
-def rotate_key(store_id: str, uow: UowDep, _: Admin) -> dict[str, Any]:
+@router.post(
+    "/{store_id}/keys", status_code=201, response_model=StoreKey, responses=errors(404, 422)
+)
+def rotate_key(store_id: StoreIdPath, uow: UowDep, _: CanManageStores) -> dict[str, Any]:
     """A new API key; old keys stay valid until revoked."""
     return accounts.rotate_key(uow, store_id)
 
 
-@router.delete("/{store_id}/keys/{key_id}", status_code=204)
-def revoke_key(store_id: str, key_id: int, uow: UowDep, _: Admin) -> Response:
+@router.delete("/{store_id}/keys/{key_id}", status_code=204, responses=errors(404, 422))
+def revoke_key(store_id: StoreIdPath, key_id: int, uow: UowDep, _: CanManageStores) -> Response:
     accounts.revoke_key(uow, store_id, key_id)
     return Response(status_code=204)

@@ -146,7 +146,7 @@ CRASHING_AGENT = """
 import sys
 from pathlib import Path
 from storeagent.app import bootstrap
-from storeagent.logs import configure_logging
+from invwire.logs import configure_logging
 from storeagent.settings import AgentSettings
 
 def broken_connect():

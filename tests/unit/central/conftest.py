@@ -3,7 +3,7 @@ import pytest
 from central.app import Central, bootstrap
 from central.services.principal import Principal
 from central.settings import Settings
-from central.testing import FakeClock, FakePublisher
+from tests.support.central_fakes import FakeClock, FakePublisher
 
 ADMIN = Principal("alice", "admin")
 

@@ -3,7 +3,6 @@ from decimal import Decimal
 import pytest
 
 from central.domain import catalog
-from central.domain.events import StockChanged
 from central.domain.stock import StockLevel, valid_delta, valid_quantity
 from central.errors import (
     InvalidName,
@@ -13,6 +12,7 @@ from central.errors import (
     NameTooLong,
     NegativeStock,
 )
+from invwire.events import StockChanged
 
 
 def test_adjusting_stock_bumps_the_version_and_records_the_change():

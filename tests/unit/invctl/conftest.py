@@ -1,4 +1,4 @@
-"""Fixtures for invctl CLI tests: the in-package fake server and CLI harness."""
+"""Fixtures for invctl CLI tests: the fake server and CLI harness from tests/support."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from invctl.testing import FAKE_AGENT, CliHarness, FakeServer
+from tests.support.invctl_fakes import FAKE_AGENT, CliHarness, FakeServer
 
 
 @pytest.fixture

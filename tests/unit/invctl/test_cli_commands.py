@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from invctl.testing import FAKE_AGENT as AGENT
-from invctl.testing import FAKE_CENTRAL as CENTRAL
-from invctl.testing import CliHarness, FakeServer
+from tests.support.invctl_fakes import FAKE_AGENT as AGENT
+from tests.support.invctl_fakes import FAKE_CENTRAL as CENTRAL
+from tests.support.invctl_fakes import CliHarness, FakeServer
 
 pytestmark = pytest.mark.unit
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from invctl.config import CredentialStore, atomic_write
-from invctl.testing import FAKE_CENTRAL as CENTRAL
-from invctl.testing import FIXED_NOW, CliHarness, FakeServer, error_body
+from tests.support.invctl_fakes import FAKE_CENTRAL as CENTRAL
+from tests.support.invctl_fakes import FIXED_NOW, CliHarness, FakeServer, error_body
 
 pytestmark = pytest.mark.unit
 

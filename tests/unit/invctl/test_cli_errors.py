@@ -8,9 +8,9 @@ import socket
 import httpx
 import pytest
 
-from invctl.testing import FAKE_AGENT as AGENT
-from invctl.testing import FAKE_CENTRAL as CENTRAL
-from invctl.testing import CliHarness, FakeServer, error_body
+from tests.support.invctl_fakes import FAKE_AGENT as AGENT
+from tests.support.invctl_fakes import FAKE_CENTRAL as CENTRAL
+from tests.support.invctl_fakes import CliHarness, FakeServer, error_body
 
 pytestmark = pytest.mark.unit
 

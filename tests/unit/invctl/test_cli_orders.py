@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from invctl.commands.buy import Line, parse_line
-from invctl.testing import FAKE_AGENT as AGENT
-from invctl.testing import FAKE_CENTRAL as CENTRAL
-from invctl.testing import CliHarness, FakeServer, error_body
+from tests.support.invctl_fakes import FAKE_AGENT as AGENT
+from tests.support.invctl_fakes import FAKE_CENTRAL as CENTRAL
+from tests.support.invctl_fakes import CliHarness, FakeServer, error_body
 
 pytestmark = pytest.mark.unit
 
@@ -55,6 +55,12 @@ def make_sale(**overrides: Any) -> dict[str, Any]:
         "reason": None,
     }
     return {**sale, **overrides}
+
+
+def make_agent_order(**overrides: Any) -> dict[str, Any]:
+    """The store agent's 201: central's order, its `local_ref` beside it, `order` for old tills."""
+    order = make_order(**overrides)
+    return {**order, "local_ref": "L-0007", "order": order}
 
 
 def central_cli(cli: CliHarness, *args: str) -> Any:
@@ -132,7 +138,7 @@ def test_buy_needs_at_least_one_product(cli: CliHarness, server: FakeServer) -> 
 
 
 def test_buy_goes_to_the_store_agent_by_default(cli: CliHarness, server: FakeServer) -> None:
-    confirmed = {"status": "confirmed", "order": make_order(), "local_ref": "L-0007"}
+    confirmed = make_agent_order()
     server.on("POST", f"{AGENT}/orders", 201, confirmed)
 
     result = cli("buy", "MILK-1L:2", "BREAD")
@@ -261,7 +267,7 @@ def test_agent_that_cannot_queue_exits_5(cli: CliHarness, server: FakeServer) ->
 @pytest.mark.parametrize(
     "answer",
     [
-        {"status": "confirmed", "order": make_order(), "local_ref": "L-0007"},
+        make_agent_order(),
         {"status": "queued", "local_ref": "L-0007", "lines": [make_line()]},
     ],
     ids=["confirmed", "queued"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from invctl.testing import CliHarness, FakeServer
+from tests.support.invctl_fakes import CliHarness, FakeServer
 
 CENTRAL = "http://central.test:8000"
 FLEET = {

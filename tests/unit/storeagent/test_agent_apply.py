@@ -2,8 +2,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from invwire.events import StockChanged
 from storeagent.apply import apply_batch
-from storeagent.events import StockChanged
 from storeagent.replica import Replica, open_replica
 from storeagent.source import Record, TopicPartition
 from storeagent.testing import FixedClock, category_event, envelope, product_event, stock_event
@@ -151,10 +151,10 @@ def test_counters_track_applied_events_and_the_newest_event_time(replica):
 class ExplodingReplica(Replica):
     """Fails while writing the stock row of one SKU, as a full disk or a bug would."""
 
-    def upsert_stock(self, event: StockChanged) -> bool:
+    def upsert_stock(self, event: StockChanged, occurred_at: datetime) -> bool:
         if event.sku == "BOOM":
             raise OSError("disk I/O error")
-        return super().upsert_stock(event)
+        return super().upsert_stock(event, occurred_at)
 
 
 def test_failure_mid_batch_stores_nothing_of_the_batch_nor_its_offsets(tmp_path):

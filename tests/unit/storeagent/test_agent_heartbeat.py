@@ -10,6 +10,7 @@ import time
 import httpx
 import pytest
 
+from invwire.logs import configure_logging
 from storeagent.errors import ConfigError
 from storeagent.heartbeat import (
     HEARTBEAT_PATH,
@@ -19,7 +20,6 @@ from storeagent.heartbeat import (
     connect_heartbeat,
     heartbeat_report,
 )
-from storeagent.logs import configure_logging
 from storeagent.metrics import AgentMetrics
 from storeagent.progress import SyncProgress
 from storeagent.replica import META_LAST_EVENT_AT

@@ -1,12 +1,13 @@
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 
 import pytest
 
+from invwire.events import StockChanged
 from storeagent.consumer import LoopTuning, SyncLoop
 from storeagent.errors import SourceUnavailable
-from storeagent.events import StockChanged
 from storeagent.progress import SyncProgress
 from storeagent.replica import Replica
 from storeagent.source import RecordSource, TopicPartition
@@ -120,11 +121,11 @@ class FailingOnceReplica(Replica):
         super().__init__(replica.db)
         self.failures = 1
 
-    def upsert_stock(self, event: StockChanged) -> bool:
+    def upsert_stock(self, event: StockChanged, occurred_at: datetime) -> bool:
         if self.failures:
             self.failures -= 1
             raise OSError("database is locked")
-        return super().upsert_stock(event)
+        return super().upsert_stock(event, occurred_at)
 
 
 def test_failed_apply_rewinds_to_stored_offsets_and_is_retried(replica, fake):

@@ -11,11 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from invwire.logs import configure_logging
 from storeagent.api import create_app
 from storeagent.apply import apply_batch
 from storeagent.consumer import LoopTuning, SyncLoop, topic_names
 from storeagent.errors import SourceUnavailable
-from storeagent.logs import configure_logging
 from storeagent.metrics import AgentMetrics, WatchedState
 from storeagent.orders import OrderDesk
 from storeagent.progress import SyncProgress

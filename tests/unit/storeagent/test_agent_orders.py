@@ -97,7 +97,8 @@ def test_confirmed_order_answers_201_with_centrals_order_and_a_local_ref(client,
     body = response.json()
     assert body["status"] == "confirmed"
     assert uuid.UUID(body["local_ref"])
-    lines = body["order"]["lines"]
+    assert {k: v for k, v in body.items() if k not in ("local_ref", "order")} == body["order"]
+    lines = body["lines"]
     assert [(line["sku"], line["quantity"], line["stock"]) for line in lines] == [
         ("BREAD", 1, {"quantity": 4, "stock_version": 4}),
         (MILK, 2, {"quantity": 38, "stock_version": 8}),

@@ -6,6 +6,7 @@ import json
 import httpx
 import pytest
 
+from invwire.orders import Line
 from storeagent.central_client import (
     CentralUnavailable,
     Confirmed,
@@ -15,7 +16,6 @@ from storeagent.central_client import (
     StockLevel,
     connect_central,
 )
-from storeagent.order_rules import Line
 
 API_KEY = "sk-secret-must-not-leak"
 ORDER = {

@@ -2,8 +2,8 @@
 
 import pytest
 
+from invwire.orders import Line
 from storeagent.central_client import CentralUnavailable, Refused
-from storeagent.order_rules import Line
 from storeagent.resilience import (
     BreakerPolicy,
     CircuitBreaker,

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from storeagent.logs import EventLog, configure_logging
+from invwire.logs import EventLog, configure_logging
 from storeagent.progress import SyncProgress
 
 
@@ -70,7 +70,7 @@ def test_log_lines_are_json_objects_with_ts_level_and_event(log_lines):
 
 
 def test_fields_cannot_overwrite_the_envelope_keys(log_lines):
-    EventLog().info("agent.started", event="spoofed", level="debug")
+    EventLog("storeagent").info("agent.started", event="spoofed", level="debug")
 
     [line] = log_lines()
 
@@ -82,7 +82,7 @@ def test_library_messages_and_tracebacks_stay_on_one_line(log_lines):
     try:
         raise ValueError("boom")
     except ValueError:
-        EventLog().error("consumer.crashed", exc=True)
+        EventLog("storeagent").error("consumer.crashed", exc=True)
 
     library, crash = log_lines()
 

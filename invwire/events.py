@@ -1,21 +1,24 @@
-"""Kafka record -> typed event, or a PoisonRecord with a stable reason code.
+"""Events (past tense) and the envelope they travel in: central encodes, the agent parses.
 
-Pure: standard library only. `topic` is the topic name without the deployment prefix.
-Envelope problems are `envelope.invalid`; problems inside `data` are `field.missing` or
-`field.invalid`; the record key must name the entity the event is about.
+An event holds what goes in the envelope's `data`; it knows its topic, key and type. On the
+way in, `parse_record` turns a Kafka record back into the same event, or raises a
+`PoisonRecord` with a stable reason code: envelope problems are `envelope.invalid`, problems
+inside `data` are `field.missing` or `field.invalid`, and the record key must name the
+entity the event is about.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from storeagent.errors import (
+from invwire.errors import (
     InvalidEnvelope,
     InvalidField,
     InvalidJson,
@@ -24,82 +27,136 @@ from storeagent.errors import (
     UnknownType,
     UnsupportedSchema,
 )
+from invwire.rules import MAX_EVENT_BYTES, is_sku
+from invwire.topics import TOPIC_CATEGORY, TOPIC_INVENTORY, TOPIC_PRODUCT
 
-MAX_VALUE_BYTES = 1024 * 1024
 SCHEMA_VERSION = 1
-TOPIC_CATEGORY = "new-category"
-TOPIC_PRODUCT = "new-product"
-TOPIC_INVENTORY = "inventory-updated"
-TOPICS = (TOPIC_CATEGORY, TOPIC_PRODUCT, TOPIC_INVENTORY)
-SKU_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9._-]{0,63}$")
 STOCK_REASONS = frozenset({"order", "cancel", "adjust", "set", "import", "create"})
+# What a signed 64-bit column holds, in SQLite and in MariaDB's BIGINT alike.
+MAX_INTEGER = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
 class CategoryChanged:
-    event_id: str
-    occurred_at: datetime
     id: int
     name: str
     version: int
+    created: bool = False
+
+    topic = TOPIC_CATEGORY
+
+    @property
+    def key(self) -> str:
+        return str(self.id)
+
+    @property
+    def type(self) -> str:
+        return "category.created" if self.created else "category.updated"
+
+    def data(self) -> dict[str, object]:
+        return {"id": self.id, "name": self.name, "version": self.version}
 
 
 @dataclass(frozen=True, slots=True)
 class ProductChanged:
-    event_id: str
-    occurred_at: datetime
     sku: str
     name: str
-    price: Decimal
+    price: str  # a decimal string, exact: "19.99"
     category_id: int
     description: str
     active: bool
     version: int
+    created: bool = False
+
+    topic = TOPIC_PRODUCT
+
+    @property
+    def key(self) -> str:
+        return self.sku
+
+    @property
+    def type(self) -> str:
+        return "product.created" if self.created else "product.updated"
+
+    def data(self) -> dict[str, object]:
+        fields = asdict(self)
+        fields.pop("created")
+        return fields
 
 
 @dataclass(frozen=True, slots=True)
 class StockChanged:
-    event_id: str
-    occurred_at: datetime
     sku: str
     quantity: int
     delta: int
     reason: str
-    order_id: str | None
     stock_version: int
+    order_id: str | None = None
+
+    topic = TOPIC_INVENTORY
+    type = "stock.changed"
+
+    @property
+    def key(self) -> str:
+        return self.sku
+
+    def data(self) -> dict[str, object]:
+        return asdict(self)
 
 
 Event = CategoryChanged | ProductChanged | StockChanged
 
 
 @dataclass(frozen=True, slots=True)
-class _Envelope:
+class Envelope:
+    """An event ready for Kafka: topic (unprefixed), key and the serialized JSON value."""
+
     event_id: str
-    type: str
+    topic: str
+    key: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """An event parsed from a record, with the envelope's id and time."""
+
+    event_id: str
     occurred_at: datetime
-    data: _Data
+    event: Event
 
 
-def is_valid_sku(raw: object) -> bool:
-    return isinstance(raw, str) and SKU_PATTERN.fullmatch(raw) is not None
+def encode(event: Event, occurred_at: datetime) -> Envelope:
+    event_id = str(uuid.uuid4())
+    value = {
+        "event_id": event_id,
+        "type": event.type,
+        "schema": SCHEMA_VERSION,
+        "occurred_at": occurred_at.isoformat(),
+        "data": event.data(),
+    }
+    return Envelope(event_id, event.topic, event.key, json.dumps(value, separators=(",", ":")))
 
 
-def parse_record(topic: str, key: bytes | None, value: bytes | None) -> Event:
+def parse_record(topic: str, key: bytes | None, value: bytes | None) -> Received:
     """Parse one record of `topic` (unprefixed); raise a PoisonRecord subclass if unusable."""
-    envelope = _envelope(_json_object(value))
-    parser = _PARSERS.get((topic, envelope.type))
+    raw = _json_object(value)
+    _check_schema(raw.get("schema"))
+    event_id, kind = _event_id(raw), _type(raw)
+    data, occurred_at = _data(raw), _timestamp(raw.get("occurred_at"))
+    parser = _PARSERS.get((topic, kind))
     if parser is None:
-        raise UnknownType(f"type {envelope.type!r} is not known on topic {topic!r}")
-    event = parser(envelope)
-    _check_key(event, key)
-    return event
+        raise UnknownType(f"type {kind!r} is not known on topic {topic!r}")
+    received = Received(event_id, occurred_at, parser(data))
+    _check_key(received.event, key)
+    return received
 
 
 def _json_object(value: bytes | None) -> dict[str, Any]:
     if value is None:
         raise InvalidEnvelope("the record has no value (a tombstone)")
-    if len(value) > MAX_VALUE_BYTES:
-        raise RecordTooLarge(f"the value is {len(value)} bytes; the limit is {MAX_VALUE_BYTES}")
+    if len(value) > MAX_EVENT_BYTES:
+        raise RecordTooLarge(f"the value is {len(value)} bytes; the limit is {MAX_EVENT_BYTES}")
     try:
         parsed = _DECODER.decode(value.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
@@ -120,20 +177,6 @@ _UUID = re.compile(
 )
 
 
-def _envelope(raw: dict[str, Any]) -> _Envelope:
-    _check_schema(raw.get("schema"))
-    event_id, kind = raw.get("event_id"), raw.get("type")
-    if not isinstance(event_id, str) or not _is_uuid(event_id):
-        raise InvalidEnvelope("event_id must be a UUID string")
-    if not isinstance(kind, str) or not kind:
-        raise InvalidEnvelope("type must be a non-empty string")
-    data = raw.get("data")
-    if not isinstance(data, dict):
-        raise InvalidEnvelope("data must be a JSON object")
-    occurred_at = _timestamp(raw.get("occurred_at"))
-    return _Envelope(event_id, kind, occurred_at, _Data(data))
-
-
 def _check_schema(schema: object) -> None:
     if not isinstance(schema, int) or isinstance(schema, bool) or schema < 1:
         raise InvalidEnvelope("schema must be a positive integer")
@@ -141,8 +184,25 @@ def _check_schema(schema: object) -> None:
         raise UnsupportedSchema(f"schema {schema} is newer than {SCHEMA_VERSION}")
 
 
-def _is_uuid(text: str) -> bool:
-    return _UUID.fullmatch(text) is not None
+def _event_id(raw: dict[str, Any]) -> str:
+    event_id = raw.get("event_id")
+    if not isinstance(event_id, str) or _UUID.fullmatch(event_id) is None:
+        raise InvalidEnvelope("event_id must be a UUID string")
+    return event_id
+
+
+def _type(raw: dict[str, Any]) -> str:
+    kind = raw.get("type")
+    if not isinstance(kind, str) or not kind:
+        raise InvalidEnvelope("type must be a non-empty string")
+    return kind
+
+
+def _data(raw: dict[str, Any]) -> _Data:
+    data = raw.get("data")
+    if not isinstance(data, dict):
+        raise InvalidEnvelope("data must be a JSON object")
+    return _Data(data)
 
 
 def _timestamp(raw: object) -> datetime:
@@ -153,6 +213,15 @@ def _timestamp(raw: object) -> datetime:
     if moment is None or moment.tzinfo is None:
         raise InvalidEnvelope("occurred_at must be an RFC 3339 timestamp with a UTC offset")
     return moment.astimezone(UTC)
+
+
+def _storable(text: str) -> bool:
+    """JSON's \\ud800 escapes decode to lone surrogates, which no UTF-8 column can hold."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class _Data:
@@ -169,18 +238,20 @@ class _Data:
     def _invalid(self, name: str, expected: str) -> InvalidField:
         return InvalidField(f"data.{name} must be {expected}", field=name)
 
-    def integer(self, name: str, minimum: int | None = None) -> int:
+    def integer(self, name: str, minimum: int = -MAX_INTEGER) -> int:
         value = self._get(name)
         if not isinstance(value, int) or isinstance(value, bool):
             raise self._invalid(name, "an integer")
-        if minimum is not None and value < minimum:
-            raise self._invalid(name, f"at least {minimum}")
+        if not minimum <= value <= MAX_INTEGER:
+            raise self._invalid(name, f"between {minimum} and {MAX_INTEGER}")
         return value
 
     def text(self, name: str, *, allow_empty: bool = False) -> str:
         value = self._get(name)
         if not isinstance(value, str) or not (value or allow_empty):
             raise self._invalid(name, "a string" if allow_empty else "a non-empty string")
+        if not _storable(value):
+            raise self._invalid(name, "valid UTF-8 text (no lone surrogates)")
         return value
 
     def optional_text(self, name: str) -> str | None:
@@ -200,11 +271,11 @@ class _Data:
 
     def sku(self, name: str = "sku") -> str:
         value = self.text(name)
-        if not is_valid_sku(value):
+        if not is_sku(value):
             raise self._invalid(name, "a SKU (A-Z, 0-9, '.', '_', '-'; at most 64)")
         return value
 
-    def price(self, name: str) -> Decimal:
+    def price(self, name: str) -> str:
         text = self.text(name)
         try:
             price = Decimal(text)
@@ -212,25 +283,20 @@ class _Data:
             raise self._invalid(name, "a decimal string") from None
         if not price.is_finite() or price < 0:
             raise self._invalid(name, "a non-negative decimal string")
-        return price
+        return text
 
 
-def _category(env: _Envelope) -> CategoryChanged:
-    data = env.data
+def _category(data: _Data, created: bool) -> CategoryChanged:
     return CategoryChanged(
-        event_id=env.event_id,
-        occurred_at=env.occurred_at,
         id=data.integer("id", minimum=1),
         name=data.text("name"),
         version=data.integer("version", minimum=0),
+        created=created,
     )
 
 
-def _product(env: _Envelope) -> ProductChanged:
-    data = env.data
+def _product(data: _Data, created: bool) -> ProductChanged:
     return ProductChanged(
-        event_id=env.event_id,
-        occurred_at=env.occurred_at,
         sku=data.sku(),
         name=data.text("name"),
         price=data.price("price"),
@@ -238,14 +304,12 @@ def _product(env: _Envelope) -> ProductChanged:
         description=data.text("description", allow_empty=True),
         active=data.flag("active"),
         version=data.integer("version", minimum=0),
+        created=created,
     )
 
 
-def _stock(env: _Envelope) -> StockChanged:
-    data = env.data
+def _stock(data: _Data, _: bool) -> StockChanged:
     return StockChanged(
-        event_id=env.event_id,
-        occurred_at=env.occurred_at,
         sku=data.sku(),
         quantity=data.integer("quantity", minimum=0),
         delta=data.integer("delta"),
@@ -255,17 +319,20 @@ def _stock(env: _Envelope) -> StockChanged:
     )
 
 
-_PARSERS: dict[tuple[str, str], Callable[[_Envelope], Event]] = {
-    (TOPIC_CATEGORY, "category.created"): _category,
-    (TOPIC_CATEGORY, "category.updated"): _category,
-    (TOPIC_PRODUCT, "product.created"): _product,
-    (TOPIC_PRODUCT, "product.updated"): _product,
-    (TOPIC_INVENTORY, "stock.changed"): _stock,
+def _parser(build: Callable[[_Data, bool], Event], created: bool) -> Callable[[_Data], Event]:
+    return lambda data: build(data, created)
+
+
+_PARSERS: dict[tuple[str, str], Callable[[_Data], Event]] = {
+    (TOPIC_CATEGORY, "category.created"): _parser(_category, True),
+    (TOPIC_CATEGORY, "category.updated"): _parser(_category, False),
+    (TOPIC_PRODUCT, "product.created"): _parser(_product, True),
+    (TOPIC_PRODUCT, "product.updated"): _parser(_product, False),
+    (TOPIC_INVENTORY, "stock.changed"): _parser(_stock, False),
 }
 
 
 def _check_key(event: Event, key: bytes | None) -> None:
-    expected = str(event.id) if isinstance(event, CategoryChanged) else event.sku
-    if key != expected.encode("utf-8"):
+    if key != event.key.encode("utf-8"):
         shown = key.decode("utf-8", "replace")[:80] if key is not None else None
-        raise InvalidField(f"the record key {shown!r} does not name {expected!r}", field="key")
+        raise InvalidField(f"the record key {shown!r} does not name {event.key!r}", field="key")

@@ -1,32 +1,37 @@
-"""Per-request plumbing as plain ASGI: the request id, HTTP metrics by route, an access line.
+"""Per-request plumbing as plain ASGI, for central and the agent alike: the request id, a
+measurement per route, and one access log line.
 
-The id is the caller's X-Request-ID when it is usable (central accepts the same pattern, so
-the id the till sent is the one central logs), else a new one. It is echoed in the answer,
-held in `request_id_var` while the request is served (the JSON log formatter adds it to every
-line, and the order desk forwards it to central).
+The id is the caller's X-Request-ID when it is usable (every side accepts the same pattern,
+so the id a till sent is the one central logs), else a new one. It is echoed in the answer
+and held in `request_id_var` while the request is served.
 """
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from invwire.logs import EventLog, request_id_var
+from invwire.rules import is_request_id
 
-from storeagent.logs import EventLog, request_id_var
-from storeagent.metrics import AgentMetrics
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+# (method, route template, status, seconds)
+Observer = Callable[[str, str, int, float], None]
 
-REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})  # probes: logged at debug
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp, metrics: AgentMetrics, log: EventLog | None = None) -> None:
+    def __init__(self, app: ASGIApp, observe: Observer, log: EventLog) -> None:
         self.app = app
-        self.metrics = metrics
-        self.log = log or EventLog("storeagent.http")
+        self.observe = observe
+        self.log = log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -52,7 +57,7 @@ class RequestContext:
 
     def _record(self, scope: Scope, status: int, elapsed: float) -> None:
         route, method = route_of(scope), scope["method"]
-        self.metrics.http_request(method, route, status, elapsed)
+        self.observe(method, route, status, elapsed)
         fields = {
             "method": method,
             "route": route,
@@ -69,11 +74,11 @@ def incoming_request_id(scope: Scope) -> str | None:
     for name, value in scope.get("headers", []):
         if name == b"x-request-id":
             text = value.decode("latin-1")
-            return text if REQUEST_ID.fullmatch(text) else None
+            return text if is_request_id(text) else None
     return None
 
 
 def route_of(scope: Scope) -> str:
-    """The route template, never the raw path: SKUs would explode the label set."""
+    """The route template, never the raw path: SKUs and ids would explode the label set."""
     route: Any = scope.get("route")
     return str(getattr(route, "path", None) or "unmatched")

@@ -1,4 +1,4 @@
-"""In-package fakes for unit tests: a publisher that records, a clock that you move."""
+"""Fakes for central's unit tests: a publisher that records, a clock that you move."""
 
 from __future__ import annotations
 

@@ -1,20 +1,12 @@
 import json
 from datetime import UTC, datetime
-from decimal import Decimal
 
 import pytest
 
-from storeagent.errors import PoisonRecord
-from storeagent.events import (
-    MAX_VALUE_BYTES,
-    TOPIC_CATEGORY,
-    TOPIC_INVENTORY,
-    TOPIC_PRODUCT,
-    CategoryChanged,
-    ProductChanged,
-    StockChanged,
-    parse_record,
-)
+from invwire.errors import PoisonRecord
+from invwire.events import CategoryChanged, ProductChanged, StockChanged, parse_record
+from invwire.rules import MAX_EVENT_BYTES as MAX_VALUE_BYTES
+from invwire.topics import TOPIC_CATEGORY, TOPIC_INVENTORY, TOPIC_PRODUCT
 from storeagent.testing import (
     category_event,
     envelope,
@@ -36,11 +28,10 @@ def stock_value(**data: object) -> bytes:
 
 
 def test_stock_changed_is_parsed_with_every_field():
-    event = parse_record(*stock_event(sku="MILK-1L", quantity=40, order_id="o-1"))
+    received = parse_record(*stock_event(sku="MILK-1L", quantity=40, order_id="o-1"))
 
-    assert event == StockChanged(
-        event_id=event.event_id,
-        occurred_at=datetime(2026, 11, 29, 10, 0, 0, 123456, tzinfo=UTC),
+    assert received.occurred_at == datetime(2026, 11, 29, 10, 0, 0, 123456, tzinfo=UTC)
+    assert received.event == StockChanged(
         sku="MILK-1L",
         quantity=40,
         delta=-2,
@@ -50,16 +41,16 @@ def test_stock_changed_is_parsed_with_every_field():
     )
 
 
-def test_product_changed_keeps_the_price_as_an_exact_decimal():
-    event = parse_record(*product_event(price="19.99", active=False))
+def test_product_changed_keeps_the_price_as_the_exact_decimal_string():
+    event = parse_record(*product_event(price="19.99", active=False)).event
 
     assert isinstance(event, ProductChanged)
-    assert event.price == Decimal("19.99")
+    assert event.price == "19.99"
     assert event.active is False
 
 
 def test_category_changed_is_keyed_by_the_decimal_id():
-    event = parse_record(*category_event(id=12, name="Bakery", version=4))
+    event = parse_record(*category_event(id=12, name="Bakery", version=4)).event
 
     assert isinstance(event, CategoryChanged)
     assert (event.id, event.name, event.version) == (12, "Bakery", 4)
@@ -68,15 +59,18 @@ def test_category_changed_is_keyed_by_the_decimal_id():
 def test_created_types_are_accepted_like_updated_ones():
     value = envelope("product.created", product_data())
 
-    assert isinstance(parse_record(TOPIC_PRODUCT, b"MILK-1L", value), ProductChanged)
+    event = parse_record(TOPIC_PRODUCT, b"MILK-1L", value).event
+
+    assert isinstance(event, ProductChanged)
+    assert event.created
 
 
 def test_occurred_at_with_an_offset_is_normalised_to_utc():
     value = envelope("stock.changed", stock_data(), occurred_at="2026-11-29T11:00:00+01:00")
 
-    event = parse_record(TOPIC_INVENTORY, b"MILK-1L", value)
+    received = parse_record(TOPIC_INVENTORY, b"MILK-1L", value)
 
-    assert event.occurred_at == datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
+    assert received.occurred_at == datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
 
 
 def test_value_over_one_mebibyte_is_record_too_large():
@@ -223,3 +217,17 @@ def test_poison_reason_carries_a_readable_detail():
 
     assert "data.quantity" in caught.value.message
     assert caught.value.details == {"field": "quantity"}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("stock_version", 2**64), ("stock_version", 2**63), ("quantity", 2**63), ("delta", -(2**63))],
+)
+def test_integers_beyond_a_signed_64_bit_column_are_field_invalid(field, value):
+    assert reason_of(TOPIC_INVENTORY, b"MILK-1L", stock_value(**{field: value})) == "field.invalid"
+
+
+def test_a_lone_surrogate_in_a_name_is_field_invalid():
+    value = envelope("product.updated", product_data(name="Milk \ud800"))
+
+    assert reason_of(TOPIC_PRODUCT, b"MILK-1L", value) == "field.invalid"

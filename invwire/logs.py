@@ -1,4 +1,9 @@
-"""JSON lines on stderr: one object per line with `ts`, `level`, `event` and the event's fields."""
+"""One logging style for every process: JSON lines on stderr, one object per line with
+`ts`, `level`, a stable `event` key and the event's fields.
+
+Log through `EventLog("central.relay").info("relay.lease", leader=True)`; lines from
+libraries keep their text under `message` with the event `library.log`.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +16,11 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 _FIELDS = "event_fields"
+QUIET_LIBRARIES = ("kafka", "peewee", "httpx", "httpcore", "uvicorn.access")
 
-# The X-Request-ID of the HTTP request being served (set by storeagent.middleware), so every
-# line logged while serving it, order lines included, carries it.
-request_id_var: ContextVar[str | None] = ContextVar("storeagent_request_id", default=None)
+# The X-Request-ID of the HTTP request being served (set by invwire.http.RequestContext), so
+# every line logged while serving it carries it, and clients can forward it.
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 
 class JsonFormatter(logging.Formatter):
@@ -51,7 +57,7 @@ class JsonFormatter(logging.Formatter):
 class EventLog:
     """A logger whose message is a stable event key and whose arguments are fields."""
 
-    def __init__(self, name: str = "storeagent") -> None:
+    def __init__(self, name: str) -> None:
         self._logger = logging.getLogger(name)
 
     def _log(self, level: int, event: str, fields: dict[str, Any], exc: bool = False) -> None:
@@ -71,15 +77,16 @@ class EventLog:
 
 
 def configure_logging(
-    level: int = logging.INFO,
+    level: int | str = logging.INFO,
     stream: IO[str] | None = None,
     fields: Mapping[str, Any] | None = None,
 ) -> None:
-    """JSON lines on `stream`; `fields` are added to every line (the CLI adds the store id)."""
+    """JSON lines on `stream` (stderr); `fields` are added to every line."""
+    numeric = logging.getLevelName(level.upper()) if isinstance(level, str) else level
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter(fields))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
-    for noisy in ("kafka", "peewee", "httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    root.setLevel(numeric)
+    for noisy in QUIET_LIBRARIES:
+        logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))

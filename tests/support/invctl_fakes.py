@@ -1,4 +1,4 @@
-"""In-package fakes for testing invctl without a network: a scripted HTTP server behind
+"""Fakes for testing invctl without a network: a scripted HTTP server behind
 `httpx.MockTransport`, and a runner that injects it through the `Deps` seam."""
 
 from __future__ import annotations

@@ -1,0 +1,56 @@
+"""Order lines as both central and the agent accept them, and the request fingerprint
+that tells a replay (same key, same lines) from a misuse (same key, other lines)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from invwire.errors import DuplicateLine, InvalidOrder, InvalidQuantity, InvalidSku
+from invwire.rules import MAX_LINE_QUANTITY, MAX_LINES, is_sku
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    sku: str
+    quantity: int
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"sku": self.sku, "quantity": self.quantity}
+
+
+def valid_lines(raw: object) -> list[Line]:
+    """Lines sorted by SKU: equal orders get equal fingerprints, and central locks stock rows
+    in this order, so two orders never wait for each other's rows in opposite orders."""
+    if not isinstance(raw, list) or not raw:
+        raise InvalidOrder("an order has at least one line")
+    if len(raw) > MAX_LINES:
+        raise InvalidOrder(f"an order has at most {MAX_LINES} lines")
+    lines = [_line(item) for item in raw]
+    skus = [line.sku for line in lines]
+    if len(set(skus)) != len(skus):
+        raise DuplicateLine(skus=sorted({s for s in skus if skus.count(s) > 1}))
+    return sorted(lines, key=lambda line: line.sku)
+
+
+def _line(item: object) -> Line:
+    if not isinstance(item, dict):
+        raise InvalidOrder("each line is an object with sku and quantity")
+    quantity = item.get("quantity")
+    if isinstance(quantity, bool) or not isinstance(quantity, int):
+        raise InvalidQuantity("quantity must be a whole number", field="quantity")
+    if not 1 <= quantity <= MAX_LINE_QUANTITY:
+        raise InvalidQuantity(
+            f"quantity must be between 1 and {MAX_LINE_QUANTITY}", field="quantity"
+        )
+    sku = item.get("sku", "")
+    if not is_sku(sku):
+        raise InvalidSku(sku=str(sku)[:80])
+    return Line(sku, quantity)
+
+
+def fingerprint(lines: list[Line]) -> str:
+    canonical = json.dumps([[line.sku, line.quantity] for line in lines], separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
