@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from invwire.errors import DuplicateLine, InvalidOrder, InvalidQuantity, InvalidSku
+from invwire.errors import (
+    DuplicateLine,
+    InsufficientStock,
+    InvalidOrder,
+    InvalidQuantity,
+    InvalidSku,
+)
 from invwire.rules import MAX_LINE_QUANTITY, MAX_LINES, is_sku
 
 
@@ -54,3 +61,14 @@ def _line(item: object) -> Line:
 def fingerprint(lines: list[Line]) -> str:
     canonical = json.dumps([[line.sku, line.quantity] for line in lines], separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def require_stock(available: Mapping[str, int], lines: list[Line]) -> None:
+    """All lines or none: a refusal names each short line and what is available."""
+    short = [
+        {"sku": line.sku, "requested": line.quantity, "available": available[line.sku]}
+        for line in lines
+        if available[line.sku] < line.quantity
+    ]
+    if short:
+        raise InsufficientStock(lines=short)

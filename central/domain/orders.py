@@ -4,9 +4,9 @@ request fingerprint are the contract's (invwire.orders), shared with the store a
 from __future__ import annotations
 
 from central.domain.stock import StockLevel
-from central.errors import IdempotencyKeyRequired, InsufficientStock
+from central.errors import IdempotencyKeyRequired
 from invwire.events import StockChanged
-from invwire.orders import Line, fingerprint, valid_lines
+from invwire.orders import Line, fingerprint, require_stock, valid_lines
 from invwire.rules import is_idempotency_key
 
 __all__ = ["Line", "fingerprint", "release", "reserve", "valid_key", "valid_lines"]
@@ -25,14 +25,8 @@ def valid_key(raw: str | None) -> str:
 def reserve(
     levels: dict[str, StockLevel], lines: list[Line], order_id: str
 ) -> list[tuple[StockLevel, StockChanged]]:
-    """Take every line or nothing; a refusal names each short line and what is available."""
-    short = [
-        {"sku": line.sku, "requested": line.quantity, "available": levels[line.sku].quantity}
-        for line in lines
-        if levels[line.sku].quantity < line.quantity
-    ]
-    if short:
-        raise InsufficientStock(lines=short)
+    """Take every line or nothing."""
+    require_stock({sku: level.quantity for sku, level in levels.items()}, lines)
     return [levels[line.sku].adjusted(-line.quantity, "order", order_id) for line in lines]
 
 
