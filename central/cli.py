@@ -135,13 +135,14 @@ def create_admin(
     """
     from central.app import bootstrap
     from central.services import accounts
+    from central.services.principal import Role
 
     password = sys.stdin.readline().rstrip("\n") if password_stdin else _prompt_password()
     s = _settings(config=config, dev=dev or None, database_url=database_url)
     central = bootstrap(s, with_relay=False)
     try:
         user = accounts.create_user(
-            central.uow(), accounts.NewUser(username=username, password=password, role="admin")
+            central.uow(), accounts.NewUser(username=username, password=password, role=Role.ADMIN)
         )
     finally:
         central.close()

@@ -1,4 +1,5 @@
-"""The shapes of central's HTTP answers, for FastAPI's `response_model` and `/openapi.json`.
+"""The shapes of central's HTTP answers, for FastAPI's `response_model` and `/openapi.json`,
+and the documented contract patterns of the values it receives.
 
 The use cases build these bodies as dicts; the models only type and document them, so every
 field keeps the type the use case gives it: timestamps and prices stay the strings the use
@@ -12,13 +13,17 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 from pydantic.json_schema import JsonDict
 
-from central.services.principal import Role
+from central.services.principal import USER_ROLES, Role
+from invwire.rules import IDEMPOTENCY_KEY_REGEX, SKU_REGEX, STORE_ID_REGEX
 
 Timestamp = Annotated[
     str, Field(json_schema_extra={"format": "date-time"}, examples=["2026-11-29T10:00:00+00:00"])
 ]
 Money = Annotated[
-    str, Field(json_schema_extra={"format": "decimal"}, examples=["1.25"], description="2 places")
+    str,
+    Field(
+        json_schema_extra={"format": "decimal"}, examples=["1.25"], description="decimal, 2 places"
+    ),
 ]
 
 
@@ -26,6 +31,13 @@ def pattern_doc(pattern: str) -> JsonDict:
     """A `pattern` shown in the schema but not enforced by validation: the use case checks the
     value, so a bad one keeps its own error code and message (e.g. 422 `sku.invalid`)."""
     return {"pattern": pattern}
+
+
+# Received values whose contract pattern is documented (see pattern_doc), not validated here.
+SkuStr = Annotated[str, Field(json_schema_extra=pattern_doc(SKU_REGEX))]
+StoreIdStr = Annotated[str, Field(json_schema_extra=pattern_doc(STORE_ID_REGEX))]
+IdempotencyKeyStr = Annotated[str, Field(json_schema_extra=pattern_doc(IDEMPOTENCY_KEY_REGEX))]
+UserRoleStr = Annotated[str, Field(json_schema_extra={"enum": [r.value for r in USER_ROLES]})]
 
 
 # --- errors ----------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from central.db import is_mysql
 from central.errors import Forbidden, InvalidInput
 from central.models import Store, StoreStatus, as_utc
-from central.services.principal import Principal
+from central.services.principal import Principal, Role
 from central.uow import UnitOfWork
 
 REPORT_FIELDS = {
@@ -42,7 +42,7 @@ class LagReader(Protocol):
 
 
 def record_heartbeat(uow: UnitOfWork, principal: Principal, report: dict[str, Any]) -> None:
-    if principal.role != "store" or principal.store_id is None:
+    if principal.role != Role.STORE or principal.store_id is None:
         raise Forbidden("heartbeats come from a store's API key")
     clean = {k: report[k] for k, kind in REPORT_FIELDS.items() if isinstance(report.get(k), kind)}
     text = json.dumps(clean, sort_keys=True)

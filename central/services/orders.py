@@ -23,7 +23,7 @@ from central.errors import (
 )
 from central.models import Movement, Order, OrderLine, Product, Stock, as_utc
 from central.services.inventory import movement_row
-from central.services.principal import Principal
+from central.services.principal import Principal, Role
 from central.uow import UnitOfWork
 from invwire.events import StockChanged
 
@@ -55,7 +55,7 @@ def place_order(
 
 
 def _ordering_store(principal: Principal) -> str:
-    if principal.role not in ("store", "staff") or not principal.store_id:
+    if principal.role not in (Role.STORE, Role.STAFF) or not principal.store_id:
         raise Forbidden("orders are placed by a store or by staff bound to a store")
     return principal.store_id
 
@@ -149,7 +149,7 @@ def _write_changes(
 
 
 def cancel_order(uow: UnitOfWork, principal: Principal, order_id: str) -> dict[str, Any]:
-    if principal.role not in ("admin", "store", "staff"):
+    if principal.role not in (Role.ADMIN, Role.STORE, Role.STAFF):
         raise Forbidden("only the owning store or an admin may cancel an order")
     with uow:
         order = locked(Order.select().where(Order.id == order_id)).get_or_none()
@@ -213,7 +213,7 @@ def list_orders(uow: UnitOfWork, principal: Principal, wanted: OrderFilter) -> d
 
 
 def _visible_store(principal: Principal, requested: str | None) -> str | None:
-    if principal.role in ("admin", "ops"):
+    if principal.role in (Role.ADMIN, Role.OPS):
         return requested
     if requested is not None and requested != principal.store_id:
         raise Forbidden("a store sees only its own orders")
@@ -223,7 +223,7 @@ def _visible_store(principal: Principal, requested: str | None) -> str | None:
 
 
 def _may_see(principal: Principal, order: Order) -> bool:
-    return principal.role in ("admin", "ops") or principal.store_id == order.store_id
+    return principal.role in (Role.ADMIN, Role.OPS) or principal.store_id == order.store_id
 
 
 def _lines(order_id: str) -> list[OrderLine]:

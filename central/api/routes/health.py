@@ -6,16 +6,23 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from central.api.deps import CentralDep
+from central.api.schemas import Health, Readiness
 
 router = APIRouter(tags=["health"])
 
+PROMETHEUS_TEXT = {"content": {"text/plain": {"schema": {"type": "string"}}}}
 
-@router.get("/healthz")
+
+@router.get("/healthz", response_model=Health)
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "the database does not answer"}},
+)
 def readyz(central: CentralDep) -> JSONResponse:
     """Ready when the database answers. Kafka is reported, not required: while the broker is
     down, central keeps taking writes and the outbox holds the events."""
@@ -37,7 +44,11 @@ def _database(central: CentralDep) -> str:
     return "ok"
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {**PROMETHEUS_TEXT, "description": "Prometheus text format"}},
+)
 def metrics(central: CentralDep) -> Response:
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 

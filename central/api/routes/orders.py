@@ -5,26 +5,64 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel, Field
+from pydantic.json_schema import JsonDict
 
-from central.api.deps import API_PREFIX, CentralDep, Reader, UowDep
+from central.api.deps import (
+    API_PREFIX,
+    CanCancelOrders,
+    CanPlaceOrders,
+    CanReadOrders,
+    CentralDep,
+    UowDep,
+)
+from central.api.schemas import IdempotencyKeyStr, Order, OrderPage, StoreIdStr, errors
 from central.errors import CentralError
 from central.services import orders
+from invwire.rules import MAX_LINE_QUANTITY, MAX_LINES, SKU_REGEX
 
-router = APIRouter(prefix=API_PREFIX + "/orders", tags=["orders"])
+router = APIRouter(
+    prefix=API_PREFIX + "/orders", tags=["orders"], responses=errors(401, 403, 422, 503)
+)
+
+# The lines are checked by the contract's rules (invwire.orders), not by this schema, so each
+# problem keeps its own code (order.invalid, order.duplicate_line, quantity.invalid, ...).
+LINE_DOC: JsonDict = {
+    "type": "object",
+    "properties": {
+        "sku": {"type": "string", "pattern": SKU_REGEX},
+        "quantity": {"type": "integer", "minimum": 1, "maximum": MAX_LINE_QUANTITY},
+    },
+    "required": ["sku", "quantity"],
+}
 
 
 class OrderIn(BaseModel):
-    lines: list[dict[str, Any]] = Field(max_length=1000)
+    lines: list[dict[str, Any]] = Field(
+        max_length=1000, json_schema_extra={"items": LINE_DOC, "minItems": 1, "maxItems": MAX_LINES}
+    )
 
 
-@router.post("", status_code=201)
+REPLAYED = {
+    "description": "The order; a replayed key answers the first order again.",
+    "headers": {
+        "Idempotent-Replayed": {
+            "description": "`true` when this key's order already existed",
+            "schema": {"type": "string", "enum": ["true"]},
+        }
+    },
+}
+
+
+@router.post(
+    "", status_code=201, response_model=Order, responses={201: REPLAYED, **errors(400, 409)}
+)
 def place_order(
     body: OrderIn,
     response: Response,
     central: CentralDep,
     uow: UowDep,
-    principal: Reader,
-    idempotency_key: Annotated[str | None, Header(max_length=1000)] = None,
+    principal: CanPlaceOrders,
+    idempotency_key: Annotated[IdempotencyKeyStr | None, Header(max_length=1000)] = None,
 ) -> dict[str, Any]:
     """Reserve every line atomically or none. Replaying a key returns the first order."""
     counter = central.metrics.orders
@@ -39,17 +77,17 @@ def place_order(
     return placed.order
 
 
-@router.get("")
+@router.get("", response_model=OrderPage)
 def list_orders(
     uow: UowDep,
-    principal: Reader,
-    store: Annotated[str | None, Query(max_length=64)] = None,
+    principal: CanReadOrders,
+    store: Annotated[StoreIdStr | None, Query(max_length=64)] = None,
     status: Annotated[str | None, Query(max_length=16)] = None,
     since: datetime | None = None,
     until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=orders.MAX_PAGE)] = 50,
     before: Annotated[int, Query(ge=0)] = 0,
-    idempotency_key: Annotated[str | None, Query(max_length=128)] = None,
+    idempotency_key: Annotated[IdempotencyKeyStr | None, Query(max_length=128)] = None,
 ) -> dict[str, Any]:
     """Newest first; pass `next_before` back as `before` for the next page.
     `idempotency_key` finds the order a key created, if any (a store resolving an unknown
@@ -60,14 +98,14 @@ def list_orders(
     return orders.list_orders(uow, principal, wanted)
 
 
-@router.get("/{order_id}")
-def get_order(order_id: str, uow: UowDep, principal: Reader) -> dict[str, Any]:
+@router.get("/{order_id}", response_model=Order, responses=errors(404))
+def get_order(order_id: str, uow: UowDep, principal: CanReadOrders) -> dict[str, Any]:
     return orders.get_order(uow, principal, order_id)
 
 
-@router.post("/{order_id}/cancel")
+@router.post("/{order_id}/cancel", response_model=Order, responses=errors(404))
 def cancel_order(
-    order_id: str, central: CentralDep, uow: UowDep, principal: Reader
+    order_id: str, central: CentralDep, uow: UowDep, principal: CanCancelOrders
 ) -> dict[str, Any]:
     """Release the order's stock; cancelling twice changes nothing."""
     order = orders.cancel_order(uow, principal, order_id)

@@ -2,13 +2,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field, StrictInt
 
-from central.api.deps import API_PREFIX, Admin, Ops, Reader, UowDep
+from central.api.deps import API_PREFIX, CanChangeStock, CanReadStock, CanReadStockLedger, UowDep
+from central.api.schemas import MovementList, SkuStr, StockLevel, errors
 from central.services import inventory
 
-router = APIRouter(prefix=API_PREFIX + "/stock", tags=["inventory"])
+router = APIRouter(
+    prefix=API_PREFIX + "/stock", tags=["inventory"], responses=errors(401, 403, 404, 422, 503)
+)
+
+SkuPath = Annotated[SkuStr, Path()]
 
 
 class StockSet(BaseModel):
@@ -18,30 +23,36 @@ class StockSet(BaseModel):
 
 class Adjustment(BaseModel):
     delta: StrictInt
-    reason: str = Field(default="adjust", max_length=16)
+    reason: str = Field(
+        default="adjust", max_length=16, json_schema_extra={"enum": list(inventory.ADJUST_REASONS)}
+    )
     note: str = Field(default="", max_length=10_000)
 
 
-@router.get("/{sku}")
-def get_stock(sku: str, uow: UowDep, _: Reader) -> dict[str, Any]:
+@router.get("/{sku}", response_model=StockLevel)
+def get_stock(sku: SkuPath, uow: UowDep, _: CanReadStock) -> dict[str, Any]:
     return inventory.get_stock(uow, sku)
 
 
-@router.put("/{sku}")
-def set_stock(sku: str, body: StockSet, uow: UowDep, principal: Admin) -> dict[str, Any]:
+@router.put("/{sku}", response_model=StockLevel, responses=errors(400))
+def set_stock(
+    sku: SkuPath, body: StockSet, uow: UowDep, principal: CanChangeStock
+) -> dict[str, Any]:
     return inventory.set_stock(uow, principal, sku, body.quantity, body.note)
 
 
-@router.post("/{sku}/adjustments")
-def adjust_stock(sku: str, body: Adjustment, uow: UowDep, principal: Admin) -> dict[str, Any]:
+@router.post("/{sku}/adjustments", response_model=StockLevel, responses=errors(400, 409))
+def adjust_stock(
+    sku: SkuPath, body: Adjustment, uow: UowDep, principal: CanChangeStock
+) -> dict[str, Any]:
     return inventory.adjust_stock(uow, principal, sku, body.delta, body.reason, body.note)
 
 
-@router.get("/{sku}/movements")
+@router.get("/{sku}/movements", response_model=MovementList)
 def movements(
-    sku: str,
+    sku: SkuPath,
     uow: UowDep,
-    _: Ops,
+    _: CanReadStockLedger,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     before: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:

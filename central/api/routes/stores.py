@@ -6,17 +6,16 @@ from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, Field
 
 from central.api.deps import API_PREFIX, CanManageStores, CanMonitorStores, UowDep
-from central.api.schemas import NewStore, StoreKey, StoreList, errors, pattern_doc
+from central.api.schemas import NewStore, StoreIdStr, StoreKey, StoreList, errors
 from central.services import accounts
-from invwire.rules import STORE_ID_REGEX
 
 router = APIRouter(prefix=API_PREFIX + "/stores", tags=["stores"], responses=errors(401, 403, 503))
 
-StoreIdPath = Annotated[str, Path(json_schema_extra=pattern_doc(STORE_ID_REGEX))]
+StoreIdPath = Annotated[StoreIdStr, Path()]
 
 
 class StoreIn(BaseModel):
-    id: str = Field(max_length=64, json_schema_extra=pattern_doc(STORE_ID_REGEX))
+    id: Annotated[StoreIdStr, Field(max_length=64)]
     name: str = Field(max_length=1000)
 
 

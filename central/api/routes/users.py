@@ -1,15 +1,13 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from central.api.deps import API_PREFIX, CanManageUsers, UowDep
-from central.api.schemas import User, UserList, errors, pattern_doc
+from central.api.schemas import StoreIdStr, User, UserList, UserRoleStr, errors
 from central.services import accounts
-from central.services.principal import USER_ROLES
-from invwire.rules import STORE_ID_REGEX
 
 router = APIRouter(prefix=API_PREFIX + "/users", tags=["users"], responses=errors(401, 403, 503))
 
@@ -18,10 +16,8 @@ class UserIn(BaseModel):
     username: str = Field(max_length=64)
     password: str = Field(max_length=1024)
     # Documented, not validated here: a bad role keeps its own code, 422 role.invalid.
-    role: str = Field(max_length=16, json_schema_extra={"enum": [r.value for r in USER_ROLES]})
-    store_id: str | None = Field(
-        default=None, max_length=64, json_schema_extra=pattern_doc(STORE_ID_REGEX)
-    )
+    role: Annotated[UserRoleStr, Field(max_length=16)]
+    store_id: Annotated[StoreIdStr | None, Field(max_length=64)] = None
 
 
 @router.post("", status_code=201, response_model=User, responses=errors(400, 404, 409, 422))
