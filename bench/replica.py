@@ -38,11 +38,12 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KafkaTopicPartition
 
 from bench.common import BIN, RUN, machine_facts, start_kafka, verdict
-from storeagent.consumer import SyncLoop, topic_names
-from storeagent.kafka_source import KafkaRecordSource
-from storeagent.progress import SyncProgress
-from storeagent.replica import META_EVENTS_APPLIED, open_replica
-from storeagent.testing import WIRE_PARTITIONS, product_event, stock_event
+from storeagent.replica.db import META_EVENTS_APPLIED, open_replica
+from storeagent.sync.kafka_source import KafkaRecordSource
+from storeagent.sync.loop import SyncLoop, topic_names
+from storeagent.sync.progress import SyncProgress
+from tests.support.agent_fakes import product_event, stock_event
+from tests.support.topics import create_topics
 
 Event = tuple[str, bytes, bytes]
 VERSIONS_PER_SKU = 100
@@ -89,21 +90,6 @@ def catalog(products: int) -> list[Event]:
         events.append(product_event(sku=sku, name=f"Product {n}", price="1.99", version=1))
         events.append(stock_event(sku=sku, quantity=n % 100, reason="create", stock_version=1))
     return events
-
-
-def create_topics(kafka: str, prefix: str) -> None:
-    with KafkaAdminClient(bootstrap_servers=kafka) as admin:
-        admin.create_topics(
-            {
-                prefix + topic: {
-                    "num_partitions": partitions,
-                    "replication_factor": 1,
-                    "configs": {"cleanup.policy": "compact"},
-                }
-                for topic, partitions in WIRE_PARTITIONS.items()
-            },
-            wait_for_metadata=True,
-        )
 
 
 def produce(kafka: str, prefix: str, events: list[Event]) -> None:

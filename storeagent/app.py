@@ -1,10 +1,11 @@
 """Composition root and daemon lifecycle.
 
-bootstrap() builds everything from settings; Agent.serve() runs the sync loop in a
-supervised thread and the HTTP API in the main thread. SIGTERM/SIGINT set the stop event:
-uvicorn stops, the loop finishes its batch, and serve() returns 0 within a few seconds.
-If the loop dies with an unexpected error, the HTTP server is stopped too and serve()
-returns 1 so that systemd restarts the agent.
+bootstrap() builds everything from settings, once, and hands each object what it uses through
+its constructor. Agent.serve() runs the background tasks (the sync loop, the replayer, and
+when configured the heartbeat and the systemd notifier), each a SupervisedTask, and the HTTP
+API in the main thread. SIGTERM/SIGINT set the stop event: uvicorn stops, the loop finishes
+its batch, and serve() returns 0 within a few seconds. If a task dies with an unexpected
+error, the HTTP server is stopped too and serve() returns 1 so that systemd restarts the agent.
 """
 
 from __future__ import annotations
@@ -16,136 +17,117 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from types import FrameType
+from typing import Protocol
 
 import uvicorn
 from fastapi import FastAPI
 
 from invwire.logs import EventLog
-from storeagent.api import create_app
-from storeagent.central_client import CentralClient, connect_central
 from storeagent.clock import Clock, utc_now
-from storeagent.consumer import SyncLoop, topic_names
 from storeagent.errors import ListenUnavailable
-from storeagent.heartbeat import (
+from storeagent.http.app import create_app
+from storeagent.ops.metrics import AgentMetrics, WatchedState
+from storeagent.ops.notify import AgentHealth, SystemdLink, SystemdNotify
+from storeagent.ops.supervisor import SupervisedTask
+from storeagent.ops.vitals import Vitals
+from storeagent.replica.db import Replica, open_replica
+from storeagent.replica.local_orders import LocalOrders
+from storeagent.replica.queries import ReplicaReads
+from storeagent.sales.claims import KeyClaims
+from storeagent.sales.desk import OrderDesk
+from storeagent.sales.offline_policy import DEFAULT_POLICY, OfflinePolicy
+from storeagent.sales.replay import Replayer
+from storeagent.sales.schedule import ReplaySchedule
+from storeagent.sales.shelf import Shelf
+from storeagent.settings import AgentSettings
+from storeagent.sync.kafka_source import KafkaRecordSource
+from storeagent.sync.loop import SyncLoop, topic_names
+from storeagent.sync.progress import SyncProgress
+from storeagent.sync.source import RecordSource
+from storeagent.upstream.client import CentralClient, connect_central
+from storeagent.upstream.heartbeat import (
+    Heartbeat,
     HeartbeatSender,
-    HeartbeatThread,
     connect_heartbeat,
     heartbeat_report,
 )
-from storeagent.kafka_source import KafkaRecordSource
-from storeagent.metrics import AgentMetrics, WatchedState
-from storeagent.notify import AgentHealth, NotifyThread, SystemdLink
-from storeagent.orders import OrderDesk
-from storeagent.progress import SyncProgress
-from storeagent.replay import Replayer, ReplayThread
-from storeagent.replica import Replica, open_replica
-from storeagent.resilience import ResilientCentral
-from storeagent.settings import AgentSettings
-from storeagent.source import RecordSource
-from storeagent.views import readiness_checks
+from storeagent.upstream.resilience import ResilientCentral
 
 STOP_GRACE_S = 3.0  # after the HTTP server stopped; both began at the signal
 HTTP_GRACE_S = 1
-NOTIFY_GRACE_S = 1.0
-HEARTBEAT_GRACE_S = 1.0
-REPLAY_GRACE_S = 1.0  # a replay cut short is sent again with the same key next time
+SIDE_TASK_GRACE_S = 1.0  # a replay cut short is sent again with the same key next time
+
+
+@dataclass(frozen=True)
+class Sales:
+    """The order desk and the replayer, sharing one replica handle's local orders, the key
+    claims and the replay schedule."""
+
+    desk: OrderDesk
+    replayer: Replayer
+    orders: LocalOrders
+    claims: KeyClaims
+    schedule: ReplaySchedule
+
+
+def build_sales(
+    replica: Replica,
+    central: ResilientCentral,
+    *,
+    policy: OfflinePolicy = DEFAULT_POLICY,
+    clock: Clock = utc_now,
+    schedule: ReplaySchedule | None = None,
+) -> Sales:
+    orders = LocalOrders(replica, clock)
+    shelf = Shelf(replica, ReplicaReads(replica))
+    claims, schedule = KeyClaims(), schedule or ReplaySchedule()
+    desk = OrderDesk(
+        orders, shelf, central, claims=claims, schedule=schedule, policy=policy, clock=clock
+    )
+    replayer = Replayer(orders, shelf, central, claims=claims, schedule=schedule, clock=clock)
+    return Sales(desk, replayer, orders, claims, schedule)
+
+
+class Closeable(Protocol):
+    def close(self) -> None: ...
 
 
 @dataclass
 class Agent:
     settings: AgentSettings
-    writer: Replica
-    reader: Replica
-    loop: SyncLoop
-    progress: SyncProgress
-    stop: threading.Event
-    app: FastAPI
     log: EventLog
-    systemd: SystemdLink | None = None
-    orders: OrderDesk | None = None
-    metrics: AgentMetrics | None = None
-    heartbeat: HeartbeatSender | None = None
-    replayer: Replayer | None = None
+    stop: threading.Event
+    server: _Server
+    consumer: SupervisedTask
+    side_tasks: list[SupervisedTask]
+    resources: list[Closeable]  # closed once the tasks are done
 
     def serve(self, listener: socket.socket | None = None) -> int:
         """Run until stopped; the exit code for the process."""
         listener = listener or bind_listener(self.settings.listen_host, self.settings.listen_port)
-        server = _Server(self.app, self.stop)
-        consumer = ConsumerThread(self.loop, on_exit=server.request_exit, log=self.log)
-        notifier = self._notify_thread(server)
-        beats = self._heartbeat_thread(server)
-        replay = self._replay_thread(server)
-        _install_signal_handlers(server.handle_exit)
-        consumer.start()
-        if notifier:
-            notifier.start()
-        if beats:
-            beats.start()
-        if replay:
-            replay.start()
+        _install_signal_handlers(self.server.handle_exit)
+        for task in (self.consumer, *self.side_tasks):
+            task.start()
         self.log.info("agent.started", port=listener.getsockname()[1], **self.settings.summary())
         try:
-            server.run(sockets=[listener])
+            self.server.run(sockets=[listener])
         finally:
             self.stop.set()
-            consumer.join(STOP_GRACE_S)
-            if notifier:
-                notifier.join(NOTIFY_GRACE_S)
-            if beats:
-                beats.join(HEARTBEAT_GRACE_S)
-            if replay:
-                replay.join(REPLAY_GRACE_S)
+            self.consumer.join(STOP_GRACE_S)
+            for task in self.side_tasks:
+                task.join(SIDE_TASK_GRACE_S)
             self.close()
-        return self._exit_code(consumer, notifier, beats, replay)
+        return self._exit_code()
 
     def close(self) -> None:
-        self.writer.close()
-        self.reader.close()
-        if self.orders:
-            self.orders.close()
-        if self.systemd:
-            self.systemd.notifier.close()
+        for resource in self.resources:
+            resource.close()
 
-    def _notify_thread(self, server: _Server) -> NotifyThread | None:
-        """sd_notify side task, only when systemd gave us a NOTIFY_SOCKET."""
-        if self.systemd is None:
-            return None
-        health = AgentHealth(self.reader, self.progress, listening=lambda: server.started)
-        return NotifyThread(self.systemd, health, stop=self.stop, on_failure=server.request_exit)
-
-    def _heartbeat_thread(self, server: _Server) -> HeartbeatThread | None:
-        """Heartbeats to central, when the agent has a central URL, a key and an interval."""
-        if self.heartbeat is None:
-            return None
-        reader, progress = self.reader, self.progress
-        return HeartbeatThread(
-            self.heartbeat,
-            partial(heartbeat_report, reader, progress, lambda: _ready(reader, progress)),
-            every_s=self.settings.heartbeat_seconds,
-            stop=self.stop,
-            on_failure=server.request_exit,
-            metrics=self.metrics,
-        )
-
-    def _replay_thread(self, server: _Server) -> ReplayThread | None:
-        """The offline replayer (and resolver of sales left pending), when orders are taken."""
-        if self.replayer is None or self.orders is None:
-            return None
-        return ReplayThread(
-            self.replayer, self.orders.schedule, stop=self.stop, on_failure=server.request_exit
-        )
-
-    def _exit_code(
-        self,
-        consumer: ConsumerThread,
-        notifier: NotifyThread | None,
-        beats: HeartbeatThread | None = None,
-        replay: ReplayThread | None = None,
-    ) -> int:
-        if consumer.is_alive():
+    def _exit_code(self) -> int:
+        if self.consumer.is_alive():
             self.log.warning("agent.consumer_stop_timeout", grace_s=STOP_GRACE_S)
-        side_failed = any(task is not None and task.failed for task in (notifier, beats, replay))
-        code = 1 if consumer.failed or side_failed else 0
+        failed = any(task.failed for task in (self.consumer, *self.side_tasks))
+        code = 1 if failed else 0
         self.log.info("agent.stopped", exit_code=code)
         return code
 
@@ -160,23 +142,14 @@ def bootstrap(
     heartbeat: HeartbeatSender | None = None,
 ) -> Agent:
     """Build the agent; `connect` replaces the Kafka connection (tests pass a fake source);
-    `systemd` (notify.systemd_link) turns on sd_notify; `central` and `heartbeat` replace the
-    HTTP clients to central."""
-    log = EventLog("storeagent")
-    metrics = AgentMetrics()
-    writer = open_replica(settings.db_path)
-    reader = open_replica(settings.db_path)
+    `systemd` (ops.notify.systemd_link) turns on sd_notify; `central` and `heartbeat` replace
+    the HTTP clients to central."""
+    log, metrics, stop = EventLog("storeagent"), AgentMetrics(), threading.Event()
+    writer, reader = open_replica(settings.db_path), open_replica(settings.db_path)
     progress = SyncProgress()
-    stop = threading.Event()
-    connect = connect or partial(
-        KafkaRecordSource.connect,
-        settings.kafka,
-        group_id=settings.group_id,
-        client_id=f"storeagent-{settings.store_id}",
-    )
     loop = SyncLoop(
         writer,
-        connect,
+        connect or _kafka(settings),
         prefix=settings.topic_prefix,
         stop=stop,
         progress=progress,
@@ -184,53 +157,111 @@ def bootstrap(
         clock=clock,
         metrics=metrics,
     )
-    topics = topic_names(settings.topic_prefix)
-    central = central or connect_central(settings.central_url, settings.api_key)
-    resilient = ResilientCentral(central)
-    orders = OrderDesk(reader, resilient, clock=clock, policy=settings.offline)
-    replayer = Replayer(
-        orders.sales, resilient, claims=orders.claims, schedule=orders.schedule, clock=clock
-    )
+    resilient = ResilientCentral(central or connect_central(settings.central_url, settings.api_key))
+    sales = build_sales(reader, resilient, policy=settings.offline, clock=clock)
+    vitals = Vitals(reader, sales.orders, progress)
+    metrics.watch(WatchedState(vitals, circuit=resilient.status, clock=clock))
     app = create_app(
         reader,
         progress,
         store_id=settings.store_id,
-        topics=topics,
-        orders=orders,
+        topics=topic_names(settings.topic_prefix),
+        orders=sales.desk,
         resync=loop.request_resync,
         metrics=metrics,
     )
-    metrics.watch(
-        WatchedState(
-            reader,
-            progress,
-            ready=lambda: _ready(reader, progress),
-            circuit=orders.central_status,
-            clock=clock,
-        )
-    )
-    heartbeat = heartbeat or connect_heartbeat(
-        settings.central_url, settings.api_key, settings.heartbeat_seconds
-    )
+    server = _Server(app, stop)
+    supervise = _Supervisor(stop, server.request_exit, log)
+    notify = None
+    if systemd is not None:
+        notify = SystemdNotify(systemd, AgentHealth(vitals, listening=lambda: server.started))
+    beats = _heartbeat(settings, heartbeat, vitals, metrics)
     return Agent(
         settings,
-        writer,
-        reader,
-        loop,
-        progress,
-        stop,
-        app,
         log,
-        systemd,
-        orders,
-        metrics=metrics,
-        heartbeat=heartbeat,
-        replayer=replayer,
+        stop,
+        server,
+        consumer=supervise.task("storeagent-consumer", loop.run, "consumer.crashed"),
+        side_tasks=supervise.side_tasks(sales.replayer, beats, notify),
+        resources=[writer, reader, resilient, *([systemd.notifier] if systemd else [])],
     )
 
 
-def _ready(replica: Replica, progress: SyncProgress) -> bool:
-    return all(readiness_checks(replica, progress).values())
+def _kafka(settings: AgentSettings) -> Callable[[], RecordSource]:
+    return partial(
+        KafkaRecordSource.connect,
+        settings.kafka,
+        group_id=settings.group_id,
+        client_id=f"storeagent-{settings.store_id}",
+    )
+
+
+def _heartbeat(
+    settings: AgentSettings,
+    sender: HeartbeatSender | None,
+    vitals: Vitals,
+    metrics: AgentMetrics,
+) -> Heartbeat | None:
+    """Heartbeats to central, when the agent has a central URL, a key and an interval (or a
+    sender was given)."""
+    sender = sender or connect_heartbeat(
+        settings.central_url, settings.api_key, settings.heartbeat_seconds
+    )
+    if sender is None:
+        return None
+    return Heartbeat(
+        sender,
+        partial(heartbeat_report, vitals),
+        every_s=settings.heartbeat_seconds,
+        metrics=metrics,
+    )
+
+
+@dataclass(frozen=True)
+class _Supervisor:
+    """Makes the agent's tasks: a failed one stops the HTTP server, and so the agent."""
+
+    stop: threading.Event
+    on_failure: Callable[[], None]
+    log: EventLog
+
+    def task(
+        self,
+        name: str,
+        body: Callable[[], None],
+        crashed: str,
+        *,
+        errors_once_stopping_fail: bool = True,
+    ) -> SupervisedTask:
+        return SupervisedTask(
+            name,
+            body,
+            crashed=crashed,
+            stop=self.stop,
+            on_failure=self.on_failure,
+            log=self.log,
+            errors_once_stopping_fail=errors_once_stopping_fail,
+        )
+
+    def side_tasks(
+        self, replayer: Replayer, heartbeat: Heartbeat | None, notify: SystemdNotify | None
+    ) -> list[SupervisedTask]:
+        tasks = [
+            self.task(
+                "storeagent-replay",
+                partial(replayer.run, self.stop),
+                "offline.replayer_crashed",
+                # the agent may close the replica under a last replay
+                errors_once_stopping_fail=False,
+            )
+        ]
+        if heartbeat is not None:
+            body = partial(heartbeat.run, self.stop)
+            tasks.append(self.task("storeagent-heartbeat", body, "heartbeat.crashed"))
+        if notify is not None:
+            body = partial(notify.run, self.stop)
+            tasks.append(self.task("storeagent-notify", body, "notify.crashed"))
+        return tasks
 
 
 def bind_listener(host: str, port: int) -> socket.socket:
@@ -243,26 +274,9 @@ def bind_listener(host: str, port: int) -> socket.socket:
         ) from None
 
 
-class ConsumerThread(threading.Thread):
-    """Runs the sync loop; records an unexpected failure and tells the server to exit."""
-
-    def __init__(self, loop: SyncLoop, *, on_exit: Callable[[], None], log: EventLog) -> None:
-        super().__init__(name="storeagent-consumer", daemon=True)
-        self._loop, self._on_exit, self._log = loop, on_exit, log
-        self.failed = False
-
-    def run(self) -> None:
-        try:
-            self._loop.run()
-        except Exception:
-            self.failed = True
-            self._log.error("consumer.crashed", exc=True)
-        finally:
-            self._on_exit()
-
-
 class _Server(uvicorn.Server):
-    """uvicorn, with its signal handling also setting the agent's stop event."""
+    """uvicorn, stopping when the agent's stop event is set, and with its signal handling
+    also setting that event."""
 
     def __init__(self, app: FastAPI, stop: threading.Event) -> None:
         config = uvicorn.Config(
@@ -282,6 +296,9 @@ class _Server(uvicorn.Server):
 
     def request_exit(self) -> None:
         self.should_exit = True
+
+    async def on_tick(self, counter: int) -> bool:
+        return await super().on_tick(counter) or self._stop.is_set()
 
 
 def _install_signal_handlers(handler: Callable[[int, FrameType | None], None]) -> None:

@@ -16,7 +16,7 @@ import typer
 from invwire.logs import EventLog, configure_logging
 from storeagent.app import bootstrap
 from storeagent.errors import AgentError, ConfigError
-from storeagent.notify import systemd_link
+from storeagent.ops.notify import systemd_link
 from storeagent.settings import load_settings
 
 app = typer.Typer(

@@ -1,4 +1,5 @@
-"""Wall-clock port: the agent asks a Clock for "now"; tests pass testing.FixedClock."""
+"""Wall-clock port: the agent asks a Clock for "now"; tests pass a FixedClock
+(tests/support/agent_fakes.py)."""
 
 from __future__ import annotations
 

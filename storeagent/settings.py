@@ -30,7 +30,7 @@ from storeagent.errors import (
     KeyFileInsecure,
     ListenRefused,
 )
-from storeagent.offline_rules import DEFAULT_POLICY, OfflinePolicy
+from storeagent.sales.offline_policy import DEFAULT_POLICY, OfflinePolicy
 
 STORE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 DEFAULT_KAFKA = "127.0.0.1:9092"

@@ -17,7 +17,6 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from invwire.errors import InvalidSku, WireError
@@ -25,28 +24,15 @@ from invwire.http import RequestContext
 from invwire.logs import EventLog, request_id_var
 from invwire.rules import is_request_id, is_sku
 from storeagent.errors import ProductNotFound, ReplicaNotReady
-from storeagent.metrics import AgentMetrics
-from storeagent.order_rules import valid_status
-from storeagent.orders import OrderDesk, Placed, PlaceOrder, Queued
-from storeagent.progress import SyncProgress
-from storeagent.replica import Replica
-from storeagent.views import (
-    OrderList,
-    ProductList,
-    StockView,
-    SyncStatus,
-    order_list,
-    product_list,
-    readiness_checks,
-    stock_view,
-    sync_status,
-)
+from storeagent.http.schemas import OrderIn, SyncStatus, sync_status
+from storeagent.ops.metrics import AgentMetrics
+from storeagent.ops.vitals import readiness_checks
+from storeagent.replica.db import Replica
+from storeagent.replica.queries import OrderList, ProductList, ReplicaReads, StockView
+from storeagent.sales.desk import OrderDesk, Placed, PlaceOrder, Queued
+from storeagent.sync.progress import SyncProgress
 
 MAX_ORDER_PAGE = 200
-
-
-class OrderIn(BaseModel):
-    lines: list[dict[str, Any]] = Field(max_length=1000)
 
 
 def create_app(
@@ -64,6 +50,7 @@ def create_app(
     served at /metrics (a fresh one when not given)."""
     app = FastAPI(title="storeagent", summary=f"Store {store_id}: local replica API")
     metrics = metrics or AgentMetrics()
+    reads = ReplicaReads(replica)
     app.add_middleware(
         RequestContext, observe=metrics.http_request, log=EventLog("storeagent.http")
     )
@@ -78,7 +65,7 @@ def create_app(
         if not is_sku(sku):
             raise InvalidSku(sku=sku[:80])
         require_bootstrapped()
-        view = stock_view(replica, sku)
+        view = reads.stock_view(sku)
         if view is None:
             raise ProductNotFound(sku=sku)
         return view
@@ -89,7 +76,7 @@ def create_app(
     @app.get("/products")
     def get_products() -> ProductList:
         require_bootstrapped()
-        return product_list(replica)
+        return reads.product_list()
 
     @app.get("/sync/status")
     def get_sync_status() -> SyncStatus:
@@ -106,7 +93,7 @@ def create_app(
         )
 
     if orders is not None:
-        _add_order_routes(app, replica, orders, require_bootstrapped, metrics)
+        _add_order_routes(app, orders, require_bootstrapped, metrics)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -143,7 +130,6 @@ def _add_resync_route(app: FastAPI, replica: Replica, resync: Callable[[], None]
 
 def _add_order_routes(
     app: FastAPI,
-    replica: Replica,
     orders: OrderDesk,
     require_bootstrapped: Callable[[], None],
     metrics: AgentMetrics,
@@ -173,7 +159,7 @@ def _add_order_routes(
         limit: Annotated[int, Query(ge=1, le=MAX_ORDER_PAGE)] = 50,
     ) -> OrderList:
         """This store's sales, newest first."""
-        return order_list(replica, valid_status(status), limit)
+        return orders.list_orders(status, limit)
 
 
 def _order_answer(placed: Placed | Queued) -> dict[str, Any]:

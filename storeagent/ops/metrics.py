@@ -17,16 +17,14 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from storeagent import vitals
 from storeagent.clock import Clock, utc_now
-from storeagent.progress import SyncProgress
-from storeagent.replica import Replica
-from storeagent.resilience import Circuit, CircuitStatus
+from storeagent.ops.vitals import Vitals
+from storeagent.upstream.resilience import Circuit, CircuitStatus
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
-    from storeagent.apply import BatchResult
+    from storeagent.sync.apply import BatchResult
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 SYNC_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
@@ -97,12 +95,10 @@ class AgentMetrics:
 
 @dataclass(frozen=True)
 class WatchedState:
-    """What the scrape-time gauges read: the API's replica handle, the loop's progress, and
-    the order path's circuit breaker when the agent places orders."""
+    """What the scrape-time gauges read: the agent's vital signs (on the API's replica handle),
+    and the order path's circuit breaker when the agent places orders."""
 
-    replica: Replica
-    progress: SyncProgress
-    ready: Callable[[], bool]
+    vitals: Vitals
     circuit: Callable[[], CircuitStatus] | None = None
     clock: Clock = utc_now
 
@@ -130,13 +126,13 @@ class _StateCollector(Collector):
             "Records on the broker not yet applied to the replica",
             labels=["topic", "partition"],
         )
-        lags = vitals.partition_lags(self._state.replica, self._state.progress)
+        lags = self._state.vitals.partition_lags()
         for tp, lag in sorted(lags.items()):
             family.add_metric([tp.topic, str(tp.partition)], lag)
         yield family
 
     def _events(self) -> Iterator[Metric]:
-        totals = self._state.progress.totals()
+        totals = self._state.vitals.event_totals()
         yield CounterMetricFamily(
             "storeagent_events_applied",
             "Kafka events that changed the replica",
@@ -149,7 +145,7 @@ class _StateCollector(Collector):
         )
 
     def _staleness(self) -> Iterator[Metric]:
-        staleness = vitals.staleness_s(self._state.replica, self._state.clock())
+        staleness = self._state.vitals.staleness_s(self._state.clock())
         if staleness is not None:
             yield GaugeMetricFamily(
                 "storeagent_replica_staleness_seconds",
@@ -161,11 +157,11 @@ class _StateCollector(Collector):
         yield GaugeMetricFamily(
             "storeagent_dead_letters",
             "Kafka records that could not be applied (kept in dead_letters)",
-            value=self._state.replica.dead_letter_count(),
+            value=self._state.vitals.dead_letters(),
         )
 
     def _local_orders(self) -> Iterator[Metric]:
-        counts = vitals.local_order_counts(self._state.replica)
+        counts = self._state.vitals.local_orders()
         yield GaugeMetricFamily(
             "storeagent_offline_queue_depth",
             "Sales accepted offline and waiting for central",
@@ -192,7 +188,9 @@ class _StateCollector(Collector):
 
     def _ready(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(
-            "storeagent_ready", "1 while /readyz answers 200", value=float(self._state.ready())
+            "storeagent_ready",
+            "1 while /readyz answers 200",
+            value=float(self._state.vitals.ready()),
         )
 
 

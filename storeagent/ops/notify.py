@@ -12,7 +12,8 @@ set). A side thread of the agent then tells it:
 - `STOPPING=1` as soon as the stop event is set.
 
 Without NOTIFY_SOCKET none of this runs. `Notifier` is the port: `SocketNotifier` is the real
-adapter, `RecordingNotifier` the fake for tests.
+adapter; the fake, RecordingNotifier, lives in tests/support/agent_fakes.py. The thread is a
+SupervisedTask (ops.supervisor) running SystemdNotify.run.
 """
 
 from __future__ import annotations
@@ -26,9 +27,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from invwire.logs import EventLog
-from storeagent.progress import SyncProgress
-from storeagent.replica import Replica
-from storeagent.views import readiness_checks
+from storeagent.ops.vitals import Vitals
 
 CHECK_S = 0.1  # how often readiness is checked until READY=1 is sent
 STATUS_EVERY_S = 5.0  # status refresh when systemd runs no watchdog
@@ -67,27 +66,6 @@ class SocketNotifier:
 
     def close(self) -> None:
         self._sock.close()
-
-
-class RecordingNotifier:
-    """The fake: keeps each message as a dict of its assignments."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.messages: list[dict[str, str]] = []
-        self.closed = False
-
-    def send(self, fields: Sequence[str]) -> None:
-        if fields:
-            with self._lock:
-                self.messages.append(dict(field.split("=", 1) for field in fields))
-
-    def close(self) -> None:
-        self.closed = True
-
-    def values(self, name: str) -> list[str]:
-        with self._lock:
-            return [message[name] for message in self.messages if name in message]
 
 
 @dataclass(frozen=True)
@@ -132,28 +110,19 @@ class Health:
 
 
 class AgentHealth:
-    """Reads the agent's health: the /readyz checks, the loop's liveness and the lag."""
+    """Reads the agent's health: the /readyz checks (once `listening`), the loop's liveness
+    and the lag."""
 
-    def __init__(
-        self, replica: Replica, progress: SyncProgress, listening: Callable[[], bool]
-    ) -> None:
-        self._replica, self._progress, self._listening = replica, progress, listening
+    def __init__(self, vitals: Vitals, listening: Callable[[], bool]) -> None:
+        self._vitals, self._listening = vitals, listening
 
     def __call__(self) -> Health:
-        ready = self._listening() and all(readiness_checks(self._replica, self._progress).values())
         return Health(
-            ready=ready,
-            bootstrapped=self._replica.is_bootstrapped(),
-            loop_idle_s=self._progress.idle_for(),
-            lag=self._lag(),
+            ready=self._listening() and self._vitals.ready(),
+            bootstrapped=self._vitals.bootstrapped(),
+            loop_idle_s=self._vitals.loop_idle_s(),
+            lag=self._vitals.total_lag(),
         )
-
-    def _lag(self) -> int | None:
-        ends = self._progress.end_offsets()
-        if not ends:
-            return None
-        stored = self._replica.stored_offsets()
-        return sum(max(end - stored.get(tp, 0), 0) for tp, end in ends.items())
 
 
 def describe(health: Health, stall_after_s: float = LOOP_STALL_S) -> str:
@@ -208,44 +177,33 @@ class Announcer:
         return ["WATCHDOG=1"] if self._watchdog else []
 
 
-class NotifyThread(threading.Thread):
-    """The supervised side task: reports health until `stop`, then STOPPING=1.
-
-    An unexpected error marks it failed and calls `on_failure` (the daemon then stops).
-    """
+class SystemdNotify:
+    """Reports health to systemd until `stop`, then STOPPING=1."""
 
     def __init__(
         self,
         link: SystemdLink,
         health: Callable[[], Health],
         *,
-        stop: threading.Event,
-        on_failure: Callable[[], None],
         log: EventLog | None = None,
         check_s: float = CHECK_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(name="storeagent-notify", daemon=True)
-        self._link, self._health, self._stopping = link, health, stop
-        self._on_failure, self._check_s, self._clock = on_failure, check_s, clock
+        self._link, self._health = link, health
+        self._check_s, self._clock = check_s, clock
         self._log = log or EventLog("storeagent.notify")
         self._announcer = Announcer(link)
-        self.failed = False
 
-    def run(self) -> None:
+    def run(self, stop: threading.Event) -> None:
         self._log.info("notify.started", watchdog_s=self._link.watchdog_s, beat_s=self._link.beat_s)
         try:
-            self._report_until_stopped()
-        except Exception:
-            self.failed = True
-            self._log.error("notify.crashed", exc=True)
-            self._on_failure()
+            self._report_until_stopped(stop)
         finally:
             self._link.notifier.send(self._announcer.stopping())
 
-    def _report_until_stopped(self) -> None:
+    def _report_until_stopped(self, stop: threading.Event) -> None:
         next_beat = self._clock()
-        while not self._stopping.wait(self._wait_s(next_beat)):
+        while not stop.wait(self._wait_s(next_beat)):
             beat = self._clock() >= next_beat
             if beat:
                 next_beat = self._clock() + self._link.beat_s

@@ -1,16 +1,18 @@
-"""The agent's vital signs, read on demand by /metrics and the heartbeat to central: lag per
-partition, replica staleness, the offline queue and dead letters. Reads only, a few indexed
-queries: cheap enough for every scrape."""
+"""The agent's vital signs, read on demand by /readyz, /metrics, the heartbeat to central and
+the systemd notifier: readiness, lag per partition, replica staleness, the offline queue and
+dead letters. Reads only, a few indexed queries: cheap enough for every scrape."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 
-from storeagent.local_sales import LocalSales
-from storeagent.progress import SyncProgress
-from storeagent.replica import META_LAST_EVENT_AT, Replica
-from storeagent.source import TopicPartition
+import peewee
+
+from storeagent.replica.db import META_LAST_EVENT_AT, Replica
+from storeagent.replica.local_orders import LocalOrders
+from storeagent.sync.progress import SyncProgress
+from storeagent.sync.source import TopicPartition
 
 
 @dataclass(frozen=True)
@@ -19,33 +21,83 @@ class LocalOrderCounts:
     rejected_offline: int  # accepted offline, then refused by central: staff must see to them
 
 
-def partition_lags(replica: Replica, progress: SyncProgress) -> dict[TopicPartition, int]:
-    """Records on the broker not yet in the replica, for each partition whose end is known."""
-    ends = progress.end_offsets()
-    if not ends:
-        return {}
-    stored = replica.stored_offsets()
-    return {tp: max(end - stored.get(tp, 0), 0) for tp, end in ends.items()}
+def readiness_checks(replica: Replica, progress: SyncProgress) -> dict[str, bool]:
+    """Ready = the replica's database answers, Kafka answered the loop recently, the loop holds
+    its partitions and keeps coming round, and the replica finished its first sync."""
+    database = _database_answers(replica)
+    return {
+        "database": database,
+        "broker": progress.broker_reachable(),
+        "assigned": progress.is_assigned(),
+        "bootstrapped": database and _bootstrapped(replica),
+        "consuming": progress.is_consuming(),
+    }
 
 
-def total_lag(replica: Replica, progress: SyncProgress) -> int | None:
-    """None until the loop has seen the broker's end offsets."""
-    lags = partition_lags(replica, progress)
-    return sum(lags.values()) if lags else None
+class Vitals:
+    """Reads one replica handle (with its local orders) and the sync loop's progress."""
+
+    def __init__(self, replica: Replica, orders: LocalOrders, progress: SyncProgress) -> None:
+        self._replica, self._orders, self._progress = replica, orders, progress
+
+    def readiness(self) -> dict[str, bool]:
+        return readiness_checks(self._replica, self._progress)
+
+    def ready(self) -> bool:
+        return all(self.readiness().values())
+
+    def bootstrapped(self) -> bool:
+        return self._replica.is_bootstrapped()
+
+    def loop_idle_s(self) -> float | None:
+        """Seconds since the sync loop last came round; None when it is not running."""
+        return self._progress.idle_for()
+
+    def event_totals(self) -> dict[str, int]:
+        """Records the loop handled since this process started, by outcome."""
+        return self._progress.totals()
+
+    def partition_lags(self) -> dict[TopicPartition, int]:
+        """Records on the broker not yet in the replica, for each partition whose end is known."""
+        ends = self._progress.end_offsets()
+        if not ends:
+            return {}
+        stored = self._replica.stored_offsets()
+        return {tp: max(end - stored.get(tp, 0), 0) for tp, end in ends.items()}
+
+    def total_lag(self) -> int | None:
+        """None until the loop has seen the broker's end offsets."""
+        lags = self.partition_lags()
+        return sum(lags.values()) if lags else None
+
+    def last_event_at(self) -> str | None:
+        """When the newest applied event happened at central (ISO 8601)."""
+        return self._replica.get_meta(META_LAST_EVENT_AT)
+
+    def staleness_s(self, now: datetime) -> float | None:
+        """Now minus the time of the newest applied event; None before the first event."""
+        newest = self.last_event_at()
+        if newest is None:
+            return None
+        return max((now - datetime.fromisoformat(newest)).total_seconds(), 0.0)
+
+    def local_orders(self) -> LocalOrderCounts:
+        return LocalOrderCounts(self._orders.queue_depth(), self._orders.rejected_offline())
+
+    def dead_letters(self) -> int:
+        return self._replica.dead_letter_count()
 
 
-def last_event_at(replica: Replica) -> datetime | None:
-    """When the newest applied event happened at central."""
-    raw = replica.get_meta(META_LAST_EVENT_AT)
-    return None if raw is None else datetime.fromisoformat(raw)
+def _database_answers(replica: Replica) -> bool:
+    try:
+        replica.db.execute_sql("SELECT 1")
+    except peewee.DatabaseError:
+        return False
+    return True
 
 
-def staleness_s(replica: Replica, now: datetime) -> float | None:
-    """Now minus the time of the newest applied event; None before the first event."""
-    newest = last_event_at(replica)
-    return None if newest is None else max((now - newest).total_seconds(), 0.0)
-
-
-def local_order_counts(replica: Replica) -> LocalOrderCounts:
-    sales = LocalSales(replica)
-    return LocalOrderCounts(sales.queue_depth(), sales.rejected_offline())
+def _bootstrapped(replica: Replica) -> bool:
+    try:
+        return replica.is_bootstrapped()
+    except peewee.DatabaseError:
+        return False

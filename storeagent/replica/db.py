@@ -1,8 +1,11 @@
-"""The store's SQLite replica: opening, schema migrations and the row-level writes.
+"""The replica's database handle: opening, schema migrations, meta, offsets, dead letters and
+the versioned upserts of the replicated rows.
 
 Write helpers never commit: the caller holds the transaction (apply_batch one per batch,
 OrderDesk one per step of a sale).
 Versioned upserts change a row only when the incoming version is newer than the stored one.
+The local orders have their own repository (replica.local_orders) and the reads their own
+module (replica.queries); each binds the tables to this handle's database.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ from peewee import EXCLUDED
 from invwire.errors import PoisonRecord
 from invwire.events import CategoryChanged, ProductChanged, StockChanged
 from storeagent.errors import ReplicaSchemaTooNew, ReplicaUnavailable
-from storeagent.models import LocalOrder, ReplicaModels, bind_models
-from storeagent.source import Record, TopicPartition
+from storeagent.replica.models import ReplicaModels, bind_models
+from storeagent.sync.source import Record, TopicPartition
 
 SCHEMA_VERSION = 3
 PRAGMAS = {"journal_mode": "wal", "synchronous": "normal", "busy_timeout": 5000}
@@ -32,8 +35,25 @@ META_EVENTS_APPLIED = "events_applied"
 META_BOOTSTRAPPED = "bootstrapped"
 
 
+# SQLite errors that another attempt may not meet: a lock held too long by another
+# connection, a failing or full disk. Any other database error is a bug or a broken file.
+TRANSIENT_ERRORS = (
+    "database is locked",
+    "database table is locked",
+    "disk i/o error",
+    "database or disk is full",
+    "unable to open database file",
+)
+
+
 def iso(moment: datetime) -> str:
     return moment.isoformat(timespec="microseconds")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether `exc` is a SQLite error worth retrying after a pause (see TRANSIENT_ERRORS)."""
+    message = str(exc).lower()
+    return isinstance(exc, peewee.OperationalError) and any(t in message for t in TRANSIENT_ERRORS)
 
 
 def open_replica(path: Path) -> Replica:
@@ -50,7 +70,7 @@ def open_replica(path: Path) -> Replica:
 class Replica:
     def __init__(self, db: peewee.SqliteDatabase) -> None:
         self.db = db
-        self.m: ReplicaModels = bind_models(db)
+        self._tables: ReplicaModels = bind_models(db)
 
     def transaction(self) -> AbstractContextManager[Any]:
         """BEGIN IMMEDIATE: take the write lock up front so a batch never fails half-way."""
@@ -61,33 +81,34 @@ class Replica:
 
     def migrate(self) -> None:
         with self.transaction():
-            self.m.meta.create_table(safe=True)
+            self._tables.meta.create_table(safe=True)
             current = int(self.get_meta(META_SCHEMA_VERSION) or 0)
             if current > SCHEMA_VERSION:
                 raise ReplicaSchemaTooNew(found=current, supported=SCHEMA_VERSION)
             for version in range(current + 1, SCHEMA_VERSION + 1):
-                _MIGRATIONS[version](self)
+                _MIGRATIONS[version](self.db, self._tables)
                 self.set_meta({META_SCHEMA_VERSION: str(version)})
 
     def get_meta(self, key: str) -> str | None:
-        row = self.m.meta.get_or_none(self.m.meta.key == key)
+        row = self._tables.meta.get_or_none(self._tables.meta.key == key)
         return None if row is None else row.value
 
     def meta(self) -> dict[str, str]:
-        return {row.key: row.value for row in self.m.meta.select()}
+        return {row.key: row.value for row in self._tables.meta.select()}
 
     def set_meta(self, values: Mapping[str, str]) -> None:
         if not values:
             return
         rows = [{"key": key, "value": value} for key, value in values.items()]
-        meta = self.m.meta
+        meta = self._tables.meta
         meta.insert_many(rows).on_conflict(
             conflict_target=[meta.key], update={meta.value: EXCLUDED.value}
         ).execute()
 
     def clear_replicated_state(self) -> None:
         """Drop what came from Kafka (catalog, stock, offsets); local orders are kept."""
-        for model in (self.m.stock, self.m.product, self.m.category, self.m.offset):
+        tables = self._tables
+        for model in (tables.stock, tables.product, tables.category, tables.offset):
             model.delete().execute()
         self.set_meta({META_BOOTSTRAPPED: "0"})
 
@@ -97,13 +118,13 @@ class Replica:
     def stored_offsets(self) -> dict[TopicPartition, int]:
         return {
             TopicPartition(row.topic, row.partition): row.next_offset
-            for row in self.m.offset.select()
+            for row in self._tables.offset.select()
         }
 
     def save_offsets(self, offsets: Mapping[TopicPartition, int]) -> None:
         if not offsets:
             return
-        off = self.m.offset
+        off = self._tables.offset
         rows = [
             {"topic": tp.topic, "partition": tp.partition, "next_offset": nxt}
             for tp, nxt in offsets.items()
@@ -142,28 +163,9 @@ class Replica:
     def _changed(self, sql: str, params: tuple[Any, ...]) -> bool:
         return bool(self.db.execute_sql(sql, params).rowcount)
 
-    def local_order(self, idempotency_key: str) -> LocalOrder | None:
-        lo = self.m.local_order
-        return lo.get_or_none(lo.idempotency_key == idempotency_key)
-
-    def add_local_order(self, **fields: Any) -> None:
-        self.m.local_order.insert(**fields).execute()
-
-    def update_local_order(self, local_ref: str, **fields: Any) -> None:
-        lo = self.m.local_order
-        lo.update(**fields).where(lo.local_ref == local_ref).execute()
-
-    def local_orders(self, status: str | None, limit: int) -> list[LocalOrder]:
-        """Newest first."""
-        lo = self.m.local_order
-        query = lo.select()
-        if status is not None:
-            query = query.where(lo.status == status)
-        return list(query.order_by(lo.seq.desc()).limit(limit))
-
     def add_dead_letter(self, record: Record, error: PoisonRecord, now: datetime) -> None:
         """Keep the raw record; replayed, the same record is stored only once."""
-        self.m.dead_letter.insert(
+        self._tables.dead_letter.insert(
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,
@@ -175,7 +177,7 @@ class Replica:
         ).on_conflict_ignore().execute()
 
     def dead_letter_count(self) -> int:
-        return int(self.m.dead_letter.select().count())
+        return int(self._tables.dead_letter.select().count())
 
 
 _UPSERT_CATEGORY = (
@@ -199,24 +201,24 @@ _UPSERT_STOCK = (
 )
 
 
-def _schema_v1(replica: Replica) -> None:
-    replica.db.create_tables(replica.m.schema_v1(), safe=True)
+def _schema_v1(db: peewee.SqliteDatabase, tables: ReplicaModels) -> None:
+    db.create_tables(tables.schema_v1(), safe=True)
 
 
-def _schema_v2(replica: Replica) -> None:
-    replica.db.create_tables([replica.m.local_order], safe=True)
+def _schema_v2(db: peewee.SqliteDatabase, tables: ReplicaModels) -> None:
+    db.create_tables([tables.local_order], safe=True)
 
 
-def _schema_v3(replica: Replica) -> None:
+def _schema_v3(db: peewee.SqliteDatabase, tables: ReplicaModels) -> None:
     """The offline queue: when a sale was queued, and whether a failed one may be at central."""
-    table = replica.m.local_order._meta.table_name
-    present = {column.name for column in replica.db.get_columns(table)}
+    table = tables.local_order._meta.table_name
+    present = {column.name for column in db.get_columns(table)}
     for name, kind in (("queued_at", "TEXT"), ("outcome_unknown", "INTEGER NOT NULL DEFAULT 0")):
         if name not in present:
-            replica.db.execute_sql(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+            db.execute_sql(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
 
-_MIGRATIONS: dict[int, Callable[[Replica], None]] = {
+_MIGRATIONS: dict[int, Callable[[peewee.SqliteDatabase, ReplicaModels], None]] = {
     1: _schema_v1,
     2: _schema_v2,
     3: _schema_v3,

@@ -1,5 +1,6 @@
-"""This store's sales as the replica records them (local_orders): the reads the till and the
-replayer decide on, and the writes that record an outcome.
+"""This store's sales as the replica records them (table local_orders): a repository with one
+method per change of a sale's state, and the reads the till, the replayer and the status
+decide on. Sales come back as LocalSale values, never as table rows.
 
 Helpers never commit: the caller (OrderDesk, Replayer) holds the transaction.
 """
@@ -7,18 +8,40 @@ Helpers never commit: the caller (OrderDesk, Replayer) holds the transaction.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+import peewee
+
 from invwire.orders import Line
-from storeagent import order_rules as rules
-from storeagent.central_client import Confirmed
 from storeagent.clock import Clock, utc_now
-from storeagent.models import LocalOrder
-from storeagent.offline_rules import less_queued, queued_units_by_sku, units
-from storeagent.replica import Replica, iso
+from storeagent.replica.db import Replica, iso
+from storeagent.replica.models import LocalOrder, bind_models
+from storeagent.sales import rules
+
+
+@dataclass(frozen=True)
+class LocalSale:
+    """A sale placed at this store, persisted with its idempotency key before central saw it."""
+
+    seq: int
+    local_ref: str
+    idempotency_key: str
+    fingerprint: str
+    lines: tuple[Line, ...]  # in SKU order
+    status: str
+    order_id: str | None
+    central_order: dict[str, Any] | None  # central's order, replayed as sent
+    reason_code: str | None
+    reason_message: str | None
+    attempts: int
+    created_at: str
+    updated_at: str
+    queued_at: str | None  # accepted offline then (kept once replayed)
+    outcome_unknown: bool  # failed, and an attempt may have reached central
 
 
 @dataclass(frozen=True)
@@ -31,52 +54,44 @@ class QueueCounts:
     in_doubt: int  # failed, and central may hold them
 
 
-def lines_of(row: LocalOrder) -> list[Line]:
-    return [Line(item["sku"], item["quantity"]) for item in json.loads(str(row.lines))]
+class LocalOrders:
+    """The local_orders table of one replica handle; timestamps come from `clock`."""
 
-
-class LocalSales:
     def __init__(self, replica: Replica, clock: Clock = utc_now) -> None:
         self._replica, self._clock = replica, clock
-        self._lo = replica.m.local_order
+        self._lo = bind_models(replica.db).local_order
 
     def transaction(self) -> AbstractContextManager[Any]:
         return self._replica.transaction()
 
-    def now(self) -> str:
-        return iso(self._clock())
+    def by_key(self, key: str) -> LocalSale | None:
+        row = self._lo.get_or_none(self._lo.idempotency_key == key)
+        return None if row is None else _sale(row)
 
-    def by_key(self, key: str) -> LocalOrder | None:
-        return self._replica.local_order(key)
+    def newest_first(self, status: str | None, limit: int) -> list[LocalSale]:
+        query = self._lo.select()
+        if status is not None:
+            query = query.where(self._lo.status == status)
+        return [_sale(row) for row in query.order_by(self._lo.seq.desc()).limit(limit)]
 
-    def products(
-        self, skus: Collection[str], queued: Mapping[str, int] | None = None
-    ) -> dict[str, rules.Product]:
-        """What the replica shows of these SKUs, less the units of the sales queued offline
-        (`queued`, when the caller has read them already)."""
-        prod, stock = self._replica.m.product, self._replica.m.stock
-        quantities = {s.sku: s.quantity for s in stock.select().where(stock.sku.in_(skus))}
-        shown = {
-            p.sku: rules.Product(bool(p.active), quantities.get(p.sku, 0))
-            for p in prod.select().where(prod.sku.in_(skus))
-        }
-        return less_queued(shown, self.queued_units() if queued is None else queued)
-
-    def queued_units(self) -> dict[str, int]:
-        return queued_units_by_sku([lines_of(row) for row in self._with_status(rules.QUEUED)])
+    def queued_lines(self) -> list[tuple[Line, ...]]:
+        """The lines of every sale queued offline (their customers took the goods)."""
+        return [_lines(row) for row in self._with_status(rules.QUEUED)]
 
     def counts(self) -> QueueCounts:
         queued = list(self._with_status(rules.QUEUED))
+        lo = self._lo
         return QueueCounts(
             depth=len(queued),
-            units=sum(units(lines_of(row)) for row in queued),
+            units=sum(line.quantity for row in queued for line in _lines(row)),
             oldest_queued_at=min((str(row.queued_at) for row in queued), default=None),
             rejected=self.rejected_offline(),
             pending=int(self._with_status(rules.PENDING).count()),
-            in_doubt=int(self._with_status(rules.FAILED).where(self._lo.outcome_unknown).count()),
+            in_doubt=int(self._with_status(rules.FAILED).where(lo.outcome_unknown).count()),
         )
 
     def rejected_offline(self) -> int:
+        """Sales queued offline that central then refused (the customer has the goods)."""
         lo = self._lo
         query = lo.select().where((lo.status == rules.REJECTED) & lo.queued_at.is_null(False))
         return int(query.count())
@@ -84,63 +99,124 @@ class LocalSales:
     def queue_depth(self) -> int:
         return int(self._with_status(rules.QUEUED).count())
 
-    def next_to_replay(self, skip: Collection[str]) -> LocalOrder | None:
+    def next_to_replay(self, skip: Collection[str]) -> LocalSale | None:
         """The oldest sale to send again: queued offline, or left pending by an agent that
         stopped before recording central's answer (`skip`: keys a till is sending now)."""
         lo = self._lo
-        query = lo.select().where(lo.status.in_([rules.QUEUED, rules.PENDING]))
-        if skip:
-            query = query.where(lo.idempotency_key.not_in(list(skip)))
-        return query.order_by(lo.seq).first()
+        return self._oldest(lo.status.in_([rules.QUEUED, rules.PENDING]), skip)
 
-    def next_to_void(self, failed_before: str, skip: Collection[str]) -> LocalOrder | None:
+    def next_to_void(self, failed_before: datetime, skip: Collection[str]) -> LocalSale | None:
         """The oldest failed sale that may be at central, failed before `failed_before`."""
         lo = self._lo
-        query = lo.select().where(
-            (lo.status == rules.FAILED) & lo.outcome_unknown & (lo.updated_at < failed_before)
+        doubtful = (lo.status == rules.FAILED) & lo.outcome_unknown
+        return self._oldest(doubtful & (lo.updated_at < iso(failed_before)), skip)
+
+    def add_pending(
+        self, local_ref: str, key: str, fingerprint: str, lines: Sequence[Line]
+    ) -> None:
+        """A new sale, about to be sent to central."""
+        now = self._now()
+        self._lo.insert(
+            local_ref=local_ref,
+            idempotency_key=key,
+            fingerprint=fingerprint,
+            lines=json.dumps([line.to_wire() for line in lines]),
+            status=rules.PENDING,
+            attempts=1,
+            created_at=now,
+            updated_at=now,
+        ).execute()
+
+    def retry(self, local_ref: str) -> None:
+        """A sale seen before is sent again: pending, one attempt more."""
+        self._update(
+            local_ref, status=rules.PENDING, attempts=self._lo.attempts + 1, updated_at=self._now()
         )
-        if skip:
-            query = query.where(lo.idempotency_key.not_in(list(skip)))
-        return query.order_by(lo.seq).first()
 
-    def add(self, **fields: Any) -> None:
-        self._replica.add_local_order(**fields)
-
-    def update(self, local_ref: str, **fields: Any) -> None:
-        self._replica.update_local_order(local_ref, **fields)
-
-    def confirm(self, local_ref: str, result: Confirmed) -> None:
-        """Central's order, and the stock it left, which the replica shows at once."""
-        at = iso(result.created_at)
-        for level in result.stock:
-            self._replica.set_stock(level.sku, level.quantity, level.stock_version, updated_at=at)
-        self.record(
+    def confirm(self, local_ref: str, order_id: str, central_order: Mapping[str, Any]) -> None:
+        self._record(
             local_ref,
             rules.CONFIRMED,
-            order_id=result.order_id,
-            central_order=json.dumps(result.order),
+            order_id=order_id,
+            central_order=json.dumps(central_order),
         )
 
-    def record(
+    def queue(self, local_ref: str, code: str, message: str) -> None:
+        """Accepted offline: the customer takes the goods, central hears of it later."""
+        self._record(local_ref, rules.QUEUED, code, message, queued_at=self._now())
+
+    def reject(self, local_ref: str, code: str, message: str) -> None:
+        self._record(local_ref, rules.REJECTED, code, message)
+
+    def fail(self, local_ref: str, code: str, message: str, *, outcome_unknown: bool) -> None:
+        """`outcome_unknown`: an attempt may have reached central, which the replayer checks."""
+        self._record(local_ref, rules.FAILED, code, message, outcome_unknown=outcome_unknown)
+
+    def void(self, local_ref: str, order_id: str, message: str) -> None:
+        """A failed sale central had recorded, and that was cancelled there."""
+        self._record(local_ref, rules.FAILED, rules.VOIDED, message, order_id=order_id)
+
+    def clear_doubt(self, local_ref: str) -> None:
+        """A failed sale central turned out not to hold: failed for good."""
+        self._update(local_ref, outcome_unknown=False)
+
+    def _record(
         self,
         local_ref: str,
         status: str,
-        *,
         code: str | None = None,
         message: str | None = None,
-        **fields: Any,
+        *,
+        outcome_unknown: bool = False,
+        **columns: object,
     ) -> None:
-        """Set the sale's status and reason; a sale that central answered is no longer in
-        doubt (outcome_unknown is only kept for failed ones when the caller says so)."""
-        fields.setdefault("outcome_unknown", False)
-        self._replica.update_local_order(
+        """Set the status and reason; a sale central answered is no longer in doubt."""
+        self._update(
             local_ref,
             status=status,
             reason_code=code,
             reason_message=message,
-            updated_at=self.now(),
-            **fields,
+            outcome_unknown=outcome_unknown,
+            updated_at=self._now(),
+            **columns,
         )
 
-    def _with_status(self, status: str) -> Any:
+    def _update(self, local_ref: str, **columns: object) -> None:
+        self._lo.update(**columns).where(self._lo.local_ref == local_ref).execute()
+
+    def _oldest(self, condition: peewee.Expression, skip: Collection[str]) -> LocalSale | None:
+        query = self._lo.select().where(condition)
+        if skip:
+            query = query.where(self._lo.idempotency_key.not_in(list(skip)))
+        row = query.order_by(self._lo.seq).first()
+        return None if row is None else _sale(row)
+
+    def _with_status(self, status: str) -> peewee.ModelSelect[LocalOrder]:
         return self._lo.select().where(self._lo.status == status)
+
+    def _now(self) -> str:
+        return iso(self._clock())
+
+
+def _lines(row: LocalOrder) -> tuple[Line, ...]:
+    return tuple(Line(item["sku"], item["quantity"]) for item in json.loads(str(row.lines)))
+
+
+def _sale(row: LocalOrder) -> LocalSale:
+    return LocalSale(
+        seq=int(row.seq),
+        local_ref=str(row.local_ref),
+        idempotency_key=str(row.idempotency_key),
+        fingerprint=str(row.fingerprint),
+        lines=_lines(row),
+        status=str(row.status),
+        order_id=row.order_id,
+        central_order=None if row.central_order is None else json.loads(row.central_order),
+        reason_code=row.reason_code,
+        reason_message=row.reason_message,
+        attempts=int(row.attempts),
+        created_at=str(row.created_at),
+        updated_at=str(row.updated_at),
+        queued_at=row.queued_at,
+        outcome_unknown=bool(row.outcome_unknown),
+    )

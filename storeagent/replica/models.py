@@ -2,6 +2,8 @@
 
 Binding per database (instead of a module-level database or proxy) lets the sync loop and the
 HTTP API hold separate connections, and lets tests open several replicas in one process.
+Only the replica package uses these: everything else goes through Replica, LocalOrders and
+ReplicaReads, which bind their own set.
 """
 
 from __future__ import annotations

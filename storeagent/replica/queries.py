@@ -1,25 +1,18 @@
-"""Read side of the store API: replica rows (and live sync progress) shaped as in docs/wire.md."""
+"""Read side of the replica: the replicated rows as values, and as the store API shapes them
+(docs/wire.md)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Iterable
-from typing import Any, NotRequired, cast
+from dataclasses import dataclass
+from typing import Any, cast
 
-import peewee
 from peewee import JOIN, fn
 from typing_extensions import TypedDict
 
-from storeagent.models import LocalOrder
-from storeagent.offline import OfflineQueueStatus
-from storeagent.progress import SyncProgress
-from storeagent.replica import (
-    META_EVENTS_APPLIED,
-    META_LAST_APPLIED_AT,
-    META_LAST_EVENT_AT,
-    Replica,
-)
-from storeagent.resilience import CircuitStatus
+from storeagent.replica.db import Replica
+from storeagent.replica.local_orders import LocalOrders, LocalSale
+from storeagent.replica.models import Stock, bind_models
 
 
 class StockView(TypedDict):
@@ -58,59 +51,162 @@ class OrderList(TypedDict):
     items: list[OrderItem]
 
 
-class PartitionStatus(TypedDict):
+@dataclass(frozen=True)
+class CategoryRow:
+    id: int
+    name: str
+    version: int
+
+
+@dataclass(frozen=True)
+class ProductRow:
+    sku: str
+    name: str
+    price: str
+    category_id: int
+    description: str
+    active: bool
+    version: int
+
+
+@dataclass(frozen=True)
+class StockRow:
+    sku: str
+    quantity: int
+    stock_version: int
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class DeadLetterRow:
     topic: str
     partition: int
     offset: int
-    end_offset: int | None
-    lag: int | None
+    key: bytes | None
+    value: bytes | None
+    reason: str
+    detail: str
+    created_at: str
 
 
-class SyncStatus(TypedDict):
-    store_id: str
-    ready: bool
-    last_event_at: str | None
-    last_applied_at: str | None
-    events_applied: int
-    dead_letters: int
-    partitions: list[PartitionStatus]
-    central: NotRequired[CircuitStatus]
-    offline_queue: NotRequired[OfflineQueueStatus]
+@dataclass(frozen=True)
+class OnHand:
+    """What the replica shows of a product a sale names: whether it is sold, and its stock."""
+
+    active: bool
+    quantity: int
 
 
-def stock_view(replica: Replica, sku: str) -> StockView | None:
-    """A SKU's stock; a product without a stock row has quantity 0 at version 0."""
-    product = replica.m.product.get_or_none(replica.m.product.sku == sku)
-    stock = replica.m.stock.get_or_none(replica.m.stock.sku == sku)
-    if product is None and stock is None:
-        return None
-    return StockView(
-        sku=sku,
-        name=product.name if product else None,
-        quantity=stock.quantity if stock else 0,
-        stock_version=stock.stock_version if stock else 0,
-        updated_at=stock.updated_at if stock else None,
-        source="replica",
-    )
+class ReplicaReads:
+    """Read queries over the replicated tables of one replica handle."""
 
+    def __init__(self, replica: Replica) -> None:
+        tables = bind_models(replica.db)
+        self._category, self._product = tables.category, tables.product
+        self._stock, self._dead_letter = tables.stock, tables.dead_letter
 
-def product_list(replica: Replica) -> ProductList:
-    prod, stock = replica.m.product, replica.m.stock
-    query = (
-        prod.select(
-            prod.sku,
-            prod.name,
-            prod.price,
-            prod.category_id,
-            prod.active,
-            fn.COALESCE(stock.quantity, 0).alias("quantity"),
-            fn.COALESCE(stock.stock_version, 0).alias("stock_version"),
+    def stock_view(self, sku: str) -> StockView | None:
+        """A SKU's stock; a product without a stock row has quantity 0 at version 0."""
+        product = self._product.get_or_none(self._product.sku == sku)
+        stock = self._stock.get_or_none(self._stock.sku == sku)
+        if product is None and stock is None:
+            return None
+        return StockView(
+            sku=sku,
+            name=product.name if product else None,
+            quantity=stock.quantity if stock else 0,
+            stock_version=stock.stock_version if stock else 0,
+            updated_at=stock.updated_at if stock else None,
+            source="replica",
         )
-        .join(stock, JOIN.LEFT_OUTER, on=(stock.sku == prod.sku))
-        .order_by(prod.sku)
-        .dicts()
+
+    def product_list(self) -> ProductList:
+        prod, stock = self._product, self._stock
+        query = (
+            prod.select(
+                prod.sku,
+                prod.name,
+                prod.price,
+                prod.category_id,
+                prod.active,
+                fn.COALESCE(stock.quantity, 0).alias("quantity"),
+                fn.COALESCE(stock.stock_version, 0).alias("stock_version"),
+            )
+            .join(stock, JOIN.LEFT_OUTER, on=(stock.sku == prod.sku))
+            .order_by(prod.sku)
+            .dicts()
+        )
+        rows = cast(Iterable[dict[str, Any]], query)
+        return ProductList(items=[_product_item(row) for row in rows])
+
+    def on_hand(self, skus: Collection[str]) -> dict[str, OnHand]:
+        """The products of `skus` the replica knows, with their stock (0 without a row)."""
+        prod, stock = self._product, self._stock
+        quantities = {s.sku: s.quantity for s in stock.select().where(stock.sku.in_(skus))}
+        return {
+            p.sku: OnHand(bool(p.active), quantities.get(p.sku, 0))
+            for p in prod.select().where(prod.sku.in_(skus))
+        }
+
+    def stock_level(self, sku: str) -> StockRow | None:
+        row = self._stock.get_or_none(self._stock.sku == sku)
+        return None if row is None else _stock_row(row)
+
+    def stock_levels(self) -> dict[str, StockRow]:
+        return {row.sku: _stock_row(row) for row in self._stock.select()}
+
+    def categories(self) -> dict[int, CategoryRow]:
+        return {
+            row.id: CategoryRow(row.id, row.name, row.version) for row in self._category.select()
+        }
+
+    def products(self) -> dict[str, ProductRow]:
+        return {
+            row.sku: ProductRow(
+                row.sku,
+                row.name,
+                row.price,
+                row.category_id,
+                row.description,
+                bool(row.active),
+                row.version,
+            )
+            for row in self._product.select()
+        }
+
+    def dead_letters(self) -> list[DeadLetterRow]:
+        """Oldest first."""
+        rows = self._dead_letter.select().order_by(self._dead_letter.id)
+        return [
+            DeadLetterRow(
+                row.topic,
+                row.partition,
+                row.offset,
+                None if row.key is None else bytes(row.key),
+                None if row.value is None else bytes(row.value),
+                row.reason,
+                row.detail,
+                row.created_at,
+            )
+            for row in rows
+        ]
+
+
+def order_list(orders: LocalOrders, status: str | None, limit: int) -> OrderList:
+    """This store's sales, newest first; `reason` is why one was refused or is not done."""
+    return OrderList(items=[_order_item(sale) for sale in orders.newest_first(status, limit)])
+
+
+def _order_item(sale: LocalSale) -> OrderItem:
+    reason = f"{sale.reason_code}: {sale.reason_message}" if sale.reason_code else None
+    return OrderItem(
+        local_ref=sale.local_ref,
+        status=sale.status,
+        order_id=sale.order_id,
+        lines=[line.to_wire() for line in sale.lines],
+        created_at=sale.created_at,
+        reason=reason,
     )
-    return ProductList(items=[_product_item(row) for row in cast(Iterable[dict[str, Any]], query)])
 
 
 def _product_item(row: dict[str, Any]) -> ProductItem:
@@ -125,85 +221,5 @@ def _product_item(row: dict[str, Any]) -> ProductItem:
     )
 
 
-def order_list(replica: Replica, status: str | None, limit: int) -> OrderList:
-    """This store's sales, newest first; `reason` is why one was refused or is not done."""
-    return OrderList(items=[_order_item(row) for row in replica.local_orders(status, limit)])
-
-
-def _order_item(row: LocalOrder) -> OrderItem:
-    reason = f"{row.reason_code}: {row.reason_message}" if row.reason_code else None
-    return OrderItem(
-        local_ref=row.local_ref,
-        status=row.status,
-        order_id=row.order_id,
-        lines=json.loads(row.lines),
-        created_at=row.created_at,
-        reason=reason,
-    )
-
-
-def sync_status(
-    replica: Replica,
-    progress: SyncProgress,
-    *,
-    store_id: str,
-    topics: Collection[str],
-    ready: bool,
-    central: CircuitStatus | None = None,
-    offline_queue: OfflineQueueStatus | None = None,
-) -> SyncStatus:
-    """Per-partition lag of the current topics: live end offsets minus stored next offsets;
-    `central` is the order path's circuit breaker, when the agent places orders."""
-    meta = replica.meta()
-    stored = replica.stored_offsets()
-    ends = progress.end_offsets()
-    partitions = sorted(tp for tp in set(stored) | set(ends) if tp.topic in topics)
-    status = SyncStatus(
-        store_id=store_id,
-        ready=ready,
-        last_event_at=meta.get(META_LAST_EVENT_AT),
-        last_applied_at=meta.get(META_LAST_APPLIED_AT),
-        events_applied=int(meta.get(META_EVENTS_APPLIED, 0)),
-        dead_letters=replica.dead_letter_count(),
-        partitions=[
-            _partition(tp.topic, tp.partition, stored.get(tp, 0), ends.get(tp)) for tp in partitions
-        ],
-    )
-    if central is not None:
-        status["central"] = central
-    if offline_queue is not None:
-        status["offline_queue"] = offline_queue
-    return status
-
-
-def _partition(topic: str, partition: int, offset: int, end: int | None) -> PartitionStatus:
-    lag = None if end is None else max(end - offset, 0)
-    return PartitionStatus(topic=topic, partition=partition, offset=offset, end_offset=end, lag=lag)
-
-
-def readiness_checks(replica: Replica, progress: SyncProgress) -> dict[str, bool]:
-    """Ready = the replica's database answers, Kafka answered the loop recently, the loop holds
-    its partitions and keeps coming round, and the replica finished its first sync."""
-    database = _database_answers(replica)
-    return {
-        "database": database,
-        "broker": progress.broker_reachable(),
-        "assigned": progress.is_assigned(),
-        "bootstrapped": database and _bootstrapped(replica),
-        "consuming": progress.is_consuming(),
-    }
-
-
-def _database_answers(replica: Replica) -> bool:
-    try:
-        replica.db.execute_sql("SELECT 1")
-    except peewee.DatabaseError:
-        return False
-    return True
-
-
-def _bootstrapped(replica: Replica) -> bool:
-    try:
-        return replica.is_bootstrapped()
-    except peewee.DatabaseError:
-        return False
+def _stock_row(row: Stock) -> StockRow:
+    return StockRow(row.sku, row.quantity, row.stock_version, row.updated_at)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from storeagent.order_rules import Line, Product
+from storeagent.sales.rules import Line, Product
 
 OFF_REFUSAL = "offline.off"
 NO_CENTRAL = "offline.no_central"

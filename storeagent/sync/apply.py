@@ -20,14 +20,14 @@ from invwire.events import (
     StockChanged,
     parse_record,
 )
-from storeagent.replica import (
+from storeagent.replica.db import (
     META_EVENTS_APPLIED,
     META_LAST_APPLIED_AT,
     META_LAST_EVENT_AT,
     Replica,
     iso,
 )
-from storeagent.source import Record, TopicPartition
+from storeagent.sync.source import Record, TopicPartition
 
 
 @dataclass

@@ -16,7 +16,7 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from storeagent.errors import SourceUnavailable
-from storeagent.source import Record, TopicPartition
+from storeagent.sync.source import Record, TopicPartition
 
 REQUEST_TIMEOUT_MS = 10_000
 CALL_TIMEOUT_MS = 3_000

@@ -3,7 +3,10 @@
 Partitions are assigned manually and positioned from the offsets stored in the replica; each
 polled batch is applied in one SQLite transaction together with its next offsets, then the
 same offsets are committed to the Kafka group for visibility. A failed batch is never
-skipped: the loop seeks back to the stored offsets, backs off and polls it again.
+skipped. Only what passes is retried: Kafka unreachable (SourceUnavailable) and a transient
+SQLite error while applying (a lock held too long, a disk I/O error); then the loop seeks back
+to the stored offsets, backs off and polls the batch again. Any other error ends run(): the
+supervisor logs it (`consumer.crashed`) and stops the agent, and systemd restarts it.
 """
 
 from __future__ import annotations
@@ -13,15 +16,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import peewee
+
 from invwire.logs import EventLog
 from invwire.topics import TOPICS
-from storeagent.apply import BatchResult, apply_batch
 from storeagent.clock import Clock, utc_now
 from storeagent.errors import SourceUnavailable, TopicsMissing
-from storeagent.metrics import AgentMetrics
-from storeagent.progress import SyncProgress
-from storeagent.replica import META_BOOTSTRAPPED, Replica
-from storeagent.source import Record, RecordSource, TopicPartition
+from storeagent.ops.metrics import AgentMetrics
+from storeagent.replica.db import META_BOOTSTRAPPED, Replica, is_transient
+from storeagent.sync.apply import BatchResult, apply_batch
+from storeagent.sync.progress import SyncProgress
+from storeagent.sync.source import Record, RecordSource, TopicPartition
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,7 @@ class SyncLoop:
         self._resync.set()
 
     def run(self) -> None:
-        """Consume until `stop` is set. Transient failures are retried; only bugs escape."""
+        """Consume until `stop` is set. Transient failures are retried; anything else escapes."""
         self.progress.started()
         try:
             source = self._open()
@@ -207,7 +212,9 @@ class SyncLoop:
         started = time.perf_counter()
         try:
             result = apply_batch(self.replica, records, prefix=self._prefix, now=self._clock())
-        except Exception:
+        except peewee.OperationalError as exc:
+            if not is_transient(exc):
+                raise
             self._log.error("consumer.apply_failed", exc=True, records=len(records))
             self._rewind(source)
             return False

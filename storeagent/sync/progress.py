@@ -7,7 +7,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 
-from storeagent.source import TopicPartition
+from storeagent.sync.source import TopicPartition
 
 
 class SyncProgress:

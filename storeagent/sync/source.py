@@ -1,4 +1,5 @@
-"""The port the sync loop reads Kafka through; see kafka_source (real) and testing (fake)."""
+"""The port the sync loop reads Kafka through: sync.kafka_source is the real adapter, the
+fake lives in tests/support/agent_fakes.py."""
 
 from __future__ import annotations
 

@@ -1,10 +1,11 @@
 """The agent's port to central's order API, and its httpx adapter.
 
 One call is one attempt: retries and the circuit breaker wrap any CentralClient
-(storeagent.resilience). An answer from central is an OrderResult (Confirmed or Refused);
+(upstream.resilience). An answer from central is an OrderResult (Confirmed or Refused);
 no answer, or a 5xx, raises CentralUnavailable. The store's API key is sent in a header and
 never appears in logs, errors or reprs. find_order() and cancel_order() serve the replayer
-resolving sales whose outcome is unknown (storeagent.replay).
+resolving sales whose outcome is unknown (sales.replay). The fake is FakeCentral in
+tests/support/agent_fakes.py.
 """
 
 from __future__ import annotations

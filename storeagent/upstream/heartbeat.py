@@ -2,10 +2,11 @@
 replica is (`POST /api/v1/stores/heartbeat` as the store, with its API key); central's fleet
 view (`invctl sync status --all`) shows them next to each store's consumer-group lag.
 
-A supervised side task: a heartbeat central does not take is counted and logged (once when
-they start failing, then at most once a minute) and never stops the agent; only a bug does.
-`HeartbeatSender` is the port: `HttpHeartbeat` the real adapter, `testing.RecordingHeartbeat`
-the fake. The API key travels in a header and appears in no log line, error or repr.
+A supervised side task (ops.supervisor running Heartbeat.run): a heartbeat central does not
+take is counted and logged (once when they start failing, then at most once a minute) and
+never stops the agent; only a bug does. `HeartbeatSender` is the port: `HttpHeartbeat` the
+real adapter, RecordingHeartbeat in tests/support/agent_fakes.py the fake. The API key travels
+in a header and appears in no log line, error or repr.
 """
 
 from __future__ import annotations
@@ -19,11 +20,9 @@ import httpx
 import peewee
 
 from invwire.logs import EventLog
-from storeagent import vitals
 from storeagent.errors import AgentError
-from storeagent.metrics import AgentMetrics
-from storeagent.progress import SyncProgress
-from storeagent.replica import META_LAST_EVENT_AT, Replica
+from storeagent.ops.metrics import AgentMetrics
+from storeagent.ops.vitals import Vitals
 
 HEARTBEAT_PATH = "/api/v1/stores/heartbeat"
 FAILURE_LOG_EVERY_S = 60.0
@@ -90,32 +89,27 @@ def connect_heartbeat(
     return HttpHeartbeat(central_url, api_key)
 
 
-def heartbeat_report(
-    replica: Replica, progress: SyncProgress, ready: Callable[[], bool]
-) -> dict[str, Any]:
+def heartbeat_report(vitals: Vitals) -> dict[str, Any]:
     """The body central's heartbeat endpoint takes; unknown values are left out."""
-    counts = vitals.local_order_counts(replica)
+    counts = vitals.local_orders()
     report: dict[str, Any] = {
-        "ready": ready(),
+        "ready": vitals.ready(),
         "offline_queue": counts.queued,
         "rejected_offline": counts.rejected_offline,
-        "dead_letters": replica.dead_letter_count(),
+        "dead_letters": vitals.dead_letters(),
     }
-    lag = vitals.total_lag(replica, progress)
+    lag = vitals.total_lag()
     if lag is not None:
         report["lag"] = lag
-    last_event_at = replica.get_meta(META_LAST_EVENT_AT)
+    last_event_at = vitals.last_event_at()
     if last_event_at is not None:
         report["last_event_at"] = last_event_at
     return report
 
 
-class HeartbeatThread(threading.Thread):
+class Heartbeat:
     """Sends `report()` through `sender` at once, then every `every_s` seconds until `stop`,
-    and closes `sender` when done.
-
-    An unexpected error marks it failed and calls `on_failure` (the daemon then stops).
-    """
+    and closes `sender` when done."""
 
     def __init__(
         self,
@@ -123,32 +117,24 @@ class HeartbeatThread(threading.Thread):
         report: Callable[[], Report],
         *,
         every_s: float,
-        stop: threading.Event,
-        on_failure: Callable[[], None],
         metrics: AgentMetrics | None = None,
         log: EventLog | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(name="storeagent-heartbeat", daemon=True)
         self._sender, self._report, self._every_s = sender, report, every_s
-        self._stopping, self._on_failure, self._clock = stop, on_failure, clock
+        self._clock = clock
         self._metrics = metrics or AgentMetrics()
         self._log = log or EventLog("storeagent.heartbeat")
         self._failures = 0
         self._logged_at: float | None = None
-        self.failed = False
 
-    def run(self) -> None:
+    def run(self, stop: threading.Event) -> None:
         self._log.info("heartbeat.started", every_s=self._every_s)
         try:
             while True:
                 self.beat()
-                if self._stopping.wait(self._every_s):
+                if stop.wait(self._every_s):
                     return
-        except Exception:
-            self.failed = True
-            self._log.error("heartbeat.crashed", exc=True)
-            self._on_failure()
         finally:
             self._sender.close()
 

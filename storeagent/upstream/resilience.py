@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from typing_extensions import TypedDict
 
 from invwire.orders import Line
-from storeagent.central_client import CentralClient, CentralUnavailable, OrderResult
+from storeagent.upstream.client import CentralClient, CentralUnavailable, OrderResult
 
 Sleep = Callable[[float], None]
 Monotonic = Callable[[], float]

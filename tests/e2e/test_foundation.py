@@ -3,7 +3,8 @@
 
 import json
 
-from tests.support.processes import eventually, stack
+from tests.support.processes import stack
+from tests.support.waiting import eventually
 
 
 def agent_stock(s, agent_url, sku):
@@ -32,15 +33,17 @@ def test_product_created_at_central_is_shown_by_the_store(tmp_path, kafka_bootst
         s.invctl("stock", "set", "MILK-1L", "40")
         agent = s.start_agent("store-1", store["api_key"])
 
-        stock = eventually(lambda: agent_stock(s, agent.url, "MILK-1L"))
+        stock = eventually(lambda: agent_stock(s, agent.url, "MILK-1L"), what="MILK-1L replicated")
         assert (stock["sku"], stock["quantity"], stock["stock_version"]) == ("MILK-1L", 40, 1)
 
         s.invctl("stock", "adjust", "MILK-1L", "--delta", "-5")
 
         def adjusted():
-            assert agent_stock(s, agent.url, "MILK-1L")["quantity"] == 35
+            stock = agent_stock(s, agent.url, "MILK-1L")
+            assert stock["quantity"] == 35
+            return stock
 
-        eventually(adjusted)
+        eventually(adjusted, what="the adjustment replicated")
         human = s.invctl("--agent", agent.url, "stock", "show", "MILK-1L").stdout
         assert "MILK-1L" in human and "35" in human
 

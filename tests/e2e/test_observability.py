@@ -13,7 +13,9 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.processes import ADMIN_PASSWORD, SECRET, Service, Stack, eventually, stack
+from tests.support.processes import ADMIN_PASSWORD, SECRET, Service, Stack, stack
+from tests.support.shop import seed_shop
+from tests.support.waiting import eventually
 
 SKU = "MILK-1L"
 FAST_HEARTBEATS = ["--heartbeat-seconds", "1"]
@@ -38,20 +40,12 @@ def total(samples: Samples, name: str) -> float:
     return sum(v for (sample, _), v in samples.items() if sample == name)
 
 
-def seed_shop(s: Stack, stores: list[str], quantity: int = 40) -> dict[str, str]:
-    """Admin login, stores, one product with stock; the stores' API keys."""
+def start_shop(s: Stack, stores: list[str], quantity: int = 40) -> dict[str, str]:
+    """Central running, invctl logged in as the admin, one product with stock; the stores'
+    API keys."""
     s.start_central()
     s.login_admin()
-    keys = {
-        store: s.invctl_json("store", "add", store, "--name", store)["api_key"] for store in stores
-    }
-    category = s.invctl_json("category", "add", "Dairy")
-    s.invctl(
-        "product", "add", SKU, "--name", "Milk 1 L", "--price", "1.25",
-        "--category", str(category["id"]),
-    )  # fmt: skip
-    s.invctl("stock", "set", SKU, str(quantity))
-    return keys
+    return seed_shop(s.central_url, {SKU: quantity}, stores).keys
 
 
 def start_agent(s: Stack, store: str, key: str, port: int | None = None) -> Service:
@@ -59,12 +53,14 @@ def start_agent(s: Stack, store: str, key: str, port: int | None = None) -> Serv
 
 
 def wait_replicated(s: Stack, agent: Service, quantity: int) -> None:
-    def replicated() -> None:
+    def replicated() -> dict[str, Any]:
         shown = s.invctl("--agent", agent.url, "--json", "stock", "show", SKU, check=False)
         assert shown.returncode == 0, shown.stderr
-        assert json.loads(shown.stdout)["quantity"] == quantity
+        stock = json.loads(shown.stdout)
+        assert stock["quantity"] == quantity
+        return stock
 
-    eventually(replicated)
+    eventually(replicated, what=f"{SKU} at {quantity} in the replica")
 
 
 def fleet(s: Stack) -> dict[str, dict[str, Any]]:
@@ -76,7 +72,7 @@ def test_metrics_of_central_and_agent_follow_a_scripted_workload(
     tmp_path, kafka_bootstrap, topic_prefix
 ):
     with stack(tmp_path, kafka_bootstrap, topic_prefix) as s:
-        keys = seed_shop(s, ["store-1"])
+        keys = start_shop(s, ["store-1"])
         s.invctl("stock", "adjust", SKU, "5")
         agent = start_agent(s, "store-1", keys["store-1"])
         wait_replicated(s, agent, 45)
@@ -98,8 +94,8 @@ def test_metrics_of_central_and_agent_follow_a_scripted_workload(
             assert value(at_agent, "storeagent_heartbeats_total", result="ok") >= 1
             return at_agent, at_central
 
-        at_agent, at_central = eventually(settled)
-        store = eventually(lambda: _seen(fleet(s)["store-1"]))
+        at_agent, at_central = eventually(settled, what="metrics settled")
+        store = eventually(lambda: _seen(fleet(s)["store-1"]), what="store-1 seen")
 
     assert refused.returncode == 4, refused.stderr
     orders = "storeagent_orders_total"
@@ -143,22 +139,22 @@ def test_a_stopped_store_falls_behind_in_the_fleet_view_and_catches_up_after_res
     tmp_path, kafka_bootstrap, topic_prefix
 ):
     with stack(tmp_path, kafka_bootstrap, topic_prefix) as s:
-        keys = seed_shop(s, ["north", "south"], quantity=100)
+        keys = start_shop(s, ["north", "south"], quantity=100)
         agents = {store: start_agent(s, store, key) for store, key in keys.items()}
-        eventually(lambda: [_seen(item) for item in fleet(s).values()])
+        eventually(lambda: [_seen(item) for item in fleet(s).values()], what="both stores seen")
         south_port = int(agents["south"].url.rsplit(":", 1)[1])
 
         agents["south"].stop()
         for _ in range(3):
             s.invctl("stock", "adjust", SKU, "1")
-        first = eventually(lambda: _behind(fleet(s), at_least=3))
+        first = eventually(lambda: _behind(fleet(s), at_least=3), what="south 3 behind")
         time.sleep(2)
         for _ in range(3):
             s.invctl("stock", "adjust", SKU, "1")
-        second = eventually(lambda: _behind(fleet(s), at_least=6))
+        second = eventually(lambda: _behind(fleet(s), at_least=6), what="south 6 behind")
 
         start_agent(s, "south", keys["south"], port=south_port)
-        after = eventually(lambda: [_seen(item) for item in fleet(s).values()])
+        after = eventually(lambda: [_seen(i) for i in fleet(s).values()], what="south caught up")
 
     assert second["south"]["lag"] > first["south"]["lag"]
     assert second["south"]["seconds_since_seen"] > first["south"]["seconds_since_seen"] + 2
@@ -178,7 +174,7 @@ def test_logs_are_json_lines_that_carry_the_request_id_and_hold_no_secret(
 ):
     request_id = f"e2e-{topic_prefix.strip('.')}"
     with stack(tmp_path, kafka_bootstrap, topic_prefix) as s:
-        keys = seed_shop(s, ["store-1"])
+        keys = start_shop(s, ["store-1"])
         agent = start_agent(s, "store-1", keys["store-1"])
         wait_replicated(s, agent, 40)
         s.env["INVCTL_REQUEST_ID"] = request_id

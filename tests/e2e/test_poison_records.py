@@ -5,7 +5,8 @@ import json
 
 from kafka import KafkaProducer
 
-from tests.support.processes import eventually, stack
+from tests.support.processes import stack
+from tests.support.waiting import eventually
 
 POISON = [
     b"not json at all",
@@ -56,8 +57,9 @@ def test_poison_is_dead_lettered_shown_and_later_records_still_apply(
                 s.invctl("--agent", agent.url, "--json", "stock", "show", "MILK-1L").stdout
             )
             assert shown["quantity"] == 7
+            return shown
 
-        eventually(applied_after_the_poison)
+        eventually(applied_after_the_poison, what="the stock set after the poison applied")
         status = json.loads(s.invctl("--agent", agent.url, "--json", "sync", "status").stdout)
         human = s.invctl("--agent", agent.url, "sync", "status").stdout
         agent.stop()

@@ -3,7 +3,8 @@ stock shows it at once (read-your-writes); buying more than there is exits 4."""
 
 import json
 
-from tests.support.processes import eventually, stack
+from tests.support.processes import stack
+from tests.support.waiting import eventually
 
 
 def test_buy_at_the_store_is_shown_by_stock_show_at_once_and_overselling_exits_4(
@@ -26,9 +27,11 @@ def test_buy_at_the_store_is_shown_by_stock_show_at_once_and_overselling_exits_4
                 "--agent", agent.url, "--json", "stock", "show", "MILK-1L", check=False
             )
             assert shown.returncode == 0, shown.stderr
-            assert json.loads(shown.stdout)["quantity"] == 40
+            stock = json.loads(shown.stdout)
+            assert stock["quantity"] == 40
+            return stock
 
-        eventually(replicated)
+        eventually(replicated, what="MILK-1L replicated")
 
         bought = s.invctl("--agent", agent.url, "--json", "buy", "MILK-1L:2")
         right_after = s.invctl("--agent", agent.url, "--json", "stock", "show", "MILK-1L")

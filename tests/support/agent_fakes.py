@@ -1,6 +1,6 @@
-"""In-package fakes and factories for tests: a RecordSource without Kafka, a fixed clock,
-envelope builders that produce exactly the wire format of docs/wire.md, and a central
-that answers orders like the real one."""
+"""The store agent's fakes and factories for tests: a RecordSource without Kafka, a fixed
+clock, envelope builders that produce exactly the wire format of docs/wire.md, a central that
+answers orders like the real one, and recording heartbeat and systemd notifiers."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from typing import Any
 
 from invwire.orders import Line
 from invwire.topics import PARTITIONS, TOPIC_CATEGORY, TOPIC_INVENTORY, TOPIC_PRODUCT
-from storeagent.central_client import (
+from storeagent.errors import SourceUnavailable
+from storeagent.sync.source import Record, TopicPartition
+from storeagent.upstream.client import (
     CentralUnavailable,
     Confirmed,
     OrderResult,
@@ -24,9 +26,7 @@ from storeagent.central_client import (
     StockLevel,
     confirmed,
 )
-from storeagent.errors import SourceUnavailable
-from storeagent.heartbeat import HeartbeatFailed
-from storeagent.source import Record, TopicPartition
+from storeagent.upstream.heartbeat import HeartbeatFailed
 
 WIRE_PARTITIONS = PARTITIONS
 
@@ -357,3 +357,24 @@ class RecordingHeartbeat:
 
     def close(self) -> None:
         self.closed = True
+
+
+class RecordingNotifier:
+    """The fake systemd Notifier: keeps each message as a dict of its assignments."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.messages: list[dict[str, str]] = []
+        self.closed = False
+
+    def send(self, fields: Sequence[str]) -> None:
+        if fields:
+            with self._lock:
+                self.messages.append(dict(field.split("=", 1) for field in fields))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def values(self, name: str) -> list[str]:
+        with self._lock:
+            return [message[name] for message in self.messages if name in message]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from central.api import create_app
 from central.app import Central, bootstrap
 from central.services import accounts
 from central.settings import Settings
+from tests.support.waiting import eventually
 
 SECRET = "integration-test-secret-0123456789abcdef"
 ADMIN_PASSWORD = "admin-password-1"
@@ -76,17 +76,6 @@ def _has_admin(central: Central) -> bool:
     return any(u["username"] == "admin" for u in accounts.list_users(central.uow()))
 
 
-def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
-
-
 @contextmanager
 def mariadb_database(base_url: str) -> Iterator[str]:
     """A fresh, uniquely named database on the test MariaDB server, dropped afterwards."""
@@ -133,23 +122,24 @@ def read_events(
         group_id=None,
         consumer_timeout_ms=500,
     )
+
+    def ids(topic: str) -> set[int]:
+        return eventually(lambda: consumer.partitions_for_topic(topic), what=f"{topic} exists")
+
     try:
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in topics
-            for p in sorted(wait_for(lambda t=topic: consumer.partitions_for_topic(t)))
-        ]
+        partitions = [TopicPartition(topic, p) for topic in topics for p in sorted(ids(topic))]
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
         records: list[Any] = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def arrived() -> bool:
             for batch in consumer.poll(timeout_ms=200).values():
                 records.extend(batch)
-            if len(records) >= expected:
-                for batch in consumer.poll(timeout_ms=300).values():
-                    records.extend(batch)
-                break
+            return len(records) >= expected
+
+        eventually(arrived, timeout, f"{expected} records on {topics}", interval=0)
+        for batch in consumer.poll(timeout_ms=300).values():
+            records.extend(batch)
         records.sort(key=lambda r: (r.topic, r.partition, r.offset))
         return [(r.topic, r.key.decode(), json.loads(r.value)) for r in records]
     finally:
@@ -173,7 +163,7 @@ def served(harness: Harness) -> Iterator[str]:
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    wait_for(lambda: server.started, timeout=10)
+    eventually(lambda: server.started, 10, "uvicorn started")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

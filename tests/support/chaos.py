@@ -17,33 +17,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
-from tests.support.processes import ADMIN, ADMIN_PASSWORD
+from tests.support.shop import Shop
+from tests.support.waiting import eventually
 
-T = TypeVar("T")
 API = "/api/v1"
+# A check that meets a restarting process or a stopped broker has not failed yet.
+TRANSIENT = (httpx.HTTPError, OSError)
 BACKLOG = re.compile(r"^invctl_outbox_backlog (\S+)$", re.MULTILINE)
-
-
-def wait_until(check: Callable[[], T | None], timeout: float, what: str, every: float = 0.2) -> T:
-    """`check()` until it returns something truthy; fail naming `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while True:
-        try:
-            last = check()
-        except (httpx.HTTPError, OSError) as exc:
-            last, note = None, f"{type(exc).__name__}: {exc}"
-        else:
-            note = ""
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f} s {note}".rstrip())
-        time.sleep(every)
 
 
 # --- a Kafka cluster of the test's own --------------------------------------------------------
@@ -94,41 +78,6 @@ def own_cluster(
 
 
 # --- the shop at central ---------------------------------------------------------------------
-
-
-@dataclass
-class Shop:
-    central: str
-    admin: dict[str, str]
-    initial: dict[str, int]
-    keys: dict[str, str]  # store id -> API key
-
-    @property
-    def skus(self) -> list[str]:
-        return sorted(self.initial)
-
-    def store_headers(self, store: str) -> dict[str, str]:
-        return {"X-API-Key": self.keys[store]}
-
-
-def seed_shop(central: str, initial: dict[str, int], stores: list[str]) -> Shop:
-    """Products with their starting stock (each SKU at stock_version 1) and stores with keys."""
-    with httpx.Client(base_url=central + API, timeout=15) as http:
-        login = {"username": ADMIN, "password": ADMIN_PASSWORD}
-        token = _ok(http.post("/auth/token", data=login))["access_token"]
-        admin = {"Authorization": f"Bearer {token}"}
-        category = _ok(http.post("/categories", json={"name": "Chaos"}, headers=admin))
-        for sku, quantity in initial.items():
-            product = {"sku": sku, "name": sku, "price": "1.00", "category_id": category["id"]}
-            _ok(http.post("/products", json=product, headers=admin))
-            _ok(http.put(f"/stock/{sku}", json={"quantity": quantity}, headers=admin))
-        keys = {
-            store: _ok(http.post("/stores", json={"id": store, "name": store}, headers=admin))[
-                "api_key"
-            ]
-            for store in stores
-        }
-    return Shop(central, admin, dict(initial), keys)
 
 
 def _ok(response: httpx.Response) -> Any:
@@ -416,7 +365,9 @@ def wait_converged(shop: Shop, agents: dict[str, str], timeout: float) -> float:
         return all(levels == want for levels in seen.values())
 
     try:
-        wait_until(converged, timeout, "replicas converge to central")
+        eventually(
+            converged, timeout, "replicas converge to central", interval=0.2, ignoring=TRANSIENT
+        )
     except AssertionError:
         raise AssertionError(f"replicas differ from central {want}: {seen}") from None
     return time.monotonic() - began
@@ -428,7 +379,13 @@ def stock_events(bootstrap: str, topic: str, timeout: float = 30.0) -> list[dict
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
     try:
-        ids = wait_until(lambda: consumer.partitions_for_topic(topic), timeout, f"{topic} exists")
+        ids = eventually(
+            lambda: consumer.partitions_for_topic(topic),
+            timeout,
+            f"{topic} exists",
+            interval=0.2,
+            ignoring=TRANSIENT,
+        )
         partitions = [TopicPartition(topic, p) for p in sorted(ids)]
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
@@ -440,7 +397,8 @@ def stock_events(bootstrap: str, topic: str, timeout: float = 30.0) -> list[dict
                 records.extend(batch)
             return all(consumer.position(tp) >= ends[tp] for tp in partitions)
 
-        wait_until(read_to_end, timeout, f"{topic} read to its end offsets {ends}", every=0)
+        what = f"{topic} read to its end offsets {ends}"
+        eventually(read_to_end, timeout, what, interval=0, ignoring=TRANSIENT)
     finally:
         consumer.close()
     return [json.loads(r.value)["data"] for r in records]

@@ -11,62 +11,23 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from tests.support.processes import ADMIN, ADMIN_PASSWORD, BIN, Service, Stack, wait_http
+from tests.support.processes import BIN, Service, Stack, wait_http
+from tests.support.shop import Shop
+from tests.support.waiting import eventually
 
-T = TypeVar("T")
 API = "/api/v1"
 ACCEPTED = (201, 202)  # confirmed, or queued offline: the customer has the goods
-
-
-def wait_until(check: Callable[[], T | None], timeout: float, what: str, every: float = 0.1) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = check()
-        except (httpx.HTTPError, OSError, sqlite3.Error):
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f} s")
-        time.sleep(every)
-
-
-@dataclass
-class Shop:
-    central: str
-    admin: dict[str, str]
-    keys: dict[str, str]
-    initial: dict[str, int]
-
-    def as_store(self, store: str) -> dict[str, str]:
-        return {"X-API-Key": self.keys[store]}
-
-
-def seed_shop(central: str, initial: dict[str, int], stores: list[str]) -> Shop:
-    with httpx.Client(base_url=central + API, timeout=15) as http:
-        form = {"username": ADMIN, "password": ADMIN_PASSWORD}
-        token = _ok(http.post("/auth/token", data=form))["access_token"]
-        admin = {"Authorization": f"Bearer {token}"}
-        category = _ok(http.post("/categories", json={"name": "Daily"}, headers=admin))
-        for sku, quantity in initial.items():
-            product = {"sku": sku, "name": sku, "price": "1.00", "category_id": category["id"]}
-            _ok(http.post("/products", json=product, headers=admin))
-            _ok(http.put(f"/stock/{sku}", json={"quantity": quantity}, headers=admin))
-        keys = {
-            s: _ok(http.post("/stores", json={"id": s, "name": s}, headers=admin))["api_key"]
-            for s in stores
-        }
-    return Shop(central, admin, keys, dict(initial))
+# A check that meets a stopped or restarting process, or a replica file being written, has
+# not failed yet.
+TRANSIENT = (httpx.HTTPError, OSError, sqlite3.Error)
 
 
 def _ok(response: httpx.Response) -> Any:
@@ -144,7 +105,7 @@ def wait_settled(agents: list[str], timeout: float) -> None:
         queues = [offline_queue(agent) for agent in agents]
         return all(q["depth"] == q["pending"] == q["in_doubt"] == 0 for q in queues)
 
-    wait_until(settled, timeout, "offline queues drained")
+    eventually(settled, timeout, "offline queues drained", ignoring=TRANSIENT)
 
 
 def central_orders(shop: Shop, store: str) -> list[dict[str, Any]]:
@@ -163,7 +124,7 @@ def central_orders(shop: Shop, store: str) -> list[dict[str, Any]]:
 def orders_for_key(shop: Shop, store: str, key: str) -> list[dict[str, Any]]:
     params = {"idempotency_key": key}
     response = httpx.get(
-        f"{shop.central}{API}/orders", params=params, headers=shop.as_store(store), timeout=10
+        f"{shop.central}{API}/orders", params=params, headers=shop.store_headers(store), timeout=10
     )
     return list(_ok(response)["items"])
 
@@ -186,7 +147,7 @@ def wait_converged(shop: Shop, agents: list[str], timeout: float) -> dict[str, t
         truth = central_stock(shop)
         return truth if all(replica_stock(agent) == truth for agent in agents) else None
 
-    return wait_until(converged, timeout, "replicas equal to central")
+    return eventually(converged, timeout, "replicas equal to central", ignoring=TRANSIENT)
 
 
 # --- a till that keeps selling -----------------------------------------------------------------

@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,6 +15,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import pytest
+
+from tests.support.waiting import eventually
 
 BIN = Path(sys.executable).parent
 T = TypeVar("T")
@@ -29,20 +31,25 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def while_alive(process: subprocess.Popen[Any], check: Callable[[], T]) -> Callable[[], T]:
+    """`check` for `eventually()`, failing the test at once once `process` has exited."""
+
+    def checked() -> T:
+        if process.poll() is not None:
+            pytest.fail(f"{process.args!r} exited with {process.returncode}")
+        return check()
+
+    return checked
+
+
 def wait_http(
     url: str, timeout: float = 60.0, process: subprocess.Popen[Any] | None = None
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise AssertionError(f"process exited with {process.returncode} before {url} answered")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{url} not ready within {timeout}s")
+    def answered() -> bool:
+        return httpx.get(url, timeout=1).status_code == 200
+
+    check = answered if process is None else while_alive(process, answered)
+    eventually(check, timeout, f"{url} ready", interval=0.1, ignoring=(httpx.HTTPError,))
 
 
 @dataclass
@@ -193,15 +200,3 @@ def stack(workdir: Path, kafka: str, prefix: str) -> Iterator[Stack]:
         yield running
     finally:
         running.stop_all()
-
-
-def eventually(check: Callable[[], T], timeout: float = 30.0) -> T:
-    """Retry `check` until it stops raising AssertionError, for up to `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return check()
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)

@@ -16,10 +16,12 @@ import pytest
 import yaml
 
 from central.metrics import Metrics
-from storeagent.metrics import AgentMetrics, WatchedState
-from storeagent.progress import SyncProgress
-from storeagent.replica import META_LAST_EVENT_AT, open_replica
-from storeagent.source import TopicPartition
+from storeagent.ops.metrics import AgentMetrics, WatchedState
+from storeagent.ops.vitals import Vitals
+from storeagent.replica.db import META_LAST_EVENT_AT, open_replica
+from storeagent.replica.local_orders import LocalOrders
+from storeagent.sync.progress import SyncProgress
+from storeagent.sync.source import TopicPartition
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
@@ -57,7 +59,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     progress.set_end_offsets({TopicPartition("inventory-updated", 0): 1})
     agent = AgentMetrics()
     circuit = {"circuit": "closed", "consecutive_failures": 0, "last_error": None}
-    agent.watch(WatchedState(replica, progress, ready=lambda: True, circuit=lambda: circuit))
+    vitals = Vitals(replica, LocalOrders(replica), progress)
+    agent.watch(WatchedState(vitals, circuit=lambda: circuit))
     try:
         return {
             family.name + suffix

@@ -6,6 +6,7 @@ outbox drains, both replicas converge, and no sale, stock unit or event is lost 
 import time
 
 from tests.support.chaos import (
+    TRANSIENT,
     Workload,
     agents_ready,
     assert_no_event_lost,
@@ -13,12 +14,12 @@ from tests.support.chaos import (
     assert_orders_exactly_once,
     outbox_backlog,
     own_cluster,
-    seed_shop,
     wait_converged,
-    wait_until,
     watch_agents,
 )
 from tests.support.processes import stack
+from tests.support.shop import seed_shop
+from tests.support.waiting import eventually
 
 OUTAGE_S = 10.0
 NOTICE_LIMIT_S = 25.0  # the broker stays down longer only until both agents said not ready
@@ -56,11 +57,23 @@ def test_a_ten_second_broker_outage_loses_nothing_and_the_agents_converge(
         finally:
             work.stop()
 
-        wait_until(lambda: outbox_backlog(s.central_url) == 0, 60, "central's outbox drains")
+        eventually(
+            lambda: outbox_backlog(s.central_url) == 0,
+            60,
+            "central's outbox drains",
+            interval=0.2,
+            ignoring=TRANSIENT,
+        )
         drained_s = time.monotonic() - up_at
         wait_converged(shop, agents, timeout=60)
         converged_s = time.monotonic() - up_at
-        wait_until(lambda: agents_ready(agents), 30, "both agents ready again")
+        eventually(
+            lambda: agents_ready(agents),
+            30,
+            "both agents ready again",
+            interval=0.2,
+            ignoring=TRANSIENT,
+        )
         orders = assert_orders_exactly_once(shop, work)
         assert_no_oversell(shop, work, orders)
         stream = assert_no_event_lost(shop, kafka.bootstrap, topic_prefix + "inventory-updated")

@@ -7,6 +7,7 @@ event, sale or stock unit is lost or doubled and both replicas equal central."""
 import time
 
 from tests.support.chaos import (
+    TRANSIENT,
     Workload,
     agents_ready,
     assert_no_event_lost,
@@ -16,13 +17,13 @@ from tests.support.chaos import (
     outbox_backlog,
     own_cluster,
     replica_stock,
-    seed_shop,
     topic_configs,
     topic_layout,
     wait_converged,
-    wait_until,
 )
 from tests.support.processes import stack
+from tests.support.shop import seed_shop
+from tests.support.waiting import eventually
 
 KILLED_S = 15.0
 KEEP_UP_LIMIT_S = 25.0  # Kafka fences a killed node after 9 s; clients reconnect within 1 s
@@ -74,10 +75,12 @@ def test_a_killed_node_of_three_loses_no_event_and_the_agents_keep_up(
             time.sleep(1)
             bumped = work.adjust(CANARY, +1)
             assert bumped, "central adjusted the canary with a node down"
-            wait_until(
+            eventually(
                 lambda: replicas_hold(agents, CANARY, bumped["stock_version"]),
                 40,
                 "an event made after the kill reaches both replicas",
+                interval=0.2,
+                ignoring=TRANSIENT,
             )
             kept_up_s = time.monotonic() - killed_at
             backlog = []
@@ -91,13 +94,23 @@ def test_a_killed_node_of_three_loses_no_event_and_the_agents_keep_up(
         finally:
             work.stop()
 
-        wait_until(lambda: outbox_backlog(s.central_url) == 0, 60, "central's outbox drains")
+        eventually(
+            lambda: outbox_backlog(s.central_url) == 0,
+            60,
+            "central's outbox drains",
+            interval=0.2,
+            ignoring=TRANSIENT,
+        )
         wait_converged(shop, agents, timeout=60)
-        wait_until(lambda: agents_ready(agents), 30, "both agents ready")
-        wait_until(
+        eventually(
+            lambda: agents_ready(agents), 30, "both agents ready", interval=0.2, ignoring=TRANSIENT
+        )
+        eventually(
             lambda: all(p.isr == ALL_NODES for p in topic_layout(kafka.bootstrap, stock_topic)),
             60,
             f"node-{victim} back in sync for every partition",
+            interval=0.2,
+            ignoring=TRANSIENT,
         )
         orders = assert_orders_exactly_once(shop, work)
         assert_no_oversell(shop, work, orders)

@@ -19,6 +19,7 @@ from collections import Counter
 import httpx
 
 from tests.support.offline_chaos import (
+    TRANSIENT,
     Tills,
     agent_sales,
     assert_every_accepted_sale_settled,
@@ -32,12 +33,12 @@ from tests.support.offline_chaos import (
     replica_file,
     request_waiting_at,
     restart_central,
-    seed_shop,
     wait_converged,
     wait_settled,
-    wait_until,
 )
 from tests.support.processes import free_port, stack
+from tests.support.shop import seed_shop
+from tests.support.waiting import eventually
 
 OUTAGE_S = 10.0
 # A restarted central publishes events only once the old process's relay lease (60 s, renewed
@@ -104,12 +105,27 @@ def test_an_order_central_committed_while_the_agent_died_is_replayed_to_the_same
         try:
             till = threading.Thread(target=_buy_ignoring_errors, args=(agent.url, key, 2))
             till.start()
-            wait_until(lambda: local_statuses(db).get(key) == "pending", 10, "sale saved")
-            wait_until(lambda: request_waiting_at(central_port(s)), 10, "order sent")
+            eventually(
+                lambda: local_statuses(db).get(key) == "pending",
+                10,
+                "sale saved",
+                ignoring=TRANSIENT,
+            )
+            eventually(
+                lambda: request_waiting_at(central_port(s)),
+                10,
+                "order sent",
+                ignoring=TRANSIENT,
+            )
             agent.process.send_signal(signal.SIGSTOP)  # it sent the order; it reads no answer
         finally:
             central.process.send_signal(signal.SIGCONT)
-        [committed] = wait_until(lambda: orders_for_key(shop, "east", key), 15, "central commit")
+        [committed] = eventually(
+            lambda: orders_for_key(shop, "east", key),
+            15,
+            "central commit",
+            ignoring=TRANSIENT,
+        )
         agent.stop(signal.SIGKILL)
         till.join(30)
         left = local_statuses(db)[key]
@@ -149,7 +165,13 @@ def test_agent_killed_while_replaying_its_queue_drains_it_after_restart_exactly_
                 for n, key in enumerate(keys)
             ]
         restart_central(s)
-        wait_until(lambda: _confirmed(db) >= 5, 60, "replay under way", every=0.005)
+        eventually(
+            lambda: _confirmed(db) >= 5,
+            60,
+            "replay under way",
+            interval=0.005,
+            ignoring=TRANSIENT,
+        )
         agent.stop(signal.SIGKILL)
         at_kill = Counter(local_statuses(db).values())
         lost_answers = len(central_orders(shop, "west")) - at_kill["confirmed"]

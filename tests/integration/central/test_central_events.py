@@ -3,7 +3,8 @@
 from collections import defaultdict
 
 from central.models import Outbox
-from tests.support.central_harness import read_events, running_central, wait_for
+from tests.support.central_harness import read_events, running_central
+from tests.support.waiting import eventually
 
 TOPICS = ["new-category", "new-product", "inventory-updated"]
 
@@ -42,7 +43,7 @@ def test_each_change_yields_exactly_its_events_in_order(
         h.call("PUT", "/api/v1/stock/EGGS-12", admin, json={"quantity": 4})
         h.call("POST", "/api/v1/stock/MILK-1L/adjustments", admin, json={"delta": 5})
         h.call("PATCH", "/api/v1/products/MILK-1L", admin, json={"price": "2.75"})
-        wait_for(lambda: drained(h.central))
+        eventually(lambda: drained(h.central), what="outbox drained")
 
     events = read_events(kafka_bootstrap, [topic_prefix + t for t in TOPICS], expected=8)
     assert len(events) == 8
@@ -95,7 +96,7 @@ def test_a_rolled_back_batch_publishes_nothing(database_url, kafka_bootstrap, to
         with h.central.db.connection_context():
             assert Outbox.select().count() == 0
         h.call("POST", "/api/v1/categories", admin, json={"name": "Marker"})
-        wait_for(lambda: drained(h.central))
+        eventually(lambda: drained(h.central), what="outbox drained")
 
     events = read_events(kafka_bootstrap, [topic_prefix + t for t in TOPICS], expected=1)
     assert [(e[2]["type"], e[2]["data"]["name"]) for e in events] == [

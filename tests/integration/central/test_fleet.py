@@ -3,7 +3,8 @@
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from tests.support.central_harness import running_central, wait_for
+from tests.support.central_harness import running_central
+from tests.support.waiting import eventually
 
 TOPICS = ["new-category", "new-product", "inventory-updated"]
 
@@ -41,7 +42,7 @@ def test_lag_and_last_seen_per_store(database_url, kafka_bootstrap, topic_prefix
             admin,
             json={"sku": "A", "name": "A", "price": "1", "category_id": cat["id"]},
         )
-        wait_for(lambda: h.central.relay.backlog() == 0)
+        eventually(lambda: h.central.relay.backlog() == 0, what="outbox drained")
         commit_everything(kafka_bootstrap, topic_prefix, "storeagent.north")
         response = h.client.post(
             "/api/v1/stores/heartbeat",
@@ -59,7 +60,7 @@ def test_lag_and_last_seen_per_store(database_url, kafka_bootstrap, topic_prefix
 
         for quantity in (1, 2, 3):
             h.call("PUT", "/api/v1/stock/A", admin, json={"quantity": quantity})
-        wait_for(lambda: h.central.relay.backlog() == 0)
+        eventually(lambda: h.central.relay.backlog() == 0, what="outbox drained")
         assert by_store(h, admin)["north"]["lag"] == 3
         commit_everything(kafka_bootstrap, topic_prefix, "storeagent.north")
         assert by_store(h, admin)["north"]["lag"] == 0

@@ -9,7 +9,8 @@ import httpx
 import pytest
 
 from central.models import Movement, Order, OrderLine, Stock
-from tests.support.central_harness import read_events, running_central, served, wait_for
+from tests.support.central_harness import read_events, running_central, served
+from tests.support.waiting import eventually
 
 SKUS = [f"SCARCE-{i}" for i in range(10)]
 STORES = [f"store-{i}" for i in range(4)]
@@ -70,7 +71,7 @@ def test_concurrent_stores_never_oversell(database_url, kafka_bootstrap, topic_p
         counts = Counter(outcomes)
         assert counts[201] > 0 and counts[409] > 0, counts
         assert sum(counts.values()) == CLIENTS * ATTEMPTS_PER_CLIENT
-        wait_for(lambda: h.central.relay.backlog() == 0)
+        eventually(lambda: h.central.relay.backlog() == 0, what="outbox drained")
         final, sold, ledger = check_books(h)
 
     for sku in SKUS:
@@ -223,7 +224,7 @@ def test_cancel_restores_stock_once_and_only_for_the_owner(
             ("order", -2, 3),
             ("set", 5, 5),
         ]
-        wait_for(lambda: h.central.relay.backlog() == 0)
+        eventually(lambda: h.central.relay.backlog() == 0, what="outbox drained")
     events = read_events(kafka_bootstrap, [topic_prefix + "inventory-updated"], expected=3)
     assert [(e[2]["data"]["reason"], e[2]["data"]["order_id"]) for e in events] == [
         ("set", None),

@@ -8,7 +8,8 @@ import pytest
 from central.kafka import KafkaPublisher
 from central.models import Outbox
 from central.outbox import Relay
-from tests.support.central_harness import read_events, running_central, wait_for
+from tests.support.central_harness import read_events, running_central
+from tests.support.waiting import eventually
 
 TOPICS = ["new-category", "new-product", "inventory-updated"]
 
@@ -45,7 +46,7 @@ def test_changes_made_while_the_broker_is_down_are_published_in_order_when_it_re
             admin,
             json={"sku": "MILK", "name": "Milk", "price": "1", "category_id": cat["id"]},
         )
-        wait_for(lambda: h.central.relay.backlog() == 0)
+        eventually(lambda: h.central.relay.backlog() == 0, what="outbox drained")
 
         assert kafka_script("stop", "--dir", cluster).returncode == 0
         for quantity in range(1, 21):
@@ -53,7 +54,7 @@ def test_changes_made_while_the_broker_is_down_are_published_in_order_when_it_re
         assert h.central.relay.backlog() == 20
 
         assert kafka_script("start", "--dir", cluster, "--port", port).returncode == 0
-        wait_for(lambda: h.central.relay.backlog() == 0, timeout=90)
+        eventually(lambda: h.central.relay.backlog() == 0, 90, "outbox drained")
 
     events = read_events(bootstrap, [topic_prefix + t for t in TOPICS], expected=22)
     versions = stock_versions(events, "MILK")

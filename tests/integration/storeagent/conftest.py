@@ -1,41 +1,19 @@
 """Real-broker fixtures for the store agent: prefixed wire topics, a producer, a loop runner."""
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 
-from storeagent.consumer import LoopTuning, SyncLoop, topic_names
-from storeagent.kafka_source import KafkaRecordSource
-from storeagent.progress import SyncProgress
-from storeagent.replica import Replica, open_replica
-from storeagent.source import TopicPartition
-from storeagent.testing import WIRE_PARTITIONS
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.005)
-
-
-def create_wire_topics(bootstrap: str, prefix: str) -> None:
-    with KafkaAdminClient(bootstrap_servers=bootstrap) as admin:
-        admin.create_topics(
-            {
-                prefix + topic: {
-                    "num_partitions": partitions,
-                    "replication_factor": 1,
-                    "configs": {"cleanup.policy": "compact"},
-                }
-                for topic, partitions in WIRE_PARTITIONS.items()
-            },
-            wait_for_metadata=True,
-        )
+from storeagent.replica.db import Replica, open_replica
+from storeagent.sync.kafka_source import KafkaRecordSource
+from storeagent.sync.loop import LoopTuning, SyncLoop, topic_names
+from storeagent.sync.progress import SyncProgress
+from storeagent.sync.source import TopicPartition
+from tests.support.topics import create_topics
+from tests.support.waiting import eventually
 
 
 @pytest.fixture
@@ -50,7 +28,7 @@ def make_wire_topics(kafka_bootstrap: str, topic_prefix: str) -> Iterator[Callab
     created: list[bool] = []
 
     def create() -> None:
-        create_wire_topics(kafka_bootstrap, topic_prefix)
+        create_topics(kafka_bootstrap, topic_prefix)
         created.append(True)
 
     yield create
@@ -137,7 +115,7 @@ class LoopRunner:
             reached = all(stored.get(tp, 0) >= end for tp, end in ends.items())
             return reached and replica.is_bootstrapped()
 
-        wait_until(caught_up, timeout)
+        eventually(caught_up, timeout, f"replica caught up to {ends}", interval=0.005)
 
     @property
     def running(self) -> bool:

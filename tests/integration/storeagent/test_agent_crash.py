@@ -17,7 +17,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +25,11 @@ from pathlib import Path
 import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 
-from storeagent.consumer import topic_names
-from storeagent.testing import WIRE_PARTITIONS, product_event, stock_event
-from tests.support.processes import BIN
+from storeagent.sync.loop import topic_names
+from tests.support.agent_fakes import product_event, stock_event
+from tests.support.processes import BIN, while_alive
+from tests.support.topics import create_topics
+from tests.support.waiting import eventually
 
 SKUS = [f"CRASH-{n:03d}" for n in range(500)]
 STOCK_VERSIONS = 96
@@ -156,16 +158,6 @@ class ChunkedProducer(threading.Thread):
             self.ends[tp] = max(self.ends.get(tp, 0), meta.offset + 1)
 
 
-def wait_until(
-    condition: Callable[[], bool], agent: subprocess.Popen[bytes], timeout: float, what: str
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert agent.poll() is None, f"the agent exited ({agent.returncode}) before {what}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
-
-
 def kill_points(rng: random.Random) -> list[int]:
     """One random applied-event count in each of KILLS equal strata of the stream."""
     low, high = TOTAL // 50, TOTAL - TOTAL // 50
@@ -195,7 +187,8 @@ class CrashRun:
         """Start an agent on `db`, wait until it stored every produced offset, SIGTERM it."""
         agent = self.start_agent(db)
         try:
-            wait_until(lambda: stored_offsets(db) == self.ends, agent, 90, "catching up")
+            caught_up = while_alive(agent, lambda: stored_offsets(db) == self.ends)
+            eventually(caught_up, 90, "catching up", interval=0.01)
             agent.send_signal(signal.SIGTERM)
             return agent.wait(10)
         finally:
@@ -204,26 +197,12 @@ class CrashRun:
                 agent.wait()
 
 
-def create_topics(bootstrap: str, prefix: str) -> None:
-    with KafkaAdminClient(bootstrap_servers=bootstrap) as admin:
-        admin.create_topics(
-            {
-                prefix + topic: {
-                    "num_partitions": partitions,
-                    "replication_factor": 1,
-                    "configs": {"cleanup.policy": "compact"},
-                }
-                for topic, partitions in WIRE_PARTITIONS.items()
-            },
-            wait_for_metadata=True,
-        )
-
-
 def kill_mid_stream(run: CrashRun, producer: ChunkedProducer, rng: random.Random) -> None:
     for life, point in enumerate(kill_points(rng)):
         agent = run.start_agent(run.db)
         try:
-            wait_until(lambda p=point: applied(run.db) >= p, agent, 60, f"{point} applied")
+            reached = while_alive(agent, lambda p=point: applied(run.db) >= p)
+            eventually(reached, 60, f"{point} applied", interval=0.01)
             time.sleep(rng.uniform(0, 0.03))
             agent.send_signal(signal.SIGKILL)
             agent.wait(10)

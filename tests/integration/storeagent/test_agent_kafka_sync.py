@@ -7,9 +7,17 @@ from pathlib import Path
 import pytest
 from kafka import KafkaAdminClient
 
-from storeagent.replica import Replica, open_replica
-from storeagent.source import TopicPartition
-from storeagent.testing import category_event, envelope, product_event, stock_data, stock_event
+from storeagent.replica.db import Replica, open_replica
+from storeagent.replica.queries import ReplicaReads
+from storeagent.sync.source import TopicPartition
+from tests.support.agent_fakes import (
+    category_event,
+    envelope,
+    product_event,
+    stock_data,
+    stock_event,
+)
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.usefixtures("wire_topics")
 
@@ -42,17 +50,17 @@ def expected_state() -> dict[str, object]:
 
 
 def state(replica: Replica) -> dict[str, object]:
-    m = replica.m
+    reads = ReplicaReads(replica)
     return {
-        "categories": {c.id: (c.name, c.version) for c in m.category.select()},
-        "products": {p.sku: (p.name, p.price, p.version) for p in m.product.select()},
-        "stock": {s.sku: (s.quantity, s.stock_version) for s in m.stock.select()},
+        "categories": {c.id: (c.name, c.version) for c in reads.categories().values()},
+        "products": {p.sku: (p.name, p.price, p.version) for p in reads.products().values()},
+        "stock": {s.sku: (s.quantity, s.stock_version) for s in reads.stock_levels().values()},
     }
 
 
 def forget_offsets(db_path: Path) -> None:
     replica = open_replica(db_path)
-    replica.m.offset.delete().execute()
+    replica.db.execute_sql("DELETE FROM offsets")
     replica.close()
 
 
@@ -118,13 +126,14 @@ def test_poison_record_is_dead_lettered_and_later_good_records_are_applied(publi
 
     runner.wait_applied(publish.ends)
 
-    letters = [(d.offset, d.reason, d.value) for d in replica.m.dead_letter.select()]
+    reads = ReplicaReads(replica)
+    letters = [(d.offset, d.reason, d.value) for d in reads.dead_letters()]
     assert [(offset, reason) for offset, reason, _ in letters] == [
         (1, "json.invalid"),
         (2, "field.invalid"),
     ]
     assert letters[0][2] == b"\x00not json"
-    assert replica.m.stock.get_by_id("MILK-1L").quantity == 8
+    assert reads.stock_level("MILK-1L").quantity == 8
     runner.stop()
 
 
@@ -150,12 +159,16 @@ def test_a_new_event_reaches_the_replica_within_milliseconds(publish, agent_loop
     replica = runner.start()
     runner.wait_applied({})
     latencies = []
+    reads = ReplicaReads(replica)
 
     for version in range(1, 21):
         sent = time.perf_counter()
         publish.send(stock_event(sku="FAST-1", quantity=version, stock_version=version))
-        while replica.m.stock.get_or_none(replica.m.stock.stock_version == version) is None:
-            time.sleep(0.001)
+        eventually(
+            lambda v=version: getattr(reads.stock_level("FAST-1"), "stock_version", 0) >= v,
+            what=f"stock_version {version} applied",
+            interval=0.001,
+        )
         latencies.append(time.perf_counter() - sent)
 
     median_ms = statistics.median(latencies) * 1000

@@ -16,8 +16,9 @@ import pytest
 
 from storeagent.app import bind_listener, bootstrap
 from storeagent.settings import AgentSettings
-from storeagent.testing import product_event, stock_event
-from tests.support.central_harness import Harness, running_central, served, wait_for
+from tests.support.agent_fakes import product_event, stock_event
+from tests.support.central_harness import Harness, running_central, served
+from tests.support.waiting import eventually
 
 SKUS = {"MILK-1L": 40, "BREAD": 25, "EGGS-12": 30}
 
@@ -62,7 +63,7 @@ def running_agent(
     thread = threading.Thread(target=agent.serve, args=(listener,), daemon=True)
     thread.start()
     try:
-        wait_for(lambda: _answers(f"{url}/readyz"), timeout=60)
+        eventually(lambda: _answers(f"{url}/readyz"), 60, "agent ready")
         yield url
     finally:
         agent.stop.set()
@@ -96,7 +97,9 @@ def test_stock_read_right_after_a_buy_shows_centrals_new_quantity_and_version(
     with running_agent(
         store, keys[store], url, kafka_bootstrap, topic_prefix, tmp_path / "a.db"
     ) as agent:
-        wait_for(lambda: agent_stock(agent).get("MILK-1L", (0, 0))[1] >= 1)
+        eventually(
+            lambda: agent_stock(agent).get("MILK-1L", (0, 0))[1] >= 1, what="MILK-1L replicated"
+        )
 
         placed = httpx.post(
             f"{agent}/orders", json={"lines": [{"sku": "MILK-1L", "quantity": 2}]}, timeout=15
@@ -146,7 +149,9 @@ def test_two_stores_buying_concurrently_converge_to_centrals_stock(
         ) as b,
     ):
         for agent in (a, b):
-            wait_for(lambda agent=agent: len(agent_stock(agent)) == len(SKUS))
+            eventually(
+                lambda agent=agent: len(agent_stock(agent)) == len(SKUS), what="catalog replicated"
+            )
         threads = [
             threading.Thread(target=shopper, args=(agent, n, outcomes, sold, lock))
             for n, agent in enumerate([a, b, a, b])
@@ -156,9 +161,13 @@ def test_two_stores_buying_concurrently_converge_to_centrals_stock(
         for t in threads:
             t.join()
         started = time.monotonic()
-        wait_for(lambda: h.central.relay.backlog() == 0)
+        eventually(lambda: h.central.relay.backlog() == 0, what="outbox drained")
         final = central_stock(h)
-        wait_for(lambda: agent_stock(a) == final and agent_stock(b) == final, timeout=30)
+        eventually(
+            lambda: agent_stock(a) == final and agent_stock(b) == final,
+            30,
+            "replicas equal central",
+        )
         caught_up_s = time.monotonic() - started
 
     assert outcomes[201] > 0 and sum(outcomes.values()) == 48, outcomes

@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from storeagent.testing import product_event, stock_event
+from tests.support.agent_fakes import product_event, stock_event
+from tests.support.waiting import eventually
 
 API_KEY = "sk-must-never-be-logged"
 
@@ -39,14 +40,14 @@ class AgentProcess:
         return [json.loads(line) for line in list(self.lines)]
 
     def wait_for_event(self, event: str, timeout: float = 20) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def logged() -> dict:
             found = [e for e in self.events() if e["event"] == event]
-            if found:
-                return found[0]
-            assert self.proc.poll() is None, f"agent exited early: {self.lines}"
-            time.sleep(0.05)
-        raise AssertionError(f"no {event} in {self.lines}")
+            if not found and self.proc.poll() is not None:
+                pytest.fail(f"agent exited early: {self.lines}")
+            assert found, f"no {event} in {self.lines}"
+            return found[0]
+
+        return eventually(logged, timeout, f"{event} logged")
 
     def terminate(self, grace: float = 5.0) -> tuple[int, float]:
         started = time.monotonic()
@@ -75,15 +76,6 @@ def agents():
         agent.kill()
 
 
-def wait_for_http(url: str, status: int = 200, timeout: float = 20) -> httpx.Response:
-    deadline = time.monotonic() + timeout
-    while True:
-        response = httpx.get(url)
-        if response.status_code == status or time.monotonic() > deadline:
-            return response
-        time.sleep(0.05)
-
-
 @pytest.mark.usefixtures("wire_topics")
 def test_run_serves_the_replica_and_exits_0_on_sigterm_within_5_s(
     agents, publish, kafka_bootstrap, topic_prefix, unique_id, tmp_path: Path
@@ -105,7 +97,7 @@ def test_run_serves_the_replica_and_exits_0_on_sigterm_within_5_s(
     )
     base = f"http://127.0.0.1:{agent.wait_for_event('agent.started')['port']}"
 
-    assert wait_for_http(f"{base}/readyz").status_code == 200
+    eventually(lambda: httpx.get(f"{base}/readyz").status_code == 200, 20, "agent ready")
     stock = httpx.get(f"{base}/stock/MILK-1L").json()
     status = httpx.get(f"{base}/sync/status").json()
     code, took = agent.terminate()
@@ -133,7 +125,7 @@ def test_sigterm_while_kafka_is_unreachable_still_exits_0_within_5_s(agents, tmp
         "127.0.0.1:0",
     )
     base = f"http://127.0.0.1:{agent.wait_for_event('agent.started')['port']}"
-    time.sleep(1)
+    agent.wait_for_event("consumer.not_connected")  # the loop ran and failed to reach Kafka
 
     readyz = httpx.get(f"{base}/readyz")
     code, took = agent.terminate()

@@ -21,8 +21,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from storeagent.testing import product_event, stock_event
+from tests.support.agent_fakes import product_event, stock_event
 from tests.support.processes import free_port
+from tests.support.waiting import eventually
 
 REPO = Path(__file__).resolve().parents[3]
 UNIT = REPO / "deploy" / "systemd" / "storeagent.service"
@@ -137,12 +138,6 @@ class NotifySocket:
         with self._lock:
             return [m[name] for m in self.messages if name in m]
 
-    def wait_for(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            assert time.monotonic() < deadline, f"no {what} in {self.messages}"
-            time.sleep(0.01)
-
     def close(self) -> None:
         self._closed.set()
         self._thread.join(1)
@@ -213,18 +208,16 @@ def test_agent_tells_systemd_ready_then_feeds_the_watchdog_and_says_stopping_on_
     )
 
     # No topics yet: the agent serves but is not ready, and only extends its start timeout.
-    notify_socket.wait_for(
-        lambda: bool(notify_socket.values("EXTEND_TIMEOUT_USEC")), 20, "EXTEND_TIMEOUT_USEC"
-    )
+    eventually(lambda: notify_socket.values("EXTEND_TIMEOUT_USEC"), 20, "EXTEND_TIMEOUT_USEC")
     assert readyz(url) == 503
     assert notify_socket.values("READY") == []
     assert "WATCHDOG" not in str(notify_socket.messages)
 
     make_wire_topics()
     publish.send(product_event(sku="MILK-1L"), stock_event(sku="MILK-1L", stock_version=1))
-    notify_socket.wait_for(lambda: bool(notify_socket.values("READY")), 30, "READY=1")
+    eventually(lambda: notify_socket.values("READY"), 30, "READY=1")
     ready_status = readyz(url)
-    notify_socket.wait_for(lambda: len(notify_socket.values("WATCHDOG")) >= 2, 10, "two WATCHDOG=1")
+    eventually(lambda: len(notify_socket.values("WATCHDOG")) >= 2, 10, "two WATCHDOG=1")
     pings = notify_socket.values("WATCHDOG")
 
     started = time.monotonic()

@@ -7,7 +7,7 @@ from invwire.errors import PoisonRecord
 from invwire.events import CategoryChanged, ProductChanged, StockChanged, parse_record
 from invwire.rules import MAX_EVENT_BYTES as MAX_VALUE_BYTES
 from invwire.topics import TOPIC_CATEGORY, TOPIC_INVENTORY, TOPIC_PRODUCT
-from storeagent.testing import (
+from tests.support.agent_fakes import (
     category_event,
     envelope,
     product_data,

@@ -2,8 +2,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from storeagent.replica import Replica, open_replica
-from storeagent.testing import FixedClock
+from storeagent.replica.db import Replica, open_replica
+from tests.support.agent_fakes import FixedClock
 
 
 @pytest.fixture

@@ -1,13 +1,13 @@
 import pytest
 from fastapi.testclient import TestClient
 
-from storeagent.api import create_app
-from storeagent.apply import apply_batch
-from storeagent.consumer import topic_names
-from storeagent.progress import SyncProgress
-from storeagent.replica import META_BOOTSTRAPPED, Replica
-from storeagent.source import Record, TopicPartition
-from storeagent.testing import FixedClock, product_event, stock_event
+from storeagent.http.app import create_app
+from storeagent.replica.db import META_BOOTSTRAPPED, Replica
+from storeagent.sync.apply import apply_batch
+from storeagent.sync.loop import topic_names
+from storeagent.sync.progress import SyncProgress
+from storeagent.sync.source import Record, TopicPartition
+from tests.support.agent_fakes import FixedClock, product_event, stock_event
 
 
 def load(replica: Replica, *events: tuple[str, bytes, bytes]) -> None:

@@ -3,10 +3,17 @@ from datetime import UTC, datetime
 import pytest
 
 from invwire.events import StockChanged
-from storeagent.apply import apply_batch
-from storeagent.replica import Replica, open_replica
-from storeagent.source import Record, TopicPartition
-from storeagent.testing import FixedClock, category_event, envelope, product_event, stock_event
+from storeagent.replica.db import Replica, open_replica
+from storeagent.replica.queries import ReplicaReads
+from storeagent.sync.apply import apply_batch
+from storeagent.sync.source import Record, TopicPartition
+from tests.support.agent_fakes import (
+    FixedClock,
+    category_event,
+    envelope,
+    product_event,
+    stock_event,
+)
 
 NOW = FixedClock()()
 
@@ -21,7 +28,7 @@ def apply(replica: Replica, *records: Record, prefix: str = ""):
 
 
 def stock_row(replica: Replica, sku: str = "MILK-1L") -> tuple[int, int] | None:
-    row = replica.m.stock.get_or_none(replica.m.stock.sku == sku)
+    row = ReplicaReads(replica).stock_level(sku)
     return None if row is None else (row.quantity, row.stock_version)
 
 
@@ -50,7 +57,8 @@ def test_duplicate_or_older_stock_event_changes_nothing(replica):
 def test_stock_updated_at_is_the_event_occurred_at(replica):
     apply(replica, rec(stock_event(), 0))
 
-    row = replica.m.stock.get(replica.m.stock.sku == "MILK-1L")
+    row = ReplicaReads(replica).stock_level("MILK-1L")
+    assert row is not None
     assert row.updated_at == "2026-11-29T10:00:00.123456+00:00"
 
 
@@ -69,8 +77,9 @@ def test_product_and_category_upserts_are_versioned(replica):
     )
 
     assert (result.applied, result.stale) == (1, 2)
-    assert replica.m.category.get_by_id(3).name == "Dairy"
-    product = replica.m.product.get_by_id("MILK-1L")
+    reads = ReplicaReads(replica)
+    assert reads.categories()[3].name == "Dairy"
+    product = reads.products()["MILK-1L"]
     assert (product.name, product.price, product.version) == ("Whole milk", "1.30", 6)
 
 
@@ -108,7 +117,7 @@ def test_poison_record_is_dead_lettered_and_the_batch_carries_on(replica):
     )
 
     assert (result.applied, result.dead_lettered) == (2, 1)
-    letter = replica.m.dead_letter.get()
+    [letter] = ReplicaReads(replica).dead_letters()
     assert (letter.topic, letter.partition, letter.offset) == ("inventory-updated", 0, 1)
     assert (letter.key, letter.value, letter.reason) == (b"MILK-1L", b"{broken", "json.invalid")
     assert letter.detail.startswith("the value is not UTF-8 JSON")
@@ -123,7 +132,9 @@ def test_replayed_poison_record_is_stored_once(replica):
     apply(replica, poison)
 
     assert replica.dead_letter_count() == 1
-    assert replica.m.dead_letter.get().reason == "schema.unsupported"
+    assert [letter.reason for letter in ReplicaReads(replica).dead_letters()] == [
+        "schema.unsupported"
+    ]
 
 
 def test_counters_track_applied_events_and_the_newest_event_time(replica):
@@ -174,7 +185,7 @@ def test_failure_mid_batch_stores_nothing_of_the_batch_nor_its_offsets(tmp_path)
     assert (replica.meta(), replica.stored_offsets()) == before
     assert stock_row(replica, "A") == (1, 1)
     assert replica.dead_letter_count() == 0
-    assert replica.m.category.select().count() == 0
+    assert ReplicaReads(replica).categories() == {}
 
 
 def test_apply_timestamps_use_the_given_clock(replica):

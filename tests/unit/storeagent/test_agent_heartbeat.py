@@ -5,27 +5,31 @@ import io
 import json
 import logging
 import threading
-import time
+from functools import partial
 
 import httpx
 import pytest
 
-from invwire.logs import configure_logging
+from invwire.logs import EventLog, configure_logging
 from storeagent.errors import ConfigError
-from storeagent.heartbeat import (
+from storeagent.ops.metrics import AgentMetrics
+from storeagent.ops.supervisor import SupervisedTask
+from storeagent.ops.vitals import Vitals
+from storeagent.replica.db import META_BOOTSTRAPPED, META_LAST_EVENT_AT
+from storeagent.replica.local_orders import LocalOrders
+from storeagent.settings import load_settings
+from storeagent.sync.progress import SyncProgress
+from storeagent.sync.source import TopicPartition
+from storeagent.upstream.heartbeat import (
     HEARTBEAT_PATH,
+    Heartbeat,
     HeartbeatFailed,
-    HeartbeatThread,
     HttpHeartbeat,
     connect_heartbeat,
     heartbeat_report,
 )
-from storeagent.metrics import AgentMetrics
-from storeagent.progress import SyncProgress
-from storeagent.replica import META_LAST_EVENT_AT
-from storeagent.settings import load_settings
-from storeagent.source import TopicPartition
-from storeagent.testing import RecordingHeartbeat
+from tests.support.agent_fakes import RecordingHeartbeat
+from tests.support.waiting import eventually
 
 KEY = "sk_live_store_key_0123456789"
 
@@ -41,17 +45,21 @@ def log_lines():
 def test_report_tells_readiness_lag_last_event_and_the_local_backlogs(replica):
     progress = SyncProgress()
     tp = TopicPartition("inventory-updated", 0)
+    progress.started()
+    progress.assigned(1)
+    progress.broker_answered()
+    progress.beat()
     progress.set_end_offsets({tp: 12})
-    now = "2026-11-29T10:00:00+00:00"
+    orders = LocalOrders(replica)
     with replica.transaction():
         replica.save_offsets({tp: 9})
-        replica.set_meta({META_LAST_EVENT_AT: "2026-11-29T10:00:00.123456+00:00"})
-        replica.add_local_order(
-            local_ref="r1", idempotency_key="k1", fingerprint="f", lines="[]",
-            status="queued", queued_at=now, created_at=now, updated_at=now,
-        )  # fmt: skip
+        replica.set_meta(
+            {META_BOOTSTRAPPED: "1", META_LAST_EVENT_AT: "2026-11-29T10:00:00.123456+00:00"}
+        )
+        orders.add_pending("r1", "k1", "f", [])
+        orders.queue("r1", "central.unavailable", "down")
 
-    report = heartbeat_report(replica, progress, ready=lambda: True)
+    report = heartbeat_report(Vitals(replica, orders, progress))
 
     assert report == {
         "ready": True,
@@ -64,35 +72,37 @@ def test_report_tells_readiness_lag_last_event_and_the_local_backlogs(replica):
 
 
 def test_report_leaves_out_what_is_not_known_yet(replica):
-    report = heartbeat_report(replica, SyncProgress(), ready=lambda: False)
+    report = heartbeat_report(Vitals(replica, LocalOrders(replica), SyncProgress()))
 
     assert report == {"ready": False, "offline_queue": 0, "rejected_offline": 0, "dead_letters": 0}
 
 
-def make_thread(sender, report=lambda: {"ready": True}, **kw):
+def make_thread(sender, report=lambda: {"ready": True}, stop=None, **kw):
+    """The heartbeat, and the supervised task that runs it as the agent does."""
     failures: list[str] = []
-    defaults = {
-        "every_s": 0.01,
-        "stop": threading.Event(),
-        "on_failure": lambda: failures.append("stopped the agent"),
-    }
-    thread = HeartbeatThread(sender, report, **(defaults | kw))
-    return thread, failures
+    stop = stop or threading.Event()
+    beats = Heartbeat(sender, report, **({"every_s": 0.01} | kw))
+    thread = SupervisedTask(
+        "storeagent-heartbeat",
+        partial(beats.run, stop),
+        crashed="heartbeat.crashed",
+        stop=stop,
+        on_failure=lambda: failures.append("stopped the agent"),
+        log=EventLog("storeagent"),
+    )
+    return beats, thread, failures
 
 
 def test_heartbeats_go_out_at_once_then_every_interval_until_stopped():
     sender = RecordingHeartbeat()
     stop = threading.Event()
-    thread, failures = make_thread(sender, stop=stop)
+    _, thread, failures = make_thread(sender, stop=stop)
 
     thread.start()
-    deadline = time.monotonic() + 5
-    while len(sender.reports) < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    eventually(lambda: len(sender.reports) >= 3, 5, "three heartbeats")
     stop.set()
     thread.join(2)
 
-    assert len(sender.reports) >= 3
     assert sender.reports[0] == {"ready": True}
     assert not thread.is_alive() and not thread.failed and not failures
     assert sender.closed
@@ -102,15 +112,15 @@ def test_a_failing_central_is_counted_and_logged_once_a_minute_never_fatal(log_l
     sender = RecordingHeartbeat()
     now = [0.0]
     metrics = AgentMetrics()
-    thread, failures = make_thread(sender, metrics=metrics, clock=lambda: now[0])
+    beats, _, failures = make_thread(sender, metrics=metrics, clock=lambda: now[0])
     sender.failing = 5
 
     results = []
     for at in (0, 10, 30, 61, 70):
         now[0] = at
-        results.append(thread.beat())
+        results.append(beats.beat())
     now[0] = 80
-    results.append(thread.beat())
+    results.append(beats.beat())
 
     assert results == [False] * 5 + [True]
     events = [(line["event"], line.get("failures")) for line in log_lines()]
@@ -125,12 +135,14 @@ def test_a_bug_in_the_heartbeat_stops_the_agent(log_lines):
     def broken_report():
         raise RuntimeError("bug")
 
-    thread, failures = make_thread(RecordingHeartbeat(), report=broken_report)
+    sender = RecordingHeartbeat()
+    _, thread, failures = make_thread(sender, report=broken_report)
 
     thread.start()
     thread.join(2)
 
     assert thread.failed and failures == ["stopped the agent"]
+    assert sender.closed
     assert [line["event"] for line in log_lines()][-1] == "heartbeat.crashed"
 
 

@@ -3,15 +3,20 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
+import peewee
 import pytest
 
 from invwire.events import StockChanged
-from storeagent.consumer import LoopTuning, SyncLoop
+from invwire.logs import EventLog
 from storeagent.errors import SourceUnavailable
-from storeagent.progress import SyncProgress
-from storeagent.replica import Replica
-from storeagent.source import RecordSource, TopicPartition
-from storeagent.testing import FakeRecordSource, product_event, stock_event
+from storeagent.ops.supervisor import SupervisedTask
+from storeagent.replica.db import Replica
+from storeagent.replica.queries import ReplicaReads
+from storeagent.sync.loop import LoopTuning, SyncLoop
+from storeagent.sync.progress import SyncProgress
+from storeagent.sync.source import RecordSource, TopicPartition
+from tests.support.agent_fakes import FakeRecordSource, product_event, stock_event
+from tests.support.waiting import eventually
 
 FAST = LoopTuning(poll_timeout_ms=20, max_records=500, backoff_initial_s=0.01, backoff_max_s=0.05)
 
@@ -36,15 +41,8 @@ def run_in_thread(loop: SyncLoop) -> threading.Thread:
     return thread
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
-
-
 def quantity(replica: Replica, sku: str) -> int | None:
-    row = replica.m.stock.get_or_none(replica.m.stock.sku == sku)
+    row = ReplicaReads(replica).stock_level(sku)
     return None if row is None else row.quantity
 
 
@@ -117,19 +115,22 @@ def test_restart_seeks_to_stored_offsets_and_reapplies_nothing(replica, fake):
 
 
 class FailingOnceReplica(Replica):
-    def __init__(self, replica: Replica) -> None:
+    """Writing a stock row fails once with `error`, then works."""
+
+    def __init__(self, replica: Replica, error: Exception) -> None:
         super().__init__(replica.db)
-        self.failures = 1
+        self.error: Exception | None = error
 
     def upsert_stock(self, event: StockChanged, occurred_at: datetime) -> bool:
-        if self.failures:
-            self.failures -= 1
-            raise OSError("database is locked")
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
         return super().upsert_stock(event, occurred_at)
 
 
-def test_failed_apply_rewinds_to_stored_offsets_and_is_retried(replica, fake):
-    flaky = FailingOnceReplica(replica)
+@pytest.mark.parametrize("message", ["database is locked", "disk I/O error"])
+def test_failed_apply_rewinds_to_stored_offsets_and_is_retried(replica, fake, message):
+    flaky = FailingOnceReplica(replica, peewee.OperationalError(message))
     fake.produce(*stock_event(sku="A", quantity=3, stock_version=1))
     loop = make_loop(flaky, fake)
     loop.start(fake)
@@ -141,6 +142,49 @@ def test_failed_apply_rewinds_to_stored_offsets_and_is_retried(replica, fake):
     assert loop.step(fake)
     assert quantity(replica, "A") == 3
     assert replica.get_meta("events_applied") == "1"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [RuntimeError("a bug in apply"), peewee.OperationalError("no such table: stock")],
+    ids=["bug", "schema"],
+)
+def test_an_unexpected_apply_error_is_not_retried_but_ends_the_loop(replica, fake, error):
+    broken = FailingOnceReplica(replica, error)
+    fake.produce(*stock_event(sku="A", quantity=3, stock_version=1))
+    loop = make_loop(broken, fake)
+
+    with pytest.raises(type(error)):
+        loop.run()
+
+    assert quantity(replica, "A") is None
+    assert replica.stored_offsets() == {}
+    assert fake.closed and not loop.progress.is_consuming()
+
+
+def test_a_crashed_loop_is_logged_with_its_cause_and_fails_its_supervised_task(
+    replica, fake, caplog
+):
+    fake.produce(*stock_event(sku="A", quantity=3, stock_version=1))
+    loop = make_loop(FailingOnceReplica(replica, RuntimeError("a bug in apply")), fake)
+    failures: list[str] = []
+    task = SupervisedTask(
+        "storeagent-consumer",
+        loop.run,
+        crashed="consumer.crashed",
+        stop=loop.stop,
+        on_failure=lambda: failures.append("stop the agent"),
+        log=EventLog("storeagent"),
+    )
+
+    task.start()
+    task.join(5)
+
+    assert not task.is_alive()
+    assert task.failed and failures == ["stop the agent"]
+    [crash] = [r for r in caplog.records if r.getMessage() == "consumer.crashed"]
+    assert crash.exc_info is not None and str(crash.exc_info[1]) == "a bug in apply"
+    assert "consumer.apply_failed" not in caplog.messages
 
 
 def test_poll_failure_is_retried_without_losing_records(replica, fake):
@@ -155,17 +199,18 @@ def test_poll_failure_is_retried_without_losing_records(replica, fake):
     assert quantity(replica, "A") == 3
 
 
-def test_loop_waits_for_missing_topics_then_consumes(replica):
+def test_loop_waits_for_missing_topics_then_consumes(replica, caplog):
     source = FakeRecordSource()
     loop = make_loop(replica, source)
     thread = run_in_thread(loop)
-    time.sleep(0.05)
+    eventually(lambda: "consumer.waiting_for_topics" in caplog.messages, 5, "waiting logged")
+    assert not replica.is_bootstrapped()
 
     for topic, partitions in {"new-category": 1, "new-product": 3, "inventory-updated": 6}.items():
         source.create_topic(topic, partitions)
     source.produce(*stock_event(sku="LATE", quantity=9, stock_version=1))
 
-    wait_until(lambda: quantity(replica, "LATE") == 9)
+    eventually(lambda: quantity(replica, "LATE") == 9)
     loop.stop.set()
     thread.join(2)
 
@@ -183,7 +228,7 @@ def test_loop_reconnects_until_kafka_answers(replica, fake):
     loop = make_loop(replica, connect)
     thread = run_in_thread(loop)
 
-    wait_until(lambda: quantity(replica, "A") == 2)
+    eventually(lambda: quantity(replica, "A") == 2)
     loop.stop.set()
     thread.join(2)
     assert len(attempts) == 3
@@ -192,11 +237,11 @@ def test_loop_reconnects_until_kafka_answers(replica, fake):
 def test_new_record_is_applied_while_the_loop_runs(replica, fake):
     loop = make_loop(replica, fake, poll_timeout_ms=600)
     thread = run_in_thread(loop)
-    wait_until(replica.is_bootstrapped)
+    eventually(replica.is_bootstrapped)
 
     started = time.monotonic()
     fake.produce(*stock_event(sku="A", quantity=1, stock_version=1))
-    wait_until(lambda: quantity(replica, "A") == 1)
+    eventually(lambda: quantity(replica, "A") == 1, interval=0.005)
 
     assert time.monotonic() - started < 0.3
     loop.stop.set()
@@ -206,7 +251,7 @@ def test_new_record_is_applied_while_the_loop_runs(replica, fake):
 def test_stop_event_ends_the_loop_and_closes_the_source(replica, fake):
     loop = make_loop(replica, fake, poll_timeout_ms=200)
     thread = run_in_thread(loop)
-    wait_until(loop.progress.is_consuming)
+    eventually(loop.progress.is_consuming)
 
     loop.stop.set()
     thread.join(2)

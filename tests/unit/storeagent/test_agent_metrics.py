@@ -12,17 +12,19 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from invwire.logs import configure_logging
-from storeagent.api import create_app
-from storeagent.apply import apply_batch
-from storeagent.consumer import LoopTuning, SyncLoop, topic_names
+from storeagent.app import build_sales
 from storeagent.errors import SourceUnavailable
-from storeagent.metrics import AgentMetrics, WatchedState
-from storeagent.orders import OrderDesk
-from storeagent.progress import SyncProgress
-from storeagent.replica import META_BOOTSTRAPPED, Replica
-from storeagent.resilience import ResilientCentral
-from storeagent.source import Record, TopicPartition
-from storeagent.testing import (
+from storeagent.http.app import create_app
+from storeagent.ops.metrics import AgentMetrics, WatchedState
+from storeagent.ops.vitals import Vitals
+from storeagent.replica.db import META_BOOTSTRAPPED, Replica
+from storeagent.replica.local_orders import LocalOrders
+from storeagent.sync.apply import apply_batch
+from storeagent.sync.loop import LoopTuning, SyncLoop, topic_names
+from storeagent.sync.progress import SyncProgress
+from storeagent.sync.source import Record, TopicPartition
+from storeagent.upstream.resilience import ResilientCentral
+from tests.support.agent_fakes import (
     FakeCentral,
     FakeRecordSource,
     FixedClock,
@@ -31,7 +33,6 @@ from storeagent.testing import (
     stock_data,
     stock_event,
 )
-from storeagent.views import readiness_checks
 
 MILK = "MILK-1L"
 
@@ -72,9 +73,7 @@ def metrics(replica, progress, clock) -> AgentMetrics:
     agent_metrics = AgentMetrics()
     agent_metrics.watch(
         WatchedState(
-            replica,
-            progress,
-            ready=lambda: all(readiness_checks(replica, progress).values()),
+            Vitals(replica, LocalOrders(replica), progress),
             circuit=lambda: {"circuit": "closed", "consecutive_failures": 0, "last_error": None},
             clock=clock,
         )
@@ -87,7 +86,7 @@ def client(replica, progress, central, clock, metrics) -> TestClient:
     load(replica, product_event(sku=MILK), stock_event(sku=MILK, quantity=40, stock_version=7))
     with replica.transaction():
         replica.set_meta({META_BOOTSTRAPPED: "1"})
-    desk = OrderDesk(replica, ResilientCentral(central, sleep=lambda _: None), clock=clock)
+    desk = build_sales(replica, ResilientCentral(central, sleep=lambda _: None), clock=clock).desk
     app = create_app(
         replica, progress, store_id="s1", topics=topic_names(""), orders=desk, metrics=metrics
     )
@@ -152,20 +151,14 @@ def test_state_gauges_are_read_at_scrape_time(client, replica, progress, clock):
 
 
 def test_offline_queue_and_offline_refusals_are_counted_from_local_orders(client, replica):
-    now = "2026-11-29T10:00:00+00:00"
-    rows = [("queued", now), ("queued", now), ("rejected", now), ("rejected", None)]
+    orders = LocalOrders(replica)
     with replica.transaction():
-        for n, (status, queued_at) in enumerate(rows):
-            replica.add_local_order(
-                local_ref=f"ref-{n}",
-                idempotency_key=f"key-{n}",
-                fingerprint="f",
-                lines="[]",
-                status=status,
-                queued_at=queued_at,
-                created_at=now,
-                updated_at=now,
-            )
+        for n in range(4):
+            orders.add_pending(f"ref-{n}", f"key-{n}", "f", [])
+        for n in (0, 1, 2):
+            orders.queue(f"ref-{n}", "central.unavailable", "central is down")
+        for n in (2, 3):  # one queued first (offline), one not (online)
+            orders.reject(f"ref-{n}", "stock.insufficient", "refused")
 
     samples = scrape(client)
 
@@ -220,7 +213,7 @@ def test_applied_batches_feed_the_apply_and_sync_latency_histograms(replica, clo
     )
     metrics = AgentMetrics()
     progress = SyncProgress()
-    metrics.watch(WatchedState(replica, progress, ready=lambda: True, clock=clock))
+    metrics.watch(WatchedState(Vitals(replica, LocalOrders(replica), progress), clock=clock))
     loop = SyncLoop(
         replica, lambda: source, prefix="", stop=threading.Event(), progress=progress,
         clock=clock, metrics=metrics,

@@ -2,29 +2,34 @@ import os
 import socket
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
 
-from storeagent.notify import (
+from invwire.logs import EventLog
+from storeagent.ops.notify import (
     LOOP_STALL_S,
     AgentHealth,
     Announcer,
     Health,
-    NotifyThread,
-    RecordingNotifier,
     SocketNotifier,
     SystemdLink,
+    SystemdNotify,
     describe,
     systemd_link,
     watchdog_seconds,
 )
-from storeagent.progress import SyncProgress
-from storeagent.replica import META_BOOTSTRAPPED, Replica
-from storeagent.source import TopicPartition
+from storeagent.ops.supervisor import SupervisedTask
+from storeagent.ops.vitals import Vitals
+from storeagent.replica.db import META_BOOTSTRAPPED, Replica
+from storeagent.replica.local_orders import LocalOrders
+from storeagent.sync.progress import SyncProgress
+from storeagent.sync.source import TopicPartition
+from tests.support.agent_fakes import RecordingNotifier
+from tests.support.waiting import eventually
 
 
 class Ticks:
@@ -189,7 +194,7 @@ def test_status_line_says_what_the_agent_is_doing(health, status):
 def test_agent_health_reads_readiness_liveness_and_lag(replica: Replica):
     ticks = Ticks()
     progress = SyncProgress(clock=ticks)
-    health = AgentHealth(replica, progress, listening=lambda: True)
+    health = AgentHealth(Vitals(replica, LocalOrders(replica), progress), listening=lambda: True)
     tp = TopicPartition("inventory-updated", 0)
     assert health() == Health(ready=False, bootstrapped=False, loop_idle_s=None, lag=None)
 
@@ -212,7 +217,7 @@ def test_a_loop_that_only_retries_still_counts_as_alive_but_a_wedged_one_does_no
     ticks = Ticks()
     progress = SyncProgress(clock=ticks)
     announcer = Announcer(link())
-    health = AgentHealth(replica, progress, listening=lambda: True)
+    health = AgentHealth(Vitals(replica, LocalOrders(replica), progress), listening=lambda: True)
     progress.started()
     progress.tick()  # e.g. Kafka unreachable: the loop comes round without a completed poll
     ticks.now += 1
@@ -239,36 +244,32 @@ class Probe:
 
 def run_thread(
     probe: Callable[[], Health], watchdog_s: float = 0.2
-) -> tuple[NotifyThread, RecordingNotifier, threading.Event, list[str]]:
+) -> tuple[SupervisedTask, RecordingNotifier, threading.Event, list[str]]:
+    """The notifier, run by a supervised task as the agent does."""
     notifier = RecordingNotifier()
     stop = threading.Event()
     failures: list[str] = []
-    thread = NotifyThread(
-        SystemdLink(notifier, watchdog_s),
-        probe,
+    notify = SystemdNotify(SystemdLink(notifier, watchdog_s), probe, check_s=0.01)
+    thread = SupervisedTask(
+        "storeagent-notify",
+        partial(notify.run, stop),
+        crashed="notify.crashed",
         stop=stop,
         on_failure=lambda: failures.append("failed"),
-        check_s=0.01,
+        log=EventLog("storeagent"),
     )
     thread.start()
     return thread, notifier, stop, failures
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.005)
-
-
 def test_thread_announces_ready_then_pings_and_says_stopping_when_stopped():
     probe = Probe(make_health(ready=False, bootstrapped=False, lag=5))
     thread, notifier, stop, failures = run_thread(probe)
-    wait_until(lambda: probe.reads >= 3)
+    eventually(lambda: probe.reads >= 3)
     assert notifier.values("READY") == []
 
     probe.health = make_health()
-    wait_until(lambda: len(notifier.values("WATCHDOG")) >= 2)
+    eventually(lambda: len(notifier.values("WATCHDOG")) >= 2)
     stop.set()
     thread.join(2)
 
@@ -282,13 +283,13 @@ def test_thread_announces_ready_then_pings_and_says_stopping_when_stopped():
 def test_thread_stops_pinging_while_the_loop_is_wedged():
     probe = Probe(make_health())
     thread, notifier, stop, _ = run_thread(probe, watchdog_s=0.1)
-    wait_until(lambda: len(notifier.values("WATCHDOG")) >= 1)
+    eventually(lambda: len(notifier.values("WATCHDOG")) >= 1)
 
     probe.health = make_health(loop_idle_s=LOOP_STALL_S + 1)
-    wait_until(lambda: any("stalled" in s for s in notifier.values("STATUS")))
+    eventually(lambda: any("stalled" in s for s in notifier.values("STATUS")))
     pings = len(notifier.values("WATCHDOG"))
     reads = probe.reads
-    wait_until(lambda: probe.reads >= reads + 3)
+    eventually(lambda: probe.reads >= reads + 3)
 
     assert len(notifier.values("WATCHDOG")) == pings
     stop.set()

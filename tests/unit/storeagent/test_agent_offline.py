@@ -3,24 +3,30 @@ replayer's order and outcomes, its capped backoff, sales left pending, and faile
 central may hold (looked up and voided)."""
 
 import threading
+from functools import partial
 
 import pytest
 from fastapi.testclient import TestClient
 
-from storeagent.api import create_app
-from storeagent.apply import apply_batch
-from storeagent.central_client import NoCentral
-from storeagent.consumer import topic_names
-from storeagent.offline import KeyClaims, ReplaySchedule, ReplayTuning
-from storeagent.offline_rules import OfflinePolicy
-from storeagent.order_rules import OrderInProgress
-from storeagent.orders import OrderDesk, PlaceOrder
-from storeagent.progress import SyncProgress
-from storeagent.replay import Replayer, ReplayThread
-from storeagent.replica import META_BOOTSTRAPPED, Replica
-from storeagent.resilience import BreakerPolicy, CircuitBreaker, ResilientCentral
-from storeagent.source import Record
-from storeagent.testing import FakeCentral, FixedClock, product_event, stock_event
+from invwire.logs import EventLog
+from storeagent.app import Sales, build_sales
+from storeagent.http.app import create_app
+from storeagent.ops.supervisor import SupervisedTask
+from storeagent.replica.db import META_BOOTSTRAPPED, Replica
+from storeagent.replica.queries import ReplicaReads
+from storeagent.sales.desk import OrderDesk, PlaceOrder
+from storeagent.sales.offline_policy import OfflinePolicy, queued_units_by_sku
+from storeagent.sales.replay import Replayer
+from storeagent.sales.rules import OrderInProgress
+from storeagent.sales.schedule import ReplaySchedule, ReplayTuning
+from storeagent.sync.apply import apply_batch
+from storeagent.sync.loop import topic_names
+from storeagent.sync.progress import SyncProgress
+from storeagent.sync.source import Record
+from storeagent.upstream.client import NoCentral
+from storeagent.upstream.resilience import BreakerPolicy, CircuitBreaker, ResilientCentral
+from tests.support.agent_fakes import FakeCentral, FixedClock, product_event, stock_event
+from tests.support.waiting import eventually
 
 MILK, BREAD = "MILK-1L", "BREAD"
 POLICY = OfflinePolicy(enabled=True, max_units_per_order=5, max_queued_units=8)
@@ -79,20 +85,23 @@ def stocked(replica) -> Replica:
     return replica
 
 
-def make_desk(replica, resilient, clock, schedule, policy=POLICY) -> OrderDesk:
-    return OrderDesk(
-        replica, resilient, clock=clock, policy=policy, claims=KeyClaims(), schedule=schedule
-    )
+def make_sales(replica, resilient, clock, schedule, policy=POLICY) -> Sales:
+    return build_sales(replica, resilient, policy=policy, clock=clock, schedule=schedule)
 
 
 @pytest.fixture
-def desk(stocked, resilient, clock, schedule) -> OrderDesk:
-    return make_desk(stocked, resilient, clock, schedule)
+def sales(stocked, resilient, clock, schedule) -> Sales:
+    return make_sales(stocked, resilient, clock, schedule)
 
 
 @pytest.fixture
-def replayer(desk, resilient, clock) -> Replayer:
-    return Replayer(desk.sales, resilient, claims=desk.claims, schedule=desk.schedule, clock=clock)
+def desk(sales) -> OrderDesk:
+    return sales.desk
+
+
+@pytest.fixture
+def replayer(sales) -> Replayer:
+    return sales.replayer
 
 
 @pytest.fixture
@@ -114,8 +123,9 @@ def statuses(client: TestClient) -> list[tuple[str, str | None]]:
 
 
 def replica_stock(replica: Replica, sku: str) -> tuple[int, int]:
-    row = replica.m.stock.get_by_id(sku)
-    return row.quantity, row.stock_version
+    level = ReplicaReads(replica).stock_level(sku)
+    assert level is not None
+    return level.quantity, level.stock_version
 
 
 def drain(replayer: Replayer, limit: int = 50) -> int:
@@ -132,7 +142,7 @@ def drain(replayer: Replayer, limit: int = 50) -> int:
 def test_with_offline_off_an_unreachable_central_still_answers_503(
     stocked, resilient, clock, schedule, central
 ):
-    desk = make_desk(stocked, resilient, clock, schedule, policy=OfflinePolicy())
+    desk = make_sales(stocked, resilient, clock, schedule, policy=OfflinePolicy()).desk
     app = create_app(stocked, SyncProgress(), store_id="s1", topics=topic_names(""), orders=desk)
     central.go_down()
 
@@ -220,7 +230,7 @@ def test_queued_units_reduce_what_a_later_online_sale_may_take(client, central):
     assert len(central.calls) == calls
 
 
-def test_two_tills_at_once_cannot_both_queue_the_last_units(desk, central):
+def test_two_tills_at_once_cannot_both_queue_the_last_units(sales, central):
     """Both pass the online check (nothing queued yet) and both find central down: the
     offline check and the queueing share one transaction, so only one gets the 4 loaves."""
     central.go_down()
@@ -237,7 +247,7 @@ def test_two_tills_at_once_cannot_both_queue_the_last_units(desk, central):
 
     def till(key: str) -> None:
         try:
-            results[key] = desk.place(PlaceOrder([{"sku": BREAD, "quantity": 4}], key))
+            results[key] = sales.desk.place(PlaceOrder([{"sku": BREAD, "quantity": 4}], key))
         except Exception as exc:
             results[key] = exc
 
@@ -251,11 +261,11 @@ def test_two_tills_at_once_cannot_both_queue_the_last_units(desk, central):
     assert kinds == ["CentralUnavailable", "Queued"]
     [refused] = [r for r in results.values() if type(r).__name__ == "CentralUnavailable"]
     assert refused.details["offline"]["code"] == "offline.stock_short"
-    assert desk.sales.queued_units() == {BREAD: 4}
+    assert queued_units_by_sku(sales.orders.queued_lines()) == {BREAD: 4}
 
 
 def test_agent_without_a_central_url_never_queues(stocked, clock, schedule):
-    desk = make_desk(stocked, ResilientCentral(NoCentral()), clock, schedule)
+    desk = make_sales(stocked, ResilientCentral(NoCentral()), clock, schedule).desk
 
     with pytest.raises(Exception) as caught:
         desk.place(PlaceOrder([{"sku": MILK, "quantity": 1}]))
@@ -409,19 +419,35 @@ def test_replay_refused_for_the_stores_key_stays_queued_and_backs_off(client, ce
     )
 
 
+def replay_task(replayer: Replayer) -> tuple[SupervisedTask, threading.Event, list[int]]:
+    """The replayer, run by a supervised task as the agent does."""
+    stop, failures = threading.Event(), []
+    task = SupervisedTask(
+        "storeagent-replay",
+        partial(replayer.run, stop),
+        crashed="offline.replayer_crashed",
+        stop=stop,
+        on_failure=lambda: failures.append(1),
+        log=EventLog("storeagent"),
+        errors_once_stopping_fail=False,
+    )
+    return task, stop, failures
+
+
 def test_replayer_thread_drains_the_queue_and_stops_on_request(client, central, replayer, schedule):
     central.go_down()
     buy(client, (MILK, 1))
     buy(client, (MILK, 1))
     central.come_back()
-    stop, failures = threading.Event(), []
-    thread = ReplayThread(replayer, schedule, stop=stop, on_failure=lambda: failures.append(1))
+    thread, stop, failures = replay_task(replayer)
 
     thread.start()
-    deadline = 50
-    while client.get("/sync/status").json()["offline_queue"]["depth"] and deadline:
-        stop.wait(0.1)
-        deadline -= 1
+    eventually(
+        lambda: client.get("/sync/status").json()["offline_queue"]["depth"] == 0,
+        5,
+        "offline queue drained",
+        interval=0.1,
+    )
     stop.set()
     thread.join(5)
 
@@ -430,13 +456,18 @@ def test_replayer_thread_drains_the_queue_and_stops_on_request(client, central, 
     assert [status for status, _ in statuses(client)] == ["confirmed", "confirmed"]
 
 
-def test_replayer_thread_that_crashes_marks_itself_failed_and_stops_the_agent(schedule):
-    class Broken:
-        def step(self) -> bool:
-            raise RuntimeError("bug")
+def test_replayer_thread_that_crashes_marks_itself_failed_and_stops_the_agent(
+    client, central, replayer
+):
+    central.go_down()
+    buy(client, (MILK, 1))
+    central.come_back()
 
-    stop, failures = threading.Event(), []
-    thread = ReplayThread(Broken(), schedule, stop=stop, on_failure=lambda: failures.append(1))
+    def bug(key, lines):
+        raise RuntimeError("bug")
+
+    central.on_call = bug
+    thread, _, failures = replay_task(replayer)
 
     thread.start()
     thread.join(5)
@@ -485,20 +516,20 @@ def test_pending_sale_that_central_never_saw_is_placed_on_replay(client, central
     assert central.stock[MILK].quantity == 38
 
 
-def test_pending_sale_a_till_is_sending_is_left_to_the_till(client, central, replayer, desk):
+def test_pending_sale_a_till_is_sending_is_left_to_the_till(client, central, replayer, sales):
     leave_pending(client, central, "sale-1", committed=False)
     calls = len(central.calls)
 
-    with desk.claims.till("sale-1"):
+    with sales.claims.till("sale-1"):
         assert not replayer.step()
 
     assert len(central.calls) == calls
 
 
-def test_a_till_asking_for_a_key_the_replayer_holds_is_told_to_try_again(desk):
-    with desk.claims.replayer("sale-1") as mine, pytest.raises(OrderInProgress):
+def test_a_till_asking_for_a_key_the_replayer_holds_is_told_to_try_again(sales):
+    with sales.claims.replayer("sale-1") as mine, pytest.raises(OrderInProgress):
         assert mine
-        desk.place(PlaceOrder([{"sku": MILK, "quantity": 1}], "sale-1"))
+        sales.desk.place(PlaceOrder([{"sku": MILK, "quantity": 1}], "sale-1"))
 
 
 # --- failed sales that central may hold --------------------------------------------------------
@@ -520,10 +551,11 @@ def fail_with_lost_answer(client, central, key: str) -> None:
 
 @pytest.fixture
 def online_only(stocked, resilient, clock, schedule) -> tuple[TestClient, Replayer]:
-    desk = make_desk(stocked, resilient, clock, schedule, policy=OfflinePolicy())
-    app = create_app(stocked, SyncProgress(), store_id="s1", topics=topic_names(""), orders=desk)
-    replayer = Replayer(desk.sales, resilient, claims=desk.claims, schedule=schedule, clock=clock)
-    return TestClient(app, raise_server_exceptions=False), replayer
+    sales = make_sales(stocked, resilient, clock, schedule, policy=OfflinePolicy())
+    app = create_app(
+        stocked, SyncProgress(), store_id="s1", topics=topic_names(""), orders=sales.desk
+    )
+    return TestClient(app, raise_server_exceptions=False), sales.replayer
 
 
 def test_failed_sale_that_central_committed_is_cancelled_there_and_recorded_voided(

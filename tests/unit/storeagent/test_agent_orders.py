@@ -6,15 +6,17 @@ import uuid
 import pytest
 from fastapi.testclient import TestClient
 
-from storeagent.api import create_app
-from storeagent.apply import apply_batch
-from storeagent.consumer import topic_names
-from storeagent.orders import OrderDesk
-from storeagent.progress import SyncProgress
-from storeagent.replica import META_BOOTSTRAPPED, Replica, open_replica
-from storeagent.resilience import BreakerPolicy, CircuitBreaker, ResilientCentral
-from storeagent.source import Record
-from storeagent.testing import FakeCentral, FixedClock, product_event, stock_event
+from invwire.orders import Line
+from storeagent.app import build_sales
+from storeagent.http.app import create_app
+from storeagent.replica.db import META_BOOTSTRAPPED, Replica, open_replica
+from storeagent.replica.local_orders import LocalOrders
+from storeagent.sync.apply import apply_batch
+from storeagent.sync.loop import topic_names
+from storeagent.sync.progress import SyncProgress
+from storeagent.sync.source import Record
+from storeagent.upstream.resilience import BreakerPolicy, CircuitBreaker, ResilientCentral
+from tests.support.agent_fakes import FakeCentral, FixedClock, product_event, stock_event
 
 MILK = "MILK-1L"
 
@@ -82,7 +84,7 @@ def client(replica, resilient, clock) -> TestClient:
     )
     with replica.transaction():
         replica.set_meta({META_BOOTSTRAPPED: "1"})
-    desk = OrderDesk(replica, resilient, clock=clock)
+    desk = build_sales(replica, resilient, clock=clock).desk
     app = create_app(replica, SyncProgress(), store_id="s1", topics=topic_names(""), orders=desk)
     return TestClient(app, raise_server_exceptions=False)
 
@@ -213,7 +215,7 @@ def test_short_replica_stock_is_refused_without_calling_central(client, central,
         "details": {"lines": [{"sku": "BREAD", "requested": 6, "available": 5}]},
     }
     assert central.calls == []
-    assert replica.local_orders(None, 10) == []
+    assert LocalOrders(replica).newest_first(None, 10) == []
 
 
 def test_sku_unknown_to_the_replica_is_refused_without_calling_central(client, central):
@@ -253,7 +255,7 @@ def test_idempotency_key_is_committed_as_pending_before_central_is_called(
     def look_from_another_connection(key, lines):
         other = open_replica(tmp_path / "replica.db")
         try:
-            row = other.local_order(key)
+            row = LocalOrders(other).by_key(key)
             seen.append((row.status, row.lines) if row else None)
         finally:
             other.close()
@@ -262,7 +264,7 @@ def test_idempotency_key_is_committed_as_pending_before_central_is_called(
 
     buy(client, (MILK, 2), key="sale-1")
 
-    assert seen == [("pending", '[{"sku": "MILK-1L", "quantity": 2}]')]
+    assert seen == [("pending", (Line(MILK, 2),))]
 
 
 def test_without_an_idempotency_key_the_agent_makes_and_stores_one(client, central, replica):
@@ -270,7 +272,7 @@ def test_without_an_idempotency_key_the_agent_makes_and_stores_one(client, centr
 
     key = central.calls[0].idempotency_key
     assert uuid.UUID(key)
-    assert replica.local_order(key).status == "confirmed"
+    assert LocalOrders(replica).by_key(key).status == "confirmed"
 
 
 # --- replays ---------------------------------------------------------------------------------
@@ -318,7 +320,7 @@ def test_sale_left_pending_by_a_crash_is_sent_again_with_the_same_key(client, ce
 
     central.on_call = crash
     buy(client, (MILK, 2), key="sale-1")
-    left = replica.local_order("sale-1").status
+    left = LocalOrders(replica).by_key("sale-1").status
 
     retried = buy(client, (MILK, 2), key="sale-1")
 

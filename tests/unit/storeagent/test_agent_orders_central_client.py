@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from invwire.orders import Line
-from storeagent.central_client import (
+from storeagent.upstream.client import (
     CentralUnavailable,
     Confirmed,
     HttpCentralClient,

@@ -3,53 +3,52 @@
 import peewee
 import pytest
 
-from storeagent.models import bind_models
-from storeagent.replica import PRAGMAS, SCHEMA_VERSION, open_replica
+from storeagent.replica.db import SCHEMA_VERSION, open_replica
+from storeagent.replica.local_orders import LocalOrders
+from storeagent.replica.queries import ReplicaReads
 
 
-def make_v1_replica(path) -> None:
-    """A replica file as the previous storeagent release left it."""
-    db = peewee.SqliteDatabase(str(path), pragmas=PRAGMAS)
-    models = bind_models(db)
-    db.create_tables(models.schema_v1())
-    models.meta.insert(key="schema_version", value="1").execute()
-    models.stock.insert(sku="MILK-1L", quantity=40, stock_version=7, updated_at="t").execute()
-    db.close()
+def make_old_replica(path, version: int) -> None:
+    """A replica file as an older storeagent release left it: the version 1 tables (with one
+    stock row), and for version 2 its local_orders table (with one failed sale)."""
+    replica = open_replica(path)
+    with replica.transaction():
+        replica.set_stock("MILK-1L", 40, 7, updated_at="t")
+        replica.set_meta({"schema_version": str(version)})
+    replica.db.execute_sql("DROP TABLE local_orders")
+    if version == 2:
+        replica.db.execute_sql(
+            "CREATE TABLE local_orders (seq INTEGER PRIMARY KEY, local_ref TEXT UNIQUE, "
+            "idempotency_key TEXT UNIQUE, fingerprint TEXT, lines TEXT, status TEXT, "
+            "order_id TEXT, central_order TEXT, reason_code TEXT, reason_message TEXT, "
+            "attempts INTEGER, created_at TEXT, updated_at TEXT)"
+        )
+        replica.db.execute_sql(
+            "INSERT INTO local_orders VALUES (1, 'r1', 'k1', 'f', '[]', 'failed', NULL, NULL, "
+            "NULL, NULL, 1, 't', 't')"
+        )
+    replica.close()
 
 
 def test_a_version_1_replica_gains_local_orders_and_keeps_its_rows(tmp_path):
-    make_v1_replica(tmp_path / "r.db")
+    make_old_replica(tmp_path / "r.db", version=1)
 
     replica = open_replica(tmp_path / "r.db")
 
     assert SCHEMA_VERSION == 3
     assert replica.get_meta("schema_version") == "3"
     assert "local_orders" in replica.db.get_tables()
-    assert replica.m.stock.get_by_id("MILK-1L").quantity == 40
-    assert replica.local_orders(None, 10) == []
+    assert ReplicaReads(replica).stock_level("MILK-1L").quantity == 40
+    assert LocalOrders(replica).newest_first(None, 10) == []
     replica.close()
 
 
 def test_a_version_2_replica_gains_the_offline_columns_and_keeps_its_sales(tmp_path):
-    db = peewee.SqliteDatabase(str(tmp_path / "r.db"), pragmas=PRAGMAS)
-    models = bind_models(db)
-    db.create_tables(models.schema_v1())
-    models.meta.insert(key="schema_version", value="2").execute()
-    db.execute_sql(
-        "CREATE TABLE local_orders (seq INTEGER PRIMARY KEY, local_ref TEXT UNIQUE, "
-        "idempotency_key TEXT UNIQUE, fingerprint TEXT, lines TEXT, status TEXT, "
-        "order_id TEXT, central_order TEXT, reason_code TEXT, reason_message TEXT, "
-        "attempts INTEGER, created_at TEXT, updated_at TEXT)"
-    )
-    db.execute_sql(
-        "INSERT INTO local_orders VALUES (1, 'r1', 'k1', 'f', '[]', 'failed', NULL, NULL, "
-        "NULL, NULL, 1, 't', 't')"
-    )
-    db.close()
+    make_old_replica(tmp_path / "r.db", version=2)
 
     replica = open_replica(tmp_path / "r.db")
 
-    [row] = replica.local_orders(None, 10)
+    [row] = LocalOrders(replica).newest_first(None, 10)
     assert (row.local_ref, row.status, row.queued_at, row.outcome_unknown) == (
         "r1",
         "failed",
@@ -61,19 +60,11 @@ def test_a_version_2_replica_gains_the_offline_columns_and_keeps_its_sales(tmp_p
 
 
 def test_idempotency_key_is_unique_in_local_orders(replica):
-    row = {
-        "local_ref": "r1",
-        "idempotency_key": "k",
-        "fingerprint": "f",
-        "lines": "[]",
-        "status": "pending",
-        "created_at": "t",
-        "updated_at": "t",
-    }
-    replica.add_local_order(**row)
+    orders = LocalOrders(replica)
+    orders.add_pending("r1", "k", "f", [])
 
     with pytest.raises(peewee.IntegrityError):
-        replica.add_local_order(**{**row, "local_ref": "r2"})
+        orders.add_pending("r2", "k", "f", [])
 
 
 def test_versioned_stock_upsert_keeps_the_newer_row(replica):
@@ -83,7 +74,5 @@ def test_versioned_stock_upsert_keeps_the_newer_row(replica):
         assert not replica.set_stock("A", 9, 2, updated_at="t2")
         assert replica.set_stock("A", 4, 4, updated_at="t3")
 
-    assert (
-        replica.m.stock.get_by_id("A").quantity,
-        replica.m.stock.get_by_id("A").stock_version,
-    ) == (4, 4)
+    level = ReplicaReads(replica).stock_level("A")
+    assert level is not None and (level.quantity, level.stock_version) == (4, 4)

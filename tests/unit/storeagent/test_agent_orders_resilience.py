@@ -3,15 +3,15 @@
 import pytest
 
 from invwire.orders import Line
-from storeagent.central_client import CentralUnavailable, Refused
-from storeagent.resilience import (
+from storeagent.upstream.client import CentralUnavailable, Refused
+from storeagent.upstream.resilience import (
     BreakerPolicy,
     CircuitBreaker,
     ResilientCentral,
     RetryPolicy,
     full_jitter,
 )
-from storeagent.testing import FakeCentral
+from tests.support.agent_fakes import FakeCentral
 
 LINES = [Line("MILK-1L", 1)]
 

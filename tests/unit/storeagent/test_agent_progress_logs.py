@@ -5,7 +5,7 @@ import logging
 import pytest
 
 from invwire.logs import EventLog, configure_logging
-from storeagent.progress import SyncProgress
+from storeagent.sync.progress import SyncProgress
 
 
 class Ticks:

@@ -1,8 +1,8 @@
 import pytest
 
 from storeagent.errors import ReplicaSchemaTooNew, ReplicaUnavailable
-from storeagent.replica import SCHEMA_VERSION, open_replica
-from storeagent.source import TopicPartition
+from storeagent.replica.db import SCHEMA_VERSION, open_replica
+from storeagent.sync.source import TopicPartition
 
 
 def test_new_replica_is_wal_with_normal_sync_and_a_schema_version(replica):
@@ -33,7 +33,7 @@ def test_a_second_handle_reads_what_the_first_committed(tmp_path):
         writer.set_meta({"bootstrapped": "1"})
 
     assert reader.is_bootstrapped()
-    assert reader.m.meta is not writer.m.meta
+    assert reader.db is not writer.db
 
 
 def test_replica_from_a_newer_agent_is_refused(tmp_path):

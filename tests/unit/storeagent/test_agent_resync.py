@@ -4,10 +4,12 @@ import threading
 
 from fastapi.testclient import TestClient
 
-from storeagent.api import create_app
-from storeagent.consumer import LoopTuning, SyncLoop
-from storeagent.progress import SyncProgress
-from storeagent.testing import FakeRecordSource, product_event, stock_event
+from storeagent.http.app import create_app
+from storeagent.replica.local_orders import LocalOrders
+from storeagent.replica.queries import ReplicaReads
+from storeagent.sync.loop import LoopTuning, SyncLoop
+from storeagent.sync.progress import SyncProgress
+from tests.support.agent_fakes import FakeRecordSource, product_event, stock_event
 
 FAST = LoopTuning(poll_timeout_ms=20, max_records=500, backoff_initial_s=0.01, backoff_max_s=0.05)
 
@@ -24,7 +26,8 @@ def make_loop(replica, source):
 
 
 def stock(replica):
-    return {row.sku: (row.quantity, row.stock_version) for row in replica.m.stock.select()}
+    rows = ReplicaReads(replica).stock_levels().values()
+    return {row.sku: (row.quantity, row.stock_version) for row in rows}
 
 
 def test_resync_rebuilds_the_same_state_from_the_topics(replica):
@@ -37,24 +40,17 @@ def test_resync_rebuilds_the_same_state_from_the_topics(replica):
     loop.step(fake)
     before = stock(replica)
     replica.set_stock("GHOST", 1, 99, updated_at="2026-01-01T00:00:00+00:00")
+    orders = LocalOrders(replica)
     with replica.transaction():
-        replica.add_local_order(
-            local_ref="r1",
-            idempotency_key="k1",
-            fingerprint="f",
-            lines="[]",
-            attempts=1,
-            status="queued",
-            created_at="2026-01-01T00:00:00+00:00",
-            updated_at="2026-01-01T00:00:00+00:00",
-        )
+        orders.add_pending("r1", "k1", "f", [])
+        orders.queue("r1", "central.unavailable", "central is down")
 
     loop.request_resync()
     loop.step(fake)
 
     assert replica.is_bootstrapped()
     assert stock(replica) == before, "rebuilt from the topics alone; the stray row is gone"
-    assert replica.local_order("k1") is not None, "local sales survive a resync"
+    assert orders.by_key("k1") is not None, "local sales survive a resync"
 
 
 def test_reads_answer_503_until_the_rebuild_is_done(replica):

@@ -1,0 +1,83 @@
+"""The store API's request bodies and the shape of GET /sync/status (docs/wire.md); the
+replica's read shapes (stock, products, orders) are replica.queries'."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any, NotRequired
+
+from pydantic import BaseModel, Field
+from typing_extensions import TypedDict
+
+from storeagent.replica.db import (
+    META_EVENTS_APPLIED,
+    META_LAST_APPLIED_AT,
+    META_LAST_EVENT_AT,
+    Replica,
+)
+from storeagent.sales.status import OfflineQueueStatus
+from storeagent.sync.progress import SyncProgress
+from storeagent.upstream.resilience import CircuitStatus
+
+
+class OrderIn(BaseModel):
+    lines: list[dict[str, Any]] = Field(max_length=1000)
+
+
+class PartitionStatus(TypedDict):
+    topic: str
+    partition: int
+    offset: int
+    end_offset: int | None
+    lag: int | None
+
+
+class SyncStatus(TypedDict):
+    store_id: str
+    ready: bool
+    last_event_at: str | None
+    last_applied_at: str | None
+    events_applied: int
+    dead_letters: int
+    partitions: list[PartitionStatus]
+    central: NotRequired[CircuitStatus]
+    offline_queue: NotRequired[OfflineQueueStatus]
+
+
+def sync_status(
+    replica: Replica,
+    progress: SyncProgress,
+    *,
+    store_id: str,
+    topics: Collection[str],
+    ready: bool,
+    central: CircuitStatus | None = None,
+    offline_queue: OfflineQueueStatus | None = None,
+) -> SyncStatus:
+    """Per-partition lag of the current topics: live end offsets minus stored next offsets;
+    `central` is the order path's circuit breaker, when the agent places orders."""
+    meta = replica.meta()
+    stored = replica.stored_offsets()
+    ends = progress.end_offsets()
+    partitions = sorted(tp for tp in set(stored) | set(ends) if tp.topic in topics)
+    status = SyncStatus(
+        store_id=store_id,
+        ready=ready,
+        last_event_at=meta.get(META_LAST_EVENT_AT),
+        last_applied_at=meta.get(META_LAST_APPLIED_AT),
+        events_applied=int(meta.get(META_EVENTS_APPLIED, 0)),
+        dead_letters=replica.dead_letter_count(),
+        partitions=[
+            _partition(tp.topic, tp.partition, stored.get(tp, 0), ends.get(tp)) for tp in partitions
+        ],
+    )
+    if central is not None:
+        status["central"] = central
+    if offline_queue is not None:
+        status["offline_queue"] = offline_queue
+    return status
+
+
+def _partition(topic: str, partition: int, offset: int, end: int | None) -> PartitionStatus:
+    lag = None if end is None else max(end - offset, 0)
+    return PartitionStatus(topic=topic, partition=partition, offset=offset, end_offset=end, lag=lag)
