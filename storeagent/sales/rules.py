@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from invwire.errors import InactiveSku, InsufficientStock, InvalidIdempotencyKey, UnknownSku
-from invwire.orders import Line, fingerprint, valid_lines
+from invwire.errors import InactiveSku, InvalidIdempotencyKey, UnknownSku
+from invwire.orders import Line, fingerprint, require_stock, valid_lines
 from invwire.rules import is_idempotency_key
 from storeagent.errors import AgentError
 
@@ -80,13 +80,7 @@ def check_stock(products: Mapping[str, Product], lines: list[Line]) -> None:
     inactive = [line.sku for line in lines if not products[line.sku].active]
     if inactive:
         raise InactiveSku(skus=inactive)
-    short = [
-        {"sku": line.sku, "requested": line.quantity, "available": products[line.sku].quantity}
-        for line in lines
-        if products[line.sku].quantity < line.quantity
-    ]
-    if short:
-        raise InsufficientStock(lines=short)
+    require_stock({line.sku: products[line.sku].quantity for line in lines}, lines)
 
 
 def valid_status(raw: str | None) -> str | None:
