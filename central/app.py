@@ -1,18 +1,21 @@
-"""The composition root: settings -> database, clock, relay, token config."""
+"""The composition root: settings -> database, clock, relay, Kafka identities, token config."""
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import peewee
 
 from central import migrations, models
 from central.db import connect
+from central.domain.kafka_access import relay_grants
 from central.metrics import Metrics
 from central.outbox import Publisher, Relay, outbox_backlog
+from central.revocations import RevocationRetrier
 from central.security import TokenConfig
 from central.services.fleet import LagReader
+from central.services.identities import KafkaIdentities
 from central.settings import Settings
 from central.uow import Clock, SystemClock, UnitOfWork
 from invwire.logs import EventLog
@@ -29,25 +32,31 @@ class Central:
     relay: Relay | None = None
     metrics: Metrics = field(default_factory=Metrics)
     lag_reader: LagReader | None = None
-    _relay_thread: threading.Thread | None = field(default=None, repr=False)
+    identities: KafkaIdentities | None = None
+    revocations: RevocationRetrier | None = None
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.db, self.clock, self.relay.wake if self.relay else None)
 
     def start_relay(self) -> None:
-        if self.relay is None or self._relay_thread is not None:
-            return
-        self._relay_thread = threading.Thread(target=self.relay.run, name="relay", daemon=True)
-        self._relay_thread.start()
+        if self.relay is not None:
+            self.relay.start()
 
     def stop_relay(self, timeout: float = 10.0) -> None:
-        if self.relay is not None and self._relay_thread is not None:
-            self.relay.stop()
-            self._relay_thread.join(timeout)
-            self._relay_thread = None
+        if self.relay is not None:
+            self.relay.join(timeout)
+
+    def start_revocations(self) -> None:
+        if self.revocations is not None:
+            self.revocations.start()
+
+    def stop_revocations(self, timeout: float = 10.0) -> None:
+        if self.revocations is not None:
+            self.revocations.join(timeout)
 
     def close(self) -> None:
         self.stop_relay()
+        self.stop_revocations()
         if hasattr(self.db, "close_all"):
             self.db.close_all()
         elif not self.db.is_closed():
@@ -67,6 +76,7 @@ def bootstrap(
     publisher: Publisher | None = None,
     clock: Clock | None = None,
     with_relay: bool | None = None,
+    identities: KafkaIdentities | None = None,
 ) -> Central:
     clock = clock or SystemClock()
     db = open_database(settings)
@@ -77,15 +87,38 @@ def bootstrap(
         ttl_seconds=settings.token_ttl_seconds,
     )
     central = Central(settings, db, clock, tokens)
+    central.identities = identities or build_identities(settings)
+    if central.identities is not None:
+        central.revocations = RevocationRetrier(central.uow, central.identities)
     relay_wanted = settings.relay if with_relay is None else with_relay
     if relay_wanted:
-        central.relay = build_relay(settings, db, clock, publisher, central.metrics)
+        central.relay = build_relay(
+            settings, db, clock, publisher, central.metrics, central.identities
+        )
     central.metrics.watch_backlog(lambda: outbox_backlog(db))
     if settings.kafka:
-        from central.kafka import KafkaLagReader
+        from central.kafka import KafkaLagReader, client_config
 
-        central.lag_reader = KafkaLagReader(settings.kafka, settings.topic_prefix)
+        central.lag_reader = KafkaLagReader(
+            settings.kafka, settings.topic_prefix, client_config(settings, admin=True)
+        )
     return central
+
+
+def build_identities(settings: Settings) -> KafkaIdentities | None:
+    """The admin's adapter that makes the stores' Kafka users; None (logged) without one."""
+    if not settings.kafka_admin:
+        reason = "no Kafka configured" if not settings.kafka else "no admin credential"
+        log.info("kafka.identities_disabled", reason=reason)
+        return None
+    from central.kafka import KafkaAdminIdentities, client_config
+
+    return KafkaAdminIdentities(
+        settings.kafka,
+        client_config(settings, admin=True),
+        settings.kafka_sasl_mechanism,
+        settings.topic_prefix,
+    )
 
 
 def build_relay(
@@ -94,15 +127,21 @@ def build_relay(
     clock: Clock,
     publisher: Publisher | None = None,
     metrics: Metrics | None = None,
+    identities: KafkaIdentities | None = None,
 ) -> Relay | None:
     if publisher is None:
         if not settings.kafka:
             log.warning("relay.disabled", reason="no Kafka configured: events wait in the outbox")
             return None
-        from central.kafka import KafkaPublisher
+        from central.kafka import KafkaPublisher, client_config
 
         publisher = KafkaPublisher(
-            settings.kafka, settings.topic_prefix, settings.replication_factor
+            settings.kafka,
+            settings.topic_prefix,
+            settings.replication_factor,
+            security=client_config(settings),
+            admin_security=client_config(settings, admin=True),
+            prepare=relay_access(settings, identities),
         )
     return Relay(
         db,
@@ -112,3 +151,22 @@ def build_relay(
         retention_seconds=settings.outbox_retention_seconds,
         metrics=metrics,
     )
+
+
+def relay_access(
+    settings: Settings, identities: KafkaIdentities | None
+) -> Callable[[], None] | None:
+    """With the admin credential, the relay's own user gets its SCRAM credential (the
+    configured password) and its ACLs before its first publish."""
+    if identities is None or not settings.kafka_username:
+        return None
+    username = settings.kafka_username
+    if username == settings.kafka_admin_username:
+        log.warning("relay.runs_as_admin", username=username)
+        return None
+
+    def grant() -> None:
+        identities.provision(username, settings.kafka_password, relay_grants(settings.topic_prefix))
+        log.info("kafka.relay_access", username=username)
+
+    return grant

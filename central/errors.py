@@ -50,6 +50,7 @@ __all__ = [
     "InvalidQuantity",
     "InvalidRole",
     "InvalidSku",
+    "KafkaUnavailable",
     "NameTooLong",
     "NegativeStock",
     "NotFound",
@@ -206,6 +207,12 @@ class DatabaseUnavailable(Unavailable):
     """The database is unreachable; try again shortly."""
 
     code = "database.unavailable"
+
+
+class KafkaUnavailable(Unavailable):
+    """Kafka did not answer, so nothing was changed; try again shortly."""
+
+    code = "kafka.unavailable"
 
 
 class ConfigError(CentralError):

@@ -1,14 +1,18 @@
-"""Kafka adapters for central: the outbox publisher and topic provisioning."""
+"""Kafka adapters for central: the outbox publisher, topic provisioning, group lag and the
+stores' Kafka identities (SCRAM credentials and ACLs)."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from kafka.errors import KafkaError
 
+from central.domain.kafka_access import Grant, Operation, Resource
+from central.errors import KafkaUnavailable
 from central.outbox import OutboxRecord
+from central.settings import Settings
 from invwire.logs import EventLog
 from invwire.topics import PARTITIONS, TOPICS
 
@@ -18,10 +22,39 @@ FLUSH_TIMEOUT_SECONDS = 30.0
 # kafka-python's default (30 s, doubling from 50 ms) let a batch wait on a killed leader's
 # address for seconds after the cluster had elected a new one; Java clients cap it at 1 s.
 RECONNECT_BACKOFF_MAX_MS = 1000
+ADMIN_BOOTSTRAP_TIMEOUT_MS = 5000
+ADMIN_REQUEST_TIMEOUT_MS = 10000
+
+Security = Mapping[str, Any]
+
+
+def client_config(settings: Settings, *, admin: bool = False) -> dict[str, Any]:
+    """kafka-python connection settings for central's own credential, or with `admin` for the
+    admin credential when one is configured. The result holds a password: never log it."""
+    if settings.kafka_security_protocol != "SASL_SSL":
+        return {"security_protocol": "PLAINTEXT"}
+    use_admin = admin and bool(settings.kafka_admin_username)
+    return {
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": settings.kafka_sasl_mechanism,
+        "sasl_plain_username": (
+            settings.kafka_admin_username if use_admin else settings.kafka_username
+        ),
+        "sasl_plain_password": (
+            settings.kafka_admin_password if use_admin else settings.kafka_password
+        ),
+        "ssl_cafile": settings.kafka_ca_file or None,
+        "ssl_check_hostname": True,
+    }
 
 
 class KafkaPublisher:
-    """Idempotent producer (acks=all): per-partition order holds across retries."""
+    """Idempotent producer (acks=all): per-partition order holds across retries.
+
+    Before its first producer it creates missing topics (with `admin_security`, else its own)
+    and runs `prepare` (central uses it to grant the relay's principal its ACLs); both are
+    retried with the next batch until they succeed.
+    """
 
     def __init__(
         self,
@@ -29,11 +62,18 @@ class KafkaPublisher:
         prefix: str = "",
         replication_factor: int = 0,
         client_id: str = "central-relay",
+        *,
+        security: Security | None = None,
+        admin_security: Security | None = None,
+        prepare: Callable[[], None] | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.prefix = prefix
         self.replication_factor = replication_factor
         self.client_id = client_id
+        self._security = dict(security or {})
+        self._admin_security = dict(admin_security or security or {})
+        self._prepare = prepare
         self._producer: Any = None
         self._topics_ready = False
 
@@ -71,9 +111,13 @@ class KafkaPublisher:
 
     def _ensure_producer(self) -> Any:
         if not self._topics_ready:
-            created = ensure_topics(self.bootstrap, self.prefix, self.replication_factor)
+            created = ensure_topics(
+                self.bootstrap, self.prefix, self.replication_factor, self._admin_security
+            )
             if created:
                 log.info("kafka.topics_created", topics=created)
+            if self._prepare is not None:
+                self._prepare()
             self._topics_ready = True
         if self._producer is None:
             from kafka import KafkaProducer
@@ -89,6 +133,7 @@ class KafkaPublisher:
                 request_timeout_ms=10000,
                 delivery_timeout_ms=25000,
                 reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
+                **self._security,
             )
         return self._producer
 
@@ -102,7 +147,12 @@ class KafkaPublisher:
             self._producer = None
 
 
-def ensure_topics(bootstrap: str, prefix: str = "", replication_factor: int = 0) -> list[str]:
+def ensure_topics(
+    bootstrap: str,
+    prefix: str = "",
+    replication_factor: int = 0,
+    security: Security | None = None,
+) -> list[str]:
     """Create the three topics if missing, compacted, with partitions and replication set."""
     from kafka import KafkaAdminClient
     from kafka.errors import TopicAlreadyExistsError
@@ -110,8 +160,9 @@ def ensure_topics(bootstrap: str, prefix: str = "", replication_factor: int = 0)
     admin = KafkaAdminClient(
         bootstrap_servers=bootstrap,
         client_id="central-admin",
-        bootstrap_timeout_ms=5000,
-        request_timeout_ms=10000,
+        bootstrap_timeout_ms=ADMIN_BOOTSTRAP_TIMEOUT_MS,
+        request_timeout_ms=ADMIN_REQUEST_TIMEOUT_MS,
+        **(security or {}),
     )
     try:
         existing = set(admin.list_topics())
@@ -140,9 +191,10 @@ def ensure_topics(bootstrap: str, prefix: str = "", replication_factor: int = 0)
 class KafkaLagReader:
     """Consumer-group lag from committed offsets and log-end offsets, as Kafka tooling sees it."""
 
-    def __init__(self, bootstrap: str, prefix: str = "") -> None:
+    def __init__(self, bootstrap: str, prefix: str = "", security: Security | None = None) -> None:
         self.bootstrap = bootstrap
         self.prefix = prefix
+        self._security = dict(security or {})
 
     def lag(self, groups: list[str]) -> dict[str, Any]:
         from kafka import KafkaAdminClient, OffsetSpec, TopicPartition
@@ -154,6 +206,7 @@ class KafkaLagReader:
             client_id="central-fleet",
             bootstrap_timeout_ms=3000,
             request_timeout_ms=5000,
+            **self._security,
         )
         try:
             described = admin.describe_topics([self.prefix + t for t in TOPICS])
@@ -178,3 +231,115 @@ class KafkaLagReader:
 def _committed(offsets: dict[Any, Any], tp: Any) -> int:
     meta = offsets.get(tp)
     return max(0, meta.offset) if meta is not None else 0
+
+
+class KafkaAdminIdentities:
+    """SCRAM credentials and ACLs through the admin credential (a `KafkaIdentities`).
+
+    Every call opens its own admin connection: these are rare (a store added, a key issued
+    or revoked), and a fresh connection never carries a broken one's state into the next.
+    Any failure raises KafkaUnavailable.
+    """
+
+    def __init__(
+        self, bootstrap: str, security: Security, mechanism: str, topic_prefix: str = ""
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.mechanism = mechanism
+        self.topic_prefix = topic_prefix
+        self._security = dict(security)
+
+    def provision(self, username: str, password: str, grants: Sequence[Grant]) -> None:
+        from kafka.admin import UserScramCredentialUpsertion
+
+        with self._admin("provision", username) as admin:
+            upsert = UserScramCredentialUpsertion(username, self.mechanism, password)
+            _check_user(username, admin.alter_user_scram_credentials([upsert]))
+            created = admin.create_acls([_acl(username, grant) for grant in grants])
+            if created["failed"]:
+                raise KafkaError(f"ACLs refused: {created['failed']}")
+
+    def remove(self, username: str) -> None:
+        from kafka.admin import (
+            ACLFilter,
+            ACLOperation,
+            ACLPermissionType,
+            ACLResourcePatternType,
+            ResourcePatternFilter,
+            ResourceType,
+            UserScramCredentialDeletion,
+        )
+
+        with self._admin("remove", username) as admin:
+            described = admin.describe_user_scram_credentials([username]).get(username, {})
+            deletions = [
+                UserScramCredentialDeletion(username, info["mechanism"])
+                for info in described.get("credential_infos", [])
+            ]
+            if deletions:
+                _check_user(username, admin.alter_user_scram_credentials(deletions))
+            every_acl = ACLFilter(
+                _principal(username),
+                None,
+                ACLOperation.ANY,
+                ACLPermissionType.ANY,
+                ResourcePatternFilter(ResourceType.ANY, None, ACLResourcePatternType.ANY),
+            )
+            for _, _, error in admin.delete_acls([every_acl]):
+                if error.errno:
+                    raise error()
+
+    @contextlib.contextmanager
+    def _admin(self, action: str, username: str) -> Iterator[Any]:
+        from kafka import KafkaAdminClient
+
+        admin = None
+        try:
+            admin = KafkaAdminClient(
+                bootstrap_servers=self.bootstrap,
+                client_id="central-identities",
+                bootstrap_timeout_ms=ADMIN_BOOTSTRAP_TIMEOUT_MS,
+                request_timeout_ms=ADMIN_REQUEST_TIMEOUT_MS,
+                **self._security,
+            )
+            yield admin
+        except (KafkaError, OSError) as exc:
+            reason = f"{type(exc).__name__}: {exc}"[:300]
+            log.warning("kafka.identity_failed", action=action, username=username, error=reason)
+            raise KafkaUnavailable(action=action) from exc
+        finally:
+            if admin is not None:
+                with contextlib.suppress(Exception):
+                    admin.close()
+
+
+def _check_user(username: str, results: Mapping[str, str | None]) -> None:
+    error = results.get(username)
+    if error:
+        raise KafkaError(f"SCRAM credential of {username}: {error}")
+
+
+def _principal(username: str) -> str:
+    return f"User:{username}"
+
+
+def _acl(username: str, grant: Grant) -> Any:
+    from kafka.admin import (
+        ACL,
+        ACLOperation,
+        ACLPermissionType,
+        ACLResourcePatternType,
+        ResourcePattern,
+        ResourceType,
+    )
+
+    resource = {Resource.TOPIC: ResourceType.TOPIC, Resource.GROUP: ResourceType.GROUP}
+    operation = {
+        Operation.READ: ACLOperation.READ,
+        Operation.WRITE: ACLOperation.WRITE,
+        Operation.DESCRIBE: ACLOperation.DESCRIBE,
+    }
+    pattern = ResourcePattern(resource[grant.resource], grant.name, ACLResourcePatternType.LITERAL)
+    return ACL(
+        _principal(username), "*", operation[grant.operation], ACLPermissionType.ALLOW, pattern
+    )

@@ -39,10 +39,15 @@ def _store_status(db: peewee.Database) -> None:
     db.create_tables([models.StoreStatus])
 
 
+def _kafka_revocations(db: peewee.Database) -> None:
+    db.create_tables([models.KafkaRevocation])
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _initial),
     (2, "orders and order lines", _orders),
     (3, "store heartbeats", _store_status),
+    (4, "pending Kafka identity revocations", _kafka_revocations),
 ]
 
 

@@ -158,6 +158,17 @@ class StoreStatus(BaseModel):
         table_name = "store_status"
 
 
+class KafkaRevocation(BaseModel):
+    """A Kafka user whose credential and ACLs are still to be deleted (usernames are not
+    secret); the revocation retrier drains this table."""
+
+    username = peewee.CharField(max_length=200, primary_key=True)
+    created_at = Timestamp(default=utcnow)
+
+    class Meta:
+        table_name = "kafka_revocations"
+
+
 class Outbox(BaseModel):
     id = peewee.BigAutoField()
     event_id = peewee.CharField(max_length=36)
@@ -204,4 +215,5 @@ ALL_MODELS: list[type[BaseModel]] = [
     Order,
     OrderLine,
     StoreStatus,
+    KafkaRevocation,
 ]

@@ -7,7 +7,6 @@ row in the database elects it, so `central serve` and `central relay` can run si
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from central.db import write_turn
 from central.metrics import Metrics
 from central.models import Outbox, RelayLease
 from central.uow import Clock
+from central.worker import BackgroundLoop
 from invwire.logs import EventLog
 
 log = EventLog("central.relay")
@@ -53,7 +53,9 @@ class RelayStats:
     leader: bool = False
 
 
-class Relay:
+class Relay(BackgroundLoop):
+    name = "relay"
+
     def __init__(
         self,
         db: peewee.Database,
@@ -67,44 +69,27 @@ class Relay:
         max_backoff_seconds: float = 10.0,
         metrics: Metrics | None = None,
     ) -> None:
+        super().__init__(
+            poll_seconds=poll_seconds,
+            max_backoff_seconds=max_backoff_seconds,
+            min_backoff_seconds=0.2,
+        )
         self.metrics = metrics
         self.db = db
         self.publisher = publisher
         self.clock = clock
         self.batch_size = batch_size
-        self.poll_seconds = poll_seconds
         self.retention = timedelta(seconds=retention_seconds)
         self.lease = timedelta(seconds=lease_seconds)
-        self.max_backoff = max_backoff_seconds
         self.owner = uuid.uuid4().hex
         self.stats = RelayStats()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
         self._last_purge = clock.now()
         self._lease_until = clock.now()
 
-    def wake(self) -> None:
-        self._wake.set()
+    def step(self) -> bool:
+        return self.run_once() >= self.batch_size
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-
-    def run(self) -> None:
-        """Publish until stopped; failures back off (capped) and are retried, never dropped."""
-        backoff = 0.0
-        while not self._stop.is_set():
-            try:
-                sent = self.run_once()
-                backoff = 0.0
-            except Exception as exc:  # the relay must outlive broker and database outages
-                backoff = min(self.max_backoff, max(0.2, backoff * 2))
-                self._note_failure(exc, backoff)
-                sent = 0
-            if sent >= self.batch_size:
-                continue
-            self._wake.wait(backoff or self.poll_seconds)
-            self._wake.clear()
+    def on_stop(self) -> None:
         self.publisher.close()
         self._release_lease()
 
@@ -212,7 +197,7 @@ class Relay:
         if purged:
             log.info("relay.purged", rows=purged)
 
-    def _note_failure(self, exc: Exception, backoff: float) -> None:
+    def on_failure(self, exc: Exception, backoff: float) -> None:
         self.stats.failures += 1
         if self.metrics is not None:
             self.metrics.relay_failures.inc()

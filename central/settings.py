@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -20,7 +21,18 @@ ENV_NAMES = {
     "topic_prefix": "INVCTL_TOPIC_PREFIX",
     "token_ttl_seconds": "INVCTL_TOKEN_TTL",
     "log_level": "INVCTL_LOG_LEVEL",
+    "kafka_security_protocol": "INVCTL_KAFKA_SECURITY_PROTOCOL",
+    "kafka_sasl_mechanism": "INVCTL_KAFKA_SASL_MECHANISM",
+    "kafka_ca_file": "INVCTL_KAFKA_CA_FILE",
+    "kafka_username": "INVCTL_KAFKA_USERNAME",
+    "kafka_password_file": "INVCTL_KAFKA_PASSWORD_FILE",
+    "kafka_password": "INVCTL_KAFKA_PASSWORD",
+    "kafka_admin_username": "INVCTL_KAFKA_ADMIN_USERNAME",
+    "kafka_admin_password_file": "INVCTL_KAFKA_ADMIN_PASSWORD_FILE",
 }
+
+KAFKA_PROTOCOLS = ("PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256")
 
 
 def default_data_dir() -> Path:
@@ -46,6 +58,22 @@ class Settings:
     log_level: str = "INFO"
     jwt_issuer: str = "invctl-central"
     jwt_audience: str = "invctl"
+    # Central's own Kafka credential (the relay's), and the admin's that provisions the
+    # stores' identities, creates topics and reads lag. Passwords are read from 0600 files.
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_ca_file: str = ""
+    kafka_username: str = ""
+    kafka_password_file: str = ""
+    kafka_password: str = field(default="", repr=False)
+    kafka_admin_username: str = ""
+    kafka_admin_password_file: str = ""
+    kafka_admin_password: str = field(default="", repr=False)
+
+    @property
+    def kafka_admin(self) -> bool:
+        """An admin credential is configured: central provisions the Kafka identities."""
+        return bool(self.kafka and self.kafka_admin_username)
 
     def topic(self, base: str) -> str:
         return f"{self.topic_prefix}{base}"
@@ -116,7 +144,82 @@ def _finish(settings: Settings) -> Settings:
         raise ConfigError(f"INVCTL_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes long")
     if settings.token_ttl_seconds <= 0:
         raise ConfigError("token_ttl_seconds must be positive")
+    return _kafka_security(settings)
+
+
+def _kafka_security(settings: Settings) -> Settings:
+    protocol = settings.kafka_security_protocol.upper()
+    if protocol not in KAFKA_PROTOCOLS:
+        raise ConfigError(
+            f"INVCTL_KAFKA_SECURITY_PROTOCOL must be {' or '.join(KAFKA_PROTOCOLS)}, "
+            f"got {settings.kafka_security_protocol!r}"
+        )
+    mechanism = settings.kafka_sasl_mechanism.upper()
+    if mechanism not in SASL_MECHANISMS:
+        raise ConfigError(
+            f"INVCTL_KAFKA_SASL_MECHANISM must be {' or '.join(SASL_MECHANISMS)}, "
+            f"got {settings.kafka_sasl_mechanism!r}"
+        )
+    settings = replace(
+        settings,
+        kafka_security_protocol=protocol,
+        kafka_sasl_mechanism=mechanism,
+        kafka_password=_password(
+            settings.kafka_password, settings.kafka_password_file, "INVCTL_KAFKA_PASSWORD"
+        ),
+        kafka_admin_password=_password(
+            settings.kafka_admin_password,
+            settings.kafka_admin_password_file,
+            "INVCTL_KAFKA_ADMIN_PASSWORD",
+        ),
+    )
+    credentials = (settings.kafka_username, settings.kafka_password)
+    admin = (settings.kafka_admin_username, settings.kafka_admin_password)
+    if protocol == "PLAINTEXT":
+        if any(credentials + admin):
+            raise ConfigError(
+                "Kafka credentials are set but INVCTL_KAFKA_SECURITY_PROTOCOL is PLAINTEXT, "
+                "which would send none of them: set it to SASL_SSL"
+            )
+        return settings
+    if not all(credentials):
+        raise ConfigError(
+            "INVCTL_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs INVCTL_KAFKA_USERNAME and "
+            "INVCTL_KAFKA_PASSWORD_FILE (or INVCTL_KAFKA_PASSWORD)"
+        )
+    if any(admin) and not all(admin):
+        raise ConfigError(
+            "INVCTL_KAFKA_ADMIN_USERNAME and INVCTL_KAFKA_ADMIN_PASSWORD_FILE go together"
+        )
+    if settings.kafka_ca_file and not Path(settings.kafka_ca_file).is_file():
+        raise ConfigError(f"INVCTL_KAFKA_CA_FILE {settings.kafka_ca_file} is not a file")
     return settings
+
+
+def _password(value: str, path: str, name: str) -> str:
+    if value and path:
+        raise ConfigError(f"set {name} or {name}_FILE, not both")
+    return read_secret_file(Path(path), f"{name}_FILE") if path else value
+
+
+def read_secret_file(path: Path, name: str) -> str:
+    """A secret from a file only its owner may read or write (like `chmod 600`)."""
+    path = path.expanduser()
+    try:
+        mode = path.stat().st_mode
+        secret = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {name} {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{name} {path} is not UTF-8 text") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"{name} {path} is accessible to other users (mode {stat.S_IMODE(mode):o}); "
+            f"run: chmod 600 {path}"
+        )
+    if not secret:
+        raise ConfigError(f"{name} {path} is empty")
+    return secret
 
 
 def _dev_secret() -> str:

@@ -26,13 +26,18 @@ from invwire.logs import EventLog
 
 
 def create_app(central: Central, *, manage_relay: bool = True) -> FastAPI:
+    """`manage_relay`: run the background threads (the relay, the revocation retrier) while
+    the app runs."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if manage_relay:
             central.start_relay()
+            central.start_revocations()
         yield
         if manage_relay:
             central.stop_relay()
+            central.stop_revocations()
 
     app = FastAPI(title="invctl central", version=__version__, lifespan=lifespan)
     app.state.central = central

@@ -13,6 +13,7 @@ from central.app import Central
 from central.errors import AuthRequired, Forbidden
 from central.security import read_token
 from central.services import accounts
+from central.services.identities import KafkaIdentities
 from central.services.principal import Principal, Role
 from central.uow import UnitOfWork
 
@@ -35,6 +36,14 @@ def get_uow(central: CentralDep) -> UnitOfWork:
 
 
 UowDep = Annotated[UnitOfWork, Depends(get_uow)]
+
+
+def get_identities(central: CentralDep) -> KafkaIdentities | None:
+    """Where stores' Kafka users are made; None while provisioning is disabled."""
+    return central.identities
+
+
+IdentitiesDep = Annotated[KafkaIdentities | None, Depends(get_identities)]
 
 
 def get_principal(

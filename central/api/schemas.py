@@ -63,7 +63,8 @@ ERROR_CODES = {
     409: "the entity's `*.exists`, `stock.negative` or `stock.insufficient`",
     422: "`request.invalid` (`details.errors` lists each field) or the field's own code, "
     "e.g. `sku.invalid`, `quantity.invalid`",
-    503: "`database.unavailable`: try again shortly",
+    503: "`database.unavailable` or, when a store key is issued, `kafka.unavailable` (nothing "
+    "was created): try again shortly",
 }
 
 

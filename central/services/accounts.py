@@ -21,6 +21,13 @@ from central.errors import (
     WeakPassword,
 )
 from central.models import ApiKey, Store, User, as_utc
+from central.services.identities import (
+    KafkaIdentities,
+    key_identity,
+    key_username,
+    queue_revocation,
+    revoke_now,
+)
 from central.services.principal import USER_ROLES, Principal, Role
 from central.uow import UnitOfWork
 
@@ -104,18 +111,26 @@ def store_principal(uow: UnitOfWork, api_key: str) -> Principal:
     return Principal(row.store.id, Role.STORE, row.store.id)
 
 
-def create_store(uow: UnitOfWork, store_id: str, name: str) -> dict[str, Any]:
+def create_store(
+    uow: UnitOfWork, store_id: str, name: str, identities: KafkaIdentities | None = None
+) -> dict[str, Any]:
+    """A store and its first key. With `identities`, the key's Kafka user is made first: if
+    Kafka does not answer, nothing is created (KafkaUnavailable)."""
     if not isinstance(store_id, str) or not STORE_ID.fullmatch(store_id):
         raise InvalidInput("store id: 1-64 of a-z, 0-9 and '-'", field="id")
     name = valid_name(name)
-    with uow:
+    with uow.db.connection_context():
+        if Store.get_or_none(Store.id == store_id) is not None:
+            raise StoreExists(store_id=store_id)
+    key = security.new_api_key()
+    with key_identity(uow, identities, store_id, key), uow:
         if Store.get_or_none(Store.id == store_id) is not None:
             raise StoreExists(store_id=store_id)
         try:
             Store.create(id=store_id, name=name)
         except peewee.IntegrityError:
             raise StoreExists(store_id=store_id) from None
-        key, key_row = _new_key(store_id, uow)
+        key_row = _save_key(uow, store_id, key)
     return {"id": store_id, "name": name, "api_key": key, "key_id": key_row.id}
 
 
@@ -140,35 +155,47 @@ def list_stores(uow: UnitOfWork) -> list[dict[str, Any]]:
         ]
 
 
-def rotate_key(uow: UnitOfWork, store_id: str) -> dict[str, Any]:
-    """A new key; existing keys stay valid until revoked, so agents can switch without downtime."""
-    with uow:
+def rotate_key(
+    uow: UnitOfWork, store_id: str, identities: KafkaIdentities | None = None
+) -> dict[str, Any]:
+    """A new key; existing keys stay valid until revoked, so agents can switch without downtime.
+    With `identities` the new key gets its own Kafka user first, as in create_store."""
+    with uow.db.connection_context():
         if Store.get_or_none(Store.id == store_id) is None:
             raise StoreNotFound(store_id=store_id)
-        key, row = _new_key(store_id, uow)
+    key = security.new_api_key()
+    with key_identity(uow, identities, store_id, key), uow:
+        if Store.get_or_none(Store.id == store_id) is None:
+            raise StoreNotFound(store_id=store_id)
+        row = _save_key(uow, store_id, key)
     return {"id": store_id, "api_key": key, "key_id": row.id}
 
 
-def revoke_key(uow: UnitOfWork, store_id: str, key_id: int) -> None:
+def revoke_key(
+    uow: UnitOfWork, store_id: str, key_id: int, identities: KafkaIdentities | None = None
+) -> None:
+    """The key stops working at once; its Kafka user is queued for deletion in the same
+    transaction, then deleted (or left to the retrier while Kafka is unreachable)."""
     with uow:
+        row = ApiKey.get_or_none(ApiKey.id == key_id, ApiKey.store == store_id)
+        if row is None:
+            raise NotFound("no such key for this store", store_id=store_id, key_id=key_id)
         updated = (
             ApiKey.update(revoked_at=uow.clock.now())
-            .where(ApiKey.id == key_id, ApiKey.store == store_id, ApiKey.revoked_at.is_null())
+            .where(ApiKey.id == key_id, ApiKey.revoked_at.is_null())
             .execute()
         )
-        if (
-            not updated
-            and ApiKey.get_or_none(ApiKey.id == key_id, ApiKey.store == store_id) is None
-        ):
-            raise NotFound("no such key for this store", store_id=store_id, key_id=key_id)
+        username = key_username(store_id, row.key_hash)
+        if updated and identities is not None:
+            queue_revocation(username)
+    if updated and identities is not None:
+        revoke_now(uow, identities, username)
 
 
-def _new_key(store_id: str, uow: UnitOfWork) -> tuple[str, ApiKey]:
-    key = security.new_api_key()
-    row = ApiKey.create(
+def _save_key(uow: UnitOfWork, store_id: str, key: str) -> ApiKey:
+    return ApiKey.create(
         store=store_id,
         key_hash=security.hash_api_key(key),
         prefix=key[:10],
         created_at=uow.clock.now(),
     )
-    return key, row

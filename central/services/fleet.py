@@ -12,6 +12,7 @@ from central.errors import Forbidden, InvalidInput
 from central.models import Store, StoreStatus, as_utc
 from central.services.principal import Principal, Role
 from central.uow import UnitOfWork
+from invwire.identity import consumer_group
 
 REPORT_FIELDS = {
     "ready": bool,
@@ -25,7 +26,7 @@ MAX_REPORT_BYTES = 4096
 
 
 def group_of(store_id: str) -> str:
-    return f"storeagent.{store_id}"
+    return consumer_group(store_id)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, Field
 
-from central.api.deps import API_PREFIX, CanManageStores, CanMonitorStores, UowDep
+from central.api.deps import (
+    API_PREFIX,
+    CanManageStores,
+    CanMonitorStores,
+    IdentitiesDep,
+    UowDep,
+)
 from central.api.schemas import NewStore, StoreIdStr, StoreKey, StoreList, errors
 from central.services import accounts
 
@@ -19,10 +25,13 @@ class StoreIn(BaseModel):
     name: str = Field(max_length=1000)
 
 
-@router.post("", status_code=201, response_model=NewStore, responses=errors(400, 409, 422))
-def create_store(body: StoreIn, uow: UowDep, _: CanManageStores) -> dict[str, Any]:
-    """Register a store; the answer carries its API key, shown this once only."""
-    return accounts.create_store(uow, body.id, body.name)
+@router.post("", status_code=201, response_model=NewStore, responses=errors(400, 409, 422, 503))
+def create_store(
+    body: StoreIn, uow: UowDep, identities: IdentitiesDep, _: CanManageStores
+) -> dict[str, Any]:
+    """Register a store; the answer carries its API key, shown this once only. Its Kafka user
+    is made first: 503 `kafka.unavailable` means nothing was created."""
+    return accounts.create_store(uow, body.id, body.name, identities)
 
 
 @router.get("", response_model=StoreList)
@@ -31,14 +40,20 @@ def list_stores(uow: UowDep, _: CanMonitorStores) -> dict[str, Any]:
 
 
 @router.post(
-    "/{store_id}/keys", status_code=201, response_model=StoreKey, responses=errors(404, 422)
+    "/{store_id}/keys", status_code=201, response_model=StoreKey, responses=errors(404, 422, 503)
 )
-def rotate_key(store_id: StoreIdPath, uow: UowDep, _: CanManageStores) -> dict[str, Any]:
-    """A new API key; old keys stay valid until revoked."""
-    return accounts.rotate_key(uow, store_id)
+def rotate_key(
+    store_id: StoreIdPath, uow: UowDep, identities: IdentitiesDep, _: CanManageStores
+) -> dict[str, Any]:
+    """A new API key with its own Kafka user; old keys stay valid until revoked.
+    503 `kafka.unavailable` means no key was made."""
+    return accounts.rotate_key(uow, store_id, identities)
 
 
 @router.delete("/{store_id}/keys/{key_id}", status_code=204, responses=errors(404, 422))
-def revoke_key(store_id: StoreIdPath, key_id: int, uow: UowDep, _: CanManageStores) -> Response:
-    accounts.revoke_key(uow, store_id, key_id)
+def revoke_key(
+    store_id: StoreIdPath, key_id: int, uow: UowDep, identities: IdentitiesDep, _: CanManageStores
+) -> Response:
+    """Revoke a key at once; its Kafka user is deleted now or, while Kafka is down, later."""
+    accounts.revoke_key(uow, store_id, key_id, identities)
     return Response(status_code=204)
