@@ -118,6 +118,10 @@ class StoreKey(BaseModel):
     id: str = Field(description="the store's id")
     api_key: str = Field(description="shown this once only")
     key_id: int
+    kafka_username: str | None = Field(
+        description="the key's Kafka (SCRAM) user, whose password is the key; null when "
+        "central does not provision Kafka identities (plaintext development)"
+    )
 
 
 class NewStore(BaseModel):
@@ -125,6 +129,10 @@ class NewStore(BaseModel):
     name: str
     api_key: str = Field(description="shown this once only")
     key_id: int
+    kafka_username: str | None = Field(
+        description="the key's Kafka (SCRAM) user, whose password is the key; null when "
+        "central does not provision Kafka identities (plaintext development)"
+    )
 
 
 class Store(BaseModel):

@@ -30,8 +30,9 @@ from central.services.identities import (
 )
 from central.services.principal import USER_ROLES, Principal, Role
 from central.uow import UnitOfWork
+from invwire.identity import kafka_username
+from invwire.rules import is_store_id
 
-STORE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
@@ -116,7 +117,7 @@ def create_store(
 ) -> dict[str, Any]:
     """A store and its first key. With `identities`, the key's Kafka user is made first: if
     Kafka does not answer, nothing is created (KafkaUnavailable)."""
-    if not isinstance(store_id, str) or not STORE_ID.fullmatch(store_id):
+    if not is_store_id(store_id):
         raise InvalidInput("store id: 1-64 of a-z, 0-9 and '-'", field="id")
     name = valid_name(name)
     with uow.db.connection_context():
@@ -131,7 +132,13 @@ def create_store(
         except peewee.IntegrityError:
             raise StoreExists(store_id=store_id) from None
         key_row = _save_key(uow, store_id, key)
-    return {"id": store_id, "name": name, "api_key": key, "key_id": key_row.id}
+    return {
+        "id": store_id,
+        "name": name,
+        "api_key": key,
+        "key_id": key_row.id,
+        "kafka_username": _kafka_user(identities, store_id, key),
+    }
 
 
 def list_stores(uow: UnitOfWork) -> list[dict[str, Any]]:
@@ -168,7 +175,16 @@ def rotate_key(
         if Store.get_or_none(Store.id == store_id) is None:
             raise StoreNotFound(store_id=store_id)
         row = _save_key(uow, store_id, key)
-    return {"id": store_id, "api_key": key, "key_id": row.id}
+    return {
+        "id": store_id,
+        "api_key": key,
+        "key_id": row.id,
+        "kafka_username": _kafka_user(identities, store_id, key),
+    }
+
+
+def _kafka_user(identities: KafkaIdentities | None, store_id: str, key: str) -> str | None:
+    return kafka_username(store_id, key) if identities is not None else None
 
 
 def revoke_key(

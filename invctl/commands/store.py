@@ -39,6 +39,7 @@ def add(
     state = state_of(ctx, json_out)
     created = state.central().post("/stores", json={"id": store_id, "name": name})
     _show_key(state, created, f"Store {store_id} created.")
+    _agent_setup(state, store_id, created)
 
 
 @app.command("list")
@@ -60,6 +61,7 @@ def rotate_key(ctx: typer.Context, store_id: StoreIdArg, json_out: JsonFlag = Fa
     state = state_of(ctx, json_out)
     issued = state.central().post(f"/stores/{segment(store_id)}/keys")
     _show_key(state, issued, f"New key for store {store_id}.")
+    _agent_setup(state, store_id, issued)
     state.out.note(f"revoke the old key with: invctl store revoke-key {store_id} OLD_KEY_ID")
 
 
@@ -80,6 +82,10 @@ def revoke_key(
     state.central().delete(f"/stores/{segment(store_id)}/keys/{segment(key_id)}")
     data = {"store_id": store_id, "key_id": key_id, "revoked": True}
     state.out.done(data, f"Revoked key {key_id} of store {store_id}.")
+    state.out.note(
+        "central refuses the key at once; its Kafka user is deleted, and an agent still "
+        "connected with it loses its events at its next re-authentication (within a minute)"
+    )
 
 
 def _show_key(state: State, answer: Any, headline: str) -> None:
@@ -90,3 +96,23 @@ def _show_key(state: State, answer: Any, headline: str) -> None:
         record = answer if isinstance(answer, dict) else {}
         state.out.emit(record, title=headline)
     state.out.warn(KEY_WARNING)
+
+
+def _agent_setup(state: State, store_id: str, answer: Any) -> None:
+    """What the store's agent needs, on stderr: the key is its only secret."""
+    record = answer if isinstance(answer, dict) else {}
+    kafka_user = record.get("kafka_username")
+    key_file = f"/etc/invctl/{store_id}.key"
+    steps = [
+        f"on the store machine, save the key in a file only the agent may read "
+        f"(chmod 600), e.g. {key_file}, and run:",
+        f"  storeagent run --store-id {store_id} --api-key-file {key_file}",
+    ]
+    if kafka_user:
+        steps.append(
+            f"the key is also the agent's Kafka password (user {kafka_user}); give the agent "
+            "the cluster's CA with STOREAGENT_KAFKA_CA_FILE and "
+            "STOREAGENT_KAFKA_SECURITY_PROTOCOL=SASL_SSL"
+        )
+    for step in steps:
+        state.out.note(step)

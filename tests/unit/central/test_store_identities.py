@@ -80,6 +80,13 @@ def test_adding_a_store_gives_its_key_a_user_that_may_only_read_the_topics_and_i
     username = kafka_username("store-1", made["api_key"])
     assert kafka.passwords == {username: made["api_key"]}
     assert kafka.acls == {username: store_grants("store-1")}
+    assert made["kafka_username"] == username
+
+
+def test_without_kafka_identities_the_answer_names_no_kafka_user(central):
+    made = accounts.create_store(central.uow(), "store-1", "One", None)
+    rotated = accounts.rotate_key(central.uow(), "store-1", None)
+    assert made["kafka_username"] is None and rotated["kafka_username"] is None
 
 
 def test_rotating_provisions_the_new_key_and_keeps_the_old_until_revoked(central, kafka):

@@ -181,6 +181,31 @@ def test_store_add_json_includes_the_key(cli: CliHarness, server: FakeServer) ->
     assert json.loads(result.stdout)["api_key"] == "sk_abc"
 
 
+def test_store_add_tells_what_the_agent_needs_without_repeating_the_key(
+    cli: CliHarness, server: FakeServer
+) -> None:
+    created = {"id": "s1", "name": "Main", "api_key": "sk_abc", "key_id": 1}
+    server.on("POST", f"{API}/stores", 201, created | {"kafka_username": "store.s1.0123abcd"})
+
+    result = cli("--central", CENTRAL, "store", "add", "s1", "--name", "Main")
+
+    assert "--store-id s1 --api-key-file" in result.stderr
+    assert "store.s1.0123abcd" in result.stderr
+    assert "sk_abc" not in result.stderr
+
+
+def test_store_add_without_kafka_identities_names_no_kafka_user(
+    cli: CliHarness, server: FakeServer
+) -> None:
+    created = {"id": "s1", "name": "Main", "api_key": "sk_abc", "key_id": 1}
+    server.on("POST", f"{API}/stores", 201, created | {"kafka_username": None})
+
+    result = cli("--central", CENTRAL, "store", "add", "s1", "--name", "Main")
+
+    assert result.exit_code == 0
+    assert "Kafka password" not in result.stderr
+
+
 def test_store_rotate_and_revoke_key(cli: CliHarness, server: FakeServer) -> None:
     server.on("POST", f"{API}/stores/s1/keys", 201, {"id": "s1", "api_key": "k2", "key_id": "9"})
     server.on("DELETE", f"{API}/stores/s1/keys/8", 204)
