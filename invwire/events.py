@@ -250,7 +250,7 @@ class _Data:
         value = self._get(name)
         if not isinstance(value, str) or not (value or allow_empty):
             raise self._invalid(name, "a string" if allow_empty else "a non-empty string")
-        if not _storable(value):
+        if not value.isascii() and not _storable(value):
             raise self._invalid(name, "valid UTF-8 text (no lone surrogates)")
         return value
 
