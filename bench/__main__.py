@@ -1,6 +1,9 @@
 """Run the benchmarks and write docs/benchmarks.md.
 
-python -m bench [--quick] [NAME ...]     NAME: sync_latency orders replica cli fanout
+python -m bench [--quick] [--plaintext] [NAME ...]   NAME: sync_latency orders replica cli fanout
+
+Kafka runs with TLS, SCRAM logins and ACLs, as in production; `--plaintext` measures the same
+without any of it (written to benchmarks[-quick]-plaintext.md), to show what security costs.
 """
 
 from __future__ import annotations
@@ -24,18 +27,18 @@ BENCHMARKS = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    quick = "--quick" in argv
+    quick, plaintext = "--quick" in argv, "--plaintext" in argv
     names = [a for a in argv if not a.startswith("-")] or list(BENCHMARKS)
     unknown = sorted(set(names) - set(BENCHMARKS))
     if unknown:
         print(f"bench: unknown benchmark(s): {', '.join(unknown)}", file=sys.stderr)
         return 2
     folder = Path(os.environ.get("BENCH_OUT_DIR", ROOT / "docs"))
-    target = folder / ("benchmarks-quick.md" if quick else "benchmarks.md")
+    target = folder / f"benchmarks{'-quick' if quick else ''}{'-plaintext' if plaintext else ''}.md"
     for name in names:
         started = time.perf_counter()
         module = importlib.import_module(f"bench.{name}")
-        body = module.run(quick=quick)
+        body = module.run(quick=quick, plaintext=plaintext)
         took = time.perf_counter() - started
         write_section(BENCHMARKS[name], f"{body}\n\n_Measured in {took:.0f} s._", target)
         print(f"bench: {name} done in {took:.0f} s -> {target}", file=sys.stderr)

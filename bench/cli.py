@@ -1,7 +1,7 @@
 """CLI speed: `invctl --help` and `invctl stock show SKU` against a local agent, next to
 `python -c pass` and `python -c "import httpx"`, measured in the same run.
 
-    python -m bench.cli [--quick]
+    python -m bench.cli [--quick] [--plaintext]
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 import time
 import uuid
 
-from bench.common import BIN, RUN, machine_facts, ms, start_kafka, verdict
+from bench.common import BIN, RUN, machine_facts, ms, security_mode, start_kafka, verdict
 from bench.stack import agent_process, catalog_rows, central_process, seed_central, sqlite_url
 
 
@@ -25,7 +25,7 @@ def timed(argv: list[str], runs: int) -> list[float]:
     return samples
 
 
-def run(quick: bool = False) -> str:
+def run(quick: bool = False, plaintext: bool = False) -> str:
     RUN.mkdir(parents=True, exist_ok=True)
     runs = 5 if quick else 20
     python = sys.executable
@@ -34,11 +34,12 @@ def run(quick: bool = False) -> str:
         ('python -c "import httpx"', timed([python, "-c", "import httpx"], runs)),
         ("invctl --help", timed([str(BIN / "invctl"), "--help"], runs)),
     ]
-    kafka, stop_kafka = start_kafka()
+    kafka, stop_kafka = start_kafka(plaintext=plaintext)
     prefix = f"cli{uuid.uuid4().hex[:6]}."
     try:
         database_url = sqlite_url()
-        keys = seed_central(database_url, catalog_rows(["MILK-1L"], 40), ["cli-store"])
+        catalog = catalog_rows(["MILK-1L"], 40)
+        keys = seed_central(database_url, catalog, ["cli-store"], kafka, prefix)
         with (
             central_process(database_url, kafka, 18970, prefix) as central,
             agent_process("cli-store", keys["cli-store"], central, kafka, 18971, prefix) as (
@@ -51,7 +52,7 @@ def run(quick: bool = False) -> str:
             rows.append(("invctl stock show MILK-1L (local agent)", timed(argv, runs)))
     finally:
         stop_kafka()
-    return report(rows, runs, quick)
+    return f"{report(rows, runs, quick)}\n\nKafka: {security_mode(plaintext)}."
 
 
 def report(rows: list[tuple[str, list[float]]], runs: int, quick: bool) -> str:
@@ -81,7 +82,7 @@ def report(rows: list[tuple[str, list[float]]], runs: int, quick: bool) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    print(run(quick="--quick" in argv))
+    print(run(quick="--quick" in argv, plaintext="--plaintext" in argv))
 
 
 if __name__ == "__main__":

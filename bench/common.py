@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.kafka_security import KafkaCluster
+
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / ".run" / "bench"
 BIN = Path(sys.executable).parent
@@ -110,9 +112,14 @@ def _first_line(cmd: list[str]) -> str:
     return out.stdout.strip().splitlines()[0] if out.stdout.strip() else ""
 
 
-def start_kafka(name: str = "kafka", port: int = 29092) -> tuple[str, Callable[[], None]]:
-    cluster = RUN / name
-    started = subprocess.run(
+def start_kafka(
+    name: str = "kafka", port: int = 29092, plaintext: bool = False
+) -> tuple[KafkaCluster, Callable[[], None]]:
+    """A one-node cluster in RUN/NAME-MODE: TLS + SCRAM + ACLs like production, or with
+    `plaintext` none of it (to measure what security costs). Uses ports P, P+100 and P+200."""
+    security = "plaintext" if plaintext else "sasl_ssl"
+    cluster = RUN / f"{name}-{security}"
+    subprocess.run(
         [
             sys.executable,
             str(ROOT / "scripts" / "kafka"),
@@ -121,6 +128,8 @@ def start_kafka(name: str = "kafka", port: int = 29092) -> tuple[str, Callable[[
             str(cluster),
             "--port",
             str(port),
+            "--security",
+            security,
         ],
         capture_output=True,
         text=True,
@@ -134,7 +143,13 @@ def start_kafka(name: str = "kafka", port: int = 29092) -> tuple[str, Callable[[
             check=False,
         )
 
-    return started.stdout.strip().splitlines()[-1], stop
+    clients = KafkaCluster.from_client_env(cluster / "client.env", RUN / f"{name}-clients")
+    return clients, stop
+
+
+def security_mode(plaintext: bool) -> str:
+    """How the benchmark's Kafka clients connect, for the report."""
+    return "plaintext (no TLS, logins or ACLs)" if plaintext else "TLS, SCRAM-SHA-512 logins, ACLs"
 
 
 def start_mariadb(port: int = 13406) -> tuple[str, Callable[[], None]]:

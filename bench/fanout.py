@@ -2,7 +2,7 @@
 write rate; reports the slowest replica's lag (events behind) during the run and how long the
 last agent takes to catch up once writes stop.
 
-    python -m bench.fanout [--quick]
+    python -m bench.fanout [--quick] [--plaintext]
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from contextlib import ExitStack
 
 import httpx
 
-from bench.common import RUN, machine_facts, percentile, start_kafka
+from bench.common import RUN, machine_facts, percentile, security_mode, start_kafka
 from bench.stack import agent_process, catalog_rows, central_process, seed_central, sqlite_url
 from bench.sync_latency import admin_headers
 
@@ -57,16 +57,16 @@ def catch_up(agents: list[str], timeout: float = 120) -> float:
     return time.perf_counter() - started
 
 
-def run(quick: bool = False) -> str:
+def run(quick: bool = False, plaintext: bool = False) -> str:
     RUN.mkdir(parents=True, exist_ok=True)
     count, rate, seconds = (5, 20.0, 5.0) if quick else (20, 50.0, 20.0)
     stores = [f"fan-{i:02d}" for i in range(count)]
     skus = [f"FAN-{i:03d}" for i in range(100)]
-    kafka, stop_kafka = start_kafka()
+    kafka, stop_kafka = start_kafka(plaintext=plaintext)
     prefix = f"fan{uuid.uuid4().hex[:6]}."
     try:
         database_url = sqlite_url()
-        keys = seed_central(database_url, catalog_rows(skus, 10), stores)
+        keys = seed_central(database_url, catalog_rows(skus, 10), stores, kafka, prefix)
         with ExitStack() as stack, central_process(database_url, kafka, 18980, prefix) as central:
             agents = [
                 stack.enter_context(agent_process(s, keys[s], central, kafka, 19000 + i, prefix))[0]
@@ -83,7 +83,8 @@ def run(quick: bool = False) -> str:
             drained = catch_up(agents)
     finally:
         stop_kafka()
-    return report(count, rate, seconds, sent, lags, drained, quick)
+    report_text = report(count, rate, seconds, sent, lags, drained, quick)
+    return f"{report_text}\n\nKafka: {security_mode(plaintext)}."
 
 
 def report(
@@ -108,7 +109,7 @@ def report(
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    print(run(quick="--quick" in argv))
+    print(run(quick="--quick" in argv, plaintext="--plaintext" in argv))
 
 
 if __name__ == "__main__":

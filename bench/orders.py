@@ -2,7 +2,7 @@
 measured in the same run: the same reservation transaction called directly in a loop, and a
 trivial endpoint (/healthz) of the same HTTP stack.
 
-    python -m bench.orders [--quick]
+    python -m bench.orders [--quick] [--plaintext]
 """
 
 from __future__ import annotations
@@ -23,11 +23,13 @@ from bench.common import (
     machine_facts,
     ms,
     run_clients,
+    security_mode,
     start_kafka,
     start_mariadb,
     verdict,
 )
 from bench.stack import SECRET, catalog_rows, central_process, seed_central
+from tests.support.kafka_security import KafkaCluster
 
 SKUS = [f"BENCH-{i:03d}" for i in range(50)]
 STORES = [f"bench-{i}" for i in range(4)]
@@ -112,7 +114,12 @@ def direct_transactions(
 
 
 def measure(
-    backend: str, database_url: str, kafka: str, levels: list[int], seconds: float, port: int
+    backend: str,
+    database_url: str,
+    kafka: KafkaCluster,
+    levels: list[int],
+    seconds: float,
+    port: int,
 ) -> list[dict[str, object]]:
     keys = seed(database_url)
     rows = []
@@ -184,11 +191,11 @@ def table(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
-def run(quick: bool = False) -> str:
+def run(quick: bool = False, plaintext: bool = False) -> str:
     RUN.mkdir(parents=True, exist_ok=True)
     seconds = 1.0 if quick else 5.0
     levels = [1, 8] if quick else [1, 8, 32]
-    kafka, stop_kafka = start_kafka()
+    kafka, stop_kafka = start_kafka(plaintext=plaintext)
     mariadb, stop_mariadb = start_mariadb()
     ports = itertools.count(18900)
     try:
@@ -208,12 +215,13 @@ def run(quick: bool = False) -> str:
         "in-process with the same number of threads; */healthz*: a trivial endpoint of the same "
         "uvicorn + FastAPI process. The load generator shares the 2 cores with the server.\n\n"
         + table(rows)
+        + f"\n\nKafka: {security_mode(plaintext)}."
     )
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    report = run(quick="--quick" in argv)
+    report = run(quick="--quick" in argv, plaintext="--plaintext" in argv)
     print(report)
     if os.environ.get("BENCH_OUT"):
         Path(os.environ["BENCH_OUT"]).write_text(report)

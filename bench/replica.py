@@ -1,6 +1,6 @@
 """The store agent's replica: apply rate next to raw Kafka consumption, bootstrap time, memory.
 
-    python -m bench.replica [--quick]
+    python -m bench.replica [--quick] [--plaintext]
 
 - *apply rate*: the agent's real consumer + apply path (KafkaRecordSource, SyncLoop,
   apply_batch into a fresh SQLite replica, in this process) draining a backlog of 200,000
@@ -11,8 +11,11 @@
 - *RSS*: VmRSS of that process, sampled while it bootstraps (peak = loaded) and once it has
   been idle and caught up for a few seconds.
 
-BENCH_KAFKA=host:port uses that broker instead of starting one; BENCH_OUT=FILE also writes
-the report there.
+Kafka runs with TLS, SCRAM logins and ACLs (`--plaintext`: without), and every consumer logs
+in as a store's key, as an agent does. BENCH_KAFKA_ENV=DIR/client.env uses that running
+secure cluster (its user must be able to make users and ACLs, like scripts/kafka's admin)
+instead of starting one, BENCH_KAFKA=host:port a running plaintext broker; BENCH_OUT=FILE also
+writes the report there.
 """
 
 from __future__ import annotations
@@ -37,18 +40,23 @@ import httpx
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KafkaTopicPartition
 
-from bench.common import BIN, RUN, machine_facts, start_kafka, verdict
+from bench.common import BIN, RUN, machine_facts, security_mode, start_kafka, verdict
+from bench.stack import clean_environ
+from invwire.identity import consumer_group
 from storeagent.replica.db import META_EVENTS_APPLIED, open_replica
+from storeagent.sync.kafka_login import KafkaLogin
 from storeagent.sync.kafka_source import KafkaRecordSource
 from storeagent.sync.loop import SyncLoop, topic_names
 from storeagent.sync.progress import SyncProgress
 from tests.support.agent_fakes import product_event, stock_event
+from tests.support.kafka_security import KafkaCluster
 from tests.support.topics import create_topics
 
 Event = tuple[str, bytes, bytes]
 VERSIONS_PER_SKU = 100
 IDLE_S = 5.0
 APPLY_BUDGET_S = 60.0  # the apply rate is measured over at most this long
+APPLY_STORE, BOOT_STORE = "bench-apply", "bench"  # whose keys the consumers log in with
 
 
 @dataclass(frozen=True)
@@ -92,9 +100,28 @@ def catalog(products: int) -> list[Event]:
     return events
 
 
-def produce(kafka: str, prefix: str, events: list[Event]) -> None:
-    create_topics(kafka, prefix)
-    producer = KafkaProducer(bootstrap_servers=kafka, linger_ms=50, batch_size=1024 * 1024)
+@dataclass(frozen=True)
+class Store:
+    """A store key with its Kafka user and ACLs on one prefix's topics."""
+
+    id: str
+    key: str
+
+    @classmethod
+    def provision(cls, kafka: KafkaCluster, store_id: str, prefix: str) -> Store:
+        key = f"ik_bench_{uuid.uuid4().hex}"
+        kafka.provision_store(store_id, key, prefix)
+        return cls(store_id, key)
+
+
+def produce(kafka: KafkaCluster, prefix: str, events: list[Event]) -> None:
+    create_topics(kafka.bootstrap, prefix, **kafka.admin_config())
+    producer = KafkaProducer(
+        bootstrap_servers=kafka.bootstrap,
+        linger_ms=50,
+        batch_size=1024 * 1024,
+        **kafka.admin_config(),
+    )
     try:
         for topic, key, value in events:
             producer.send(prefix + topic, key=key, value=value)
@@ -103,14 +130,18 @@ def produce(kafka: str, prefix: str, events: list[Event]) -> None:
         producer.close()
 
 
-def delete_topics(kafka: str, prefix: str) -> None:
-    with KafkaAdminClient(bootstrap_servers=kafka) as admin:
+def delete_topics(kafka: KafkaCluster, prefix: str) -> None:
+    with KafkaAdminClient(bootstrap_servers=kafka.bootstrap, **kafka.admin_config()) as admin:
         admin.delete_topics(list(topic_names(prefix)))
 
 
-def raw_consume(kafka: str, prefix: str) -> tuple[int, float]:
+def raw_consume(kafka: KafkaCluster, prefix: str, store: Store) -> tuple[int, float]:
     """Records read by a plain KafkaConsumer from the beginning to the end offsets, seconds."""
-    consumer = KafkaConsumer(bootstrap_servers=kafka, enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=kafka.bootstrap,
+        enable_auto_commit=False,
+        **kafka.store_config(store.id, store.key),
+    )
     try:
         partitions = [
             KafkaTopicPartition(topic, p)
@@ -129,12 +160,17 @@ def raw_consume(kafka: str, prefix: str) -> tuple[int, float]:
         consumer.close()
 
 
-def agent_apply(kafka: str, prefix: str, db: Path) -> tuple[int, float]:
+def agent_apply(kafka: KafkaCluster, prefix: str, db: Path, store: Store) -> tuple[int, float]:
     """Events applied by the agent's sync loop into a fresh replica until it is bootstrapped
     (the whole backlog is in) or APPLY_BUDGET_S passed, and the seconds that took."""
     replica = open_replica(db)
+    login = KafkaLogin.for_store(kafka.protocol, store.id, store.key, kafka.ca_file or None)
     connect = partial(
-        KafkaRecordSource.connect, kafka, group_id=f"bench.{db.stem}", client_id="bench"
+        KafkaRecordSource.connect,
+        kafka.bootstrap,
+        group_id=consumer_group(store.id),
+        client_id="bench",
+        login=login,
     )
     stop = threading.Event()
     loop = SyncLoop(replica, connect, prefix=prefix, stop=stop, progress=SyncProgress())
@@ -185,13 +221,16 @@ def sample_until(done: Callable[[], bool], process: subprocess.Popen[bytes], tim
     return max(peak, vm_rss_kb(process.pid))
 
 
-def agent_bootstrap(kafka: str, prefix: str, db: Path, results: Results) -> None:
+def agent_bootstrap(
+    kafka: KafkaCluster, prefix: str, db: Path, store: Store, results: Results
+) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    args = ["run", "--store-id", "bench", "--kafka", kafka, "--topic-prefix", prefix]
+    args = ["run", "--store-id", store.id, "--kafka", kafka.bootstrap, "--topic-prefix", prefix]
     args += ["--db", str(db), "--listen", f"127.0.0.1:{port}"]
+    env = {**clean_environ(), **kafka.agent_env(), "STOREAGENT_API_KEY": store.key}
     with (RUN / "agent-bench.log").open("wb") as log:
-        process = subprocess.Popen([str(BIN / "storeagent"), *args], stderr=log)
+        process = subprocess.Popen([str(BIN / "storeagent"), *args], stderr=log, env=env)
     started = time.perf_counter()
     try:
         results.rss_loaded_kb = sample_until(lambda: ready(url), process, timeout=900)
@@ -207,17 +246,19 @@ def agent_bootstrap(kafka: str, prefix: str, db: Path, results: Results) -> None
             process.wait()
 
 
-def measure(kafka: str, sizes: Sizes, workdir: Path) -> Results:
+def measure(kafka: KafkaCluster, sizes: Sizes, workdir: Path) -> Results:
     run_id = uuid.uuid4().hex[:8]
     backlog, boot = f"benchr{run_id}.", f"benchb{run_id}."
     results = Results(products=sizes.products)
     try:
         produce(kafka, backlog, stock_backlog(sizes.backlog, random.Random(7)))
-        results.backlog, results.raw_s = raw_consume(kafka, backlog)
-        results.applied, results.agent_s = agent_apply(kafka, backlog, workdir / "apply.db")
+        reader = Store.provision(kafka, APPLY_STORE, backlog)
+        results.backlog, results.raw_s = raw_consume(kafka, backlog, reader)
+        results.applied, results.agent_s = agent_apply(kafka, backlog, workdir / "apply.db", reader)
         print(_apply_line(results), file=sys.stderr)
         produce(kafka, boot, catalog(sizes.products))
-        agent_bootstrap(kafka, boot, workdir / "boot.db", results)
+        store = Store.provision(kafka, BOOT_STORE, boot)
+        agent_bootstrap(kafka, boot, workdir / "boot.db", store, results)
         print(_bootstrap_line(results), file=sys.stderr)
     finally:
         delete_topics(kafka, backlog)
@@ -226,13 +267,16 @@ def measure(kafka: str, sizes: Sizes, workdir: Path) -> Results:
 
 
 @contextmanager
-def broker() -> Iterator[str]:
-    """BENCH_KAFKA if set, otherwise a broker of our own for the duration."""
-    external = os.environ.get("BENCH_KAFKA")
-    if external:
-        yield external
+def broker(plaintext: bool = False) -> Iterator[KafkaCluster]:
+    """BENCH_KAFKA_ENV or BENCH_KAFKA if set, otherwise a broker of our own for the duration."""
+    env_file, external = os.environ.get("BENCH_KAFKA_ENV"), os.environ.get("BENCH_KAFKA")
+    if env_file:
+        yield KafkaCluster.from_client_env(Path(env_file), RUN / "kafka-external-clients")
         return
-    kafka, stop = start_kafka("kafka-replica", port=29292)
+    if external:
+        yield KafkaCluster.plaintext(external, RUN / "kafka-external-clients")
+        return
+    kafka, stop = start_kafka("kafka-replica", port=29392, plaintext=plaintext)
     try:
         yield kafka
     finally:
@@ -272,14 +316,16 @@ def table(r: Results) -> str:
     return "\n".join(lines + [f"| {name} | {value} |" for name, value in rows] + ["", target])
 
 
-def run(quick: bool = False) -> str:
+def run(quick: bool = False, plaintext: bool = False) -> str:
     RUN.mkdir(parents=True, exist_ok=True)
     sizes = Sizes.pick(quick)
-    with broker() as kafka, tempfile.TemporaryDirectory(dir=RUN) as workdir:
+    with broker(plaintext) as kafka, tempfile.TemporaryDirectory(dir=RUN) as workdir:
         results = measure(kafka, sizes, Path(workdir))
     facts = ", ".join(f"{k} {v}" for k, v in machine_facts().items())
     mode = " Quick mode." if quick else ""
-    return f"Machine: {facts}.{mode}\n\n{method(sizes)}\n\n{table(results)}"
+    kafka_mode = security_mode(not kafka.secure)
+    body = f"{method(sizes)}\n\n{table(results)}\n\nKafka: {kafka_mode}."
+    return f"Machine: {facts}.{mode}\n\n{body}"
 
 
 def method(sizes: Sizes) -> str:
@@ -298,7 +344,7 @@ def method(sizes: Sizes) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    report = run(quick="--quick" in argv)
+    report = run(quick="--quick" in argv, plaintext="--plaintext" in argv)
     print(report)
     if os.environ.get("BENCH_OUT"):
         Path(os.environ["BENCH_OUT"]).write_text(report)

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from bench.common import BIN, RUN
+from tests.support.kafka_security import KafkaCluster
 
 SECRET = "benchmark-secret-0123456789abcdef0123"
 
@@ -33,9 +34,15 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], what: str, timeout: f
 
 
 def seed_central(
-    database_url: str, rows: list[dict[str, Any]], stores: list[str]
+    database_url: str,
+    rows: list[dict[str, Any]],
+    stores: list[str],
+    kafka: KafkaCluster | None = None,
+    prefix: str = "",
 ) -> dict[str, str]:
-    """Import `rows` and register `stores` in-process; returns each store's API key."""
+    """Import `rows` and register `stores` in-process; returns each store's API key. With a
+    secure `kafka`, each key gets its Kafka user and ACLs on the `prefix` topics, as
+    `POST /stores` makes them (stores whose agents run need them)."""
     from central.app import bootstrap
     from central.services import accounts, importing
     from central.services.principal import SYSTEM
@@ -45,7 +52,10 @@ def seed_central(
     try:
         for start in range(0, len(rows), importing.MAX_ROWS):
             importing.import_rows(central.uow(), SYSTEM, rows[start : start + importing.MAX_ROWS])
-        return {s: accounts.create_store(central.uow(), s, s)["api_key"] for s in stores}
+        identities = kafka.identities(prefix) if kafka is not None else None
+        return {
+            s: accounts.create_store(central.uow(), s, s, identities)["api_key"] for s in stores
+        }
     finally:
         central.close()
 
@@ -64,14 +74,23 @@ def catalog_rows(skus: list[str], quantity: int) -> list[dict[str, Any]]:
     ]
 
 
+def clean_environ() -> dict[str, str]:
+    """os.environ without Kafka settings: a shell may hold another cluster's."""
+    kafka = ("INVCTL_KAFKA", "STOREAGENT_KAFKA")
+    return {name: value for name, value in os.environ.items() if not name.startswith(kafka)}
+
+
 @contextmanager
-def central_process(database_url: str, kafka: str, port: int, prefix: str) -> Iterator[str]:
+def central_process(
+    database_url: str, kafka: KafkaCluster, port: int, prefix: str
+) -> Iterator[str]:
+    """Central logged in as the cluster's admin (it makes its relay user and the stores')."""
     env = {
-        **os.environ,
+        **clean_environ(),
         "INVCTL_DATABASE_URL": database_url,
-        "INVCTL_KAFKA": kafka,
         "INVCTL_JWT_SECRET": SECRET,
         "INVCTL_TOPIC_PREFIX": prefix,
+        **kafka.central_env(),
     }
     with (RUN / f"central-{port}.log").open("wb") as log:
         process = subprocess.Popen(
@@ -94,12 +113,12 @@ def agent_process(
     store: str,
     api_key: str,
     central: str,
-    kafka: str,
+    kafka: KafkaCluster,
     port: int,
     prefix: str,
     db: Path | None = None,
 ) -> Iterator[tuple[str, Path, int]]:
-    """Yields (url, replica path, pid)."""
+    """Yields (url, replica path, pid). The store's Kafka user must exist (seed_central)."""
     db = db or RUN / f"replica-{store}-{uuid.uuid4().hex[:6]}.db"
     key_file = RUN / f"{store}.key"
     key_file.write_text(api_key)
@@ -114,7 +133,7 @@ def agent_process(
                 "--central",
                 central,
                 "--kafka",
-                kafka,
+                kafka.bootstrap,
                 "--db",
                 str(db),
                 "--listen",
@@ -126,6 +145,7 @@ def agent_process(
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            env={**clean_environ(), **kafka.agent_env()},
         )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -2,7 +2,7 @@
 at a steady rate and in a burst, next to the raw kafka-python produce-to-consume round trip on
 the same broker, measured in the same run.
 
-    python -m bench.sync_latency [--quick]
+    python -m bench.sync_latency [--quick] [--plaintext]
 
 Commit time is the ledger row's `created_at` (written in the change's own transaction);
 visibility is when a read-only poller (every ~1 ms) first sees that (sku, stock_version) in
@@ -22,8 +22,9 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import RUN, machine_facts, ms, percentile, start_kafka, verdict
+from bench.common import RUN, machine_facts, ms, percentile, security_mode, start_kafka, verdict
 from bench.stack import agent_process, catalog_rows, central_process, seed_central, sqlite_url
+from tests.support.kafka_security import KafkaCluster
 
 
 class ReplicaWatcher(threading.Thread):
@@ -119,18 +120,20 @@ def admin_headers(client: httpx.Client, database_url: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token.raise_for_status().json()['access_token']}"}
 
 
-def raw_kafka_round_trip(bootstrap: str, count: int, rate: float) -> list[float]:
-    """Producer -> broker -> consumer on one topic, at the same rate, same client library."""
+def raw_kafka_round_trip(kafka: KafkaCluster, count: int, rate: float) -> list[float]:
+    """Producer -> broker -> consumer on one topic, at the same rate, same client library,
+    logged in as the cluster's admin (on the same TLS connections as the agents)."""
     from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
     topic = f"bench-raw-{uuid.uuid4().hex[:6]}"
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    bootstrap, login = kafka.bootstrap, kafka.admin_config()
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, **login)
     admin.create_topics(
         {topic: {"num_partitions": 1, "replication_factor": 1}}, wait_for_metadata=True
     )
     admin.close()
     consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100, **login
     )
     consumer.assign([TopicPartition(topic, 0)])
     consumer.seek_to_end()
@@ -145,7 +148,7 @@ def raw_kafka_round_trip(bootstrap: str, count: int, rate: float) -> list[float]
 
     reader = threading.Thread(target=consume, daemon=True)
     reader.start()
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0, **login)
     interval, next_at = 1 / rate, time.perf_counter()
     for _ in range(count):
         producer.send(topic, json.dumps({"t": time.time()}).encode())
@@ -158,16 +161,16 @@ def raw_kafka_round_trip(bootstrap: str, count: int, rate: float) -> list[float]
     return received
 
 
-def run(quick: bool = False) -> str:
+def run(quick: bool = False, plaintext: bool = False) -> str:
     RUN.mkdir(parents=True, exist_ok=True)
     count, rate = (300, 100.0) if quick else (2000, 100.0)
     skus = [f"SYNC-{i:05d}" for i in range(max(count, 200))]
-    kafka, stop_kafka = start_kafka()
+    kafka, stop_kafka = start_kafka(plaintext=plaintext)
     prefix = f"sync{uuid.uuid4().hex[:6]}."
     database_url = sqlite_url()
     central_db = Path(database_url.removeprefix("sqlite:///"))
     try:
-        keys = seed_central(database_url, catalog_rows(skus, 10), ["sync-store"])
+        keys = seed_central(database_url, catalog_rows(skus, 10), ["sync-store"], kafka, prefix)
         raw = raw_kafka_round_trip(kafka, count, rate)
         with (
             central_process(database_url, kafka, 18950, prefix) as central,
@@ -193,7 +196,10 @@ def run(quick: bool = False) -> str:
             watcher.stop.set()
     finally:
         stop_kafka()
-    return report(raw, steady_lat, steady_missing, burst_lat, burst_missing, count, rate, quick)
+    report_text = report(
+        raw, steady_lat, steady_missing, burst_lat, burst_missing, count, rate, quick
+    )
+    return f"{report_text}\n\nKafka: {security_mode(plaintext)}."
 
 
 def report(
@@ -240,7 +246,7 @@ def report(
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    print(run(quick="--quick" in argv))
+    print(run(quick="--quick" in argv, plaintext="--plaintext" in argv))
 
 
 if __name__ == "__main__":

@@ -99,7 +99,8 @@ def relay(
 ) -> None:
     """Run the outbox relay alone (when `central serve --no-relay` runs elsewhere).
 
-    Example: INVCTL_KAFKA=127.0.0.1:9092 central relay
+    Example: INVCTL_KAFKA=kafka-1:9093 INVCTL_KAFKA_USERNAME=central-relay
+    INVCTL_KAFKA_PASSWORD_FILE=/etc/invctl/relay.password central relay
     """
     from central.app import bootstrap
     from invwire.logs import configure_logging

@@ -60,7 +60,8 @@ class Settings:
     jwt_audience: str = "invctl"
     # Central's own Kafka credential (the relay's), and the admin's that provisions the
     # stores' identities, creates topics and reads lag. Passwords are read from 0600 files.
-    kafka_security_protocol: str = "PLAINTEXT"
+    # Secure by default: PLAINTEXT only when asked for.
+    kafka_security_protocol: str = "SASL_SSL"
     kafka_sasl_mechanism: str = "SCRAM-SHA-512"
     kafka_ca_file: str = ""
     kafka_username: str = ""
@@ -182,17 +183,29 @@ def _kafka_security(settings: Settings) -> Settings:
                 "which would send none of them: set it to SASL_SSL"
             )
         return settings
-    if not all(credentials):
-        raise ConfigError(
-            "INVCTL_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs INVCTL_KAFKA_USERNAME and "
-            "INVCTL_KAFKA_PASSWORD_FILE (or INVCTL_KAFKA_PASSWORD)"
-        )
     if any(admin) and not all(admin):
         raise ConfigError(
             "INVCTL_KAFKA_ADMIN_USERNAME and INVCTL_KAFKA_ADMIN_PASSWORD_FILE go together"
         )
     if settings.kafka_ca_file and not Path(settings.kafka_ca_file).is_file():
-        raise ConfigError(f"INVCTL_KAFKA_CA_FILE {settings.kafka_ca_file} is not a file")
+        raise ConfigError(
+            f"INVCTL_KAFKA_CA_FILE {settings.kafka_ca_file} is not a file: point it at the "
+            "cluster's CA certificate (PEM), or unset it to trust the system's CAs"
+        )
+    missing = [
+        name
+        for name, value in (
+            ("INVCTL_KAFKA_USERNAME", settings.kafka_username),
+            ("INVCTL_KAFKA_PASSWORD_FILE (or INVCTL_KAFKA_PASSWORD)", settings.kafka_password),
+        )
+        if not value
+    ]
+    if settings.kafka and missing:  # without INVCTL_KAFKA nothing logs in
+        raise ConfigError(
+            "INVCTL_KAFKA_SECURITY_PROTOCOL is SASL_SSL (the default), so central needs its "
+            f"own Kafka login: set {' and '.join(missing)}; for a broker without TLS and "
+            "logins set INVCTL_KAFKA_SECURITY_PROTOCOL=PLAINTEXT"
+        )
     return settings
 
 

@@ -40,6 +40,7 @@ from storeagent.sales.replay import Replayer
 from storeagent.sales.schedule import ReplaySchedule
 from storeagent.sales.shelf import Shelf
 from storeagent.settings import AgentSettings
+from storeagent.sync.kafka_login import KafkaLogin
 from storeagent.sync.kafka_source import KafkaRecordSource
 from storeagent.sync.loop import SyncLoop, topic_names
 from storeagent.sync.progress import SyncProgress
@@ -188,11 +189,16 @@ def bootstrap(
 
 
 def _kafka(settings: AgentSettings) -> Callable[[], RecordSource]:
+    ca_file = None if settings.kafka_ca_file is None else str(settings.kafka_ca_file)
+    login = KafkaLogin.for_store(
+        settings.kafka_security_protocol, settings.store_id, settings.api_key, ca_file
+    )
     return partial(
         KafkaRecordSource.connect,
         settings.kafka,
         group_id=settings.group_id,
         client_id=f"storeagent-{settings.store_id}",
+        login=login,
     )
 
 

@@ -47,6 +47,22 @@ def run(
             help="Kafka bootstrap servers HOST:PORT[,...]. Env: STOREAGENT_KAFKA, INVCTL_KAFKA."
         ),
     ] = None,
+    kafka_security_protocol: Annotated[
+        str | None,
+        typer.Option(
+            metavar="PLAINTEXT|SASL_SSL",
+            help="SASL_SSL: TLS, and SCRAM-SHA-512 as this store's Kafka user with its API key "
+            "as the password (docs/operations.md). Default PLAINTEXT. "
+            "Env: STOREAGENT_KAFKA_SECURITY_PROTOCOL, INVCTL_KAFKA_SECURITY_PROTOCOL.",
+        ),
+    ] = None,
+    kafka_ca_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="PEM file of the CA that signed the brokers' certificates (SASL_SSL). "
+            "Default: the system's CAs. Env: STOREAGENT_KAFKA_CA_FILE, INVCTL_KAFKA_CA_FILE."
+        ),
+    ] = None,
     db: Annotated[
         Path | None,
         typer.Option(help="Replica SQLite file. Default: the user data dir, storeagent-ID.db."),
@@ -106,6 +122,8 @@ def run(
         "store_id": store_id,
         "central": central,
         "kafka": kafka,
+        "kafka_security_protocol": kafka_security_protocol,
+        "kafka_ca_file": kafka_ca_file,
         "db": db,
         "listen": listen,
         "api_key_file": api_key_file,

@@ -7,7 +7,7 @@ the HTTP API to a status and a JSON error body, the consumer loop to a dead lett
 
 from __future__ import annotations
 
-from invwire.errors import WireError
+from invwire.errors import PoisonRecord, WireError
 
 
 class AgentError(WireError):
@@ -83,6 +83,31 @@ class SourceUnavailable(AgentError):
     """Kafka cannot be reached or refused the request."""
 
     code = "kafka.unavailable"
+
+
+class KafkaAccessDenied(SourceUnavailable):
+    """Kafka answers, but does not let this store in: retrying soon will not help until an
+    operator (or central) fixes the store's credential or ACLs."""
+
+    code = "kafka.access_denied"
+
+
+class KafkaAuthFailed(KafkaAccessDenied):
+    """Kafka refused this store's login: its API key is wrong, revoked, or not provisioned."""
+
+    code = "kafka.auth_failed"
+
+
+class KafkaNotAuthorized(KafkaAccessDenied):
+    """Kafka's ACLs do not let this store read its topics or commit in its consumer group."""
+
+    code = "kafka.not_authorized"
+
+
+class RecordNotApplied(PoisonRecord):
+    """The record parsed, but writing it to the replica failed for a reason of its own."""
+
+    code = "record.not_applied"
 
 
 class TopicsMissing(AgentError):

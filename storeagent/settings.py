@@ -1,12 +1,17 @@
 """Agent settings: CLI flags, then environment, then a TOML file (--config), then defaults.
 
 Environment names: STOREAGENT_STORE_ID, STOREAGENT_CENTRAL, STOREAGENT_KAFKA (falling back
-to INVCTL_KAFKA), STOREAGENT_DB, STOREAGENT_LISTEN, STOREAGENT_API_KEY (the key itself),
+to INVCTL_KAFKA), STOREAGENT_KAFKA_SECURITY_PROTOCOL (falling back to
+INVCTL_KAFKA_SECURITY_PROTOCOL), STOREAGENT_KAFKA_CA_FILE (falling back to
+INVCTL_KAFKA_CA_FILE), STOREAGENT_DB, STOREAGENT_LISTEN, STOREAGENT_API_KEY (the key itself),
 STOREAGENT_TOPIC_PREFIX (falling back to INVCTL_TOPIC_PREFIX), STOREAGENT_HEARTBEAT_SECONDS,
 STOREAGENT_OFFLINE, STOREAGENT_OFFLINE_MAX_UNITS_PER_ORDER, STOREAGENT_OFFLINE_MAX_QUEUED_UNITS,
-STOREAGENT_OFFLINE_MAX_AGE. TOML keys: store_id, central, kafka, db, listen, api_key_file,
-topic_prefix, allow_remote, heartbeat_seconds, offline, offline_max_units_per_order,
-offline_max_queued_units, offline_max_age. The API key is never logged.
+STOREAGENT_OFFLINE_MAX_AGE. TOML keys: store_id, central, kafka, kafka_security_protocol,
+kafka_ca_file, db, listen, api_key_file, topic_prefix, allow_remote, heartbeat_seconds, offline,
+offline_max_units_per_order, offline_max_queued_units, offline_max_age.
+
+Kafka security: PLAINTEXT, or SASL_SSL (TLS, and SCRAM-SHA-512 as the store's own Kafka user,
+whose password is the store's API key; see sync.kafka_login). The API key is never logged.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from urllib.parse import urlsplit
 
 import platformdirs
 
+from invwire.identity import consumer_group, kafka_username
+from invwire.rules import is_store_id
 from storeagent.errors import (
     ConfigError,
     ConfigFileError,
@@ -32,8 +39,10 @@ from storeagent.errors import (
 )
 from storeagent.sales.offline_policy import DEFAULT_POLICY, OfflinePolicy
 
-STORE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 DEFAULT_KAFKA = "127.0.0.1:9092"
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_SSL")
+# The one place the default changes when every deployment's brokers require TLS + SCRAM.
+DEFAULT_KAFKA_SECURITY_PROTOCOL = "SASL_SSL"
 DEFAULT_LISTEN = "127.0.0.1:8787"
 DEFAULT_HEARTBEAT_S = 10.0
 MAX_HEARTBEAT_S = 3600.0
@@ -42,6 +51,11 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
     "store_id": ("STOREAGENT_STORE_ID",),
     "central": ("STOREAGENT_CENTRAL",),
     "kafka": ("STOREAGENT_KAFKA", "INVCTL_KAFKA"),
+    "kafka_security_protocol": (
+        "STOREAGENT_KAFKA_SECURITY_PROTOCOL",
+        "INVCTL_KAFKA_SECURITY_PROTOCOL",
+    ),
+    "kafka_ca_file": ("STOREAGENT_KAFKA_CA_FILE", "INVCTL_KAFKA_CA_FILE"),
     "db": ("STOREAGENT_DB",),
     "listen": ("STOREAGENT_LISTEN",),
     "topic_prefix": ("STOREAGENT_TOPIC_PREFIX", "INVCTL_TOPIC_PREFIX"),
@@ -64,6 +78,8 @@ class AgentSettings:
     store_id: str
     central_url: str | None = None
     kafka: str = DEFAULT_KAFKA
+    kafka_security_protocol: str = DEFAULT_KAFKA_SECURITY_PROTOCOL
+    kafka_ca_file: Path | None = None  # SASL_SSL: the CA that signed the brokers' certificates
     db_path: Path = Path("storeagent.db")
     listen_host: str = "127.0.0.1"
     listen_port: int = 8787
@@ -75,7 +91,14 @@ class AgentSettings:
 
     @property
     def group_id(self) -> str:
-        return f"storeagent.{self.store_id}"
+        return consumer_group(self.store_id)
+
+    @property
+    def kafka_user(self) -> str | None:
+        """The store's SCRAM user name with SASL_SSL (it holds no secret)."""
+        if self.kafka_security_protocol != "SASL_SSL" or not self.api_key:
+            return None
+        return kafka_username(self.store_id, self.api_key)
 
     def summary(self) -> dict[str, object]:
         """Loggable view: everything but the API key, which is only reported as present."""
@@ -83,6 +106,9 @@ class AgentSettings:
             "store_id": self.store_id,
             "central": self.central_url,
             "kafka": self.kafka,
+            "kafka_security_protocol": self.kafka_security_protocol,
+            "kafka_ca_file": None if self.kafka_ca_file is None else str(self.kafka_ca_file),
+            "kafka_user": self.kafka_user,
             "db": str(self.db_path),
             "listen": f"{self.listen_host}:{self.listen_port}",
             "topic_prefix": self.topic_prefix,
@@ -95,8 +121,9 @@ class AgentSettings:
 def load_settings(
     flags: Mapping[str, Any], env: Mapping[str, str], config: Path | None = None
 ) -> AgentSettings:
-    """`flags` holds CLI values by name (None = not given): store_id, central, kafka, db,
-    listen, topic_prefix, api_key_file, allow_remote."""
+    """`flags` holds CLI values by name (None = not given): store_id, central, kafka,
+    kafka_security_protocol, kafka_ca_file, db, listen, topic_prefix, api_key_file,
+    allow_remote, and the heartbeat and offline settings."""
     toml = read_config(config) if config is not None else {}
 
     def pick(name: str, default: Any = None) -> Any:
@@ -111,19 +138,37 @@ def load_settings(
     host, port = parse_listen(pick("listen", DEFAULT_LISTEN))
     allow_remote = bool(pick("allow_remote", False))
     _check_loopback(host, allow_remote)
-    return AgentSettings(
+    api_key = _api_key(flags.get("api_key_file"), env, toml.get("api_key_file"))
+    protocol = _security_protocol(pick("kafka_security_protocol", DEFAULT_KAFKA_SECURITY_PROTOCOL))
+    settings = AgentSettings(
         store_id=store_id,
         central_url=_central(pick("central")),
         kafka=_kafka(pick("kafka", DEFAULT_KAFKA)),
+        kafka_security_protocol=protocol,
+        kafka_ca_file=_ca_file(pick("kafka_ca_file")) if protocol == "SASL_SSL" else None,
         db_path=Path(pick("db") or default_db_path(store_id)).expanduser(),
         listen_host=host,
         listen_port=port,
         topic_prefix=_topic_prefix(pick("topic_prefix", "")),
         allow_remote=allow_remote,
-        api_key=_api_key(flags.get("api_key_file"), env, toml.get("api_key_file")),
+        api_key=api_key,
         heartbeat_seconds=_heartbeat_seconds(pick("heartbeat_seconds", DEFAULT_HEARTBEAT_S)),
         offline=offline_policy(pick),
     )
+    _check_kafka_login(settings)
+    return settings
+
+
+def _check_kafka_login(settings: AgentSettings) -> None:
+    """Checked last, so a malformed value is reported as itself first."""
+    if settings.kafka_security_protocol == "SASL_SSL" and not settings.api_key:
+        raise ConfigMissing(
+            "the agent logs in to Kafka (SASL_SSL, the default) with the store's API key, and "
+            "none is given: --api-key-file FILE (or STOREAGENT_API_KEY, or api_key_file in the "
+            "config); a development broker without TLS needs "
+            "STOREAGENT_KAFKA_SECURITY_PROTOCOL=PLAINTEXT",
+            field="api_key",
+        )
 
 
 def default_db_path(store_id: str) -> Path:
@@ -181,7 +226,7 @@ def _check_loopback(host: str, allow_remote: bool) -> None:
 def _store_id(raw: object) -> str:
     if raw is None or raw == "":
         raise ConfigMissing("the store id is required: --store-id or STOREAGENT_STORE_ID")
-    if not isinstance(raw, str) or not STORE_ID_PATTERN.fullmatch(raw):
+    if not is_store_id(raw):
         raise ConfigError(
             f"store id {raw!r} must be 1-64 of a-z, 0-9 and '-', starting with a letter or digit",
             field="store_id",
@@ -205,6 +250,25 @@ def _kafka(raw: object) -> str:
             f"Kafka bootstrap servers {raw!r} must be HOST:PORT[,HOST:PORT...]", field="kafka"
         )
     return ",".join(servers)
+
+
+def _security_protocol(raw: object) -> str:
+    protocol = str(raw).strip().upper()
+    if protocol not in KAFKA_SECURITY_PROTOCOLS:
+        raise ConfigError(
+            f"Kafka security protocol {raw!r} must be {' or '.join(KAFKA_SECURITY_PROTOCOLS)}",
+            field="kafka_security_protocol",
+        )
+    return protocol
+
+
+def _ca_file(raw: object) -> Path | None:
+    if raw is None or raw == "":
+        return None
+    path = Path(str(raw)).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"Kafka CA file {path} is not a file", field="kafka_ca_file")
+    return path
 
 
 def _heartbeat_seconds(raw: object) -> float:

@@ -1,4 +1,4 @@
-"""Shared test setup: markers by folder, the session Kafka broker and small id helpers."""
+"""Shared test setup: markers by folder, the session Kafka cluster and small id helpers."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.support.kafka_security import KafkaCluster
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS_DIR = REPO_ROOT / "scripts"
@@ -44,10 +46,11 @@ class KafkaScript:
 
 
 def free_base_port(nodes: int = 1) -> int:
-    """A base port P with P..P+nodes-1 (brokers) and P+100.. (controllers) free on 127.0.0.1."""
+    """A base port P with P..P+nodes-1 (brokers), P+100.. (controllers) and P+200..
+    (inter-broker, sasl_ssl) free on 127.0.0.1."""
     for _ in range(200):
         base = random.randrange(20000, 30000)
-        ports = [base + i for i in range(nodes)] + [base + 100 + i for i in range(nodes)]
+        ports = [base + offset + i for offset in (0, 100, 200) for i in range(nodes)]
         if all(_port_free(port) for port in ports):
             return base
     raise RuntimeError("no free port range for a Kafka cluster")
@@ -76,16 +79,23 @@ def free_kafka_port() -> Callable[[int], int]:
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(
+def kafka_cluster(
     tmp_path_factory: pytest.TempPathFactory, kafka_script: KafkaScript
-) -> Iterator[str]:
-    """Bootstrap servers of one single-node broker shared by the test run.
+) -> Iterator[KafkaCluster]:
+    """One single-node cluster shared by the test run, secure like production (TLS,
+    SCRAM-SHA-512 logins, ACLs): `.bootstrap`, `.env` (its client.env), `.admin_config()`.
 
-    INVCTL_TEST_KAFKA=host:port uses an existing broker instead of starting one.
+    INVCTL_TEST_KAFKA_ENV=DIR/client.env uses a running cluster instead (its INVCTL_KAFKA, or
+    INVCTL_TEST_KAFKA if set); INVCTL_TEST_KAFKA=host:port alone, a running plaintext broker.
     """
-    external = os.environ.get("INVCTL_TEST_KAFKA")
+    home = tmp_path_factory.mktemp("kafka-clients")
+    external = os.environ.get("INVCTL_TEST_KAFKA", "")
+    env_file = os.environ.get("INVCTL_TEST_KAFKA_ENV", "")
+    if env_file:
+        yield KafkaCluster.from_client_env(Path(env_file), home, external)
+        return
     if external:
-        yield external
+        yield KafkaCluster.plaintext(external, home)
         return
     cluster_dir = tmp_path_factory.mktemp("kafka")
     started = kafka_script("start", "--dir", str(cluster_dir), "--port", str(free_base_port()))
@@ -95,9 +105,15 @@ def kafka_bootstrap(
             pytrace=False,
         )
     try:
-        yield started.stdout.strip().splitlines()[-1]
+        yield KafkaCluster.from_client_env(cluster_dir / "client.env", home)
     finally:
         kafka_script("stop", "--dir", str(cluster_dir))
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_cluster: KafkaCluster) -> str:
+    """The session cluster's bootstrap servers; its clients need `kafka_cluster`'s logins."""
+    return kafka_cluster.bootstrap
 
 
 @pytest.fixture

@@ -111,8 +111,7 @@ def _agent_setup(state: State, store_id: str, answer: Any) -> None:
     if kafka_user:
         steps.append(
             f"the key is also the agent's Kafka password (user {kafka_user}); give the agent "
-            "the cluster's CA with STOREAGENT_KAFKA_CA_FILE and "
-            "STOREAGENT_KAFKA_SECURITY_PROTOCOL=SASL_SSL"
+            "the cluster's CA certificate with STOREAGENT_KAFKA_CA_FILE"
         )
     for step in steps:
         state.out.note(step)

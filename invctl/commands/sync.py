@@ -181,12 +181,26 @@ def _summary_rows(report: dict[str, Any], partitions: list[Any], now: datetime) 
     return [
         ("store", str(report.get("store_id") or "-")),
         ("ready", Text("yes" if ready else "no", style="green" if ready else "red")),
+        *_problem_rows(report.get("problems")),
         ("last event", _moment(report.get("last_event_at"), now)),
         ("last applied", _moment(report.get("last_applied_at"), now)),
         ("events applied", str(report.get("events_applied", "-"))),
         ("dead letters", Text(str(dead), style="red" if dead else "")),
         ("total lag", Text(str(lag), style="yellow" if lag else "")),
         *_offline_rows(report.get("offline_queue")),
+    ]
+
+
+def _problem_rows(problems: object) -> list[Any]:
+    """What keeps the replica from following Kafka (kafka.auth_failed, apply_failing, ...)."""
+    from rich.text import Text
+
+    if not isinstance(problems, list):
+        return []
+    return [
+        ("problem", Text(f"{p.get('code')}: {p.get('message')}", style="red"))
+        for p in problems
+        if isinstance(p, dict)
     ]
 
 

@@ -24,7 +24,7 @@ from invwire.http import RequestContext
 from invwire.logs import EventLog, request_id_var
 from invwire.rules import is_request_id, is_sku
 from storeagent.errors import ProductNotFound, ReplicaNotReady
-from storeagent.http.schemas import OrderIn, SyncStatus, sync_status
+from storeagent.http.schemas import OrderIn, SyncStatus, problem_statuses, sync_status
 from storeagent.ops.metrics import AgentMetrics
 from storeagent.ops.vitals import readiness_checks
 from storeagent.replica.db import Replica
@@ -104,7 +104,11 @@ def create_app(
         checks = readiness_checks(replica, progress)
         failing = [name for name, ok in checks.items() if not ok]
         if failing:
-            raise ReplicaNotReady("not ready: " + ", ".join(failing), checks=checks)
+            problems = problem_statuses(progress)
+            message = "not ready: " + ", ".join(failing)
+            if problems:
+                message += " (" + "; ".join(f"{p['code']}: {p['message']}" for p in problems) + ")"
+            raise ReplicaNotReady(message, checks=checks, problems=problems)
         return {"status": "ready", "checks": checks}
 
     @app.get("/metrics", include_in_schema=False)

@@ -16,7 +16,7 @@ from storeagent.replica.db import (
     Replica,
 )
 from storeagent.sales.status import OfflineQueueStatus
-from storeagent.sync.progress import SyncProgress
+from storeagent.sync.progress import SyncProblem, SyncProgress
 from storeagent.upstream.resilience import CircuitStatus
 
 
@@ -32,9 +32,20 @@ class PartitionStatus(TypedDict):
     lag: int | None
 
 
+class ProblemStatus(TypedDict):
+    """Why the replica cannot follow Kafka: kafka.auth_failed, kafka.not_authorized or
+    apply_failing, the last error, how long it has lasted and how many attempts failed."""
+
+    code: str
+    message: str
+    for_s: float
+    failures: int
+
+
 class SyncStatus(TypedDict):
     store_id: str
     ready: bool
+    problems: list[ProblemStatus]
     last_event_at: str | None
     last_applied_at: str | None
     events_applied: int
@@ -63,6 +74,7 @@ def sync_status(
     status = SyncStatus(
         store_id=store_id,
         ready=ready,
+        problems=problem_statuses(progress),
         last_event_at=meta.get(META_LAST_EVENT_AT),
         last_applied_at=meta.get(META_LAST_APPLIED_AT),
         events_applied=int(meta.get(META_EVENTS_APPLIED, 0)),
@@ -81,3 +93,16 @@ def sync_status(
 def _partition(topic: str, partition: int, offset: int, end: int | None) -> PartitionStatus:
     lag = None if end is None else max(end - offset, 0)
     return PartitionStatus(topic=topic, partition=partition, offset=offset, end_offset=end, lag=lag)
+
+
+def problem_statuses(progress: SyncProgress) -> list[ProblemStatus]:
+    return [_problem(problem, progress.age(problem)) for problem in progress.problems()]
+
+
+def _problem(problem: SyncProblem, age_s: float) -> ProblemStatus:
+    return ProblemStatus(
+        code=problem.code,
+        message=problem.message,
+        for_s=round(age_s, 1),
+        failures=problem.failures,
+    )

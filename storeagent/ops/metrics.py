@@ -2,8 +2,8 @@
 
 Counters and histograms move as things happen (HTTP requests, sales, applied batches,
 heartbeats). Gauges that mirror state (lag, staleness, offline queue, dead letters, the
-central circuit, readiness) and the event totals are read at scrape time from the replica
-and the loop's progress: exact, and free between scrapes.
+central circuit, sync problems, readiness) and the event totals are read at scrape time from
+the replica and the loop's progress: exact, and free between scrapes.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from storeagent.clock import Clock, utc_now
-from storeagent.ops.vitals import Vitals
+from storeagent.ops.vitals import SYNC_PROBLEMS, Vitals
 from storeagent.upstream.resilience import Circuit, CircuitStatus
 
 if TYPE_CHECKING:
@@ -115,6 +115,7 @@ class _StateCollector(Collector):
             self._dead_letters,
             self._local_orders,
             self._circuit,
+            self._sync_problems,
             self._ready,
         ]
         for read in readers:
@@ -184,6 +185,18 @@ class _StateCollector(Collector):
         )
         for state in Circuit:
             family.add_metric([state.value], 1.0 if state.value == current else 0.0)
+        yield family
+
+    def _sync_problems(self) -> Iterator[Metric]:
+        current = {problem.code for problem in self._state.vitals.problems()}
+        family = GaugeMetricFamily(
+            "storeagent_sync_problem",
+            "1 while this keeps the replica from following Kafka: kafka.auth_failed, "
+            "kafka.not_authorized, apply_failing",
+            labels=["problem"],
+        )
+        for code in SYNC_PROBLEMS:
+            family.add_metric([code], 1.0 if code in current else 0.0)
         yield family
 
     def _ready(self) -> Iterator[Metric]:

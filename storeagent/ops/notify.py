@@ -107,6 +107,7 @@ class Health:
     bootstrapped: bool
     loop_idle_s: float | None  # since the sync loop last came round; None: not running
     lag: int | None  # records on the broker not yet in the replica; None: ends unknown
+    problem: str | None = None  # kafka.auth_failed, kafka.not_authorized, apply_failing
 
 
 class AgentHealth:
@@ -122,6 +123,7 @@ class AgentHealth:
             bootstrapped=self._vitals.bootstrapped(),
             loop_idle_s=self._vitals.loop_idle_s(),
             lag=self._vitals.total_lag(),
+            problem=next((p.code for p in self._vitals.problems()), None),
         )
 
 
@@ -132,6 +134,12 @@ def describe(health: Health, stall_after_s: float = LOOP_STALL_S) -> str:
         return "starting"
     if idle >= stall_after_s:
         return f"sync loop stalled for {idle:.0f} s"
+    if health.problem is not None:
+        return f"{health.problem}; lag {'?' if lag is None else lag}"
+    return _sync_state(health, lag)
+
+
+def _sync_state(health: Health, lag: int | None) -> str:
     if lag is None:
         return "connecting to Kafka"
     if not health.bootstrapped:

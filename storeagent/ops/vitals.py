@@ -9,10 +9,14 @@ from datetime import datetime
 
 import peewee
 
+from storeagent.errors import KafkaAuthFailed, KafkaNotAuthorized
 from storeagent.replica.db import META_LAST_EVENT_AT, Replica
 from storeagent.replica.local_orders import LocalOrders
-from storeagent.sync.progress import SyncProgress
+from storeagent.sync.progress import APPLY_FAILING, SyncProblem, SyncProgress
 from storeagent.sync.source import TopicPartition
+
+KAFKA_ACCESS_PROBLEMS = frozenset({KafkaAuthFailed.code, KafkaNotAuthorized.code})
+SYNC_PROBLEMS = (KafkaAuthFailed.code, KafkaNotAuthorized.code, APPLY_FAILING)
 
 
 @dataclass(frozen=True)
@@ -22,15 +26,20 @@ class LocalOrderCounts:
 
 
 def readiness_checks(replica: Replica, progress: SyncProgress) -> dict[str, bool]:
-    """Ready = the replica's database answers, Kafka answered the loop recently, the loop holds
-    its partitions and keeps coming round, and the replica finished its first sync."""
+    """Ready = the replica's database answers, Kafka answered the loop recently and lets the
+    store in, the loop holds its partitions and keeps coming round, batches are being
+    written, and the replica finished its first sync. progress.problems() says why
+    `kafka_access` or `applying` fail."""
     database = _database_answers(replica)
+    codes = {problem.code for problem in progress.problems()}
     return {
         "database": database,
         "broker": progress.broker_reachable(),
+        "kafka_access": not codes & KAFKA_ACCESS_PROBLEMS,
         "assigned": progress.is_assigned(),
         "bootstrapped": database and _bootstrapped(replica),
         "consuming": progress.is_consuming(),
+        "applying": APPLY_FAILING not in codes,
     }
 
 
@@ -48,6 +57,10 @@ class Vitals:
 
     def bootstrapped(self) -> bool:
         return self._replica.is_bootstrapped()
+
+    def problems(self) -> list[SyncProblem]:
+        """What keeps the replica from following Kafka now (kafka.auth_failed, ...)."""
+        return self._progress.problems()
 
     def loop_idle_s(self) -> float | None:
         """Seconds since the sync loop last came round; None when it is not running."""

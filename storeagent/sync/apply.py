@@ -3,10 +3,18 @@
 Either the whole batch and its next offsets are stored, or nothing is; a crash in between
 means the batch is polled again from the stored offsets, and the versioned upserts make
 re-applying it change nothing.
+
+No record can stall a partition: each is written inside a savepoint of its own, and a record
+that cannot be parsed, validated or written for a reason of its own (replica.db's
+is_record_fault: a constraint, a value SQLite cannot store, any error that is not about the
+database) is rolled back alone and dead-lettered with the reason, and the batch goes on.
+An error about the database itself (locked, I/O, full, corrupt) is no record's fault: it
+escapes, the whole batch rolls back, and the sync loop decides whether to retry.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,11 +28,13 @@ from invwire.events import (
     StockChanged,
     parse_record,
 )
+from storeagent.errors import RecordNotApplied
 from storeagent.replica.db import (
     META_EVENTS_APPLIED,
     META_LAST_APPLIED_AT,
     META_LAST_EVENT_AT,
     Replica,
+    is_record_fault,
     iso,
 )
 from storeagent.sync.source import Record, TopicPartition
@@ -35,6 +45,7 @@ class BatchResult:
     applied: int = 0
     stale: int = 0
     dead_lettered: int = 0
+    dead_letter_reasons: Counter[str] = field(default_factory=Counter)
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
     newest_event_at: datetime | None = None
     stock_event_times: list[datetime] = field(default_factory=list)  # for the sync latency
@@ -76,11 +87,29 @@ def _apply_record(
 ) -> None:
     try:
         received = parse_record(record.topic.removeprefix(prefix), record.key, record.value)
+        with replica.savepoint():
+            changed = _upsert(replica, received)
     except PoisonRecord as poison:
-        replica.add_dead_letter(record, poison, now)
-        result.dead_lettered += 1
+        _dead_letter(replica, record, poison, now, result)
         return
-    result.count(received, _upsert(replica, received))
+    except Exception as exc:
+        if not is_record_fault(exc):
+            raise
+        _dead_letter(replica, record, _not_applied(exc), now, result)
+        return
+    result.count(received, changed)
+
+
+def _not_applied(exc: Exception) -> RecordNotApplied:
+    return RecordNotApplied(f"{type(exc).__name__}: {exc}", error=type(exc).__name__)
+
+
+def _dead_letter(
+    replica: Replica, record: Record, error: PoisonRecord, now: datetime, result: BatchResult
+) -> None:
+    replica.add_dead_letter(record, error, now)
+    result.dead_lettered += 1
+    result.dead_letter_reasons[error.code] += 1
 
 
 def _upsert(replica: Replica, received: Received) -> bool:

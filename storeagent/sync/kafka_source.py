@@ -1,8 +1,13 @@
 """The real RecordSource: a kafka-python KafkaConsumer with manual assignment.
 
-Every kafka-python error is translated to SourceUnavailable so the loop handles one type.
-Timeouts are short so that a stop request is honoured within seconds even when the
-broker is unreachable.
+Every kafka-python error is translated to SourceUnavailable so the loop handles one type, or
+to one of its two refusals: KafkaAuthFailed (the broker refused the store's login) and
+KafkaNotAuthorized (its ACLs refused a request). Timeouts are short so that a stop request is
+honoured within seconds even when the broker is unreachable.
+
+With SASL_SSL, a connection or an end-offsets probe that fails is checked once more with
+kafka_login.check_login, because kafka-python reports a refused login (while bootstrapping,
+or a re-authentication refused on a live connection) as a mere timeout.
 """
 
 from __future__ import annotations
@@ -12,10 +17,21 @@ from contextlib import contextmanager, suppress
 
 from kafka import KafkaConsumer
 from kafka import TopicPartition as KafkaTopicPartition
-from kafka.errors import KafkaError
+from kafka.errors import (
+    AuthorizationError,
+    KafkaError,
+    SaslAuthenticationFailedError,
+    UnsupportedSaslMechanismError,
+)
 from kafka.structs import OffsetAndMetadata
 
-from storeagent.errors import SourceUnavailable
+from storeagent.errors import (
+    KafkaAccessDenied,
+    KafkaAuthFailed,
+    KafkaNotAuthorized,
+    SourceUnavailable,
+)
+from storeagent.sync.kafka_login import KafkaLogin, check_login
 from storeagent.sync.source import Record, TopicPartition
 
 REQUEST_TIMEOUT_MS = 10_000
@@ -23,6 +39,7 @@ CALL_TIMEOUT_MS = 3_000
 # kafka-python doubles the wait between reconnects up to 30 s by default, so after a broker
 # outage the replica caught up 8-25 s after the broker was back; Java clients cap it at 1 s.
 RECONNECT_BACKOFF_MAX_MS = 1_000
+DESCRIBE_CHECK_MS = 1_000  # a refusal comes in milliseconds; a missing topic only times out
 
 
 @contextmanager
@@ -30,7 +47,16 @@ def _kafka_errors() -> Iterator[None]:
     try:
         yield
     except KafkaError as exc:
-        raise SourceUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        raise translate(exc) from exc
+
+
+def translate(exc: KafkaError) -> SourceUnavailable:
+    message = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, (SaslAuthenticationFailedError, UnsupportedSaslMechanismError)):
+        return KafkaAuthFailed(message)
+    if isinstance(exc, AuthorizationError):
+        return KafkaNotAuthorized(message)
+    return SourceUnavailable(message)
 
 
 def _ktp(tp: TopicPartition) -> KafkaTopicPartition:
@@ -38,16 +64,35 @@ def _ktp(tp: TopicPartition) -> KafkaTopicPartition:
 
 
 class KafkaRecordSource:
-    def __init__(self, consumer: KafkaConsumer) -> None:
+    def __init__(
+        self,
+        consumer: KafkaConsumer,
+        *,
+        login: KafkaLogin | None = None,
+        servers: Sequence[str] = (),
+        client_id: str = "storeagent",
+    ) -> None:
         self._consumer = consumer
+        self._login = login or KafkaLogin()
+        self._servers, self._client_id = list(servers), client_id
 
     @classmethod
     def connect(
-        cls, bootstrap_servers: str, *, group_id: str, client_id: str, fetch_max_wait_ms: int = 100
+        cls,
+        bootstrap_servers: str,
+        *,
+        group_id: str,
+        client_id: str,
+        login: KafkaLogin | None = None,
+        fetch_max_wait_ms: int = 100,
     ) -> KafkaRecordSource:
-        with _kafka_errors():
+        """Raises KafkaAuthFailed when the broker refuses `login`, SourceUnavailable when it
+        cannot be reached (the message then says what the login check found, e.g. TLS)."""
+        login = login or KafkaLogin()
+        servers = [s.strip() for s in bootstrap_servers.split(",") if s.strip()]
+        try:
             consumer = KafkaConsumer(
-                bootstrap_servers=[s.strip() for s in bootstrap_servers.split(",") if s.strip()],
+                bootstrap_servers=servers,
                 group_id=group_id,
                 client_id=client_id,
                 enable_auto_commit=False,
@@ -58,12 +103,32 @@ class KafkaRecordSource:
                 bootstrap_timeout_ms=CALL_TIMEOUT_MS,
                 reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
                 metrics_enabled=False,
+                **login.client_config(),
             )
-        return cls(consumer)
+        except KafkaError as exc:
+            error = translate(exc)
+            if not login.secure or isinstance(error, KafkaAuthFailed):
+                raise error from exc
+            raise _checked(error, servers, login, client_id) from exc
+        return cls(consumer, login=login, servers=servers, client_id=client_id)
 
     def partitions_for(self, topic: str) -> set[int]:
+        """Raises KafkaNotAuthorized for a topic the store may not DESCRIBE: Kafka leaves such
+        a topic out of the topic list, as if it did not exist, so with ACLs an empty answer is
+        checked by asking for the topic's end offset."""
         with _kafka_errors():
-            return set(self._consumer.partitions_for_topic(topic) or ())
+            found = set(self._consumer.partitions_for_topic(topic) or ())
+            if not found and self._login.secure:
+                self._check_may_describe(topic)
+        return found
+
+    def _check_may_describe(self, topic: str) -> None:
+        try:
+            self._consumer.end_offsets([KafkaTopicPartition(topic, 0)], DESCRIBE_CHECK_MS)
+        except AuthorizationError:
+            raise
+        except KafkaError:
+            pass  # no answer for it: the topic is missing indeed
 
     def assign(self, partitions: Sequence[TopicPartition]) -> None:
         with _kafka_errors():
@@ -84,8 +149,18 @@ class KafkaRecordSource:
         return None if position is None else int(position)
 
     def end_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
-        with _kafka_errors():
-            ends = self._consumer.end_offsets([_ktp(tp) for tp in partitions], CALL_TIMEOUT_MS)
+        """The loop's probe of the broker. With SASL_SSL, a failure that kafka-python reports
+        as a timeout (it may, once the broker refused a re-authentication) is checked with a
+        login of our own, so that a revoked key is told from an unreachable broker."""
+        try:
+            with _kafka_errors():
+                ends = self._consumer.end_offsets([_ktp(tp) for tp in partitions], CALL_TIMEOUT_MS)
+        except KafkaAccessDenied:
+            raise
+        except SourceUnavailable as error:
+            if not self._login.secure:
+                raise
+            raise _checked(error, self._servers, self._login, self._client_id) from error
         return {TopicPartition(tp.topic, tp.partition): int(end) for tp, end in ends.items()}
 
     def highwater(self, partition: TopicPartition) -> int | None:
@@ -109,3 +184,17 @@ class KafkaRecordSource:
     def close(self) -> None:
         with suppress(KafkaError):
             self._consumer.close(autocommit=False, timeout_ms=CALL_TIMEOUT_MS)
+
+
+def _checked(
+    error: SourceUnavailable, servers: Sequence[str], login: KafkaLogin, client_id: str
+) -> SourceUnavailable:
+    """KafkaAuthFailed if a broker refuses `login` when asked directly, else `error` with
+    what the check found appended (e.g. a TLS failure)."""
+    reasons = []
+    for server in servers:
+        check = check_login(server, login, client_id=client_id, timeout_s=CALL_TIMEOUT_MS / 1000)
+        if check.refused:
+            return KafkaAuthFailed(f"{server} refused user {login.username}: {check.reason}")
+        reasons.append(f"{server}: {check.reason}")
+    return SourceUnavailable(f"{error.message} (login check: {'; '.join(reasons)})")

@@ -2,10 +2,19 @@
 
 Partitions are assigned manually and positioned from the offsets stored in the replica; each
 polled batch is applied in one SQLite transaction together with its next offsets, then the
-same offsets are committed to the Kafka group for visibility. A failed batch is never
-skipped. Only what passes is retried: Kafka unreachable (SourceUnavailable) and a transient
-SQLite error while applying (a lock held too long, a disk I/O error); then the loop seeks back
-to the stored offsets, backs off and polls the batch again. Any other error ends run(): the
+same offsets are committed to the Kafka group for visibility. A record that cannot be applied
+for a reason of its own is dead-lettered inside the batch (sync.apply); a failed batch is
+never skipped. What may pass is retried with back-off:
+
+- Kafka unreachable (SourceUnavailable): reconnect, or seek back and poll again;
+- Kafka refusing the store (KafkaAccessDenied: `kafka.auth_failed`, `kafka.not_authorized`):
+  the connection is dropped and made again, because a key can be restored or an ACL added;
+  readiness and /sync/status name the problem and it is logged once a minute at most;
+- a transient SQLite error while applying (a lock held too long, a disk I/O error, a full
+  disk): the batch rolls back, the loop seeks back to the stored offsets and polls it again,
+  reported as `apply_failing` while the lag keeps counting what Kafka holds.
+
+Any other error ends run() (a bug, or a database that is broken rather than busy): the
 supervisor logs it (`consumer.crashed`) and stops the agent, and systemd restarts it.
 """
 
@@ -16,16 +25,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import peewee
-
 from invwire.logs import EventLog
 from invwire.topics import TOPICS
 from storeagent.clock import Clock, utc_now
-from storeagent.errors import SourceUnavailable, TopicsMissing
+from storeagent.errors import KafkaAccessDenied, SourceUnavailable, TopicsMissing
 from storeagent.ops.metrics import AgentMetrics
-from storeagent.replica.db import META_BOOTSTRAPPED, Replica, is_transient
+from storeagent.replica.db import DATABASE_ERRORS, META_BOOTSTRAPPED, Replica, is_transient
 from storeagent.sync.apply import BatchResult, apply_batch
-from storeagent.sync.progress import SyncProgress
+from storeagent.sync.progress import SyncProblem, SyncProgress
 from storeagent.sync.source import Record, RecordSource, TopicPartition
 
 
@@ -55,6 +62,7 @@ def topic_names(prefix: str) -> tuple[str, ...]:
 
 
 KAFKA_COMMIT_INTERVAL_S = 0.5
+PROBLEM_LOG_EVERY_S = 60.0  # a lasting problem is logged when it starts, then this often
 
 
 class SyncLoop:
@@ -86,6 +94,7 @@ class SyncLoop:
         self._committed_at = 0.0
         self._bootstrap_ends: dict[TopicPartition, int] | None = None
         self._resync = threading.Event()
+        self._problem_logged_at: dict[str, float] = {}
 
     def request_resync(self) -> None:
         """Rebuild the replica from the topics: taken up between two batches."""
@@ -95,12 +104,15 @@ class SyncLoop:
         """Consume until `stop` is set. Transient failures are retried; anything else escapes."""
         self.progress.started()
         try:
-            source = self._open()
-            if source is not None:
+            while not self.stop.is_set():
+                source = self._open()
+                if source is None:
+                    break
                 try:
                     self._consume(source)
                 finally:
                     source.close()
+                self.stop.wait(self._tuning.backoff_max_s)  # access was denied: retry later
         finally:
             self.progress.stopped()
             self._log.info("consumer.stopped")
@@ -116,9 +128,11 @@ class SyncLoop:
         ends = source.end_offsets(partitions)
         self._broker_answered()
         self.progress.set_end_offsets(ends)
+        self._mirror_to_group(source, stored)
         self._bootstrap_ends = None if self.replica.is_bootstrapped() else ends
         if self._bootstrap_ends is not None:
             self._check_bootstrapped(source, self._bootstrap_ends)
+        self._access_granted()
         self._log.info(
             "consumer.started",
             partitions=len(partitions),
@@ -127,11 +141,14 @@ class SyncLoop:
         )
 
     def step(self, source: RecordSource) -> bool:
-        """One poll-and-apply round; False when it failed and the caller should back off."""
+        """One poll-and-apply round; False when it failed and the caller should back off.
+        Raises KafkaAccessDenied when Kafka refused the store: the caller reconnects later."""
         if self._resync.is_set():
             self._restart_from_scratch(source)
         try:
             records = source.poll(self._tuning.poll_timeout_ms, self._tuning.max_records)
+        except KafkaAccessDenied:
+            raise
         except SourceUnavailable as exc:
             self._log.warning("consumer.poll_failed", code=exc.code, message=exc.message)
             self._rewind(source)
@@ -159,6 +176,11 @@ class SyncLoop:
                 return source
             except TopicsMissing as exc:
                 self._log.warning("consumer.waiting_for_topics", topics=exc.details["topics"])
+            except KafkaAccessDenied as exc:
+                self._access_denied(exc)
+                if source is not None:
+                    source.close()
+                source = None
             except SourceUnavailable as exc:
                 self._log.warning("consumer.not_connected", code=exc.code, message=exc.message)
                 self.progress.broker_failed(exc.message)
@@ -171,10 +193,23 @@ class SyncLoop:
         return None
 
     def _consume(self, source: RecordSource) -> None:
+        """Until `stop`, or until Kafka denies the store access (then run() reconnects)."""
         backoff = self._backoff()
         while not self.stop.is_set():
             self.progress.tick()
-            if self.step(source):
+            try:
+                stepped = self.step(source)
+            except KafkaAccessDenied as exc:
+                self._access_denied(exc)
+                self.progress.assigned(0)
+                return
+            except DATABASE_ERRORS as exc:  # marking the replica bootstrapped, or a resync
+                if not is_transient(exc):
+                    raise
+                self._apply_failed(exc, 0)
+                self._rewind(source)
+                stepped = False
+            if stepped:
                 backoff.reset()
             else:
                 backoff.wait(self.stop)
@@ -212,12 +247,16 @@ class SyncLoop:
         started = time.perf_counter()
         try:
             result = apply_batch(self.replica, records, prefix=self._prefix, now=self._clock())
-        except peewee.OperationalError as exc:
+        except DATABASE_ERRORS as exc:
             if not is_transient(exc):
                 raise
-            self._log.error("consumer.apply_failed", exc=True, records=len(records))
+            self._apply_failed(exc, len(records))
             self._rewind(source)
+            # the lag must keep growing while nothing is applied, not freeze at its last value
+            self._refresh_end_offsets(source)
+            self._probe_broker(source)
             return False
+        self._apply_succeeded()
         self._metrics.batch_applied(result, time.perf_counter() - started, self._clock())
         self._positions.update(result.offsets)
         self._report(result)
@@ -228,8 +267,57 @@ class SyncLoop:
         self.progress.count(result.applied, result.stale, result.dead_lettered)
         counts = {"applied": result.applied, "stale": result.stale}
         if result.dead_lettered:
-            self._log.warning("consumer.dead_lettered", count=result.dead_lettered, **counts)
+            self._log.warning(
+                "consumer.dead_lettered",
+                count=result.dead_lettered,
+                reasons=dict(result.dead_letter_reasons),
+                **counts,
+            )
         self._log.debug("consumer.batch_applied", dead_lettered=result.dead_lettered, **counts)
+
+    def _apply_failed(self, exc: Exception, records: int) -> None:
+        problem = self.progress.apply_failed(f"{type(exc).__name__}: {exc}")
+        if self._due(problem):
+            self._log.error(
+                "consumer.apply_failing",
+                exc=problem.failures == 1,
+                message=problem.message,
+                records=records,
+                failures=problem.failures,
+            )
+
+    def _apply_succeeded(self) -> None:
+        ended = self.progress.apply_succeeded()
+        if ended is not None:
+            self._problem_logged_at.pop(ended.code, None)
+            self._log.info("consumer.apply_recovered", failures=ended.failures)
+
+    def _access_denied(self, exc: KafkaAccessDenied) -> None:
+        problem = self.progress.access_denied(exc.code, exc.message)
+        if self._due(problem):
+            self._log.error(problem.code, message=problem.message, failures=problem.failures)
+
+    def _access_granted(self) -> None:
+        ended = self.progress.access_granted()
+        if ended is not None:
+            self._problem_logged_at.pop(ended.code, None)
+            self._log.info("kafka.access_restored", was=ended.code, failures=ended.failures)
+
+    def _due(self, problem: SyncProblem) -> bool:
+        """Log a lasting problem when it starts, then once every PROBLEM_LOG_EVERY_S."""
+        now = time.monotonic()
+        logged = self._problem_logged_at.get(problem.code)
+        if problem.failures > 1 and logged is not None and now - logged < PROBLEM_LOG_EVERY_S:
+            return False
+        self._problem_logged_at[problem.code] = now
+        return True
+
+    def _mirror_to_group(self, source: RecordSource, stored: dict[TopicPartition, int]) -> None:
+        """Commit the replica's offsets to the group at once: the group's lag is right after a
+        restart or a resync, and a store that may not use its group is told now (as
+        KafkaNotAuthorized), not after its first batch."""
+        self._uncommitted = dict(stored)
+        self._flush_commit(source)
 
     def _commit(self, source: RecordSource, result: BatchResult) -> None:
         self._uncommitted.update(result.offsets)
@@ -244,6 +332,8 @@ class SyncLoop:
         self._committed_at = time.monotonic()
         try:
             source.commit(self._uncommitted)
+        except KafkaAccessDenied:
+            raise
         except SourceUnavailable as exc:
             self._log.warning("consumer.commit_failed", code=exc.code, message=exc.message)
             self.progress.broker_failed(exc.message)
@@ -260,6 +350,8 @@ class SyncLoop:
         self._probed_at = time.monotonic()
         try:
             ends = source.end_offsets(list(self._positions))
+        except KafkaAccessDenied:
+            raise
         except SourceUnavailable as exc:
             if self.progress.broker_error() is None:
                 self._log.warning("consumer.broker_unreachable", message=exc.message)

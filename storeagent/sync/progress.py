@@ -6,8 +6,25 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from storeagent.sync.source import TopicPartition
+
+APPLY_FAILING = "apply_failing"
+
+
+@dataclass(frozen=True)
+class SyncProblem:
+    """Why the loop cannot keep the replica current: `kafka.auth_failed`,
+    `kafka.not_authorized` or `apply_failing`, with the last error's message."""
+
+    code: str
+    message: str
+    since: float  # on the progress clock
+    failures: int = 1
+
+    def again(self, message: str) -> SyncProblem:
+        return SyncProblem(self.code, message, self.since, self.failures + 1)
 
 
 class SyncProgress:
@@ -34,6 +51,8 @@ class SyncProgress:
         self._last_tick: float | None = None
         self._running = False
         self._totals: Counter[str] = Counter()
+        self._access: SyncProblem | None = None
+        self._apply: SyncProblem | None = None
 
     def started(self) -> None:
         with self._lock:
@@ -73,6 +92,40 @@ class SyncProgress:
     def broker_error(self) -> str | None:
         with self._lock:
             return self._broker_error
+
+    def access_denied(self, code: str, message: str) -> SyncProblem:
+        """Kafka refused the store's login or its ACLs refused a request; the loop has no
+        working connection until access_granted()."""
+        with self._lock:
+            self._broker_at, self._broker_error = None, message
+            self._access = _again(self._access, code, message, self._clock())
+            return self._access
+
+    def access_granted(self) -> SyncProblem | None:
+        """The loop connected and started; returns the problem this ends, if any."""
+        with self._lock:
+            ended, self._access = self._access, None
+            return ended
+
+    def apply_failed(self, message: str) -> SyncProblem:
+        """A batch could not be written for a reason of the database's (locked, I/O, full)."""
+        with self._lock:
+            self._apply = _again(self._apply, APPLY_FAILING, message, self._clock())
+            return self._apply
+
+    def apply_succeeded(self) -> SyncProblem | None:
+        with self._lock:
+            ended, self._apply = self._apply, None
+            return ended
+
+    def problems(self) -> list[SyncProblem]:
+        """What keeps the replica from following Kafka now, Kafka access first."""
+        with self._lock:
+            return [p for p in (self._access, self._apply) if p is not None]
+
+    def age(self, problem: SyncProblem) -> float:
+        """Seconds since `problem` began."""
+        return max(self._clock() - problem.since, 0.0)
 
     def beat(self) -> None:
         """A poll-and-apply round completed."""
@@ -117,3 +170,9 @@ class SyncProgress:
             if not self._running or self._last_beat is None:
                 return False
             return self._clock() - self._last_beat < self._stall_after
+
+
+def _again(current: SyncProblem | None, code: str, message: str, now: float) -> SyncProblem:
+    if current is None or current.code != code:
+        return SyncProblem(code, message, now)
+    return current.again(message)

@@ -13,8 +13,8 @@ def agent_stock(s, agent_url, sku):
     return json.loads(result.stdout)
 
 
-def test_product_created_at_central_is_shown_by_the_store(tmp_path, kafka_bootstrap, topic_prefix):
-    with stack(tmp_path, kafka_bootstrap, topic_prefix) as s:
+def test_product_created_at_central_is_shown_by_the_store(tmp_path, kafka_cluster, topic_prefix):
+    with stack(tmp_path, kafka_cluster, topic_prefix) as s:
         central = s.start_central()
         s.login_admin()
         store = s.invctl_json("store", "add", "store-1", "--name", "First Street")

@@ -19,10 +19,10 @@ def write_catalog(path, bad_lines=()):
     return len(lines)
 
 
-def test_ten_thousand_rows_import_then_reimport_is_a_no_op(tmp_path, kafka_bootstrap, topic_prefix):
+def test_ten_thousand_rows_import_then_reimport_is_a_no_op(tmp_path, kafka_cluster, topic_prefix):
     catalog = tmp_path / "catalog.csv"
     assert write_catalog(catalog) == 10_000
-    with stack(tmp_path, kafka_bootstrap, topic_prefix) as s:
+    with stack(tmp_path, kafka_cluster, topic_prefix) as s:
         s.start_central()
         s.login_admin()
         first = s.invctl_json("import", str(catalog))
@@ -36,10 +36,10 @@ def test_ten_thousand_rows_import_then_reimport_is_a_no_op(tmp_path, kafka_boots
     assert stock["quantity"] == 9988 % 40
 
 
-def test_bad_rows_are_reported_by_line_number(tmp_path, kafka_bootstrap, topic_prefix):
+def test_bad_rows_are_reported_by_line_number(tmp_path, kafka_cluster, topic_prefix):
     catalog = tmp_path / "catalog.csv"
     write_catalog(catalog, bad_lines=(15, 4000))
-    with stack(tmp_path, kafka_bootstrap, topic_prefix) as s:
+    with stack(tmp_path, kafka_cluster, topic_prefix) as s:
         s.start_central()
         s.login_admin()
         result = s.invctl("--json", "import", str(catalog), check=False)

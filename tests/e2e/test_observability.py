@@ -69,9 +69,9 @@ def fleet(s: Stack) -> dict[str, dict[str, Any]]:
 
 
 def test_metrics_of_central_and_agent_follow_a_scripted_workload(
-    tmp_path, kafka_bootstrap, topic_prefix
+    tmp_path, kafka_cluster, topic_prefix
 ):
-    with stack(tmp_path, kafka_bootstrap, topic_prefix) as s:
+    with stack(tmp_path, kafka_cluster, topic_prefix) as s:
         keys = start_shop(s, ["store-1"])
         s.invctl("stock", "adjust", SKU, "5")
         agent = start_agent(s, "store-1", keys["store-1"])
@@ -136,9 +136,9 @@ def _seen(store: dict[str, Any], within_s: float = 5.0) -> dict[str, Any]:
 
 
 def test_a_stopped_store_falls_behind_in_the_fleet_view_and_catches_up_after_restart(
-    tmp_path, kafka_bootstrap, topic_prefix
+    tmp_path, kafka_cluster, topic_prefix
 ):
-    with stack(tmp_path, kafka_bootstrap, topic_prefix) as s:
+    with stack(tmp_path, kafka_cluster, topic_prefix) as s:
         keys = start_shop(s, ["north", "south"], quantity=100)
         agents = {store: start_agent(s, store, key) for store, key in keys.items()}
         eventually(lambda: [_seen(item) for item in fleet(s).values()], what="both stores seen")
@@ -170,10 +170,10 @@ def _behind(stores: dict[str, dict[str, Any]], at_least: int) -> dict[str, dict[
 
 
 def test_logs_are_json_lines_that_carry_the_request_id_and_hold_no_secret(
-    tmp_path, kafka_bootstrap, topic_prefix
+    tmp_path, kafka_cluster, topic_prefix
 ):
     request_id = f"e2e-{topic_prefix.strip('.')}"
-    with stack(tmp_path, kafka_bootstrap, topic_prefix) as s:
+    with stack(tmp_path, kafka_cluster, topic_prefix) as s:
         keys = start_shop(s, ["store-1"])
         agent = start_agent(s, "store-1", keys["store-1"])
         wait_replicated(s, agent, 40)

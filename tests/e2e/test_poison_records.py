@@ -24,9 +24,9 @@ POISON = [
 
 
 def test_poison_is_dead_lettered_shown_and_later_records_still_apply(
-    tmp_path, kafka_bootstrap, topic_prefix
+    tmp_path, kafka_cluster, topic_prefix
 ):
-    with stack(tmp_path, kafka_bootstrap, topic_prefix) as s:
+    with stack(tmp_path, kafka_cluster, topic_prefix) as s:
         s.start_central()
         s.login_admin()
         store = s.invctl_json("store", "add", "store-1", "--name", "First Street")
@@ -45,7 +45,9 @@ def test_poison_is_dead_lettered_shown_and_later_records_still_apply(
         s.invctl("stock", "set", "MILK-1L", "10")
         agent = s.start_agent("store-1", store["api_key"])
 
-        producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+        producer = KafkaProducer(
+            bootstrap_servers=kafka_cluster.bootstrap, **kafka_cluster.admin_config()
+        )
         for value in POISON:
             producer.send(topic_prefix + "inventory-updated", key=b"MILK-1L", value=value)
         producer.flush()

@@ -8,9 +8,9 @@ from tests.support.waiting import eventually
 
 
 def test_buy_at_the_store_is_shown_by_stock_show_at_once_and_overselling_exits_4(
-    tmp_path, kafka_bootstrap, topic_prefix
+    tmp_path, kafka_cluster, topic_prefix
 ):
-    with stack(tmp_path, kafka_bootstrap, topic_prefix) as s:
+    with stack(tmp_path, kafka_cluster, topic_prefix) as s:
         s.start_central()
         s.login_admin()
         store = s.invctl_json("store", "add", "store-1", "--name", "First Street")

@@ -3,6 +3,7 @@ and `--security sasl_ssl`: TLS + SCRAM for clients, certificate-authenticated no
 
 from __future__ import annotations
 
+import os
 import shlex
 import socket
 import ssl
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from tests.conftest import KafkaScript
+    from tests.support.kafka_security import KafkaCluster
 
 Settings = dict[str, Any]
 INTERNAL_PORT_OFFSET = 200
@@ -112,16 +114,6 @@ class Cluster:
         return {n: int(f.read_text()) for n, f in files.items() if f.exists()}
 
 
-def port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def process_alive(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -182,12 +174,7 @@ def make_cluster(
 
     def make(nodes: int, security: str = "plaintext") -> Cluster:
         cluster_dir = tmp_path_factory.mktemp(f"kafka{nodes}n")
-        port = free_kafka_port(nodes)
-        while security == "sasl_ssl" and not all(
-            port_free(port + INTERNAL_PORT_OFFSET + i) for i in range(nodes)
-        ):  # free_kafka_port checks the broker and controller ports only
-            port = free_kafka_port(nodes)
-        cluster = Cluster(kafka_script, cluster_dir, nodes, port, security)
+        cluster = Cluster(kafka_script, cluster_dir, nodes, free_kafka_port(nodes), security)
         clusters.append(cluster)
         return cluster
 
@@ -218,16 +205,24 @@ def running_three_nodes(three_nodes: Cluster) -> Cluster:
     return three_nodes
 
 
-def test_session_broker_serves_clients(kafka_bootstrap: str, topic_prefix: str) -> None:
-    topic = f"{topic_prefix}session"
-    create_topics(kafka_bootstrap, partitions={topic: 1}, configs={})
-    produce(kafka_bootstrap, topic, b"hello")
+def test_session_cluster_is_secure_and_serves_its_admin(
+    kafka_cluster: KafkaCluster, topic_prefix: str
+) -> None:
+    topic, admin = f"{topic_prefix}session", kafka_cluster.admin_config()
+    create_topics(kafka_cluster.bootstrap, partitions={topic: 1}, configs={}, **admin)
+    produce(kafka_cluster.bootstrap, topic, b"hello", **admin)
 
-    assert consume_all(kafka_bootstrap, topic) == [b"hello"]
+    assert consume_all(kafka_cluster.bootstrap, topic, **admin) == [b"hello"]
+    asked_for_plaintext = os.environ.get("INVCTL_TEST_KAFKA") and not os.environ.get(
+        "INVCTL_TEST_KAFKA_ENV"
+    )
+    assert kafka_cluster.secure or asked_for_plaintext, kafka_cluster.env
 
 
 def test_start_prints_bootstrap_servers_on_its_last_stdout_line(one_node: Cluster) -> None:
-    code, out, err = one_node.run("start", "--port", str(one_node.port))
+    code, out, err = one_node.run(
+        "start", "--port", str(one_node.port), "--security", one_node.security
+    )
 
     assert code == 0, err
     assert out.strip().splitlines()[-1] == f"127.0.0.1:{one_node.port}"

@@ -44,7 +44,10 @@ class FixedClock:
 
 class FakeRecordSource:
     """An in-memory broker with the RecordSource interface: produce() appends to a
-    partition's log, poll() hands out batches from the assigned positions."""
+    partition's log, poll() hands out batches from the assigned positions.
+
+    deny(error) makes every request raise `error` (e.g. KafkaAuthFailed, as a revoked key
+    would) until allow()."""
 
     def __init__(self, topics: Mapping[str, int] | None = None) -> None:
         self._logs: dict[TopicPartition, list[Record]] = {}
@@ -52,6 +55,7 @@ class FakeRecordSource:
         self._changed = threading.Condition()
         self.committed: dict[TopicPartition, int] = {}
         self.failing_polls = 0
+        self.denied: SourceUnavailable | None = None
         self.closed = False
         for topic, partitions in (topics or {}).items():
             self.create_topic(topic, partitions)
@@ -68,7 +72,7 @@ class FakeRecordSource:
     def produce(self, topic: str, key: str | bytes | None, value: bytes | None) -> Record:
         raw_key = key.encode() if isinstance(key, str) else key
         with self._changed:
-            count = len(self.partitions_for(topic))
+            count = len(self._partition_ids(topic))
             if not count:
                 raise ValueError(f"no topic {topic!r}; create_topic() it first")
             tp = TopicPartition(topic, zlib.crc32(raw_key or b"") % count)
@@ -78,7 +82,22 @@ class FakeRecordSource:
             self._changed.notify_all()
         return record
 
+    def deny(self, error: SourceUnavailable) -> None:
+        self.denied = error
+
+    def allow(self) -> None:
+        self.denied = None
+
+    def _check_access(self) -> None:
+        denied = self.denied
+        if denied is not None:
+            raise type(denied)(denied.message, **denied.details)
+
     def partitions_for(self, topic: str) -> set[int]:
+        self._check_access()
+        return self._partition_ids(topic)
+
+    def _partition_ids(self, topic: str) -> set[int]:
         with self._changed:
             return {tp.partition for tp in self._logs if tp.topic == topic}
 
@@ -92,6 +111,7 @@ class FakeRecordSource:
         return self._positions.get(partition)
 
     def end_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        self._check_access()
         with self._changed:
             return {tp: len(self._logs[tp]) for tp in partitions}
 
@@ -103,12 +123,14 @@ class FakeRecordSource:
         if self.failing_polls:
             self.failing_polls -= 1
             raise SourceUnavailable("injected poll failure")
+        self._check_access()
         with self._changed:
             if not self._pending():
                 self._changed.wait(timeout_ms / 1000)
             return self._take(max_records)
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        self._check_access()
         self.committed.update(offsets)
 
     def close(self) -> None:

@@ -1,4 +1,4 @@
-"""Run central in-process against a real database (and a real broker when given)."""
+"""Run central in-process against a real database (and a real Kafka cluster when given)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from fastapi.testclient import TestClient
 from central.api import create_app
 from central.app import Central, bootstrap
 from central.services import accounts
-from central.settings import Settings
+from central.settings import Settings, load
+from tests.support.kafka_security import KafkaCluster
 from tests.support.waiting import eventually
 
 SECRET = "integration-test-secret-0123456789abcdef"
@@ -51,18 +52,11 @@ class Harness:
 
 @contextmanager
 def running_central(
-    database_url: str, kafka: str = "", prefix: str = "", **settings: Any
+    database_url: str, kafka: KafkaCluster | None = None, prefix: str = "", **settings: Any
 ) -> Iterator[Harness]:
-    config = Settings(
-        database_url=database_url,
-        kafka=kafka,
-        topic_prefix=prefix,
-        jwt_secret=SECRET,
-        relay=bool(kafka),
-        relay_poll_seconds=0.2,
-        **settings,
-    )
-    central = bootstrap(config)
+    """Central with a relay to `kafka` (e.g. the `kafka_cluster` fixture), logged in there as
+    a central process would be: the cluster's admin as its admin, a relay user of its own."""
+    central = bootstrap(central_settings(database_url, kafka, prefix, **settings))
     try:
         if not _has_admin(central):
             accounts.create_user(central.uow(), accounts.NewUser("admin", ADMIN_PASSWORD, "admin"))
@@ -70,6 +64,23 @@ def running_central(
             yield Harness(central, client)
     finally:
         central.close()
+
+
+def central_settings(
+    database_url: str, kafka: KafkaCluster | None = None, prefix: str = "", **settings: Any
+) -> Settings:
+    """Settings loaded and checked as `central serve` loads them, from `kafka`'s logins."""
+    if isinstance(kafka, str):
+        raise TypeError("pass the KafkaCluster (the kafka_cluster fixture), not a bootstrap string")
+    overrides = {
+        "database_url": database_url,
+        "topic_prefix": prefix,
+        "jwt_secret": SECRET,
+        "relay": kafka is not None,
+        "relay_poll_seconds": 0.2,
+        **settings,
+    }
+    return load(overrides, env=kafka.central_env() if kafka is not None else {})
 
 
 def _has_admin(central: Central) -> bool:
@@ -111,16 +122,17 @@ def mysql_base_url() -> str:
 
 
 def read_events(
-    bootstrap_servers: str, topics: list[str], expected: int, timeout: float = 30.0
+    kafka: KafkaCluster, topics: list[str], expected: int, timeout: float = 30.0
 ) -> list[tuple[str, str, dict[str, Any]]]:
     """Every record on the topics from the beginning, once at least `expected` arrived."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap_servers,
+        bootstrap_servers=kafka.bootstrap,
         enable_auto_commit=False,
         group_id=None,
         consumer_timeout_ms=500,
+        **kafka.admin_config(),
     )
 
     def ids(topic: str) -> set[int]:

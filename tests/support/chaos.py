@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from tests.support.kafka_security import KafkaCluster
 from tests.support.shop import Shop
 from tests.support.waiting import eventually
 
@@ -35,7 +36,8 @@ BACKLOG = re.compile(r"^invctl_outbox_backlog (\S+)$", re.MULTILINE)
 
 @dataclass
 class Cluster:
-    """scripts/kafka on a directory and base port; stopping it disturbs no other test."""
+    """scripts/kafka on a directory and base port, secure by default (TLS, SCRAM logins,
+    ACLs); stopping it disturbs no other test. `clients` is how its clients reach it."""
 
     script: Callable[..., subprocess.CompletedProcess[str]]
     directory: Path
@@ -57,6 +59,12 @@ class Cluster:
 
     def broker(self, node: int) -> str:
         return f"127.0.0.1:{self.port + node - 1}"
+
+    @property
+    def clients(self) -> KafkaCluster:
+        return KafkaCluster.from_client_env(
+            self.directory / "client.env", self.directory.parent / "kafka-clients"
+        )
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
         done = self.script(*args)
@@ -373,11 +381,16 @@ def wait_converged(shop: Shop, agents: dict[str, str], timeout: float) -> float:
     return time.monotonic() - began
 
 
-def stock_events(bootstrap: str, topic: str, timeout: float = 30.0) -> list[dict[str, Any]]:
+def stock_events(kafka: KafkaCluster, topic: str, timeout: float = 30.0) -> list[dict[str, Any]]:
     """Every `stock.changed` event's data on `topic`, read from the beginning to its end."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    consumer = KafkaConsumer(
+        bootstrap_servers=kafka.bootstrap,
+        enable_auto_commit=False,
+        group_id=None,
+        **kafka.admin_config(),
+    )
     try:
         ids = eventually(
             lambda: consumer.partitions_for_topic(topic),
@@ -410,9 +423,9 @@ class StreamReport:
     duplicates: int
 
 
-def assert_no_event_lost(shop: Shop, bootstrap: str, topic: str) -> StreamReport:
+def assert_no_event_lost(shop: Shop, kafka: KafkaCluster, topic: str) -> StreamReport:
     """Each SKU's stream holds every stock_version 1..N, each with the ledger's quantity."""
-    events = stock_events(bootstrap, topic)
+    events = stock_events(kafka, topic)
     by_version: dict[tuple[str, int], set[int]] = {}
     for data in events:
         by_version.setdefault((data["sku"], data["stock_version"]), set()).add(data["quantity"])
@@ -484,11 +497,13 @@ class PartitionLayout:
     end_offset: int
 
 
-def topic_layout(bootstrap: str, topic: str) -> list[PartitionLayout]:
+def topic_layout(kafka: KafkaCluster, topic: str) -> list[PartitionLayout]:
     """Leader, replicas, in-sync replicas and end offset of every partition of `topic`."""
     from kafka import KafkaAdminClient, OffsetSpec, TopicPartition
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    admin = KafkaAdminClient(
+        bootstrap_servers=kafka.bootstrap, request_timeout_ms=10_000, **kafka.admin_config()
+    )
     try:
         (described,) = admin.describe_topics([topic])
         parts = described["partitions"]
@@ -509,12 +524,14 @@ def topic_layout(bootstrap: str, topic: str) -> list[PartitionLayout]:
     ]
 
 
-def topic_configs(bootstrap: str, topic: str) -> dict[str, str]:
+def topic_configs(kafka: KafkaCluster, topic: str) -> dict[str, str]:
     """The topic's own (non-default) configs."""
     from kafka import KafkaAdminClient
     from kafka.admin import ConfigResource, ConfigResourceType
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    admin = KafkaAdminClient(
+        bootstrap_servers=kafka.bootstrap, request_timeout_ms=10_000, **kafka.admin_config()
+    )
     try:
         found = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
     finally:

@@ -52,12 +52,11 @@ def central_port(stack: Stack) -> int:
 
 def restart_central(stack: Stack) -> Service:
     """A new `central serve` on the same port and the same SQLite database."""
-    db = stack.workdir / "central.db"
     central = stack.spawn(
         "central",
         [str(BIN / "central"), "serve", "--port", str(central_port(stack))],
         stack.central_url,
-        {"INVCTL_DATABASE_URL": f"sqlite:///{db}"},
+        stack.central_env(),
     )
     wait_http(f"{stack.central_url}/readyz", process=central.process)
     return central

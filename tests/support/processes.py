@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from tests.support.kafka_security import KafkaCluster
 from tests.support.waiting import eventually
 
 BIN = Path(sys.executable).parent
@@ -75,10 +76,12 @@ class Service:
 
 @dataclass
 class Stack:
-    """One central (SQLite) and any number of agents, each a real process."""
+    """One central (SQLite) and any number of agents, each a real process. Central logs in to
+    Kafka as the cluster's admin (and a relay user of its own), so it makes each store's Kafka
+    user when the store is added; an agent gets the protocol and the CA, and its API key."""
 
     workdir: Path
-    kafka: str
+    kafka: KafkaCluster
     prefix: str
     env: dict[str, str] = field(default_factory=dict)
     services: list[Service] = field(default_factory=list)
@@ -99,12 +102,17 @@ class Stack:
         self.services.append(service)
         return service
 
-    def start_central(self) -> Service:
+    def central_env(self) -> dict[str, str]:
+        """What a central process of this stack gets on top of `env`: its database and its
+        Kafka logins (only central holds those)."""
         db = self.workdir / "central.db"
+        return {"INVCTL_DATABASE_URL": f"sqlite:///{db}", **self.kafka.central_env()}
+
+    def start_central(self) -> Service:
         subprocess.run(
             [str(BIN / "central"), "create-admin", ADMIN, "--password-stdin"],
             input=ADMIN_PASSWORD.encode(),
-            env={**self.env, "INVCTL_DATABASE_URL": f"sqlite:///{db}"},
+            env={**self.env, **self.central_env()},
             check=True,
             capture_output=True,
         )
@@ -114,7 +122,7 @@ class Stack:
             "central",
             [str(BIN / "central"), "serve", "--port", str(port)],
             self.central_url,
-            {"INVCTL_DATABASE_URL": f"sqlite:///{db}"},
+            self.central_env(),
         )
         wait_http(f"{self.central_url}/readyz", process=central.process)
         return central
@@ -139,7 +147,7 @@ class Stack:
                 "--central",
                 self.central_url,
                 "--kafka",
-                self.kafka,
+                self.kafka.bootstrap,
                 "--db",
                 str(self.workdir / f"replica-{store_id}.db"),
                 "--listen",
@@ -149,7 +157,7 @@ class Stack:
                 *(extra_args or []),
             ],
             url,
-            {"STOREAGENT_API_KEY": api_key},
+            {"STOREAGENT_API_KEY": api_key, **self.kafka.agent_env()},
         )
         wait_http(f"{url}/readyz", process=agent.process)
         return agent
@@ -184,11 +192,18 @@ class Stack:
 
 
 @contextmanager
-def stack(workdir: Path, kafka: str, prefix: str) -> Iterator[Stack]:
+def stack(workdir: Path, kafka: KafkaCluster, prefix: str) -> Iterator[Stack]:
+    """`kafka`: e.g. the `kafka_cluster` fixture."""
+    if isinstance(kafka, str):
+        raise TypeError("pass the KafkaCluster (the kafka_cluster fixture), not a bootstrap string")
+    inherited = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("INVCTL_KAFKA", "STOREAGENT_KAFKA"))
+    }  # a developer's shell may hold another cluster's settings
     env = {
-        **os.environ,
+        **inherited,
         "INVCTL_JWT_SECRET": SECRET,
-        "INVCTL_KAFKA": kafka,
         "INVCTL_TOPIC_PREFIX": prefix,
         "INVCTL_CONFIG_DIR": str(workdir / "invctl-config"),
         "XDG_DATA_HOME": str(workdir / "data"),

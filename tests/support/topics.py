@@ -23,7 +23,8 @@ def create_topics(
 ) -> list[str]:
     """Create `prefix + name` for each topic in `partitions` (name -> count; default: every
     wire topic, compacted like central's) and wait for their metadata; the full names.
-    `client` goes to the admin client (e.g. a secured cluster's SASL/SSL settings)."""
+    `client` goes to the admin client: a secure cluster's login, e.g.
+    `create_topics(kafka_cluster.bootstrap, prefix, **kafka_cluster.admin_config())`."""
     counts = {topic: PARTITIONS[topic] for topic in TOPICS} if partitions is None else partitions
     spec = {"replication_factor": replication_factor, "configs": dict(configs)}
     with KafkaAdminClient(bootstrap_servers=bootstrap, **client) as admin:

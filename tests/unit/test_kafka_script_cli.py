@@ -246,13 +246,13 @@ def test_help_documents_the_security_modes_and_the_default(kafka_script: KafkaSc
 
     assert result.returncode == 0
     assert "{plaintext,sasl_ssl}" in result.stdout
-    assert "else plaintext" in " ".join(result.stdout.split())
+    assert "else sasl_ssl" in " ".join(result.stdout.split())
 
 
-def test_default_security_is_one_constant_and_still_plaintext(script_module: ModuleType) -> None:
+def test_a_new_cluster_is_secure_by_default_from_one_constant(script_module: ModuleType) -> None:
     cluster = script_module.cluster_for_start(Path("/nonexistent"), None, None)
 
-    assert script_module.DEFAULT_SECURITY == "plaintext"
+    assert script_module.DEFAULT_SECURITY == "sasl_ssl"
     assert cluster.security == script_module.DEFAULT_SECURITY
 
 

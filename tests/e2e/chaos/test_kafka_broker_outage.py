@@ -33,7 +33,7 @@ def test_a_ten_second_broker_outage_loses_nothing_and_the_agents_converge(
 ):
     with (
         own_cluster(kafka_script, tmp_path / "kafka", free_kafka_port(1), nodes=1) as kafka,
-        stack(tmp_path, kafka.bootstrap, topic_prefix) as s,
+        stack(tmp_path, kafka.clients, topic_prefix) as s,
     ):
         s.start_central()
         shop = seed_shop(s.central_url, INITIAL, STORES)
@@ -76,7 +76,7 @@ def test_a_ten_second_broker_outage_loses_nothing_and_the_agents_converge(
         )
         orders = assert_orders_exactly_once(shop, work)
         assert_no_oversell(shop, work, orders)
-        stream = assert_no_event_lost(shop, kafka.bootstrap, topic_prefix + "inventory-updated")
+        stream = assert_no_event_lost(shop, kafka.clients, topic_prefix + "inventory-updated")
 
     outage = work.count(down_at, restart_at)
     print(

@@ -44,7 +44,7 @@ def test_a_killed_node_of_three_loses_no_event_and_the_agents_keep_up(
 ):
     with (
         own_cluster(kafka_script, tmp_path / "kafka", free_kafka_port(3), nodes=3) as kafka,
-        stack(tmp_path, kafka.bootstrap, topic_prefix) as s,
+        stack(tmp_path, kafka.clients, topic_prefix) as s,
     ):
         assert kafka.bootstrap.split(",") == [kafka.broker(n) for n in ALL_NODES]
         s.start_central()
@@ -52,8 +52,8 @@ def test_a_killed_node_of_three_loses_no_event_and_the_agents_keep_up(
         agents = {store: s.start_agent(store, shop.keys[store]).url for store in STORES}
         wait_converged(shop, agents, timeout=30)
         stock_topic = topic_prefix + "inventory-updated"
-        layouts = {t: topic_layout(kafka.bootstrap, topic_prefix + t) for t in TOPICS}
-        configs = {t: topic_configs(kafka.bootstrap, topic_prefix + t) for t in TOPICS}
+        layouts = {t: topic_layout(kafka.clients, topic_prefix + t) for t in TOPICS}
+        configs = {t: topic_configs(kafka.clients, topic_prefix + t) for t in TOPICS}
         for topic in TOPICS:
             assert all(p.replicas == p.isr == ALL_NODES for p in layouts[topic]), (
                 f"{topic}: {layouts[topic]}"
@@ -87,7 +87,7 @@ def test_a_killed_node_of_three_loses_no_event_and_the_agents_keep_up(
             while time.monotonic() < killed_at + KILLED_S:
                 backlog.append(outbox_backlog(s.central_url))
                 time.sleep(0.5)
-            degraded = topic_layout(kafka.bootstrap, stock_topic)
+            degraded = topic_layout(kafka.clients, stock_topic)
             restart_at = time.monotonic()
             kafka.start()
             time.sleep(2)
@@ -106,7 +106,7 @@ def test_a_killed_node_of_three_loses_no_event_and_the_agents_keep_up(
             lambda: agents_ready(agents), 30, "both agents ready", interval=0.2, ignoring=TRANSIENT
         )
         eventually(
-            lambda: all(p.isr == ALL_NODES for p in topic_layout(kafka.bootstrap, stock_topic)),
+            lambda: all(p.isr == ALL_NODES for p in topic_layout(kafka.clients, stock_topic)),
             60,
             f"node-{victim} back in sync for every partition",
             interval=0.2,
@@ -114,7 +114,7 @@ def test_a_killed_node_of_three_loses_no_event_and_the_agents_keep_up(
         )
         orders = assert_orders_exactly_once(shop, work)
         assert_no_oversell(shop, work, orders)
-        stream = assert_no_event_lost(shop, kafka.bootstrap, stock_topic)
+        stream = assert_no_event_lost(shop, kafka.clients, stock_topic)
 
     while_down = work.count(killed_at, restart_at)
     leaders = {p.partition: p.leader for p in busy}

@@ -47,9 +47,9 @@ RELAY_LEASE_S = 75.0
 
 
 def test_two_stores_sell_through_a_10_s_central_outage_and_their_queues_drain(
-    tmp_path, kafka_bootstrap, topic_prefix
+    tmp_path, kafka_cluster, topic_prefix
 ):
-    with stack(tmp_path, kafka_bootstrap, topic_prefix) as s:
+    with stack(tmp_path, kafka_cluster, topic_prefix) as s:
         central = s.start_central()
         # 80 units; each store may queue 30 offline, so together they queue more than is
         # left after the first sales: some replays must be refused, none may oversell.
@@ -90,10 +90,10 @@ def test_two_stores_sell_through_a_10_s_central_outage_and_their_queues_drain(
 
 
 def test_an_order_central_committed_while_the_agent_died_is_replayed_to_the_same_order(
-    tmp_path, kafka_bootstrap, topic_prefix
+    tmp_path, kafka_cluster, topic_prefix
 ):
     key = "east-till1-0001"
-    with stack(tmp_path, kafka_bootstrap, topic_prefix) as s:
+    with stack(tmp_path, kafka_cluster, topic_prefix) as s:
         central = s.start_central()
         shop = seed_shop(s.central_url, {"MILK-1L": 40}, ["east"])
         port, db = free_port(), replica_file(s, "east")
@@ -146,10 +146,10 @@ def test_an_order_central_committed_while_the_agent_died_is_replayed_to_the_same
 
 
 def test_agent_killed_while_replaying_its_queue_drains_it_after_restart_exactly_once(
-    tmp_path, kafka_bootstrap, topic_prefix
+    tmp_path, kafka_cluster, topic_prefix
 ):
     sales_n = 60
-    with stack(tmp_path, kafka_bootstrap, topic_prefix) as s:
+    with stack(tmp_path, kafka_cluster, topic_prefix) as s:
         central = s.start_central()
         shop = seed_shop(s.central_url, {"MILK-1L": 500, "BREAD": 500}, ["west"])
         port, db = free_port(), replica_file(s, "west")

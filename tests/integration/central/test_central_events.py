@@ -20,10 +20,8 @@ def drained(central):
     return central.relay.backlog() == 0
 
 
-def test_each_change_yields_exactly_its_events_in_order(
-    database_url, kafka_bootstrap, topic_prefix
-):
-    with running_central(database_url, kafka_bootstrap, topic_prefix) as h:
+def test_each_change_yields_exactly_its_events_in_order(database_url, kafka_cluster, topic_prefix):
+    with running_central(database_url, kafka_cluster, topic_prefix) as h:
         admin = h.admin()
         cat = h.call("POST", "/api/v1/categories", admin, json={"name": "Dairy"})
         for sku in ("MILK-1L", "EGGS-12"):
@@ -45,7 +43,7 @@ def test_each_change_yields_exactly_its_events_in_order(
         h.call("PATCH", "/api/v1/products/MILK-1L", admin, json={"price": "2.75"})
         eventually(lambda: drained(h.central), what="outbox drained")
 
-    events = read_events(kafka_bootstrap, [topic_prefix + t for t in TOPICS], expected=8)
+    events = read_events(kafka_cluster, [topic_prefix + t for t in TOPICS], expected=8)
     assert len(events) == 8
     keyed = by_key(events)
     milk = keyed[(topic_prefix + "inventory-updated", "MILK-1L")]
@@ -67,8 +65,8 @@ def test_each_change_yields_exactly_its_events_in_order(
         assert value["schema"] == 1 and value["occurred_at"].endswith("+00:00")
 
 
-def test_a_rolled_back_batch_publishes_nothing(database_url, kafka_bootstrap, topic_prefix):
-    with running_central(database_url, kafka_bootstrap, topic_prefix) as h:
+def test_a_rolled_back_batch_publishes_nothing(database_url, kafka_cluster, topic_prefix):
+    with running_central(database_url, kafka_cluster, topic_prefix) as h:
         admin = h.admin()
         rows = [
             {"line": 2, "kind": "category", "name": "Bakery"},
@@ -98,7 +96,7 @@ def test_a_rolled_back_batch_publishes_nothing(database_url, kafka_bootstrap, to
         h.call("POST", "/api/v1/categories", admin, json={"name": "Marker"})
         eventually(lambda: drained(h.central), what="outbox drained")
 
-    events = read_events(kafka_bootstrap, [topic_prefix + t for t in TOPICS], expected=1)
+    events = read_events(kafka_cluster, [topic_prefix + t for t in TOPICS], expected=1)
     assert [(e[2]["type"], e[2]["data"]["name"]) for e in events] == [
         ("category.created", "Marker")
     ]

@@ -3,15 +3,22 @@
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
+from invwire.identity import consumer_group
 from tests.support.central_harness import running_central
 from tests.support.waiting import eventually
 
 TOPICS = ["new-category", "new-product", "inventory-updated"]
 
 
-def commit_everything(bootstrap, prefix, group):
-    """What an up-to-date agent does: commit the log-end offset of every partition."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+def commit_everything(kafka, prefix, store, key):
+    """What an up-to-date agent does: commit the log-end offset of every partition, logged in
+    with its store's key."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=kafka.bootstrap,
+        group_id=consumer_group(store),
+        enable_auto_commit=False,
+        **kafka.store_config(store, key),
+    )
     try:
         partitions = [
             TopicPartition(prefix + t, p)
@@ -28,8 +35,8 @@ def by_store(h, admin):
     return {s["store_id"]: s for s in h.call("GET", "/api/v1/sync/stores", admin)["items"]}
 
 
-def test_lag_and_last_seen_per_store(database_url, kafka_bootstrap, topic_prefix):
-    with running_central(database_url, kafka_bootstrap, topic_prefix) as h:
+def test_lag_and_last_seen_per_store(database_url, kafka_cluster, topic_prefix):
+    with running_central(database_url, kafka_cluster, topic_prefix) as h:
         admin = h.admin()
         keys = {
             s: h.call("POST", "/api/v1/stores", admin, json={"id": s, "name": s})["api_key"]
@@ -43,7 +50,7 @@ def test_lag_and_last_seen_per_store(database_url, kafka_bootstrap, topic_prefix
             json={"sku": "A", "name": "A", "price": "1", "category_id": cat["id"]},
         )
         eventually(lambda: h.central.relay.backlog() == 0, what="outbox drained")
-        commit_everything(kafka_bootstrap, topic_prefix, "storeagent.north")
+        commit_everything(kafka_cluster, topic_prefix, "north", keys["north"])
         response = h.client.post(
             "/api/v1/stores/heartbeat",
             headers={"X-API-Key": keys["north"]},
@@ -62,5 +69,5 @@ def test_lag_and_last_seen_per_store(database_url, kafka_bootstrap, topic_prefix
             h.call("PUT", "/api/v1/stock/A", admin, json={"quantity": quantity})
         eventually(lambda: h.central.relay.backlog() == 0, what="outbox drained")
         assert by_store(h, admin)["north"]["lag"] == 3
-        commit_everything(kafka_bootstrap, topic_prefix, "storeagent.north")
+        commit_everything(kafka_cluster, topic_prefix, "north", keys["north"])
         assert by_store(h, admin)["north"]["lag"] == 0

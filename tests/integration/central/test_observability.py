@@ -22,8 +22,8 @@ def value(samples, name, **labels):
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-def test_metrics_follow_a_scripted_workload(database_url, kafka_bootstrap, topic_prefix):
-    with running_central(database_url, kafka_bootstrap, topic_prefix) as h:
+def test_metrics_follow_a_scripted_workload(database_url, kafka_cluster, topic_prefix):
+    with running_central(database_url, kafka_cluster, topic_prefix) as h:
         admin = h.admin()
         cat = h.call("POST", "/api/v1/categories", admin, json={"name": "C"})
         h.call(

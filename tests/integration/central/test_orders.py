@@ -54,9 +54,9 @@ def shopper(url, key, seed_, outcomes):
             assert response.status_code in (201, 409), response.text
 
 
-def test_concurrent_stores_never_oversell(database_url, kafka_bootstrap, topic_prefix):
+def test_concurrent_stores_never_oversell(database_url, kafka_cluster, topic_prefix):
     initial = {sku: 8 + i for i, sku in enumerate(SKUS)}
-    with running_central(database_url, kafka_bootstrap, topic_prefix) as h:
+    with running_central(database_url, kafka_cluster, topic_prefix) as h:
         keys = seed(h, initial)
         outcomes: list[int] = []
         with served(h) as url:
@@ -77,7 +77,7 @@ def test_concurrent_stores_never_oversell(database_url, kafka_bootstrap, topic_p
     for sku in SKUS:
         assert initial[sku] - sold[sku] == final[sku] >= 0
         assert ledger[sku] == final[sku]
-    replayed = replay_stock(kafka_bootstrap, topic_prefix)
+    replayed = replay_stock(kafka_cluster, topic_prefix)
     assert replayed == final
 
 
@@ -95,9 +95,9 @@ def check_books(h):
     return final, sold, ledger
 
 
-def replay_stock(bootstrap, prefix):
+def replay_stock(kafka, prefix):
     """Rebuild stock from the event stream alone: the last version of each SKU wins."""
-    events = read_events(bootstrap, [prefix + "inventory-updated"], expected=len(SKUS))
+    events = read_events(kafka, [prefix + "inventory-updated"], expected=len(SKUS))
     state = {}
     for _, key, value in events:
         data = value["data"]
@@ -203,9 +203,9 @@ def test_missing_idempotency_key_is_a_400(database_url):
 
 
 def test_cancel_restores_stock_once_and_only_for_the_owner(
-    database_url, kafka_bootstrap, topic_prefix
+    database_url, kafka_cluster, topic_prefix
 ):
-    with running_central(database_url, kafka_bootstrap, topic_prefix) as h:
+    with running_central(database_url, kafka_cluster, topic_prefix) as h:
         keys = seed(h, {"A": 5})
         order = buy(h.client, keys["store-0"], [{"sku": "A", "quantity": 2}]).json()
         other = h.client.post(
@@ -225,7 +225,7 @@ def test_cancel_restores_stock_once_and_only_for_the_owner(
             ("set", 5, 5),
         ]
         eventually(lambda: h.central.relay.backlog() == 0, what="outbox drained")
-    events = read_events(kafka_bootstrap, [topic_prefix + "inventory-updated"], expected=3)
+    events = read_events(kafka_cluster, [topic_prefix + "inventory-updated"], expected=3)
     assert [(e[2]["data"]["reason"], e[2]["data"]["order_id"]) for e in events] == [
         ("set", None),
         ("order", order["id"]),

@@ -9,6 +9,7 @@ from central.kafka import KafkaPublisher
 from central.models import Outbox
 from central.outbox import Relay
 from tests.support.central_harness import read_events, running_central
+from tests.support.kafka_security import KafkaCluster
 from tests.support.waiting import eventually
 
 TOPICS = ["new-category", "new-product", "inventory-updated"]
@@ -21,7 +22,7 @@ def own_broker(tmp_path, kafka_script, free_kafka_port):
     port = str(free_kafka_port(1))
     started = kafka_script("start", "--dir", cluster, "--port", port)
     assert started.returncode == 0, started.stderr
-    yield cluster, port, started.stdout.strip().splitlines()[-1]
+    yield cluster, port, KafkaCluster.from_client_env(tmp_path / "kafka" / "client.env", tmp_path)
     kafka_script("stop", "--dir", cluster)
 
 
@@ -36,8 +37,8 @@ def stock_versions(events, sku):
 def test_changes_made_while_the_broker_is_down_are_published_in_order_when_it_returns(
     database_url, own_broker, kafka_script, topic_prefix
 ):
-    cluster, port, bootstrap = own_broker
-    with running_central(database_url, bootstrap, topic_prefix) as h:
+    cluster, port, kafka = own_broker
+    with running_central(database_url, kafka, topic_prefix) as h:
         admin = h.admin()
         cat = h.call("POST", "/api/v1/categories", admin, json={"name": "Dairy"})
         h.call(
@@ -56,11 +57,16 @@ def test_changes_made_while_the_broker_is_down_are_published_in_order_when_it_re
         assert kafka_script("start", "--dir", cluster, "--port", port).returncode == 0
         eventually(lambda: h.central.relay.backlog() == 0, 90, "outbox drained")
 
-    events = read_events(bootstrap, [topic_prefix + t for t in TOPICS], expected=22)
+    events = read_events(kafka, [topic_prefix + t for t in TOPICS], expected=22)
     versions = stock_versions(events, "MILK")
     assert sorted(set(versions)) == list(range(1, 21))
     first_seen = list(dict.fromkeys(versions))
     assert first_seen == list(range(1, 21))
+
+
+def publisher(kafka, prefix):
+    """Central's publisher, logged in as the cluster's admin."""
+    return KafkaPublisher(kafka.bootstrap, prefix, security=kafka.admin_config())
 
 
 class CrashAfterPublish:
@@ -78,9 +84,9 @@ class CrashAfterPublish:
 
 
 def test_a_relay_killed_between_publish_and_mark_republishes_never_loses(
-    database_url, kafka_bootstrap, topic_prefix
+    database_url, kafka_cluster, topic_prefix
 ):
-    with running_central(database_url, "", topic_prefix) as h:
+    with running_central(database_url, prefix=topic_prefix) as h:
         admin = h.admin()
         cat = h.call("POST", "/api/v1/categories", admin, json={"name": "Dairy"})
         h.call(
@@ -97,7 +103,7 @@ def test_a_relay_killed_between_publish_and_mark_republishes_never_loses(
 
         crashing = Relay(
             db,
-            CrashAfterPublish(KafkaPublisher(kafka_bootstrap, topic_prefix)),
+            CrashAfterPublish(publisher(kafka_cluster, topic_prefix)),
             clock,
             lease_seconds=0,
         )
@@ -106,11 +112,11 @@ def test_a_relay_killed_between_publish_and_mark_republishes_never_loses(
         crashing.publisher.close()
         assert crashing.backlog() == 5
 
-        successor = Relay(db, KafkaPublisher(kafka_bootstrap, topic_prefix), clock)
+        successor = Relay(db, publisher(kafka_cluster, topic_prefix), clock)
         assert successor.run_once() == 5
         successor.publisher.close()
 
-    events = read_events(kafka_bootstrap, [topic_prefix + t for t in TOPICS], expected=10)
+    events = read_events(kafka_cluster, [topic_prefix + t for t in TOPICS], expected=10)
     published = Counter(e[2]["event_id"] for e in events)
     assert set(published) == outbox_ids
     assert set(published.values()) == {2}

@@ -1,5 +1,10 @@
-"""Real-broker fixtures for the store agent: prefixed wire topics, a producer, a loop runner."""
+"""Real-broker fixtures for the store agent: prefixed wire topics, a producer, a loop runner.
 
+They work on the session cluster whatever its security (the `kafka_cluster` fixture): the
+admin login creates topics and produces, and a loop runner logs in as a store of its own,
+whose Kafka user and ACLs are made as central makes them (nothing to make on PLAINTEXT)."""
+
+import secrets
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -8,32 +13,38 @@ import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 
 from storeagent.replica.db import Replica, open_replica
+from storeagent.sync.kafka_login import KafkaLogin
 from storeagent.sync.kafka_source import KafkaRecordSource
 from storeagent.sync.loop import LoopTuning, SyncLoop, topic_names
 from storeagent.sync.progress import SyncProgress
 from storeagent.sync.source import TopicPartition
+from tests.support.kafka_security import KafkaCluster
 from tests.support.topics import create_topics
 from tests.support.waiting import eventually
 
 
 @pytest.fixture
-def admin(kafka_bootstrap: str) -> Iterator[KafkaAdminClient]:
-    with KafkaAdminClient(bootstrap_servers=kafka_bootstrap) as client:
+def admin(kafka_cluster: KafkaCluster) -> Iterator[KafkaAdminClient]:
+    config = kafka_cluster.admin_config()
+    with KafkaAdminClient(bootstrap_servers=kafka_cluster.bootstrap, **config) as client:
         yield client
 
 
 @pytest.fixture
-def make_wire_topics(kafka_bootstrap: str, topic_prefix: str) -> Iterator[Callable[[], None]]:
+def make_wire_topics(
+    kafka_cluster: KafkaCluster, topic_prefix: str
+) -> Iterator[Callable[[], None]]:
     """`make_wire_topics()` creates this test's prefixed topics (1/3/6 partitions, compacted)."""
     created: list[bool] = []
+    config = kafka_cluster.admin_config()
 
     def create() -> None:
-        create_topics(kafka_bootstrap, topic_prefix)
+        create_topics(kafka_cluster.bootstrap, topic_prefix, **config)
         created.append(True)
 
     yield create
     if created:
-        with KafkaAdminClient(bootstrap_servers=kafka_bootstrap) as admin:
+        with KafkaAdminClient(bootstrap_servers=kafka_cluster.bootstrap, **config) as admin:
             admin.delete_topics(list(topic_names(topic_prefix)))
 
 
@@ -44,8 +55,10 @@ def wire_topics(make_wire_topics: Callable[[], None], topic_prefix: str) -> str:
 
 
 class Publisher:
-    def __init__(self, bootstrap: str, prefix: str) -> None:
-        self._producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+    def __init__(self, kafka: KafkaCluster, prefix: str) -> None:
+        self._producer = KafkaProducer(
+            bootstrap_servers=kafka.bootstrap, linger_ms=0, **kafka.admin_config()
+        )
         self._prefix = prefix
         self.ends: dict[TopicPartition, int] = {}
 
@@ -67,30 +80,44 @@ class Publisher:
 
 
 @pytest.fixture
-def publish(kafka_bootstrap: str, topic_prefix: str) -> Iterator[Publisher]:
+def publish(kafka_cluster: KafkaCluster, topic_prefix: str) -> Iterator[Publisher]:
     """Sends to this test's topics; they must exist (the wire_topics fixture) before sending."""
-    publisher = Publisher(kafka_bootstrap, topic_prefix)
+    publisher = Publisher(kafka_cluster, topic_prefix)
     yield publisher
     publisher.close()
+
+
+def store_login(kafka: KafkaCluster, store_id: str, prefix: str) -> KafkaLogin:
+    """A login of its own for a test store: on a secure cluster, a new API key whose Kafka
+    user and ACLs (the `prefix` topics, the store's group) are made as central makes them."""
+    api_key = secrets.token_urlsafe(24)
+    kafka.provision_store(store_id, api_key, prefix)
+    return KafkaLogin.for_store(kafka.protocol, store_id, api_key, kafka.ca_file or None)
 
 
 class LoopRunner:
     """Runs the real sync loop (real Kafka consumer) in a thread against a replica file."""
 
-    def __init__(self, bootstrap: str, prefix: str, db_path: Path, store_id: str) -> None:
+    def __init__(
+        self, bootstrap: str, prefix: str, db_path: Path, store_id: str, login: KafkaLogin
+    ) -> None:
         self.bootstrap, self.prefix, self.db_path = bootstrap, prefix, db_path
         self.group_id = f"storeagent.{store_id}"
+        self.login = login
         self.replica: Replica | None = None
         self.loop: SyncLoop | None = None
         self._thread: threading.Thread | None = None
+
+    def connect(self) -> KafkaRecordSource:
+        return KafkaRecordSource.connect(
+            self.bootstrap, group_id=self.group_id, client_id="agent-test", login=self.login
+        )
 
     def start(self) -> Replica:
         self.replica = open_replica(self.db_path)
         self.loop = SyncLoop(
             self.replica,
-            lambda: KafkaRecordSource.connect(
-                self.bootstrap, group_id=self.group_id, client_id="agent-test"
-            ),
+            self.connect,
             prefix=self.prefix,
             stop=threading.Event(),
             progress=SyncProgress(),
@@ -130,14 +157,26 @@ class LoopRunner:
 
 
 @pytest.fixture
+def agent_login(kafka_cluster: KafkaCluster, topic_prefix: str, unique_id: str) -> KafkaLogin:
+    """The Kafka login of this test's store `unique_id` (see store_login)."""
+    return store_login(kafka_cluster, unique_id, topic_prefix)
+
+
+@pytest.fixture
 def agent_loop(
-    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, unique_id: str
+    kafka_cluster: KafkaCluster,
+    topic_prefix: str,
+    tmp_path: Path,
+    unique_id: str,
+    agent_login: KafkaLogin,
 ) -> Iterator[Callable[[], LoopRunner]]:
-    """`agent_loop()` makes a LoopRunner on this test's topics and replica file."""
+    """`agent_loop()` makes a LoopRunner on this test's topics and replica file, logged in as
+    the store `unique_id`."""
     runners: list[LoopRunner] = []
 
     def make() -> LoopRunner:
-        runner = LoopRunner(kafka_bootstrap, topic_prefix, tmp_path / "replica.db", unique_id)
+        db = tmp_path / "replica.db"
+        runner = LoopRunner(kafka_cluster.bootstrap, topic_prefix, db, unique_id, agent_login)
         runners.append(runner)
         return runner
 

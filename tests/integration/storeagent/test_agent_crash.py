@@ -10,6 +10,7 @@ counter (kept in the same transaction as the rows and offsets) must end at exact
 """
 
 import hashlib
+import os
 import random
 import signal
 import sqlite3
@@ -27,6 +28,7 @@ from kafka import KafkaAdminClient, KafkaProducer
 
 from storeagent.sync.loop import topic_names
 from tests.support.agent_fakes import product_event, stock_event
+from tests.support.kafka_security import KafkaCluster
 from tests.support.processes import BIN, while_alive
 from tests.support.topics import create_topics
 from tests.support.waiting import eventually
@@ -127,15 +129,18 @@ def stored_offsets(db: Path) -> Offsets:
 class ChunkedProducer(threading.Thread):
     """Produces the stream in chunks, each flushed, with a pause between them."""
 
-    def __init__(self, bootstrap: str, prefix: str, events: list[Event], pause: float) -> None:
+    def __init__(self, kafka: KafkaCluster, prefix: str, events: list[Event], pause: float) -> None:
         super().__init__(daemon=True)
-        self._servers, self._prefix, self._events, self._pause = bootstrap, prefix, events, pause
+        self._kafka, self._prefix, self._events, self._pause = kafka, prefix, events, pause
         self.ends: Offsets = {}
         self.error: BaseException | None = None
 
     def run(self) -> None:
         producer = KafkaProducer(
-            bootstrap_servers=self._servers, linger_ms=20, batch_size=256 * 1024
+            bootstrap_servers=self._kafka.bootstrap,
+            linger_ms=20,
+            batch_size=256 * 1024,
+            **self._kafka.admin_config(),
         )
         try:
             size = len(self._events) // CHUNKS
@@ -172,6 +177,7 @@ class CrashRun:
     bootstrap: str
     workdir: Path
     store_id: str
+    env: dict[str, str]  # the agent's Kafka login: its API key and the cluster's security
     ends: Offsets = field(default_factory=dict)
     kills: list[tuple[int, int, bool]] = field(default_factory=list)  # point, at kill, producing
     final_exit: int | None = None
@@ -180,8 +186,9 @@ class CrashRun:
     def start_agent(self, db: Path) -> subprocess.Popen[bytes]:
         args = ["run", "--store-id", self.store_id, "--kafka", self.bootstrap]
         args += ["--topic-prefix", self.prefix, "--db", str(db), "--listen", "127.0.0.1:0"]
+        env = {**os.environ, **self.env}
         with (self.workdir / "agent.log").open("ab") as log:
-            return subprocess.Popen([str(BIN / "storeagent"), *args], stderr=log)
+            return subprocess.Popen([str(BIN / "storeagent"), *args], stderr=log, env=env)
 
     def run_to_the_end(self, db: Path) -> int:
         """Start an agent on `db`, wait until it stored every produced offset, SIGTERM it."""
@@ -215,14 +222,20 @@ def kill_mid_stream(run: CrashRun, producer: ChunkedProducer, rng: random.Random
 
 
 @pytest.fixture(scope="module")
-def crash_run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CrashRun]:
+def crash_run(
+    kafka_cluster: KafkaCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CrashRun]:
     rng = random.Random(SEED)
     workdir = tmp_path_factory.mktemp("crash")
     store_id = f"crash-{uuid.uuid4().hex[:8]}"
     prefix = f"t{store_id}."
-    run = CrashRun(workdir / "replica.db", prefix, kafka_bootstrap, workdir, store_id)
-    create_topics(kafka_bootstrap, prefix)
-    producer = ChunkedProducer(kafka_bootstrap, prefix, event_stream(rng), pause=1.5)
+    api_key = f"sk-{uuid.uuid4().hex}"
+    kafka_cluster.provision_store(store_id, api_key, prefix)
+    env = {"STOREAGENT_API_KEY": api_key, **kafka_cluster.agent_env()}
+    bootstrap, admin_config = kafka_cluster.bootstrap, kafka_cluster.admin_config()
+    run = CrashRun(workdir / "replica.db", prefix, bootstrap, workdir, store_id, env)
+    create_topics(bootstrap, prefix, **admin_config)
+    producer = ChunkedProducer(kafka_cluster, prefix, event_stream(rng), pause=1.5)
     started = time.monotonic()
     try:
         producer.start()
@@ -239,7 +252,7 @@ def crash_run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) ->
         )
         yield run
     finally:
-        with KafkaAdminClient(bootstrap_servers=kafka_bootstrap) as admin:
+        with KafkaAdminClient(bootstrap_servers=bootstrap, **admin_config) as admin:
             admin.delete_topics(list(topic_names(prefix)))
 
 

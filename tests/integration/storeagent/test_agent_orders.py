@@ -18,15 +18,16 @@ from storeagent.app import bind_listener, bootstrap
 from storeagent.settings import AgentSettings
 from tests.support.agent_fakes import product_event, stock_event
 from tests.support.central_harness import Harness, running_central, served
+from tests.support.kafka_security import KafkaCluster
 from tests.support.waiting import eventually
 
 SKUS = {"MILK-1L": 40, "BREAD": 25, "EGGS-12": 30}
 
 
 @pytest.fixture
-def central(tmp_path, kafka_bootstrap, topic_prefix) -> Iterator[tuple[Harness, str]]:
+def central(tmp_path, kafka_cluster, topic_prefix) -> Iterator[tuple[Harness, str]]:
     url = f"sqlite:///{tmp_path / 'central.db'}"
-    with running_central(url, kafka_bootstrap, topic_prefix) as h, served(h) as served_url:
+    with running_central(url, kafka_cluster, topic_prefix) as h, served(h) as served_url:
         yield h, served_url
 
 
@@ -46,13 +47,16 @@ def seed(h: Harness, stores: list[str]) -> dict[str, str]:
 
 @contextmanager
 def running_agent(
-    store_id: str, api_key: str, central_url: str, kafka: str, prefix: str, db: Path
+    store_id: str, api_key: str, central_url: str, kafka: KafkaCluster, prefix: str, db: Path
 ) -> Iterator[str]:
-    """The agent as `storeagent run` builds it (sync loop + HTTP API) on a free port."""
+    """The agent as `storeagent run` builds it (sync loop + HTTP API) on a free port, logged
+    in to `kafka` with its API key when the cluster is secure."""
     settings = AgentSettings(
         store_id=store_id,
         central_url=central_url,
-        kafka=kafka,
+        kafka=kafka.bootstrap,
+        kafka_security_protocol=kafka.protocol,
+        kafka_ca_file=Path(kafka.ca_file) if kafka.ca_file else None,
         db_path=db,
         topic_prefix=prefix,
         api_key=api_key,
@@ -89,13 +93,13 @@ def agent_stock(url: str) -> dict[str, tuple[int, int]]:
 
 
 def test_stock_read_right_after_a_buy_shows_centrals_new_quantity_and_version(
-    central, kafka_bootstrap, topic_prefix, unique_id, tmp_path
+    central, kafka_cluster, topic_prefix, unique_id, tmp_path
 ):
     h, url = central
     store = f"s-{unique_id}"
     keys = seed(h, [store])
     with running_agent(
-        store, keys[store], url, kafka_bootstrap, topic_prefix, tmp_path / "a.db"
+        store, keys[store], url, kafka_cluster, topic_prefix, tmp_path / "a.db"
     ) as agent:
         eventually(
             lambda: agent_stock(agent).get("MILK-1L", (0, 0))[1] >= 1, what="MILK-1L replicated"
@@ -132,7 +136,7 @@ def shopper(
 
 
 def test_two_stores_buying_concurrently_converge_to_centrals_stock(
-    central, kafka_bootstrap, topic_prefix, unique_id, tmp_path
+    central, kafka_cluster, topic_prefix, unique_id, tmp_path
 ):
     h, url = central
     stores = [f"a-{unique_id}", f"b-{unique_id}"]
@@ -142,10 +146,10 @@ def test_two_stores_buying_concurrently_converge_to_centrals_stock(
     lock = threading.Lock()
     with (
         running_agent(
-            stores[0], keys[stores[0]], url, kafka_bootstrap, topic_prefix, tmp_path / "a.db"
+            stores[0], keys[stores[0]], url, kafka_cluster, topic_prefix, tmp_path / "a.db"
         ) as a,
         running_agent(
-            stores[1], keys[stores[1]], url, kafka_bootstrap, topic_prefix, tmp_path / "b.db"
+            stores[1], keys[stores[1]], url, kafka_cluster, topic_prefix, tmp_path / "b.db"
         ) as b,
     ):
         for agent in (a, b):
@@ -183,14 +187,14 @@ def closed_port() -> int:
 
 @pytest.mark.usefixtures("wire_topics")
 def test_unreachable_central_is_503_within_a_second_and_then_the_circuit_fails_fast(
-    publish, kafka_bootstrap, topic_prefix, unique_id, tmp_path
+    publish, kafka_cluster, topic_prefix, unique_id, tmp_path
 ):
     publish.send(product_event(sku="MILK-1L"), stock_event(sku="MILK-1L", quantity=40))
     central_url = f"http://127.0.0.1:{closed_port()}"
     db = tmp_path / "a.db"
-    with running_agent(
-        f"s-{unique_id}", "k", central_url, kafka_bootstrap, topic_prefix, db
-    ) as agent:
+    store_id, api_key = f"s-{unique_id}", f"sk-{unique_id}"
+    kafka_cluster.provision_store(store_id, api_key, topic_prefix)  # as central would have
+    with running_agent(store_id, api_key, central_url, kafka_cluster, topic_prefix, db) as agent:
         took = []
         for _ in range(4):
             started = time.monotonic()

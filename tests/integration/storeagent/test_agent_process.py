@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.support.agent_fakes import product_event, stock_event
+from tests.support.kafka_security import KafkaCluster
 from tests.support.waiting import eventually
 
 API_KEY = "sk-must-never-be-logged"
@@ -78,22 +79,23 @@ def agents():
 
 @pytest.mark.usefixtures("wire_topics")
 def test_run_serves_the_replica_and_exits_0_on_sigterm_within_5_s(
-    agents, publish, kafka_bootstrap, topic_prefix, unique_id, tmp_path: Path
+    agents, publish, kafka_cluster: KafkaCluster, topic_prefix, unique_id, tmp_path: Path
 ):
     publish.send(product_event(sku="MILK-1L", name="Milk"), stock_event(quantity=40))
+    kafka_cluster.provision_store(unique_id, API_KEY, topic_prefix)
     agent = agents(
         "run",
         "--store-id",
         unique_id,
         "--kafka",
-        kafka_bootstrap,
+        kafka_cluster.bootstrap,
         "--db",
         str(tmp_path / "agent.db"),
         "--listen",
         "127.0.0.1:0",
         "--topic-prefix",
         topic_prefix,
-        env={"STOREAGENT_API_KEY": API_KEY},
+        env={"STOREAGENT_API_KEY": API_KEY, **kafka_cluster.agent_env()},
     )
     base = f"http://127.0.0.1:{agent.wait_for_event('agent.started')['port']}"
 

@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from tests.support.agent_fakes import product_event, stock_event
+from tests.support.kafka_security import KafkaCluster
 from tests.support.processes import free_port
 from tests.support.waiting import eventually
 
@@ -181,21 +182,23 @@ def test_agent_tells_systemd_ready_then_feeds_the_watchdog_and_says_stopping_on_
     spawn,
     make_wire_topics,
     publish,
-    kafka_bootstrap: str,
+    kafka_cluster: KafkaCluster,
     topic_prefix: str,
     unique_id: str,
     tmp_path: Path,
 ):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    kafka_cluster.provision_store(unique_id, "sk-systemd-test", topic_prefix)
     env = {
         **os.environ,
         "NOTIFY_SOCKET": notify_socket.path,
         "WATCHDOG_USEC": "2000000",
         "STOREAGENT_STORE_ID": unique_id,
-        "STOREAGENT_KAFKA": kafka_bootstrap,
+        "STOREAGENT_KAFKA": kafka_cluster.bootstrap,
         "STOREAGENT_TOPIC_PREFIX": topic_prefix,
         "STOREAGENT_API_KEY": "sk-systemd-test",
+        **kafka_cluster.agent_env(),
     }
     agent = spawn(
         "run",

@@ -42,8 +42,27 @@ def secure_env(tmp_path):
     }
 
 
-def test_plaintext_is_the_default_and_sends_no_credentials():
+def test_sasl_ssl_is_the_default_and_needs_no_login_while_kafka_is_not_configured():
     settings = load(env={"INVCTL_JWT_SECRET": SECRET, "INVCTL_DATABASE_URL": "sqlite:///x"})
+    assert settings.kafka_security_protocol == "SASL_SSL"
+    assert build_identities(settings) is None
+
+
+def test_kafka_without_a_login_is_refused_naming_the_settings_and_the_plaintext_way_out():
+    env = {"INVCTL_JWT_SECRET": SECRET, "INVCTL_DATABASE_URL": "sqlite:///x"}
+    with pytest.raises(ConfigError) as refused:
+        load(env={**env, "INVCTL_KAFKA": "broker:9093"})
+    message = str(refused.value)
+    assert "SASL_SSL (the default)" in message
+    assert "set INVCTL_KAFKA_USERNAME and INVCTL_KAFKA_PASSWORD_FILE" in message
+    assert "INVCTL_KAFKA_SECURITY_PROTOCOL=PLAINTEXT" in message
+
+
+def test_plaintext_only_when_asked_for_and_then_sends_no_credentials():
+    env = {"INVCTL_JWT_SECRET": SECRET, "INVCTL_DATABASE_URL": "sqlite:///x"}
+    settings = load(
+        env={**env, "INVCTL_KAFKA": "broker:9092", "INVCTL_KAFKA_SECURITY_PROTOCOL": "plaintext"}
+    )
     assert settings.kafka_security_protocol == "PLAINTEXT"
     assert client_config(settings) == {"security_protocol": "PLAINTEXT"}
     assert build_identities(settings) is None
@@ -98,9 +117,23 @@ def test_a_missing_password_file_is_named(secure_env, tmp_path):
         load(env=secure_env)
 
 
-def test_sasl_ssl_without_centrals_credential_is_refused(secure_env):
+def test_sasl_ssl_without_centrals_username_is_refused_naming_it(secure_env):
     del secure_env["INVCTL_KAFKA_USERNAME"]
-    with pytest.raises(ConfigError, match="needs INVCTL_KAFKA_USERNAME"):
+    with pytest.raises(ConfigError, match="own Kafka login: set INVCTL_KAFKA_USERNAME;"):
+        load(env=secure_env)
+
+
+def test_sasl_ssl_without_centrals_password_is_refused_naming_it(secure_env):
+    del secure_env["INVCTL_KAFKA_PASSWORD_FILE"]
+    with pytest.raises(
+        ConfigError, match=r"set INVCTL_KAFKA_PASSWORD_FILE \(or INVCTL_KAFKA_PASSWORD\);"
+    ):
+        load(env=secure_env)
+
+
+def test_a_missing_ca_file_is_named(secure_env, tmp_path):
+    secure_env["INVCTL_KAFKA_CA_FILE"] = str(tmp_path / "no-ca.pem")
+    with pytest.raises(ConfigError, match=r"INVCTL_KAFKA_CA_FILE .*no-ca\.pem is not a file"):
         load(env=secure_env)
 
 

@@ -22,6 +22,7 @@ def test_flags_beat_environment_beat_file(tmp_path):
     env = {
         "INVCTL_JWT_SECRET": SECRET,
         "INVCTL_KAFKA": "env:1",
+        "INVCTL_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",  # no login: this is about precedence
         "INVCTL_DATABASE_URL": "sqlite:///x",
     }
     settings = load({"port": 9000}, config_file=config, env=env)

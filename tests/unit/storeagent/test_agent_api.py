@@ -126,7 +126,15 @@ def test_reads_before_the_first_sync_are_replica_not_ready(client, replica):
         assert response.json()["error"]["code"] == "replica.not_ready"
 
 
-ALL_CHECKS = ("database", "broker", "assigned", "bootstrapped", "consuming")
+ALL_CHECKS = (
+    "database",
+    "broker",
+    "kafka_access",
+    "assigned",
+    "bootstrapped",
+    "consuming",
+    "applying",
+)
 
 
 def test_readyz_names_the_failing_checks(client, replica, progress):
@@ -142,11 +150,60 @@ def test_readyz_names_the_failing_checks(client, replica, progress):
         "checks": {
             "database": True,
             "broker": False,
+            "kafka_access": True,
             "assigned": False,
             "bootstrapped": True,
             "consuming": False,
-        }
+            "applying": True,
+        },
+        "problems": [],
     }
+
+
+def test_readyz_names_a_refused_kafka_login_and_why(client, progress, ready):
+    progress.access_denied("kafka.auth_failed", "SaslAuthenticationFailedError: bad key")
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["message"] == (
+        "not ready: broker, kafka_access "
+        "(kafka.auth_failed: SaslAuthenticationFailedError: bad key)"
+    )
+    assert error["details"]["checks"]["kafka_access"] is False
+    [problem] = error["details"]["problems"]
+    assert problem["code"] == "kafka.auth_failed"
+    assert problem["failures"] == 1
+
+
+def test_readyz_and_sync_status_name_a_failing_apply(client, progress, ready):
+    progress.apply_failed("OperationalError: database is locked")
+    progress.apply_failed("OperationalError: database is locked")
+
+    readyz = client.get("/readyz")
+    status = client.get("/sync/status").json()
+
+    assert readyz.status_code == 503
+    assert readyz.json()["error"]["details"]["checks"]["applying"] is False
+    assert (
+        "apply_failing: OperationalError: database is locked" in readyz.json()["error"]["message"]
+    )
+    assert status["ready"] is False
+    [problem] = status["problems"]
+    assert (problem["code"], problem["failures"]) == ("apply_failing", 2)
+    assert problem["message"] == "OperationalError: database is locked"
+
+
+def test_a_problem_that_ended_leaves_readiness(client, progress, ready):
+    progress.apply_failed("OperationalError: database is locked")
+    progress.access_denied("kafka.not_authorized", "TopicAuthorizationFailedError")
+    progress.apply_succeeded()
+    progress.access_granted()
+    progress.broker_answered()
+
+    assert client.get("/readyz").status_code == 200
+    assert client.get("/sync/status").json()["problems"] == []
 
 
 def test_readyz_is_ready_when_every_check_passes(client, ready):
@@ -193,6 +250,7 @@ def test_sync_status_reports_lag_per_partition(client, replica, progress, ready)
     assert body == {
         "store_id": "s1",
         "ready": True,
+        "problems": [],
         "last_event_at": "2026-11-29T10:00:00.123456+00:00",
         "last_applied_at": "2026-11-29T10:00:00.000000+00:00",
         "events_applied": 2,

@@ -202,7 +202,7 @@ def test_no_heartbeats_without_central_key_or_interval():
     ],
 )
 def test_heartbeat_interval_comes_from_flag_then_environment(flags, env, expected):
-    settings = load_settings({"store_id": "s1", **flags}, env)
+    settings = load_settings({"store_id": "s1", **flags}, {"STOREAGENT_API_KEY": "k", **env})
 
     assert settings.heartbeat_seconds == expected
     assert settings.summary()["heartbeat_s"] == expected
@@ -212,7 +212,7 @@ def test_heartbeat_interval_from_the_config_file(tmp_path):
     config = tmp_path / "agent.toml"
     config.write_text('store_id = "s1"\nheartbeat_seconds = 30\n')
 
-    assert load_settings({}, {}, config).heartbeat_seconds == 30.0
+    assert load_settings({}, {"STOREAGENT_API_KEY": "k"}, config).heartbeat_seconds == 30.0
 
 
 @pytest.mark.parametrize("raw", ["-1", "0.01", "abc", "7200", "nan"])

@@ -1,6 +1,6 @@
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 import peewee
@@ -144,12 +144,27 @@ def test_failed_apply_rewinds_to_stored_offsets_and_is_retried(replica, fake, me
     assert replica.get_meta("events_applied") == "1"
 
 
+class BrokenOffsetsReplica(Replica):
+    """Storing a batch's offsets fails with `error`: no one record is to blame."""
+
+    def __init__(self, replica: Replica, error: Exception) -> None:
+        super().__init__(replica.db)
+        self.error = error
+
+    def save_offsets(self, offsets: Mapping[TopicPartition, int]) -> None:
+        raise self.error
+
+
 @pytest.mark.parametrize(
     "error",
-    [RuntimeError("a bug in apply"), peewee.OperationalError("no such table: stock")],
-    ids=["bug", "schema"],
+    [
+        peewee.OperationalError("no such table: stock"),
+        peewee.DatabaseError("database disk image is malformed"),
+        OSError("Read-only file system"),
+    ],
+    ids=["schema", "corrupt", "os"],
 )
-def test_an_unexpected_apply_error_is_not_retried_but_ends_the_loop(replica, fake, error):
+def test_a_broken_database_is_not_blamed_on_the_record_but_ends_the_loop(replica, fake, error):
     broken = FailingOnceReplica(replica, error)
     fake.produce(*stock_event(sku="A", quantity=3, stock_version=1))
     loop = make_loop(broken, fake)
@@ -159,14 +174,26 @@ def test_an_unexpected_apply_error_is_not_retried_but_ends_the_loop(replica, fak
 
     assert quantity(replica, "A") is None
     assert replica.stored_offsets() == {}
+    assert replica.dead_letter_count() == 0
     assert fake.closed and not loop.progress.is_consuming()
+
+
+def test_a_bug_outside_the_records_is_not_retried_but_ends_the_loop(replica, fake):
+    fake.produce(*stock_event(sku="A", quantity=3, stock_version=1))
+    loop = make_loop(BrokenOffsetsReplica(replica, RuntimeError("a bug in apply")), fake)
+
+    with pytest.raises(RuntimeError):
+        loop.run()
+
+    assert quantity(replica, "A") is None
+    assert replica.dead_letter_count() == 0
 
 
 def test_a_crashed_loop_is_logged_with_its_cause_and_fails_its_supervised_task(
     replica, fake, caplog
 ):
     fake.produce(*stock_event(sku="A", quantity=3, stock_version=1))
-    loop = make_loop(FailingOnceReplica(replica, RuntimeError("a bug in apply")), fake)
+    loop = make_loop(BrokenOffsetsReplica(replica, RuntimeError("a bug in apply")), fake)
     failures: list[str] = []
     task = SupervisedTask(
         "storeagent-consumer",
@@ -184,7 +211,7 @@ def test_a_crashed_loop_is_logged_with_its_cause_and_fails_its_supervised_task(
     assert task.failed and failures == ["stop the agent"]
     [crash] = [r for r in caplog.records if r.getMessage() == "consumer.crashed"]
     assert crash.exc_info is not None and str(crash.exc_info[1]) == "a bug in apply"
-    assert "consumer.apply_failed" not in caplog.messages
+    assert "consumer.apply_failing" not in caplog.messages
 
 
 def test_poll_failure_is_retried_without_losing_records(replica, fake):

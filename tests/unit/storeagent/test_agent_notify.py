@@ -185,6 +185,11 @@ def test_status_is_sent_only_when_it_changes():
         (make_health(ready=False, bootstrapped=False, lag=9), "bootstrapping; 9 records to go"),
         (make_health(ready=False, lag=4), "not consuming; lag 4"),
         (make_health(lag=0), "synced; lag 0"),
+        (make_health(ready=False, lag=12, problem="apply_failing"), "apply_failing; lag 12"),
+        (
+            make_health(ready=False, lag=None, problem="kafka.auth_failed"),
+            "kafka.auth_failed; lag ?",
+        ),
     ],
 )
 def test_status_line_says_what_the_agent_is_doing(health, status):

@@ -3,12 +3,21 @@ from pathlib import Path
 
 import pytest
 
+from invwire.identity import kafka_username
 from storeagent.errors import ConfigError
-from storeagent.settings import AgentSettings, default_db_path, load_settings
+from storeagent.settings import (
+    DEFAULT_KAFKA_SECURITY_PROTOCOL,
+    AgentSettings,
+    default_db_path,
+    load_settings,
+)
+
+# The agent logs in to Kafka with its store key by default; most tests are about other settings.
+WITH_KEY = {"STOREAGENT_API_KEY": "ik_test"}
 
 
 def load(flags=None, env=None, config: Path | None = None) -> AgentSettings:
-    return load_settings({"store_id": "s1", **(flags or {})}, env or {}, config)
+    return load_settings({"store_id": "s1", **(flags or {})}, {**WITH_KEY, **(env or {})}, config)
 
 
 def error_code(flags=None, env=None, config: Path | None = None) -> str:
@@ -36,7 +45,7 @@ def test_defaults_listen_on_loopback_8787_with_a_per_store_db():
     assert (settings.listen_host, settings.listen_port) == ("127.0.0.1", 8787)
     assert settings.db_path == default_db_path("s1")
     assert settings.db_path.name == "storeagent-s1.db"
-    assert (settings.kafka, settings.topic_prefix, settings.api_key) == ("127.0.0.1:9092", "", None)
+    assert (settings.kafka, settings.topic_prefix) == ("127.0.0.1:9092", "")
     assert settings.group_id == "storeagent.s1"
 
 
@@ -64,7 +73,7 @@ def test_topic_prefix_comes_from_invctl_topic_prefix():
 def test_store_id_may_come_from_the_config_file(tmp_path):
     config = write_config(tmp_path, 'store_id = "north-7"\n')
 
-    assert load_settings({}, {}, config).store_id == "north-7"
+    assert load_settings({}, WITH_KEY, config).store_id == "north-7"
 
 
 def test_missing_store_id_is_config_missing():
@@ -211,3 +220,104 @@ def test_offline_keys_of_the_wrong_kind_in_the_config_file_are_config_invalid(tm
     config = write_config(tmp_path, text + "\n")
 
     assert error_code({"store_id": "s1"}, config=config) == "config.invalid"
+
+
+# --- Kafka security ----------------------------------------------------------------------------
+
+
+def test_kafka_is_tls_with_the_stores_own_login_by_default():
+    settings = load()
+
+    assert settings.kafka_security_protocol == DEFAULT_KAFKA_SECURITY_PROTOCOL == "SASL_SSL"
+    assert settings.kafka_user == kafka_username("s1", "ik_test")
+
+
+def test_without_a_key_the_default_tls_login_is_a_config_error_naming_the_way_out():
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"store_id": "s1"}, {})
+
+    assert caught.value.code == "config.missing"
+    assert "STOREAGENT_KAFKA_SECURITY_PROTOCOL=PLAINTEXT" in caught.value.message
+
+
+def test_plaintext_needs_no_login_when_asked_for():
+    settings = load_settings(
+        {"store_id": "s1"}, {"STOREAGENT_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"}
+    )
+
+    assert (settings.kafka_ca_file, settings.kafka_user) == (None, None)
+
+
+def test_sasl_ssl_logs_in_as_the_stores_own_kafka_user(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    env = {
+        "STOREAGENT_KAFKA_SECURITY_PROTOCOL": "sasl_ssl",
+        "STOREAGENT_KAFKA_CA_FILE": str(ca),
+        "STOREAGENT_API_KEY": "sk-secret",
+    }
+
+    settings = load(env=env)
+
+    assert settings.kafka_security_protocol == "SASL_SSL"
+    assert settings.kafka_ca_file == ca
+    assert settings.kafka_user == kafka_username("s1", "sk-secret")
+    assert settings.summary()["kafka_user"] == settings.kafka_user
+    assert "sk-secret" not in str(settings.summary())
+
+
+def test_kafka_security_env_falls_back_to_the_invctl_names(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    invctl = {
+        "INVCTL_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "INVCTL_KAFKA_CA_FILE": str(ca),
+        "STOREAGENT_API_KEY": "k",
+    }
+
+    settings = load(env=invctl)
+
+    assert (settings.kafka_security_protocol, settings.kafka_ca_file) == ("SASL_SSL", ca)
+    agent_wins = invctl | {"STOREAGENT_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"}
+    assert load(env=agent_wins).kafka_security_protocol == "PLAINTEXT"
+
+
+def test_kafka_security_from_the_config_file_and_flags(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    key_file = write_key(tmp_path, "sk-1", 0o600)
+    config = write_config(
+        tmp_path,
+        f'kafka_security_protocol = "SASL_SSL"\nkafka_ca_file = "{ca}"\n'
+        f'api_key_file = "{key_file}"\n',
+    )
+
+    assert load(config=config).kafka_security_protocol == "SASL_SSL"
+    assert load({"kafka_security_protocol": "PLAINTEXT"}, config=config).kafka_ca_file is None
+
+
+def test_sasl_ssl_without_an_api_key_is_a_clear_config_error():
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"store_id": "s1"}, {"INVCTL_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"})
+
+    assert caught.value.code == "config.missing"
+    assert "API key" in caught.value.message and "--api-key-file" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("env", "field"),
+    [
+        ({"STOREAGENT_KAFKA_SECURITY_PROTOCOL": "SSL"}, "kafka_security_protocol"),
+        ({"STOREAGENT_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT"}, "kafka_security_protocol"),
+        (
+            {"STOREAGENT_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "STOREAGENT_KAFKA_CA_FILE": "/nope"},
+            "kafka_ca_file",
+        ),
+    ],
+    ids=["ssl-only", "sasl-without-tls", "missing-ca"],
+)
+def test_unsupported_kafka_security_is_config_invalid(env, field):
+    with pytest.raises(ConfigError) as caught:
+        load(env={"STOREAGENT_API_KEY": "k", **env})
+
+    assert (caught.value.code, caught.value.details["field"]) == ("config.invalid", field)
