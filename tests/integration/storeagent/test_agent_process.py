@@ -125,6 +125,7 @@ def test_sigterm_while_kafka_is_unreachable_still_exits_0_within_5_s(agents, tmp
         str(tmp_path / "a.db"),
         "--listen",
         "127.0.0.1:0",
+        env={"STOREAGENT_API_KEY": API_KEY},
     )
     base = f"http://127.0.0.1:{agent.wait_for_event('agent.started')['port']}"
     agent.wait_for_event("consumer.not_connected")  # the loop ran and failed to reach Kafka
