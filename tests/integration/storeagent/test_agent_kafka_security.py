@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shlex
 import signal
 import socket
 import subprocess
@@ -41,26 +40,13 @@ from kafka.admin import (
 
 from invwire.identity import consumer_group, kafka_username
 from invwire.topics import TOPICS
-from tests.conftest import KAFKA_SCRIPT
 from tests.support.agent_fakes import product_event, stock_event
+from tests.support.kafka_security import read_client_env
 from tests.support.topics import create_topics
 from tests.support.waiting import eventually
 
 MECHANISM = "SCRAM-SHA-512"
 REVOCATION_DEADLINE_S = 90  # the broker re-authenticates every 60 s; then the agent says so
-
-pytestmark = pytest.mark.skipif(
-    "sasl_ssl" not in KAFKA_SCRIPT.read_text(), reason="scripts/kafka has no --security sasl_ssl"
-)
-
-
-def read_client_env(path: Path) -> dict[str, str]:
-    env = {}
-    for line in path.read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            env[key] = " ".join(shlex.split(value))
-    return env
 
 
 def port_free(port: int) -> bool:
