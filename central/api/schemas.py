@@ -114,14 +114,20 @@ class UserList(BaseModel):
     items: list[User]
 
 
+KafkaUsername = Annotated[
+    str | None,
+    Field(
+        description="the key's Kafka (SCRAM) user, whose password is the key; null when "
+        "central does not provision Kafka identities (plaintext development)"
+    ),
+]
+
+
 class StoreKey(BaseModel):
     id: str = Field(description="the store's id")
     api_key: str = Field(description="shown this once only")
     key_id: int
-    kafka_username: str | None = Field(
-        description="the key's Kafka (SCRAM) user, whose password is the key; null when "
-        "central does not provision Kafka identities (plaintext development)"
-    )
+    kafka_username: KafkaUsername
 
 
 class NewStore(BaseModel):
@@ -129,10 +135,7 @@ class NewStore(BaseModel):
     name: str
     api_key: str = Field(description="shown this once only")
     key_id: int
-    kafka_username: str | None = Field(
-        description="the key's Kafka (SCRAM) user, whose password is the key; null when "
-        "central does not provision Kafka identities (plaintext development)"
-    )
+    kafka_username: KafkaUsername
 
 
 class Store(BaseModel):
