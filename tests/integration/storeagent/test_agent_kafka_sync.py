@@ -88,6 +88,8 @@ def test_restart_resumes_from_stored_offsets_and_reapplies_nothing(publish, agen
     replica = second.start()
     publish.send(stock_event(sku="SKU-1", quantity=5, stock_version=4))
     second.wait_applied(publish.ends)
+    # The loop counts a batch just after committing it with its offsets: wait for the count.
+    eventually(lambda: sum(second.progress.totals().values()), 5, "the batch counted")
 
     assert second.progress.totals() == {"applied": 1, "stale": 0, "dead_lettered": 0}
     assert int(replica.get_meta("events_applied")) == int(applied) + 1
