@@ -2,10 +2,17 @@
 
 Data goes to stdout; notes, warnings, progress and (in human mode) errors go to stderr,
 so `invctl --json ... | jq` always sees clean JSON. rich is imported only when rendering.
+
+Text from servers and files is of unknown origin: every string that reaches a terminal
+passes through here and is escaped (`invwire.text.escape_for_terminal`), so an ESC, a
+bidi override or a lone surrogate shows as `\\x1b`, `\\u202e`, `\\ud800` instead of acting
+on the terminal. Strings reach rich only as `Text`, never as markup, so `[bold]` prints
+as typed. JSON escapes the same characters as `\\uXXXX`, so it stays the exact data.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -15,10 +22,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import typer
 
 from invctl.errors import InvctlError
+from invwire.text import escape_for_terminal, is_refused_char
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
     from rich.table import Table
+    from rich.text import Text
 
 MAX_LISTED_ERRORS = 20
 
@@ -54,14 +63,8 @@ class Output:
         if self.json_mode:
             typer.echo(to_json(data))
             return
-        if render is not None:
-            renderables = list(render(data))
-        elif isinstance(data, list):
-            renderables = [rows_table(data, table, title)]
-        else:
-            renderables = record_view(data, table, title)
         console = _console()
-        for renderable in renderables:
+        for renderable in rendered(data, table=table, title=title, render=render):
             console.print(renderable)
 
     def done(self, data: Any, message: str) -> None:
@@ -69,23 +72,24 @@ class Output:
         if self.json_mode:
             typer.echo(to_json(data))
         else:
-            typer.echo(message)
+            typer.echo(escape_for_terminal(message))
 
     def note(self, text: str) -> None:
-        typer.echo(text, err=True)
+        typer.echo(escape_for_terminal(text), err=True)
 
     def warn(self, text: str) -> None:
-        typer.secho(f"warning: {text}", fg="yellow", err=True)
+        typer.secho(f"warning: {escape_for_terminal(text)}", fg="yellow", err=True)
 
     def error(self, err: InvctlError) -> None:
         if self.json_mode:
             typer.echo(to_json({"error": err.to_dict()}))
             return
-        typer.secho(f"error: {err.message} [{err.code}]", fg="red", err=True)
+        headline = f"error: {err.message} [{err.code}]"
+        typer.secho(escape_for_terminal(headline), fg="red", err=True)
         for line in detail_lines(err.details):
             typer.echo(f"  {line}", err=True)
         if err.hint:
-            typer.echo(f"hint: {err.hint}", err=True)
+            typer.echo(f"hint: {escape_for_terminal(err.hint)}", err=True)
 
     @contextmanager
     def progress(self, total: int, description: str) -> Iterator[Callable[[int], None]]:
@@ -107,13 +111,63 @@ class Output:
             yield lambda n: bar.advance(task, n)
 
 
+def rendered(
+    data: Any,
+    *,
+    table: Columns | None = None,
+    title: str | None = None,
+    render: Renderer | None = None,
+) -> list[RenderableType]:
+    """What `emit` prints for people: `render` (or a table/record) given terminal-safe data."""
+    safe = terminal_safe(data)
+    if render is not None:
+        return list(render(safe))
+    if isinstance(safe, list):
+        return [rows_table(safe, table, title)]
+    return record_view(safe, table, title)
+
+
+def terminal_safe(data: Any) -> Any:
+    """`data` with every string in it (keys too) escaped for a terminal."""
+    if isinstance(data, str):
+        return escape_for_terminal(data)
+    if isinstance(data, dict):
+        return {terminal_safe(key): terminal_safe(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [terminal_safe(item) for item in data]
+    return data
+
+
+# json.dumps leaves DEL, C1 controls, format characters, line separators and lone
+# surrogates raw when ensure_ascii=False; only characters outside printable ASCII need a look.
+_MAYBE_REFUSED = re.compile(r"[^\x00-\x7e]")
+
+
 def to_json(data: Any) -> str:
+    """Stable, readable JSON in which no string character can act on a terminal."""
     import json
 
-    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+    text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+    if text.isascii() and "\x7f" not in text:
+        return text
+    return _MAYBE_REFUSED.sub(_json_escape, text)
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    # Outside strings json.dumps writes only ASCII, so every match is inside a string,
+    # where a `\uXXXX` escape is the same character to any JSON reader.
+    char = match.group()
+    if not is_refused_char(char):
+        return char
+    code = ord(char)
+    if code > 0xFFFF:  # JSON spells a character beyond the BMP as a surrogate pair
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    return f"\\u{code:04x}"
 
 
 def cell(value: Any) -> str:
+    """A value as terminal-safe text for a table cell or a detail line."""
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -121,8 +175,8 @@ def cell(value: Any) -> str:
     if isinstance(value, dict | list):
         import json
 
-        return json.dumps(value, sort_keys=True, ensure_ascii=False)
-    return str(value)
+        return escape_for_terminal(json.dumps(value, sort_keys=True, ensure_ascii=False))
+    return escape_for_terminal(str(value))
 
 
 def rows_table(
@@ -132,10 +186,11 @@ def rows_table(
     from rich.text import Text
 
     spec = _columns(columns, rows)
-    table = Table(title=title, title_justify="left", header_style="bold")
+    shown_title = None if title is None else _plain(title)
+    table = Table(title=shown_title, title_justify="left", header_style="bold")
     table.caption = None if rows else "(none)"
     for column in spec:
-        table.add_column(column.title, justify=column.justify, overflow="fold")
+        table.add_column(_plain(column.title), justify=column.justify, overflow="fold")
     for row in rows:
         table.add_row(*(Text(cell(row.get(column.key))) for column in spec))
     return table
@@ -152,8 +207,15 @@ def record_view(
     grid.add_column(style="bold")
     grid.add_column(overflow="fold")
     for column in _columns(columns, [record]):
-        grid.add_row(Text(column.title), Text(cell(record.get(column.key))))
-    return [Text(title, style="bold underline"), grid] if title else [grid]
+        grid.add_row(_plain(column.title), Text(cell(record.get(column.key))))
+    return [_plain(title, style="bold underline"), grid] if title else [grid]
+
+
+def _plain(text: str, style: str = "") -> Text:
+    """`text` for rich as literal, terminal-safe text: never read as markup."""
+    from rich.text import Text
+
+    return Text(escape_for_terminal(text), style=style)
 
 
 def detail_lines(details: Mapping[str, Any]) -> list[str]:
@@ -164,7 +226,7 @@ def detail_lines(details: Mapping[str, Any]) -> list[str]:
         if isinstance(items, list):
             lines += _capped(items, show)
     listed = ("errors", "lines")
-    lines += [f"{key}: {cell(value)}" for key, value in details.items() if key not in listed]
+    lines += [f"{cell(key)}: {cell(value)}" for key, value in details.items() if key not in listed]
     return lines
 
 
@@ -179,16 +241,16 @@ def _line_detail(item: object) -> str:
     """An order line named in an error, e.g. `MILK-1L: requested 3, available 1`."""
     if not isinstance(item, dict) or "sku" not in item:
         return cell(item)
-    rest = ", ".join(f"{key} {cell(value)}" for key, value in item.items() if key != "sku")
-    return f"{item['sku']}: {rest}"
+    rest = ", ".join(f"{cell(key)} {cell(value)}" for key, value in item.items() if key != "sku")
+    return f"{cell(item['sku'])}: {rest}"
 
 
 def _line_error(item: object) -> str:
     if not isinstance(item, dict):
         return cell(item)
-    where = f"line {item['line']}: " if "line" in item else ""
-    code = f" [{item['code']}]" if item.get("code") else ""
-    return f"{where}{item.get('message', '')}{code}"
+    where = f"line {cell(item['line'])}: " if "line" in item else ""
+    code = f" [{cell(item['code'])}]" if item.get("code") else ""
+    return f"{where}{cell(item.get('message', ''))}{code}"
 
 
 def _columns(columns: Columns | None, rows: Sequence[Mapping[str, Any]]) -> list[Column]:

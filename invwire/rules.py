@@ -19,6 +19,10 @@ STORE_ID = re.compile(STORE_ID_REGEX)
 MAX_LINES = 100
 MAX_LINE_QUANTITY = 10_000
 MAX_EVENT_BYTES = 1024 * 1024
+# Stock levels are 0..MAX_STOCK_QUANTITY; prices are below MAX_PRICE (so 999,999,999.99 at
+# most, with two decimals). The same bounds as central/domain (stock.py, catalog.py).
+MAX_STOCK_QUANTITY = 1_000_000_000
+MAX_PRICE = 1_000_000_000
 
 
 def _matches(pattern: re.Pattern[str], raw: object) -> TypeGuard[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -12,17 +12,16 @@ import typer
 
 from invctl.client import ApiClient
 from invctl.context import state_of
-from invctl.errors import ExitCode, InvalidRequestError, InvctlError, UsageError
+from invctl.errors import ExitCode, InvalidRequestError, InvctlError, ServerError, UsageError
 from invctl.options import JsonFlag
 from invctl.output import Output, rows_table
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from invctl.importfile import Row, RowError
+    from invctl.importfile import CheckedFile, ErrorLog, Row, RowError
 
 MAX_CHUNK = 1000
-SHOWN_ERRORS = 50
 
 
 class Format(StrEnum):
@@ -35,7 +34,8 @@ class ImportReport:
     file: str
     format: str
     rows: int
-    errors: list[RowError] = field(default_factory=list)
+    errors: ErrorLog
+    dry_run: bool = False
     created: int = 0
     updated: int = 0
     unchanged: int = 0
@@ -43,7 +43,7 @@ class ImportReport:
 
     @property
     def bad_rows(self) -> int:
-        return len({error.line for error in self.errors})
+        return self.errors.bad_lines
 
     @property
     def applied(self) -> int:
@@ -51,22 +51,33 @@ class ImportReport:
 
     def count(self, answer: Any) -> None:
         counts = answer if isinstance(answer, dict) else {}
-        self.created += int(counts.get("created", 0))
-        self.updated += int(counts.get("updated", 0))
-        self.unchanged += int(counts.get("unchanged", 0))
+        self.created += _whole(counts, "created")
+        self.updated += _whole(counts, "updated")
+        self.unchanged += _whole(counts, "unchanged")
 
     def to_dict(self) -> dict[str, Any]:
+        """The summary; `errors` holds the first errors found (by line), `error_count` all."""
         return {
             "file": self.file,
             "format": self.format,
+            "dry_run": self.dry_run,
             "rows": self.rows,
             "created": self.created,
             "updated": self.updated,
             "unchanged": self.unchanged,
             "bad_rows": self.bad_rows,
             "skipped": self.skipped,
-            "errors": [error.to_dict() for error in sorted(self.errors, key=_by_line)],
+            "error_count": self.errors.count,
+            "errors_omitted": self.errors.omitted,
+            "errors": [error.to_dict() for error in sorted(self.errors.kept, key=_by_line)],
         }
+
+
+def _whole(counts: dict[str, Any], key: str) -> int:
+    value = counts.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ServerError(f"central's import answer has a {key!r} that is not a whole number")
+    return value
 
 
 def register(root: typer.Typer) -> None:
@@ -91,27 +102,33 @@ def import_file(
             "--format", help="File format (default: from the extension).", show_default=False
         ),
     ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check every row and send nothing (no central).")
+    ] = False,
     json_out: JsonFlag = False,
 ) -> None:
     """Import categories, products and stock from CSV or JSON Lines (idempotent upsert).
 
-    Every row is checked first and bad rows are reported by line number; good rows are
-    sent in chunks, each applied atomically. Exits 1 if any row was bad.
+    Every row is checked first and bad rows are reported by line number (the first 100,
+    and how many in all); good rows are sent in chunks, each applied atomically. Files of
+    any size are read as a stream. Exits 1 if any row was bad.
 
     Example: invctl import catalog.csv --all-or-nothing
     """
     state = state_of(ctx, json_out)
-    central = state.central()
-    from invctl.importfile import read_file
+    central = None if dry_run else state.central()
+    from invctl.importfile import checked_file
 
     chosen = _format_of(file, file_format)
-    parsed = read_file(file, chosen)
-    report = ImportReport(str(file), chosen, len(parsed.rows) + parsed.bad_lines, parsed.errors)
-    if parsed.errors and all_or_nothing:
-        report.skipped = len(parsed.rows)
-        state.out.note("--all-or-nothing: bad rows were found, so nothing was sent")
-    else:
-        send_rows(central, parsed.rows, report, chunk_size, all_or_nothing, state.out)
+    with checked_file(file, chosen) as checked:
+        report = ImportReport(str(file), chosen, checked.rows, checked.errors, dry_run=dry_run)
+        if central is None:
+            state.out.note(f"--dry-run: {checked.good_rows} good rows; nothing was sent")
+        elif checked.errors.count and all_or_nothing:
+            report.skipped = checked.good_rows
+            state.out.note("--all-or-nothing: bad rows were found, so nothing was sent")
+        else:
+            send_rows(central, checked, report, chunk_size, all_or_nothing, state.out)
     state.out.emit(report.to_dict(), render=summary_view)
     if report.bad_rows or report.skipped:
         raise typer.Exit(ExitCode.ERROR)
@@ -132,20 +149,21 @@ def _format_of(path: Path, chosen: Format | None) -> str:
 
 def send_rows(
     client: ApiClient,
-    rows: list[Row],
+    checked: CheckedFile,
     report: ImportReport,
     chunk_size: int,
     stop_on_reject: bool,
     out: Output,
 ) -> None:
-    """Send `rows` in chunks; a rejected chunk is reported and, if asked, stops the import."""
-    chunks = [rows[start : start + chunk_size] for start in range(0, len(rows), chunk_size)]
-    with out.progress(len(rows), "Importing") as advance:
-        for index, chunk in enumerate(chunks):
+    """Send the good rows in chunks; a rejected chunk is reported and, if asked, stops."""
+    sent = 0
+    with out.progress(checked.good_rows, "Importing") as advance:
+        for chunk in checked.chunks(chunk_size):
             accepted = _send_chunk(client, chunk, report, out)
+            sent += len(chunk)
             advance(len(chunk))
             if not accepted and stop_on_reject:
-                report.skipped += sum(len(rest) for rest in chunks[index + 1 :])
+                report.skipped += checked.good_rows - sent
                 out.note("--all-or-nothing: central rejected a chunk; the rest was not sent")
                 return
 
@@ -157,7 +175,7 @@ def _send_chunk(client: ApiClient, chunk: list[Row], report: ImportReport, out: 
         if err.code != "import.invalid":
             raise
         errors = _rejected_rows(err, chunk)
-        report.errors += errors
+        report.errors.add(errors)
         report.skipped += len(chunk) - len({e.line for e in errors} & {r["line"] for r in chunk})
         return False
     except InvctlError:
@@ -197,9 +215,10 @@ def summary_view(data: Any) -> Iterable[RenderableType]:
     yield summary
     errors = data["errors"]
     if errors:
-        yield rows_table(errors[:SHOWN_ERRORS], ("line", "code", "message"), title="Bad rows")
-    if len(errors) > SHOWN_ERRORS:
-        yield Text(f"... and {len(errors) - SHOWN_ERRORS} more; use --json to see all")
+        yield rows_table(errors, ("line", "code", "message"), title="Bad rows")
+    if data["errors_omitted"]:
+        more, total = data["errors_omitted"], data["error_count"]
+        yield Text(f"... and {more:,} more row errors ({total:,} in all)")
     if errors or data["skipped"]:
         yield Text("Fix the bad rows and run the import again; applied rows stay unchanged.")
 

@@ -10,7 +10,7 @@ import typer
 
 from invctl.context import state_of
 from invctl.options import JsonFlag
-from invctl.output import rows_table
+from invctl.output import rendered, rows_table
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -82,7 +82,7 @@ def resync(ctx: typer.Context, no_wait: NoWaitFlag = False, json_out: JsonFlag =
 
     state = state_of(ctx, json_out)
     agent = state.agent()
-    started = agent.post("/sync/resync")
+    started = agent.post("/sync/resync", json={})  # the agent takes a POST only as JSON
     state.out.note(f"resync started; meanwhile {started.get('unavailable_meanwhile', '')}")
     if no_wait:
         state.out.emit(started)
@@ -117,10 +117,13 @@ def _watch(state: Any, fetch: Callable[[], Any], render: Any, interval: float) -
     from rich.console import Console, Group
     from rich.live import Live
 
-    with Live(Group(*render(fetch())), console=Console(), auto_refresh=False) as live:
+    def view() -> Group:
+        return Group(*rendered(fetch(), render=render))
+
+    with Live(view(), console=Console(highlight=False), auto_refresh=False) as live:
         while True:
             time.sleep(interval)
-            live.update(Group(*render(fetch())), refresh=True)
+            live.update(view(), refresh=True)
 
 
 def fleet_view(now: Callable[[], datetime]) -> Callable[[Any], Iterable[RenderableType]]:
