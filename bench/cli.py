@@ -12,7 +12,16 @@ import sys
 import time
 import uuid
 
-from bench.common import BIN, RUN, machine_facts, ms, security_mode, start_kafka, verdict
+from bench.common import (
+    BIN,
+    RUN,
+    machine_facts,
+    module_args,
+    ms,
+    security_mode,
+    start_kafka,
+    verdict,
+)
 from bench.stack import agent_process, catalog_rows, central_process, seed_central, sqlite_url
 
 
@@ -81,8 +90,8 @@ def report(rows: list[tuple[str, list[float]]], runs: int, quick: bool) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    print(run(quick="--quick" in argv, plaintext="--plaintext" in argv))
+    args = module_args("bench.cli", __doc__, argv)
+    print(run(quick=args.quick, plaintext=args.plaintext))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import statistics
@@ -169,6 +170,28 @@ def start_mariadb(port: int = 13406) -> tuple[str, Callable[[], None]]:
         )
 
     return started.stdout.strip().splitlines()[-1], stop
+
+
+def add_mode_options(parser: argparse.ArgumentParser) -> None:
+    """--quick and --plaintext: `python -m bench` and each benchmark module's own `main`."""
+    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    parser.add_argument(
+        "--plaintext",
+        action="store_true",
+        help="Kafka without TLS, logins or ACLs (to measure what security costs)",
+    )
+
+
+def module_args(prog: str, doc: str | None, argv: list[str] | None) -> argparse.Namespace:
+    """The command line of `python -m bench.NAME`: --help prints the module's docstring and
+    runs nothing."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {prog}",
+        description=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_mode_options(parser)
+    return parser.parse_args(argv)
 
 
 def ms(seconds: float) -> str:

@@ -7,7 +7,6 @@ last agent takes to catch up once writes stop.
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 import uuid
@@ -15,7 +14,7 @@ from contextlib import ExitStack
 
 import httpx
 
-from bench.common import RUN, machine_facts, percentile, security_mode, start_kafka
+from bench.common import RUN, machine_facts, module_args, percentile, security_mode, start_kafka
 from bench.stack import agent_process, catalog_rows, central_process, seed_central, sqlite_url
 from bench.sync_latency import admin_headers
 
@@ -108,8 +107,8 @@ def report(
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    print(run(quick="--quick" in argv, plaintext="--plaintext" in argv))
+    args = module_args("bench.fanout", __doc__, argv)
+    print(run(quick=args.quick, plaintext=args.plaintext))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from bench.common import (
     RUN,
     Sample,
     machine_facts,
+    module_args,
     ms,
     run_clients,
     security_mode,
@@ -220,8 +221,8 @@ def run(quick: bool = False, plaintext: bool = False) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    report = run(quick="--quick" in argv, plaintext="--plaintext" in argv)
+    args = module_args("bench.orders", __doc__, argv)
+    report = run(quick=args.quick, plaintext=args.plaintext)
     print(report)
     if os.environ.get("BENCH_OUT"):
         Path(os.environ["BENCH_OUT"]).write_text(report)

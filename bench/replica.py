@@ -40,7 +40,7 @@ import httpx
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KafkaTopicPartition
 
-from bench.common import BIN, RUN, machine_facts, security_mode, start_kafka, verdict
+from bench.common import BIN, RUN, machine_facts, module_args, security_mode, start_kafka, verdict
 from bench.stack import clean_environ
 from invwire.identity import consumer_group
 from storeagent.replica.db import META_EVENTS_APPLIED, open_replica
@@ -343,8 +343,8 @@ def method(sizes: Sizes) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    report = run(quick="--quick" in argv, plaintext="--plaintext" in argv)
+    args = module_args("bench.replica", __doc__, argv)
+    report = run(quick=args.quick, plaintext=args.plaintext)
     print(report)
     if os.environ.get("BENCH_OUT"):
         Path(os.environ["BENCH_OUT"]).write_text(report)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import sys
 import threading
 import time
 import uuid
@@ -22,7 +21,16 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import RUN, machine_facts, ms, percentile, security_mode, start_kafka, verdict
+from bench.common import (
+    RUN,
+    machine_facts,
+    module_args,
+    ms,
+    percentile,
+    security_mode,
+    start_kafka,
+    verdict,
+)
 from bench.stack import agent_process, catalog_rows, central_process, seed_central, sqlite_url
 from tests.support.kafka_security import KafkaCluster
 
@@ -245,8 +253,8 @@ def report(
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    print(run(quick="--quick" in argv, plaintext="--plaintext" in argv))
+    args = module_args("bench.sync_latency", __doc__, argv)
+    print(run(quick=args.quick, plaintext=args.plaintext))
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ from central.metrics import Metrics
 from central.outbox import Publisher, Relay, outbox_backlog
 from central.revocations import RevocationRetrier
 from central.security import TokenConfig
-from central.services.fleet import LagReader
-from central.services.identities import KafkaIdentities
+from central.services.fleet import LagReader, duplicate_agents
+from central.services.identities import KafkaIdentities, grant_store_access
 from central.settings import Settings
 from central.uow import Clock, SystemClock, UnitOfWork
 from invwire.logs import EventLog
@@ -96,6 +96,7 @@ def bootstrap(
             settings, db, clock, publisher, central.metrics, central.identities
         )
     central.metrics.watch_backlog(lambda: outbox_backlog(db))
+    central.metrics.watch_agents(lambda: duplicate_agents(central.uow()))
     if settings.kafka:
         from central.kafka import KafkaLagReader, client_config
 
@@ -141,7 +142,7 @@ def build_relay(
             settings.replication_factor,
             security=client_config(settings),
             admin_security=client_config(settings, admin=True),
-            prepare=relay_access(settings, identities),
+            prepare=relay_access(settings, identities, db),
         )
     return Relay(
         db,
@@ -154,19 +155,27 @@ def build_relay(
 
 
 def relay_access(
-    settings: Settings, identities: KafkaIdentities | None
+    settings: Settings, identities: KafkaIdentities | None, db: peewee.Database | None = None
 ) -> Callable[[], None] | None:
-    """With the admin credential, the relay's own user gets its SCRAM credential (the
-    configured password) and its ACLs before its first publish."""
-    if identities is None or not settings.kafka_username:
+    """With the admin credential, before the relay's first publish: the relay's own user gets
+    its SCRAM credential (the configured password) and its ACLs, and (with `db`) every active
+    store key the store grants of today (services.identities.grant_store_access)."""
+    if identities is None:
         return None
     username = settings.kafka_username
-    if username == settings.kafka_admin_username:
+    as_admin = bool(username) and username == settings.kafka_admin_username
+    if as_admin:
         log.warning("relay.runs_as_admin", username=username)
+    relay_user = username if username and not as_admin else None
+    if relay_user is None and db is None:
         return None
 
     def grant() -> None:
-        identities.provision(username, settings.kafka_password, relay_grants(settings.topic_prefix))
-        log.info("kafka.relay_access", username=username)
+        if relay_user is not None:
+            grants = relay_grants(settings.topic_prefix)
+            identities.provision(relay_user, settings.kafka_password, grants)
+            log.info("kafka.relay_access", username=relay_user)
+        if db is not None:
+            grant_store_access(db, identities)
 
     return grant

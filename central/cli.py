@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from central.errors import CentralError
+from central.errors import CentralError, ConfigError
 
 app = typer.Typer(
     help="invctl central: the inventory API and its Kafka outbox relay.",
@@ -28,6 +29,21 @@ DatabaseOpt = Annotated[
     str | None, typer.Option("--database-url", help="Overrides INVCTL_DATABASE_URL.")
 ]
 KafkaOpt = Annotated[str | None, typer.Option("--kafka", help="Overrides INVCTL_KAFKA.")]
+CertOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--ssl-certfile",
+        help="Serve HTTPS with this PEM certificate (chain); with --ssl-keyfile. "
+        "Env: INVCTL_SSL_CERTFILE.",
+    ),
+]
+KeyOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--ssl-keyfile",
+        help="The certificate's private key (PEM, unencrypted, mode 600). Env: INVCTL_SSL_KEYFILE.",
+    ),
+]
 
 
 def _settings(**overrides: Any) -> Any:
@@ -48,10 +64,13 @@ def serve(
     dev: DevOpt = False,
     database_url: DatabaseOpt = None,
     kafka: KafkaOpt = None,
+    ssl_certfile: CertOpt = None,
+    ssl_keyfile: KeyOpt = None,
 ) -> None:
     """Serve the HTTP API (and, unless --no-relay, the outbox relay).
 
     Example: INVCTL_JWT_SECRET=$(openssl rand -hex 32) central serve --port 8000
+    --ssl-certfile /etc/invctl/central.pem --ssl-keyfile /etc/invctl/central.key
     """
     import uvicorn
 
@@ -67,10 +86,13 @@ def serve(
         dev=dev or None,
         database_url=database_url,
         kafka=kafka,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
     )
     configure_logging(s.log_level)
     _favour_latency()
     central = bootstrap(s)
+    _warn_if_plain_http(s)  # once the configuration is known to be good: else one line only
     server_config = uvicorn.Config(
         create_app(central),
         host=s.host,
@@ -78,6 +100,14 @@ def serve(
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=5,
+        ssl_certfile=s.ssl_certfile or None,
+        ssl_keyfile=s.ssl_keyfile or None,
+        # Over limit_concurrency, uvicorn answers 503 itself (docs/central.md). h11 pinned:
+        # the header limit is h11's, and another installed parser would ignore it.
+        http="h11",
+        limit_concurrency=s.limit_concurrency,
+        backlog=s.backlog,
+        h11_max_incomplete_event_size=s.max_header_bytes,
     )
     server = uvicorn.Server(server_config)
     # uvicorn re-raises the signal it caught once it has shut down, to whatever handler was
@@ -108,7 +138,7 @@ def relay(
     s = _settings(config=config, dev=dev or None, database_url=database_url, kafka=kafka)
     configure_logging(s.log_level)
     if not s.kafka:
-        raise CentralError("INVCTL_KAFKA is not set: the relay has nowhere to publish")
+        raise ConfigError("INVCTL_KAFKA is not set: the relay has nowhere to publish")
     central = bootstrap(s, with_relay=True)
     assert central.relay is not None
     relay_ = central.relay
@@ -138,8 +168,8 @@ def create_admin(
     from central.services import accounts
     from central.services.principal import Role
 
-    password = sys.stdin.readline().rstrip("\n") if password_stdin else _prompt_password()
     s = _settings(config=config, dev=dev or None, database_url=database_url)
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else _prompt_password()
     central = bootstrap(s, with_relay=False)
     try:
         user = accounts.create_user(
@@ -166,6 +196,20 @@ def migrate(
     typer.echo("schema is up to date")
 
 
+def _warn_if_plain_http(s: Any) -> None:
+    """Plain HTTP beyond loopback is allowed (a TLS proxy may terminate in front), but said."""
+    from invwire.logs import EventLog
+    from invwire.transport import is_loopback_host
+
+    if not s.ssl_certfile and not is_loopback_host(s.host):
+        EventLog("central").warning(
+            "serve.plain_http",
+            host=s.host,
+            hint="passwords, tokens and store keys cross the network in clear unless a TLS "
+            "proxy terminates in front; or serve HTTPS with --ssl-certfile/--ssl-keyfile",
+        )
+
+
 def _favour_latency() -> None:
     """Hand the GIL over every 0.5 ms instead of 5 ms: the relay, Kafka's IO thread and the
     request threads pass work to each other, and each hand-off could otherwise wait 5 ms."""
@@ -180,8 +224,23 @@ def _prompt_password() -> str:
 
 
 def main() -> None:
+    """The one boundary: a configuration error is one line on stderr and exit 2; any other
+    error is logged (with its traceback, as one JSON line), then one line, and exit 1."""
+    from invwire.logs import EventLog, configure_logging
+
+    os.umask(0o077)  # central.db, its -wal and -shm, the dev secret: this user's only
+    configure_logging("WARNING")  # until a command knows the configured level
     try:
         app()
+    except ConfigError as exc:
+        _fail(2, exc.message, exc.code)
     except CentralError as exc:
-        typer.echo(f"central: {exc.message} [{exc.code}]", err=True)
-        sys.exit(2 if exc.code == "config.invalid" else 1)
+        _fail(1, exc.message, exc.code)
+    except Exception as exc:
+        EventLog("central").error("central.crashed", exc=True, error=type(exc).__name__)
+        _fail(1, f"internal error: {type(exc).__name__}: {exc} (traceback logged)", "internal")
+
+
+def _fail(code: int, message: str, error_code: str) -> None:
+    typer.echo(f"central: {' '.join(message.splitlines())} [{error_code}]", err=True)
+    sys.exit(code)

@@ -12,9 +12,13 @@ import peewee
 from playhouse.pool import PooledMySQLDatabase, PooledSqliteDatabase
 from playhouse.shortcuts import ReconnectMixin
 
-from central.errors import ConfigError
+from central.errors import ConfigError, DatabaseConfigError
+from invwire.files import UnusableFile, prepare_sqlite_file
+from invwire.logs import EventLog
 
 M = TypeVar("M", bound=peewee.Model)
+log = EventLog("central.db")
+CONNECT_TIMEOUT_S = 5  # a database that does not answer at start is a configuration error
 
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
@@ -49,23 +53,58 @@ class ReconnectingMySQL(ReconnectMixin, PooledMySQLDatabase):
 
 
 def connect(url: str) -> peewee.Database:
+    """The database of INVCTL_DATABASE_URL, connected once: a URL, file or server that cannot
+    be used is a DatabaseConfigError (exit 2 at the command line), not a later failure."""
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
-        return _sqlite(parsed.path)
-    if parsed.scheme in {"mysql", "mariadb"}:
-        return _mysql(url)
-    raise ConfigError(
-        f"unsupported database URL scheme {parsed.scheme!r}: use sqlite:///PATH or "
-        "mysql://USER:PASSWORD@HOST:PORT/DB"
-    )
+        where = _sqlite_path(parsed.path)
+        db = _sqlite(where)
+    elif parsed.scheme in {"mysql", "mariadb"}:
+        db, where = _mysql(url), _server(url)
+    else:
+        raise ConfigError(
+            f"unsupported database URL scheme {parsed.scheme!r}: use sqlite:///PATH or "
+            "mysql://USER:PASSWORD@HOST:PORT/DB"
+        )
+    _try_connection(db, where)
+    return db
 
 
-def _sqlite(raw_path: str) -> peewee.Database:
+def _try_connection(db: peewee.Database, where: str) -> None:
+    try:
+        with db.connection_context():
+            db.execute_sql("SELECT 1")
+    except (peewee.DatabaseError, peewee.InterfaceError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise DatabaseConfigError(f"cannot use the database {where}: {reason}") from None
+
+
+def _server(url: str) -> str:
+    """HOST:PORT/DB of a MySQL URL, for messages: never its user or password."""
+    parsed = urlparse(url)
+    return f"{parsed.hostname or '127.0.0.1'}:{_port(url)}/{parsed.path.lstrip('/')}"
+
+
+def _port(url: str) -> int:
+    try:
+        return urlparse(url).port or 3306
+    except ValueError:
+        raise DatabaseConfigError(
+            "the port in INVCTL_DATABASE_URL is not a number from 1 to 65535: "
+            "mysql://USER:PASSWORD@HOST:PORT/DB"
+        ) from None
+
+
+def _sqlite_path(raw_path: str) -> str:
     path = raw_path[1:] if raw_path.startswith("//") else raw_path
     if not path:
         raise ConfigError("the sqlite URL has no path: use sqlite:///relative.db or sqlite:////abs")
+    return path
+
+
+def _sqlite(path: str) -> peewee.Database:
     if path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        _private_file(Path(path))
     # BEGIN IMMEDIATE takes the write lock up front, so two writers never deadlock on upgrade.
     return SerializedSqlite(
         path,
@@ -75,6 +114,17 @@ def _sqlite(raw_path: str) -> peewee.Database:
         stale_timeout=300,
         check_same_thread=False,
     )
+
+
+def _private_file(path: Path) -> None:
+    """A new database file is made 0600; a wider existing one is tightened, with a warning
+    (refusing to start would be harsher for the same result)."""
+    try:
+        was = prepare_sqlite_file(path)
+    except UnusableFile as exc:
+        raise DatabaseConfigError(exc.message, path=str(path)) from None
+    if was is not None:
+        log.warning("database.mode_tightened", path=str(path), mode_was=f"{was:o}", mode="600")
 
 
 def _mysql(url: str) -> peewee.Database:
@@ -87,12 +137,12 @@ def _mysql(url: str) -> peewee.Database:
         user=unquote(parsed.username or ""),
         password=unquote(parsed.password or ""),
         host=parsed.hostname or "127.0.0.1",
-        port=parsed.port or 3306,
+        port=_port(url),
         charset="utf8mb4",
         max_connections=64,
         stale_timeout=300,
         timeout=10,
-        connect_timeout=5,
+        connect_timeout=CONNECT_TIMEOUT_S,
     )
 
 

@@ -33,15 +33,20 @@ __all__ = [
     "CategoryNotFound",
     "CentralError",
     "ConfigError",
+    "ConfigFileInsecure",
     "Conflict",
+    "DatabaseConfigError",
     "DatabaseUnavailable",
     "DuplicateLine",
     "Forbidden",
     "IdempotencyKeyRequired",
     "IdempotencyMismatch",
+    "ImportBatchFull",
+    "ImportBatchNotFound",
     "ImportInvalid",
     "InactiveSku",
     "InsufficientStock",
+    "InvalidActive",
     "InvalidInput",
     "InvalidKind",
     "InvalidName",
@@ -51,19 +56,27 @@ __all__ = [
     "InvalidRole",
     "InvalidSku",
     "KafkaUnavailable",
+    "LastAdmin",
     "NameTooLong",
     "NegativeStock",
     "NotFound",
     "OrderNotFound",
     "ProductExists",
     "ProductNotFound",
+    "StaffStoreInactive",
     "StoreExists",
+    "StoreInactive",
     "StoreNotFound",
+    "Throttled",
+    "TooManyImportBatches",
     "Unavailable",
+    "UnknownField",
     "UnknownSku",
     "UserExists",
+    "UserNotFound",
     "WeakPassword",
     "WireError",
+    "WrongPassword",
 ]
 
 
@@ -103,10 +116,42 @@ class ImportInvalid(InvalidInput):
     code = "import.invalid"
 
 
+class InvalidActive(InvalidInput):
+    """An import row's active must be true or false."""
+
+    code = "active.invalid"
+
+
+class ImportBatchNotFound(CentralError):
+    """No such import batch: it was committed, discarded, or expired after an hour unused."""
+
+    code = "import.batch_not_found"
+    status = 404
+
+
+class ImportBatchFull(Conflict):
+    """The import batch holds as many rows as one batch may; nothing of this request was
+    staged."""
+
+    code = "import.batch_full"
+
+
+class TooManyImportBatches(Conflict):
+    """Too many import batches are open; commit or discard one, or wait an hour."""
+
+    code = "import.too_many_batches"
+
+
 class InvalidKind(InvalidInput):
     """An import row's kind must be category, product or stock."""
 
     code = "kind.invalid"
+
+
+class UnknownField(InvalidInput):
+    """An import row has a field central does not know."""
+
+    code = "field.unknown"
 
 
 class NotFound(CentralError):
@@ -220,3 +265,62 @@ class ConfigError(CentralError):
 
     code = "config.invalid"
     status = 500
+
+
+# --- the lives of users and stores -----------------------------------------------------------
+
+
+class UserNotFound(NotFound):
+    """No such user."""
+
+    code = "user.not_found"
+
+
+class LastAdmin(Conflict):
+    """The last active admin cannot be disabled or given another role; make another first."""
+
+    code = "user.last_admin"
+
+
+class StoreInactive(Conflict):
+    """The store is deactivated; activate it first."""
+
+    code = "store.inactive"
+
+
+class StaffStoreInactive(Forbidden):
+    """Your store is deactivated; an admin can activate it again."""
+
+    code = "auth.store_inactive"
+
+
+class WrongPassword(InvalidInput):
+    """The current password is wrong."""
+
+    code = "password.wrong"
+
+
+class Throttled(CentralError):
+    """Too many failed logins; try again later."""
+
+    code = "auth.throttled"
+    status = 429
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            f"too many failed logins; try again in {retry_after} seconds",
+            retry_after=retry_after,
+        )
+        self.retry_after = retry_after
+
+
+class ConfigFileInsecure(ConfigError):
+    """A file holding secrets is accessible to other users; run chmod 600 on it."""
+
+    code = "config.file_insecure"
+
+
+class DatabaseConfigError(ConfigError):
+    """The database named by INVCTL_DATABASE_URL cannot be used."""
+
+    code = "config.database"

@@ -259,6 +259,12 @@ class KafkaAdminIdentities:
             if created["failed"]:
                 raise KafkaError(f"ACLs refused: {created['failed']}")
 
+    def grant(self, username: str, grants: Sequence[Grant]) -> None:
+        with self._admin("grant", username) as admin:
+            created = admin.create_acls([_acl(username, grant) for grant in grants])
+            if created["failed"]:
+                raise KafkaError(f"ACLs refused: {created['failed']}")
+
     def remove(self, username: str) -> None:
         from kafka.admin import (
             ACLFilter,

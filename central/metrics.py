@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import peewee
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -70,6 +70,11 @@ class Metrics:
         """The outbox backlog is counted at scrape time, so it is exact and costs nothing idle."""
         self.registry.register(_BacklogCollector(backlog))
 
+    def watch_agents(self, duplicates: Callable[[], Mapping[str, list[str]]]) -> None:
+        """Stores with agent processes running at once, read at scrape time (for each store,
+        their instance ids: services.fleet.duplicate_agents)."""
+        self.registry.register(_DuplicateAgentsCollector(duplicates))
+
 
 class _BacklogCollector(Collector):
     def __init__(self, backlog: Callable[[], int]) -> None:
@@ -85,4 +90,25 @@ class _BacklogCollector(Collector):
             # A scrape during a database outage reports no value, not an error.
             log.warning("metrics.backlog_unavailable", error=str(exc)[:200])
             return
+        yield family
+
+
+class _DuplicateAgentsCollector(Collector):
+    def __init__(self, duplicates: Callable[[], Mapping[str, list[str]]]) -> None:
+        self._duplicates = duplicates
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "invctl_store_duplicate_agents",
+            "1 while agent processes run at once for the store (duplicate_agents in the "
+            "fleet view): an operator mistake",
+            labels=["store"],
+        )
+        try:
+            duplicates = self._duplicates()
+        except (peewee.OperationalError, peewee.InterfaceError) as exc:
+            log.warning("metrics.agents_unavailable", error=str(exc)[:200])
+            return
+        for store, instance_ids in sorted(duplicates.items()):
+            family.add_metric([store], 1.0 if instance_ids else 0.0)
         yield family

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import peewee
+from playhouse.migrate import SchemaMigrator
+from playhouse.migrate import migrate as apply_operations
 
 from central import models
 
@@ -43,11 +45,32 @@ def _kafka_revocations(db: peewee.Database) -> None:
     db.create_tables([models.KafkaRevocation])
 
 
+def _token_versions_and_login_throttle(db: peewee.Database) -> None:
+    # Migration 1 creates `users` from the current model, so a database made since this
+    # migration was written has the column already.
+    if "token_version" not in {column.name for column in db.get_columns("users")}:
+        migrator = SchemaMigrator.from_database(db)
+        column = peewee.BigIntegerField(default=1)
+        apply_operations(migrator.add_column("users", "token_version", column))
+    db.create_tables([models.LoginCounter], safe=True)
+
+
+def _agent_instances(db: peewee.Database) -> None:
+    db.create_tables([models.AgentInstance])
+
+
+def _import_batches(db: peewee.Database) -> None:
+    db.create_tables([models.ImportBatch, models.StagedRow])
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _initial),
     (2, "orders and order lines", _orders),
     (3, "store heartbeats", _store_status),
     (4, "pending Kafka identity revocations", _kafka_revocations),
+    (5, "user token versions and login throttling", _token_versions_and_login_throttle),
+    (6, "the last heartbeat of each agent instance", _agent_instances),
+    (7, "staged import batches", _import_batches),
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 
 import peewee
@@ -100,6 +101,12 @@ class ApiKey(BaseModel):
         table_name = "store_api_keys"
 
 
+def first_token_version() -> int:
+    """A new user's token version starts at random: SQLite may give a re-created user the
+    row id of a deleted one, and then it must still not match the old user's tokens."""
+    return secrets.randbelow(2**31) + 1
+
+
 class User(BaseModel):
     id = peewee.AutoField()
     username = peewee.CharField(max_length=64, unique=True)
@@ -108,6 +115,8 @@ class User(BaseModel):
     store_id = peewee.CharField(max_length=64, null=True)
     active = peewee.BooleanField(default=True)
     created_at = Timestamp(default=utcnow)
+    # Every token carries it; bumping it revokes every token issued before.
+    token_version = peewee.BigIntegerField(default=first_token_version)
 
     class Meta:
         table_name = "users"
@@ -158,6 +167,23 @@ class StoreStatus(BaseModel):
         table_name = "store_status"
 
 
+class AgentInstance(BaseModel):
+    """The last heartbeat of each agent process (its instance id) of a store: two live at
+    once for one store is an operator mistake that the fleet view flags. An instance quiet
+    for long is pruned as its store's heartbeats come."""
+
+    store_id = peewee.CharField(max_length=64)
+    instance_id = peewee.CharField(max_length=64)
+    first_seen = Timestamp()
+    last_seen = Timestamp()
+    every_s = peewee.FloatField(null=True)  # its heartbeat interval, as it said
+    report = peewee.TextField(default="{}")
+
+    class Meta:
+        table_name = "agent_instances"
+        primary_key = peewee.CompositeKey("store_id", "instance_id")
+
+
 class KafkaRevocation(BaseModel):
     """A Kafka user whose credential and ACLs are still to be deleted (usernames are not
     secret); the revocation retrier drains this table."""
@@ -192,6 +218,45 @@ class RelayLease(BaseModel):
         table_name = "relay_lease"
 
 
+class LoginCounter(BaseModel):
+    """Recent failed logins of one username or one client address, for throttling. The key
+    is a SHA-256, so what someone typed as a username is not kept."""
+
+    key = peewee.CharField(max_length=64, primary_key=True)
+    failures = peewee.IntegerField(default=0)
+    last_at = Timestamp(index=True)
+
+    class Meta:
+        table_name = "login_counters"
+
+
+class ImportBatch(BaseModel):
+    """A staged import (`POST /import/batches`): its rows wait in import_staged_rows until a
+    commit applies them all in one transaction."""
+
+    id = peewee.CharField(max_length=36, primary_key=True)
+    owner = peewee.CharField(max_length=100)  # the principal's actor; only it may use it
+    rows = peewee.BigIntegerField(default=0)
+    size = peewee.BigIntegerField(default=0)  # bytes of staged rows
+    created_at = Timestamp(default=utcnow)
+    touched_at = Timestamp(default=utcnow)
+
+    class Meta:
+        table_name = "import_batches"
+
+
+class StagedRow(BaseModel):
+    """One checked import row of a batch, as JSON, in the order it was sent."""
+
+    id = peewee.BigAutoField()
+    batch_id = peewee.CharField(max_length=36)
+    payload = peewee.TextField()
+
+    class Meta:
+        table_name = "import_staged_rows"
+        indexes = ((("batch_id", "id"), False),)
+
+
 class SchemaMigration(BaseModel):
     version = peewee.IntegerField(primary_key=True)
     name = peewee.CharField(max_length=100)
@@ -215,5 +280,9 @@ ALL_MODELS: list[type[BaseModel]] = [
     Order,
     OrderLine,
     StoreStatus,
+    AgentInstance,
     KafkaRevocation,
+    LoginCounter,
+    ImportBatch,
+    StagedRow,
 ]

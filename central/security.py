@@ -78,14 +78,21 @@ class TokenConfig:
 
 @dataclass(frozen=True)
 class TokenClaims:
+    """`subject` is the username, for people to read; authorization keys on `user_id` and
+    `token_version` (claims `uid` and `ver`), which a token without them cannot pass."""
+
     subject: str
     role: str
     store_id: str | None
+    user_id: int | None = None
+    token_version: int | None = None
 
 
 def issue_token(config: TokenConfig, claims: TokenClaims, now: datetime) -> str:
     payload = {
         "sub": claims.subject,
+        "uid": claims.user_id,
+        "ver": claims.token_version,
         "role": claims.role,
         "store": claims.store_id,
         "iss": config.issuer,
@@ -112,4 +119,14 @@ def read_token(config: TokenConfig, token: str) -> TokenClaims:
         raise AuthInvalid("the token has expired; log in again") from None
     except jwt.PyJWTError:
         raise AuthInvalid("the token is invalid") from None
-    return TokenClaims(str(payload["sub"]), str(payload.get("role", "")), payload.get("store"))
+    return TokenClaims(
+        str(payload["sub"]),
+        str(payload.get("role", "")),
+        payload.get("store"),
+        _whole_number(payload.get("uid")),
+        _whole_number(payload.get("ver")),
+    )
+
+
+def _whole_number(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

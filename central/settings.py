@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
-import stat
+import ssl
 import tomllib
+from collections import Counter
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from central.errors import ConfigError
+from central.errors import ConfigError, ConfigFileInsecure
+from invwire.files import not_private, shared_mode
 
 MIN_SECRET_BYTES = 32
+# A JWT secret also needs variety: 32 spaces, or "abab...", are long but guessable.
+MIN_SECRET_DISTINCT_CHARS = 10
+MIN_SECRET_ENTROPY_BITS = 80  # estimated from character frequencies; random hex of 32+ has ~90+
+MIN_TOKEN_TTL_S = 60
+MAX_TOKEN_TTL_S = 24 * 3600
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 ENV_NAMES = {
     "database_url": "INVCTL_DATABASE_URL",
@@ -29,6 +38,14 @@ ENV_NAMES = {
     "kafka_password": "INVCTL_KAFKA_PASSWORD",
     "kafka_admin_username": "INVCTL_KAFKA_ADMIN_USERNAME",
     "kafka_admin_password_file": "INVCTL_KAFKA_ADMIN_PASSWORD_FILE",
+    "ssl_certfile": "INVCTL_SSL_CERTFILE",
+    "ssl_keyfile": "INVCTL_SSL_KEYFILE",
+    "max_body_bytes": "INVCTL_MAX_BODY_BYTES",
+    "max_import_bytes": "INVCTL_MAX_IMPORT_BYTES",
+    "limit_concurrency": "INVCTL_LIMIT_CONCURRENCY",
+    "backlog": "INVCTL_BACKLOG",
+    "max_header_bytes": "INVCTL_MAX_HEADER_BYTES",
+    "api_docs": "INVCTL_API_DOCS",
 }
 
 KAFKA_PROTOCOLS = ("PLAINTEXT", "SASL_SSL")
@@ -70,6 +87,30 @@ class Settings:
     kafka_admin_username: str = ""
     kafka_admin_password_file: str = ""
     kafka_admin_password: str = field(default="", repr=False)
+    # HTTPS for `serve`: a PEM certificate (chain) and its private key (a 0600 file).
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    # Login throttling (central.services.throttle): a limit of 0 switches that key off.
+    login_user_limit: int = 5
+    login_address_limit: int = 20
+    login_window_seconds: int = 900
+    login_lock_seconds: int = 60
+    login_max_lock_seconds: int = 900
+    # The HTTP edge. A body over its limit is answered 413 before it is read (invwire.limits).
+    max_body_bytes: int = 1024 * 1024
+    # An import's body is read and parsed before its caller is authenticated, so its limit is
+    # what anyone may make central parse: the largest request the route takes, 1,000 rows of
+    # the longest valid text (2,400 characters a row) with every character sent as a 6-byte
+    # \uXXXX escape, is about 14.7 MB. invctl sends 500 rows a request, as UTF-8.
+    max_import_bytes: int = 16 * 1024 * 1024
+    # uvicorn answers 503 (text/plain) to a request arriving while this many connections are
+    # open or requests in progress. Idle keep-alive connections count, so it must stay well
+    # above the fleet's connections (an agent holds one or two); it stays below the usual
+    # 1,024 open files, so overload is a 503 rather than failed accept()s.
+    limit_concurrency: int = 512
+    backlog: int = 2048  # connections the kernel queues before central accepts them
+    max_header_bytes: int = 16 * 1024  # the request line and headers (h11's default)
+    api_docs: bool = True  # /docs, /redoc and /openapi.json
 
     @property
     def kafka_admin(self) -> bool:
@@ -97,10 +138,14 @@ def load(
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    """The file may hold the JWT secret or a password, so only its owner may read it."""
     try:
+        _check_private(path, "config file")
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     section = data.get("central", data)
@@ -143,9 +188,110 @@ def _finish(settings: Settings) -> Settings:
         settings = replace(settings, jwt_secret=_dev_secret())
     if len(settings.jwt_secret.encode()) < MIN_SECRET_BYTES:
         raise ConfigError(f"INVCTL_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes long")
-    if settings.token_ttl_seconds <= 0:
-        raise ConfigError("token_ttl_seconds must be positive")
-    return _kafka_security(settings)
+    weakness = None if settings.dev else secret_weakness(settings.jwt_secret)
+    if weakness:
+        raise ConfigError(
+            f"INVCTL_JWT_SECRET is guessable ({weakness}): set it to a random string, "
+            "e.g. `openssl rand -hex 32`"
+        )
+    if not MIN_TOKEN_TTL_S <= settings.token_ttl_seconds <= MAX_TOKEN_TTL_S:
+        raise ConfigError(
+            f"INVCTL_TOKEN_TTL (token_ttl_seconds) must be {MIN_TOKEN_TTL_S} to "
+            f"{MAX_TOKEN_TTL_S} seconds, got {settings.token_ttl_seconds}"
+        )
+    if not 0 <= settings.port <= 65535:
+        raise ConfigError(f"port must be 0 to 65535, got {settings.port}")
+    settings = replace(settings, log_level=_log_level(settings.log_level))
+    _check_http_limits(settings)
+    return _kafka_security(_tls(settings))
+
+
+# Each HTTP limit's range: 0 or less is a mistake, and so is a number no server should take.
+HTTP_LIMITS = {
+    "max_body_bytes": (1, 1024**3),
+    "max_import_bytes": (1, 1024**3),
+    "limit_concurrency": (1, 100_000),
+    "backlog": (1, 65_535),
+    "max_header_bytes": (1024, 1024**2),
+}
+
+
+def _check_http_limits(settings: Settings) -> None:
+    for name, (low, high) in HTTP_LIMITS.items():
+        value = getattr(settings, name)
+        if not low <= value <= high:
+            raise ConfigError(
+                f"{ENV_NAMES[name]} ({name}) must be a whole number from {low} to {high}, "
+                f"got {value}"
+            )
+
+
+def secret_weakness(secret: str) -> str | None:
+    """Why a JWT secret of the right length is still guessable, or None when it is not."""
+    counts = Counter(secret)
+    if len(counts) < MIN_SECRET_DISTINCT_CHARS:
+        return (
+            f"only {len(counts)} different characters; at least "
+            f"{MIN_SECRET_DISTINCT_CHARS} are needed"
+        )
+    if _repeats_a_shorter_string(secret):
+        return "it repeats a shorter string"
+    bits = -sum(n * math.log2(n / len(secret)) for n in counts.values())
+    if bits < MIN_SECRET_ENTROPY_BITS:
+        return f"about {bits:.0f} bits of entropy; at least {MIN_SECRET_ENTROPY_BITS} are needed"
+    return None
+
+
+def _repeats_a_shorter_string(text: str) -> bool:
+    """Whether `text` is one shorter piece repeated (e.g. "0123456789" four times): such a
+    text is found inside its own doubling, shifted by less than its length."""
+    return text in (text + text)[1:-1]
+
+
+def _log_level(raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(
+            f"INVCTL_LOG_LEVEL (log_level) must be one of {', '.join(LOG_LEVELS)}, got {raw!r}"
+        )
+    return level
+
+
+def _tls(settings: Settings) -> Settings:
+    """Both files or neither; the key private; the pair loadable (checked now, not by the
+    first client). The paths are kept expanded, as uvicorn will open them."""
+    cert, key = settings.ssl_certfile, settings.ssl_keyfile
+    if not cert and not key:
+        return settings
+    if not (cert and key):
+        raise ConfigError(
+            "INVCTL_SSL_CERTFILE and INVCTL_SSL_KEYFILE (--ssl-certfile, --ssl-keyfile) go "
+            "together: set both for HTTPS, or neither"
+        )
+    cert_path, key_path = Path(cert).expanduser(), Path(key).expanduser()
+    try:
+        for path in (cert_path, key_path):
+            path.open("rb").close()
+        _check_private(key_path, "TLS key file")
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        # an encrypted key would make OpenSSL prompt on the terminal; an empty passphrase fails
+        context.load_cert_chain(cert_path, key_path, password=lambda: b"")
+    except OSError as exc:
+        if isinstance(exc, ssl.SSLError):
+            raise ConfigError(
+                f"cannot use the TLS certificate {cert_path} with the key {key_path}: "
+                f"{exc.reason or exc} (PEM files, the key unencrypted and matching the "
+                "certificate)"
+            ) from None
+        raise ConfigError(f"cannot read TLS file {exc.filename}: {exc.strerror or exc}") from None
+    return replace(settings, ssl_certfile=str(cert_path), ssl_keyfile=str(key_path))
+
+
+def _check_private(path: Path, what: str) -> None:
+    """Refuse a secret file its group or other users may access (stat's OSError passes)."""
+    mode = path.stat().st_mode
+    if shared_mode(mode):
+        raise ConfigFileInsecure(not_private(path, what, mode), path=str(path))
 
 
 def _kafka_security(settings: Settings) -> Settings:
@@ -192,6 +338,8 @@ def _kafka_security(settings: Settings) -> Settings:
             f"INVCTL_KAFKA_CA_FILE {settings.kafka_ca_file} is not a file: point it at the "
             "cluster's CA certificate (PEM), or unset it to trust the system's CAs"
         )
+    if settings.kafka_ca_file and not os.access(settings.kafka_ca_file, os.R_OK):
+        raise ConfigError(f"cannot read INVCTL_KAFKA_CA_FILE {settings.kafka_ca_file}")
     missing = [
         name
         for name, value in (
@@ -225,11 +373,8 @@ def read_secret_file(path: Path, name: str) -> str:
         raise ConfigError(f"cannot read {name} {path}: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{name} {path} is not UTF-8 text") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(
-            f"{name} {path} is accessible to other users (mode {stat.S_IMODE(mode):o}); "
-            f"run: chmod 600 {path}"
-        )
+    if shared_mode(mode):
+        raise ConfigFileInsecure(not_private(path, name, mode), path=str(path))
     if not secret:
         raise ConfigError(f"{name} {path} is empty")
     return secret

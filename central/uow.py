@@ -19,6 +19,8 @@ from central.db import write_turn
 from central.models import Outbox, utcnow
 from invwire.events import Event, encode
 
+OUTBOX_INSERT_CHUNK = 500
+
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
@@ -100,4 +102,7 @@ class UnitOfWork:
                     "created_at": now,
                 }
             )
-        Outbox.insert_many(rows).execute()
+        # A few hundred rows a statement: a staged import's commit records one event a row,
+        # and one INSERT of them all would pass SQLite's bound on parameters.
+        for chunk in peewee.chunked(rows, OUTBOX_INSERT_CHUNK):
+            Outbox.insert_many(chunk).execute()

@@ -6,12 +6,15 @@ use so that `invctl --help` stays fast.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from invctl import __version__
 from invctl.errors import (
     AuthError,
+    ConfigError,
     InvalidRequestError,
     InvctlError,
     NotFoundError,
@@ -21,6 +24,8 @@ from invctl.errors import (
 )
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx
 
 _STATUS_ERRORS: dict[int, type[InvctlError]] = {
@@ -29,6 +34,8 @@ _STATUS_ERRORS: dict[int, type[InvctlError]] = {
     403: AuthError,
     404: NotFoundError,
     409: RefusedError,
+    415: InvalidRequestError,
+    421: InvalidRequestError,
     422: InvalidRequestError,
     502: UnavailableError,
     503: UnavailableError,
@@ -56,8 +63,14 @@ class ApiClient:
         headers: dict[str, str],
         transport: httpx.BaseTransport | None = None,
         auth_hint: str | None = None,
+        verify: ssl.SSLContext | bool = True,
+        write_headers: Callable[[], dict[str, str]] | None = None,
     ) -> None:
+        """`write_headers` are asked for when a request may change something (not GET or
+        HEAD): the agent's terminal token, read only when it is needed."""
         self.target = target
+        self._verify = verify
+        self._write_headers = write_headers
         self.timeout = timeout
         self.auth_hint = auth_hint
         self._headers = headers
@@ -77,16 +90,24 @@ class ApiClient:
         return self.request("DELETE", path)
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self.exchange(method, path, **kwargs)[0]
+
+    def exchange(self, method: str, path: str, **kwargs: Any) -> tuple[Any, dict[str, str]]:
+        """request(), with the answer's headers (lower-case names), e.g. idempotent-replayed."""
         import httpx
 
+        if self._write_headers is not None and method not in ("GET", "HEAD"):
+            kwargs["headers"] = {**self._write_headers(), **(kwargs.get("headers") or {})}
         try:
             response = self._client().request(method, self.target.prefix + path, **kwargs)
         except httpx.TimeoutException as exc:
-            raise self._unreachable(f"timed out after {self.timeout:g}s") from exc
+            waited = kwargs.get("timeout", self.timeout)  # a request may wait longer
+            raise self._unreachable(f"timed out after {waited:g}s") from exc
         except httpx.TransportError as exc:
             raise self._unreachable(_reason(exc)) from exc
         if response.is_success:
-            return _decode_success(response, self.target)
+            headers = {name.lower(): value for name, value in response.headers.items()}
+            return _decode_success(response, self.target), headers
         raise error_from_response(response, self.target, auth_hint=self.auth_hint)
 
     def close(self) -> None:
@@ -96,11 +117,19 @@ class ApiClient:
 
     def _client(self) -> httpx.Client:
         if self._http is None:
-            self._http = build_http(self.target, self.timeout, self._headers, self._transport)
+            self._http = build_http(
+                self.target, self.timeout, self._headers, self._transport, verify=self._verify
+            )
         return self._http
 
     def _unreachable(self, reason: str) -> UnavailableError:
         name, url = self.target.name, self.target.url
+        if "CERTIFICATE_VERIFY_FAILED" in reason:
+            return UnavailableError(
+                f"cannot verify the TLS certificate of the {name} at {url}: {reason}",
+                code="tls.verify_failed",
+                hint="if a private CA signed it, pass --ca-file CA.pem (INVCTL_CA_FILE)",
+            )
         return UnavailableError(
             f"cannot reach the {name} at {url}: {reason}",
             hint=f"is the {name} running at {url}? (set it with --{name} URL)",
@@ -112,6 +141,8 @@ def build_http(
     timeout: float,
     headers: dict[str, str],
     transport: httpx.BaseTransport | None = None,
+    *,
+    verify: ssl.SSLContext | bool = True,
 ) -> httpx.Client:
     import httpx
 
@@ -120,7 +151,25 @@ def build_http(
         timeout=httpx.Timeout(timeout),
         headers={"User-Agent": f"invctl/{__version__}", **headers},
         transport=transport,
+        verify=verify,
     )
+
+
+def tls_context(ca_file: Path) -> ssl.SSLContext:
+    """Verify servers against the CA certificate(s) in `ca_file` (PEM) instead of the system's,
+    for a central or agent whose certificate a private CA signed."""
+    import ssl
+
+    try:
+        return ssl.create_default_context(cafile=str(ca_file))
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(
+            f"cannot use the CA file {ca_file}: {reason}",
+            code="config.ca_file",
+            hint="point --ca-file (INVCTL_CA_FILE) at the PEM certificate of the CA that "
+            "signed the server's certificate",
+        ) from None
 
 
 def error_from_response(
@@ -160,6 +209,8 @@ def _hint(status: int, target: Target, auth_hint: str | None, request_id: str | 
         return auth_hint or "run `invctl login`"
     if status == 403:
         return "your role does not allow this; check `invctl whoami`"
+    if status == 421:
+        return f"address the {target.name} by a loopback name, e.g. http://127.0.0.1:PORT"
     if status in (502, 503, 504):
         return f"the {target.name} at {target.url} is not ready; try again shortly"
     if status >= 500:

@@ -1,12 +1,14 @@
 """Where invctl keeps its settings (`config.toml`) and logins (`credentials.json`).
 
 Nothing here runs at import time; paths and environment variables are read when asked.
-Tokens are only ever written to the credentials file (mode 0600), never printed.
+Both files are written mode 0600 in a 0700 directory; tokens are only ever written to the
+credentials file, never printed, and a credentials file others may read is refused.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,19 +16,85 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from invctl.errors import ConfigError
+from invwire.files import shared_mode
+from invwire.transport import is_plain_http_to_remote
 
 DEFAULT_AGENT = "http://127.0.0.1:8787"
-CONFIG_KEYS = ("agent", "central")
+CONFIG_KEYS = ("agent", "central", "agent_token_file")
+AGENT_TOKEN_FILE_NAME = "terminal.token"  # noqa: S105 (a file name, not a secret)
 API_PREFIX = "/api/v1"
 
 
+CONFIG_DIR_ENV = "INVCTL_CONFIG_DIR"
+
+
 def config_dir() -> Path:
-    override = os.environ.get("INVCTL_CONFIG_DIR")
+    override = os.environ.get(CONFIG_DIR_ENV)
     if override:
         return Path(override)
     import platformdirs
 
     return Path(platformdirs.user_config_dir("invctl"))
+
+
+def default_agent_token_file() -> Path:
+    """Where an agent run with its default replica path makes its terminal token (the user
+    data directory): on a developer's machine invctl finds it without a setting."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("invctl")) / AGENT_TOKEN_FILE_NAME
+
+
+@dataclass(frozen=True)
+class AgentTokenFile:
+    """The store agent's terminal token, sent with every POST to the agent (a sale, a
+    resync). The agent makes the file (mode 0600) beside its replica; reads need no token."""
+
+    path: Path
+
+    def headers(self) -> dict[str, str]:
+        """The Authorization header, or none when there is no file (the agent then answers
+        401 agent.token_required, and `hint` says where invctl looked)."""
+        token = self.read()
+        return {} if token is None else {"Authorization": f"Bearer {token}"}
+
+    def read(self) -> str | None:
+        try:
+            mode = self.path.stat().st_mode
+            text = self.path.read_text(encoding="ascii")
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            message = f"cannot read the agent token file {self.path}: {reason}"
+            raise self._unusable(message) from None
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(
+                f"the agent token file {self.path} is accessible to other users "
+                f"(mode {stat.S_IMODE(mode):o})",
+                code="config.agent_token_insecure",
+                hint=f"run: chmod 600 {self.path}",
+            )
+        token = text.strip()
+        if not token or not all(33 <= ord(char) <= 126 for char in token):
+            raise self._unusable(f"the agent token file {self.path} holds no usable token")
+        return token
+
+    def hint(self) -> str:
+        found = "" if self.path.exists() else " (there is no such file)"
+        return (
+            f"selling or a resync needs the agent's terminal token; invctl reads it from "
+            f"{self.path}{found}: copy the agent's terminal.token there (mode 600), or name it "
+            "with --agent-token-file, INVCTL_AGENT_TOKEN_FILE or "
+            "`invctl config set agent_token_file PATH`"
+        )
+
+    def _unusable(self, message: str) -> ConfigError:
+        return ConfigError(
+            message,
+            code="config.agent_token",
+            hint="copy the agent's terminal.token (beside its replica) there, mode 600",
+        )
 
 
 def normalize_url(url: str) -> str:
@@ -41,6 +109,19 @@ def normalize_url(url: str) -> str:
             hint="URLs look like http://127.0.0.1:8787",
         )
     return cleaned
+
+
+def refuse_plain_http(name: str, url: str) -> None:
+    """Plain http:// is for this machine only: to another one, the password, token or key
+    sent with the request could be read on the network (--insecure overrides)."""
+    if is_plain_http_to_remote(url):
+        raise ConfigError(
+            f"refusing plain HTTP to the {name} at {url}: passwords, tokens and keys would "
+            "cross the network in clear",
+            code="config.insecure_transport",
+            hint="use an https:// URL (--ca-file for a private CA), or pass --insecure "
+            "(INVCTL_INSECURE=1) on a network you trust",
+        )
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
@@ -101,7 +182,7 @@ class ConfigFile:
             values.pop(key, None)
         else:
             values[key] = value
-        atomic_write(self.path, _to_toml(values).encode("utf-8"), mode=0o644)
+        atomic_write(self.path, _to_toml(values).encode("utf-8"), mode=0o600)
 
     def _broken(self, reason: str) -> ConfigError:
         return ConfigError(
@@ -157,6 +238,7 @@ class CredentialStore:
         import json
 
         try:
+            self._check_private()
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return {}
@@ -164,6 +246,18 @@ class CredentialStore:
             return {}
         logins = data.get("logins") if isinstance(data, dict) else None
         return logins if isinstance(logins, dict) else {}
+
+    def _check_private(self) -> None:
+        """invctl writes it 0600; wider, someone else may have read the tokens in it."""
+        mode = self.path.stat().st_mode
+        if shared_mode(mode):
+            raise ConfigError(
+                f"{self.path} holds login tokens and is accessible to other users "
+                f"(mode {stat.S_IMODE(mode):o})",
+                code="config.file_insecure",
+                hint=f"run: chmod 600 {self.path} (and `invctl login` again if others could "
+                "have read it)",
+            )
 
     def _write(self, logins: dict[str, Any]) -> None:
         import json

@@ -8,29 +8,37 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
-from invctl.client import ApiClient, Target
+from invctl.client import ApiClient, Target, tls_context
 from invctl.config import (
     API_PREFIX,
+    CONFIG_KEYS,
     DEFAULT_AGENT,
+    AgentTokenFile,
     ConfigFile,
     CredentialStore,
     config_dir,
+    default_agent_token_file,
     normalize_url,
+    refuse_plain_http,
 )
 from invctl.errors import ConfigError
 from invctl.output import Output
 from invwire.rules import is_request_id
+from invwire.transport import is_plain_http_to_remote
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx
 
 
@@ -53,13 +61,32 @@ class Deps:
     now: Callable[[], datetime] = _utcnow
 
 
+class Origin(StrEnum):
+    """Where a setting's value came from, most explicit first."""
+
+    flag = "flag"
+    env = "env"
+    file = "config file"
+    default = "default"
+    unset = "unset"
+
+
+# Reads go to central only when central is named more explicitly than the agent.
+_EXPLICITNESS = {Origin.flag: 3, Origin.env: 2, Origin.file: 1, Origin.default: 0, Origin.unset: -1}
+
+
 @dataclass(frozen=True)
 class GlobalOptions:
     agent: str | None = None
     central: str | None = None
     timeout: float = 10.0
     json: bool = False
-    reads_from_central: bool = False
+    output: str = "table"  # table, tsv or json (invctl.output.OutputFormat), resolved
+    utc: bool = False
+    sources: Mapping[str, Origin] = field(default_factory=dict)  # options given, and how
+    insecure: bool = False  # plain http:// to another machine was allowed (--insecure)
+    ca_file: Path | None = None  # verify https:// servers against this CA (--ca-file)
+    agent_token_file: Path | None = None  # the agent's terminal token (--agent-token-file)
 
 
 @dataclass(frozen=True)
@@ -120,34 +147,84 @@ class State:
     def central_auth(self) -> CentralAuth:
         return resolve_auth(self.central_url(), self.credentials, self.deps.now())
 
+    def agent_token(self) -> AgentTokenFile:
+        """--agent-token-file (INVCTL_AGENT_TOKEN_FILE), else the config file's
+        agent_token_file, else where an agent with its default replica path makes it."""
+        named = self.options.agent_token_file or self._file_values.get("agent_token_file")
+        return AgentTokenFile(Path(named).expanduser() if named else default_agent_token_file())
+
     def agent(self) -> ApiClient:
-        return self._client(Target("agent", self.agent_url()), {}, None)
+        token = self.agent_token()
+        target = Target("agent", self.agent_url())
+        return self._client(target, {}, token.hint(), write_headers=token.headers)
 
     def central(self) -> ApiClient:
         auth = self.central_auth()
         target = Target("central", self.central_url(), API_PREFIX)
         return self._client(target, auth.headers, auth.hint)
 
+    def origin(self, name: str) -> Origin:
+        """Where setting `name` (agent, central, agent_token_file, or a global option) came
+        from: a flag, an environment variable, the config file, or the default."""
+        given = self.options.sources.get(name)
+        if given is not None:
+            return given
+        if name in CONFIG_KEYS and name in self._file_values:
+            return Origin.file
+        return Origin.unset if name == "central" else Origin.default  # central has no default
+
+    def reads_from(self) -> str:
+        """`central` when central is named more explicitly than the agent, else `agent`.
+
+        One rule for every source: a flag beats an environment variable, which beats the
+        config file, which beats the default (only the agent has one); a tie reads the
+        agent. So INVCTL_CENTRAL alone, or `central` alone in the config file, sends reads
+        to central; naming the agent as explicitly keeps them at the agent.
+        """
+        central, agent = self.origin("central"), self.origin("agent")
+        return "central" if _EXPLICITNESS[central] > _EXPLICITNESS[agent] else "agent"
+
     def reader(self) -> ApiClient:
-        """Reads go to the local agent unless central was named more explicitly than the agent
-        (a flag beats the environment, which beats the config file)."""
-        return self.central() if self.options.reads_from_central else self.agent()
+        """The agent or central, by `reads_from`."""
+        return self.central() if self.reads_from() == "central" else self.agent()
 
     def close(self) -> None:
         for client in self._clients.values():
             client.close()
         self._clients.clear()
 
-    def _client(self, target: Target, headers: dict[str, str], hint: str | None) -> ApiClient:
+    def _client(
+        self,
+        target: Target,
+        headers: dict[str, str],
+        hint: str | None,
+        write_headers: Callable[[], dict[str, str]] | None = None,
+    ) -> ApiClient:
         if target.name not in self._clients:
+            self._check_transport(target)
             self._clients[target.name] = ApiClient(
                 target,
                 timeout=self.options.timeout,
                 headers={"X-Request-ID": self.request_id, **headers},
                 transport=self.deps.transport,
                 auth_hint=hint,
+                verify=self._verify,
+                write_headers=write_headers,
             )
         return self._clients[target.name]
+
+    def _check_transport(self, target: Target) -> None:
+        if not self.options.insecure:
+            refuse_plain_http(target.name, target.url)
+        elif is_plain_http_to_remote(target.url):
+            self.out.warn(
+                f"--insecure: talking to the {target.name} at {target.url} without TLS; "
+                "passwords, tokens and keys sent to it can be read on the network"
+            )
+
+    @cached_property
+    def _verify(self) -> ssl.SSLContext | bool:
+        return True if self.options.ca_file is None else tls_context(self.options.ca_file)
 
 
 def resolve_auth(central_url: str, store: CredentialStore, now: datetime) -> CentralAuth:

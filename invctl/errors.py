@@ -117,5 +117,19 @@ class ImportFileError(InvctlError):
     code = "import.file"
 
 
+def recast(err: InvctlError, cls: type[InvctlError], hint: str | None = None) -> InvctlError:
+    """`err` as a `cls` (so with its exit code), keeping what the server said; `hint`
+    replaces the hint when given."""
+    if type(err) is cls and hint is None:
+        return err
+    return cls(
+        err.message,
+        code=err.code,
+        hint=hint or err.hint,
+        details=err.details,
+        request_id=err.request_id,
+    )
+
+
 def _first_line(text: str | None) -> str:
     return (text or "error").strip().splitlines()[0]

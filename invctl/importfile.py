@@ -80,8 +80,13 @@ class ErrorLog:
 
     def add(self, errors: Sequence[RowError]) -> None:
         """Log the errors of one row, or of one chunk central rejected (distinct lines)."""
-        self.count += len(errors)
-        self.bad_lines += len({error.line for error in errors})
+        self.add_reported(errors, len(errors), len({error.line for error in errors}))
+
+    def add_reported(self, errors: Sequence[RowError], count: int, bad_lines: int) -> None:
+        """Log an answer that lists `errors`, of `count` errors on `bad_lines` lines in all
+        (central lists the first 100 and counts the rest)."""
+        self.count += max(count, len(errors))
+        self.bad_lines += max(bad_lines, len({error.line for error in errors}))
         room = self.keep - len(self.kept)
         if room > 0:
             self.kept.extend(errors[:room])

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
 
 from invctl import __version__
 from invctl.commands import (
@@ -17,19 +17,26 @@ from invctl.commands import (
     importer,
     orders,
     product,
+    sales,
     stock,
     store,
     sync,
     user,
 )
-from invctl.context import Deps, GlobalOptions, State
+from invctl.context import Deps, GlobalOptions, Origin, State
 from invctl.errors import InvctlError
+from invctl.help import HelpGroup, adopt
 from invctl.options import JsonFlag
-from invctl.output import Output
+from invctl.output import Output, OutputFormat, Style, default_format, use_style
 
 
-class InvctlGroup(TyperGroup):
-    """The root group: the one place where errors become output and an exit code."""
+class InvctlGroup(HelpGroup):
+    """The root group: the one place where errors become output and an exit code, and where
+    every command gets invctl's help layout (`invctl.help`)."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        adopt(self)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -63,6 +70,7 @@ app = typer.Typer(
     name="invctl",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help and usage errors: wrapped as prose, no colour, no boxes
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -93,10 +101,31 @@ def root(
             envvar="INVCTL_CENTRAL",
             metavar="URL",
             show_default=False,
-            help="Central API URL (default: config file). Also sends reads to central.",
+            help="Central API URL (default: config file). Also sends reads to central, "
+            "unless the agent is named as explicitly.",
         ),
     ] = None,
     json: JsonFlag = False,
+    output: Annotated[
+        OutputFormat | None,
+        typer.Option(
+            "--output",
+            "-o",
+            envvar="INVCTL_OUTPUT",
+            show_default=False,
+            help="How data is printed: table (the default on a terminal), tsv (tab-separated "
+            "lines with a header; the default when stdout is not a terminal) or json "
+            "(the same as --json).",
+        ),
+    ] = None,
+    utc: Annotated[
+        bool,
+        typer.Option(
+            "--utc",
+            envvar="INVCTL_UTC",
+            help="Show times in UTC (marked Z) instead of local time.",
+        ),
+    ] = False,
     timeout: Annotated[
         float,
         typer.Option(
@@ -107,6 +136,37 @@ def root(
             help="HTTP timeout per request.",
         ),
     ] = 10.0,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            envvar="INVCTL_INSECURE",
+            help="Allow plain http:// to another machine (passwords, tokens and keys then "
+            "cross the network in clear). Without it such URLs are refused (exit 2).",
+        ),
+    ] = False,
+    ca_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--ca-file",
+            envvar="INVCTL_CA_FILE",
+            metavar="FILE",
+            show_default=False,
+            help="Verify https:// servers against this CA certificate (PEM) instead of the "
+            "system's.",
+        ),
+    ] = None,
+    agent_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--agent-token-file",
+            envvar="INVCTL_AGENT_TOKEN_FILE",
+            metavar="FILE",
+            show_default=False,
+            help="The store agent's terminal token, sent with sales and resyncs (default: "
+            "config file, else terminal.token in the user data directory).",
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version."),
@@ -114,18 +174,33 @@ def root(
 ) -> None:
     """Inventory CLI for store staff, ops and admins (agent or central).
 
-    Reads go to the local store agent; admin commands go to central.
+    Reads go to the local store agent, or to central when central is named more
+    explicitly than the agent: a flag beats an environment variable, which beats the
+    config file (`invctl config show --origin` says which applies). Admin commands go to
+    central.
+
+    Data prints as a table on a terminal, as tab-separated lines when stdout is not one,
+    or as JSON (--json); times in local time to the second (--utc for UTC). Tables show
+    ids by their first 8 characters.
+
     Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 refused, 5 unavailable, 6 auth.
 
-    Example: invctl --central http://central:8000 --json product list
+    Example: invctl --central https://central.example.net --json product list
     """
     deps = ctx.obj if isinstance(ctx.obj, Deps) else Deps()
+    shown = OutputFormat.json if json else output or default_format()
+    use_style(Style(format=shown, utc=utc))
     options = GlobalOptions(
         agent=agent,
         central=central,
         timeout=timeout,
-        json=json,
-        reads_from_central=central is not None and _named_more_explicitly(ctx, "central", "agent"),
+        json=shown is OutputFormat.json,
+        output=shown,
+        utc=utc,
+        sources=_given(ctx),
+        insecure=insecure,
+        ca_file=ca_file,
+        agent_token_file=agent_token_file,
     )
     state = State(options, deps)
     ctx.obj = state
@@ -133,18 +208,34 @@ def root(
 
 
 # By name: typer ships its own copy of click, so its ParameterSource is not click's.
-_SOURCE_RANK = {"COMMANDLINE": 2, "ENVIRONMENT": 1}
+_GIVEN_AS = {"COMMANDLINE": Origin.flag, "ENVIRONMENT": Origin.env}
 
 
-def _named_more_explicitly(ctx: typer.Context, first: str, second: str) -> bool:
-    def rank(name: str) -> int:
-        source = ctx.get_parameter_source(name)
-        return _SOURCE_RANK.get(source.name, 0) if source is not None else 0
+def _given(ctx: typer.Context) -> dict[str, Origin]:
+    """The global options given on the command line or in the environment, and which."""
+    given: dict[str, Origin] = {}
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name) if param.name else None
+        origin = _GIVEN_AS.get(source.name) if source is not None else None
+        if param.name and origin is not None:
+            given[param.name] = origin
+    return given
 
-    return rank(first) > rank(second)
 
-
-for module in (auth, buy, orders, category, product, stock, store, user, sync, importer, config):
+for module in (
+    auth,
+    buy,
+    orders,
+    sales,
+    category,
+    product,
+    stock,
+    store,
+    user,
+    sync,
+    importer,
+    config,
+):
     module.register(app)
 
 

@@ -1,13 +1,16 @@
-"""The one output sink: rich tables for people, stable JSON for scripts.
+"""The one output sink: tables for people, tab-separated lines for pipes, JSON for scripts.
 
 Data goes to stdout; notes, warnings, progress and (in human mode) errors go to stderr,
 so `invctl --json ... | jq` always sees clean JSON. rich is imported only when rendering.
+How data looks is decided once per invocation (`invctl.style`: the format, the time style,
+colour) and drawn by `invctl.views` (tables that fit 80 columns, short ids, tsv).
 
 Text from servers and files is of unknown origin: every string that reaches a terminal
 passes through here and is escaped (`invwire.text.escape_for_terminal`), so an ESC, a
 bidi override or a lone surrogate shows as `\\x1b`, `\\u202e`, `\\ud800` instead of acting
-on the terminal. Strings reach rich only as `Text`, never as markup, so `[bold]` prints
-as typed. JSON escapes the same characters as `\\uXXXX`, so it stays the exact data.
+on the terminal (a tab or a newline in a tsv field shows as `\\x09`, `\\x0a`, so a field
+is always one field). Strings reach rich only as `Text`, never as markup, so `[bold]`
+prints as typed. JSON escapes the same characters as `\\uXXXX`, so it stays the exact data.
 """
 
 from __future__ import annotations
@@ -16,40 +19,68 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from invctl.errors import InvctlError
+from invctl.style import (
+    OutputFormat,
+    Style,
+    current_style,
+    default_format,
+    people_time,
+    styled,
+    use_style,
+    wants_color,
+)
+from invctl.views import (
+    Column,
+    Columns,
+    RecordView,
+    TableView,
+    _columns,
+    cell,
+    tsv_text,
+)
 from invwire.text import escape_for_terminal, is_refused_char
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
-    from rich.table import Table
-    from rich.text import Text
+
+__all__ = [
+    "Column",
+    "Columns",
+    "Output",
+    "OutputFormat",
+    "Renderer",
+    "Style",
+    "cell",
+    "current_style",
+    "default_format",
+    "detail_lines",
+    "people_time",
+    "record_view",
+    "rendered",
+    "rows_table",
+    "terminal_safe",
+    "to_json",
+    "use_style",
+]
 
 MAX_LISTED_ERRORS = 20
-
-
-@dataclass(frozen=True)
-class Column:
-    key: str
-    header: str = ""
-    justify: Literal["left", "right"] = "left"
-
-    @property
-    def title(self) -> str:
-        return self.header or self.key.replace("_", " ")
-
-
-Columns = Sequence[str | Column]
 Renderer = Callable[[Any], Iterable["RenderableType"]]
 
 
 class Output:
-    def __init__(self, *, json_mode: bool) -> None:
-        self.json_mode = json_mode
+    def __init__(self, *, json_mode: bool = False, style: Style | None = None) -> None:
+        chosen = style or current_style()
+        self.style = replace(chosen, format=OutputFormat.json) if json_mode else chosen
+
+    @property
+    def json_mode(self) -> bool:
+        return self.style.json
 
     def emit(
         self,
@@ -63,9 +94,23 @@ class Output:
         if self.json_mode:
             typer.echo(to_json(data))
             return
-        console = _console()
-        for renderable in rendered(data, table=table, title=title, render=render):
-            console.print(renderable)
+        with styled(self.style):
+            blocks = rendered(data, table=table, title=title, render=render)
+            if self.style.format is OutputFormat.tsv:
+                typer.echo(tsv_text(blocks), nl=False)
+                return
+            console = _console()
+            for block in blocks:
+                console.print(block)
+
+    def emit_line(self, data: Any, *, render: Renderer | None = None) -> None:
+        """One item of a stream (`--watch`): JSON on a single line (JSON Lines); for people,
+        as `emit` prints it, then a blank line."""
+        if self.json_mode:
+            typer.echo(to_json(data, one_line=True))
+            return
+        self.emit(data, render=render)
+        typer.echo("")
 
     def done(self, data: Any, message: str) -> None:
         """Report a finished action: `data` as JSON, or `message` for people."""
@@ -78,18 +123,23 @@ class Output:
         typer.echo(escape_for_terminal(text), err=True)
 
     def warn(self, text: str) -> None:
-        typer.secho(f"warning: {escape_for_terminal(text)}", fg="yellow", err=True)
+        self._to_stderr(f"warning: {escape_for_terminal(text)}", "yellow")
 
     def error(self, err: InvctlError) -> None:
         if self.json_mode:
             typer.echo(to_json({"error": err.to_dict()}))
             return
-        headline = f"error: {err.message} [{err.code}]"
-        typer.secho(escape_for_terminal(headline), fg="red", err=True)
+        self._to_stderr(escape_for_terminal(f"error: {err.message} [{err.code}]"), "red")
         for line in detail_lines(err.details):
             typer.echo(f"  {line}", err=True)
         if err.hint:
             typer.echo(f"hint: {escape_for_terminal(err.hint)}", err=True)
+
+    def _to_stderr(self, line: str, color: str) -> None:
+        if wants_color(typer.get_text_stream("stderr")):
+            typer.secho(line, fg=color, err=True, color=True)  # click would strip it in a pipe
+        else:
+            typer.echo(line, err=True)
 
     @contextmanager
     def progress(self, total: int, description: str) -> Iterator[Callable[[int], None]]:
@@ -143,11 +193,19 @@ def terminal_safe(data: Any) -> Any:
 _MAYBE_REFUSED = re.compile(r"[^\x00-\x7e]")
 
 
-def to_json(data: Any) -> str:
-    """Stable, readable JSON in which no string character can act on a terminal."""
+def to_json(data: Any, *, one_line: bool = False) -> str:
+    """Stable, readable JSON in which no string character can act on a terminal; with
+    `one_line`, compact on a single line (a JSON Lines record)."""
     import json
 
-    text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+    text = json.dumps(
+        data,
+        indent=None if one_line else 2,
+        separators=(",", ":") if one_line else None,
+        sort_keys=True,
+        ensure_ascii=False,
+        default=str,
+    )
     if text.isascii() and "\x7f" not in text:
         return text
     return _MAYBE_REFUSED.sub(_json_escape, text)
@@ -166,56 +224,17 @@ def _json_escape(match: re.Match[str]) -> str:
     return f"\\u{code:04x}"
 
 
-def cell(value: Any) -> str:
-    """A value as terminal-safe text for a table cell or a detail line."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, dict | list):
-        import json
-
-        return escape_for_terminal(json.dumps(value, sort_keys=True, ensure_ascii=False))
-    return escape_for_terminal(str(value))
-
-
 def rows_table(
     rows: Sequence[Mapping[str, Any]], columns: Columns | None, title: str | None
-) -> Table:
-    from rich.table import Table
-    from rich.text import Text
-
-    spec = _columns(columns, rows)
-    shown_title = None if title is None else _plain(title)
-    table = Table(title=shown_title, title_justify="left", header_style="bold")
-    table.caption = None if rows else "(none)"
-    for column in spec:
-        table.add_column(_plain(column.title), justify=column.justify, overflow="fold")
-    for row in rows:
-        table.add_row(*(Text(cell(row.get(column.key))) for column in spec))
-    return table
+) -> TableView:
+    return TableView(rows, _columns(columns, rows), title)
 
 
 def record_view(
     record: Mapping[str, Any], columns: Columns | None, title: str | None
 ) -> list[RenderableType]:
     """A title line and a two-column grid of field names and values."""
-    from rich.table import Table
-    from rich.text import Text
-
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
-    grid.add_column(overflow="fold")
-    for column in _columns(columns, [record]):
-        grid.add_row(_plain(column.title), Text(cell(record.get(column.key))))
-    return [_plain(title, style="bold underline"), grid] if title else [grid]
-
-
-def _plain(text: str, style: str = "") -> Text:
-    """`text` for rich as literal, terminal-safe text: never read as markup."""
-    from rich.text import Text
-
-    return Text(escape_for_terminal(text), style=style)
+    return [RecordView(record, _columns(columns, [record]), title)]
 
 
 def detail_lines(details: Mapping[str, Any]) -> list[str]:
@@ -251,15 +270,6 @@ def _line_error(item: object) -> str:
     where = f"line {cell(item['line'])}: " if "line" in item else ""
     code = f" [{cell(item['code'])}]" if item.get("code") else ""
     return f"{where}{cell(item.get('message', ''))}{code}"
-
-
-def _columns(columns: Columns | None, rows: Sequence[Mapping[str, Any]]) -> list[Column]:
-    if columns is None:
-        keys: dict[str, None] = {}
-        for row in rows:
-            keys.update(dict.fromkeys(row))
-        columns = list(keys)
-    return [c if isinstance(c, Column) else Column(c) for c in columns]
 
 
 def _console(*, stderr: bool = False) -> Console:

@@ -27,8 +27,9 @@ from invwire.errors import (
     UnknownType,
     UnsupportedSchema,
 )
-from invwire.rules import MAX_EVENT_BYTES, is_sku
-from invwire.topics import TOPIC_CATEGORY, TOPIC_INVENTORY, TOPIC_PRODUCT
+from invwire.orders import CENTRAL_STATUSES, STATUS_VERSIONS
+from invwire.rules import MAX_EVENT_BYTES, is_sku, is_store_id
+from invwire.topics import TOPIC_CATEGORY, TOPIC_INVENTORY, TOPIC_ORDER, TOPIC_PRODUCT
 
 SCHEMA_VERSION = 1
 STOCK_REASONS = frozenset({"order", "cancel", "adjust", "set", "import", "create"})
@@ -104,7 +105,45 @@ class StockChanged:
         return asdict(self)
 
 
-Event = CategoryChanged | ProductChanged | StockChanged
+@dataclass(frozen=True, slots=True)
+class OrderUpdated:
+    """An order's status changed at central after it was placed (it was cancelled).
+
+    Only what its store needs to show the change: every store may read the topic (Kafka's
+    ACLs are per topic), so the event carries no lines, prices or users, and each agent keeps
+    only its own store's. `version` is the status's place in the order's one-way life
+    (invwire.orders.STATUS_VERSIONS)."""
+
+    order_id: str
+    store_id: str
+    status: str
+    version: int
+    cancelled_at: str | None = None  # RFC 3339, UTC
+
+    topic = TOPIC_ORDER
+    type = "order.updated"
+
+    @property
+    def key(self) -> str:
+        return self.order_id
+
+    def data(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def order_updated(
+    order_id: str, store_id: str, status: str, cancelled_at: datetime | None
+) -> OrderUpdated:
+    """The event for an order whose status is now `status` (one of CENTRAL_STATUSES)."""
+    moment = None if cancelled_at is None else _utc(cancelled_at).isoformat()
+    return OrderUpdated(order_id, store_id, status, STATUS_VERSIONS[status], moment)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+Event = CategoryChanged | ProductChanged | StockChanged | OrderUpdated
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +308,31 @@ class _Data:
             raise self._invalid(name, "one of " + ", ".join(sorted(choices)))
         return value
 
+    def uuid(self, name: str) -> str:
+        value = self.text(name)
+        if _UUID.fullmatch(value) is None:
+            raise self._invalid(name, "a UUID string")
+        return value
+
+    def store_id(self, name: str = "store_id") -> str:
+        value = self.text(name)
+        if not is_store_id(value):
+            raise self._invalid(name, "a store id (a-z, 0-9, '-'; at most 64)")
+        return value
+
+    def optional_moment(self, name: str) -> str | None:
+        """An RFC 3339 time with an offset, or null; returned in UTC."""
+        value = self._get(name)
+        if value is None:
+            return None
+        try:
+            moment = datetime.fromisoformat(value) if isinstance(value, str) else None
+        except ValueError:
+            moment = None
+        if moment is None or moment.tzinfo is None:
+            raise self._invalid(name, "an RFC 3339 timestamp with a UTC offset, or null")
+        return moment.astimezone(UTC).isoformat()
+
     def sku(self, name: str = "sku") -> str:
         value = self.text(name)
         if not is_sku(value):
@@ -319,6 +383,23 @@ def _stock(data: _Data, _: bool) -> StockChanged:
     )
 
 
+def _order(data: _Data, _: bool) -> OrderUpdated:
+    status = data.choice("status", frozenset(CENTRAL_STATUSES))
+    version = data.integer("version", minimum=1)
+    if version != STATUS_VERSIONS[status]:
+        raise InvalidField(
+            f"data.version must be {STATUS_VERSIONS[status]} for status {status!r}",
+            field="version",
+        )
+    return OrderUpdated(
+        order_id=data.uuid("order_id"),
+        store_id=data.store_id(),
+        status=status,
+        version=version,
+        cancelled_at=data.optional_moment("cancelled_at"),
+    )
+
+
 def _parser(build: Callable[[_Data, bool], Event], created: bool) -> Callable[[_Data], Event]:
     return lambda data: build(data, created)
 
@@ -329,6 +410,7 @@ _PARSERS: dict[tuple[str, str], Callable[[_Data], Event]] = {
     (TOPIC_PRODUCT, "product.created"): _parser(_product, True),
     (TOPIC_PRODUCT, "product.updated"): _parser(_product, False),
     (TOPIC_INVENTORY, "stock.changed"): _parser(_stock, False),
+    (TOPIC_ORDER, "order.updated"): _parser(_order, False),
 }
 
 

@@ -6,19 +6,32 @@ INVCTL_KAFKA_SECURITY_PROTOCOL), STOREAGENT_KAFKA_CA_FILE (falling back to
 INVCTL_KAFKA_CA_FILE), STOREAGENT_DB, STOREAGENT_LISTEN, STOREAGENT_API_KEY (the key itself),
 STOREAGENT_TOPIC_PREFIX (falling back to INVCTL_TOPIC_PREFIX), STOREAGENT_HEARTBEAT_SECONDS,
 STOREAGENT_OFFLINE, STOREAGENT_OFFLINE_MAX_UNITS_PER_ORDER, STOREAGENT_OFFLINE_MAX_QUEUED_UNITS,
-STOREAGENT_OFFLINE_MAX_AGE. TOML keys: store_id, central, kafka, kafka_security_protocol,
-kafka_ca_file, db, listen, api_key_file, topic_prefix, allow_remote, heartbeat_seconds, offline,
-offline_max_units_per_order, offline_max_queued_units, offline_max_age.
+STOREAGENT_OFFLINE_MAX_AGE, STOREAGENT_TERMINAL_TOKEN_FILE, STOREAGENT_METRICS_PORT. TOML keys:
+store_id, central, kafka, kafka_security_protocol, kafka_ca_file, db, listen, api_key_file,
+topic_prefix, allow_remote, heartbeat_seconds, offline, offline_max_units_per_order,
+offline_max_queued_units, offline_max_age, terminal_token_file, metrics_port.
+
+The store terminal API (`listen`) is always on loopback. The metrics listener (`metrics_port`:
+/metrics, /healthz, /readyz only; off by default) shares its address, or with `allow_remote`
+listens on every interface (0.0.0.0).
 
 Kafka security: PLAINTEXT, or SASL_SSL (TLS, and SCRAM-SHA-512 as the store's own Kafka user,
 whose password is the store's API key; see sync.kafka_login). The API key is never logged.
+
+Central's URL is https://, or http:// to loopback: the API key travels with every request, so
+plain http:// to another machine needs `insecure` (--insecure, STOREAGENT_INSECURE=1, or
+`insecure = true` in the TOML file).
+
+`accept_lost_queue` (--accept-lost-queue, STOREAGENT_ACCEPT_LOST_QUEUE=1; never from the TOML
+file: it is a decision for one start) lets the agent start although central last heard of
+queued sales this replica does not hold (sales.lost_queue), once an operator salvaged them.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
-import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,15 +41,19 @@ from urllib.parse import urlsplit
 
 import platformdirs
 
+from invwire.files import UnusableFile, check_sqlite_path, not_private, shared_mode
 from invwire.identity import consumer_group, kafka_username
 from invwire.rules import is_store_id
+from invwire.transport import is_plain_http_to_remote
 from storeagent.errors import (
     ConfigError,
     ConfigFileError,
     ConfigMissing,
+    InsecureTransport,
     KeyFileInsecure,
     ListenRefused,
 )
+from storeagent.http.token import TOKEN_FILE_NAME
 from storeagent.sales.offline_policy import DEFAULT_POLICY, OfflinePolicy
 
 DEFAULT_KAFKA = "127.0.0.1:9092"
@@ -44,6 +61,7 @@ KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_SSL")
 # The one place the default changes when every deployment's brokers require TLS + SCRAM.
 DEFAULT_KAFKA_SECURITY_PROTOCOL = "SASL_SSL"
 DEFAULT_LISTEN = "127.0.0.1:8787"
+ANY_ADDRESS = "0.0.0.0"  # noqa: S104 (the metrics listener, and only with allow_remote)
 DEFAULT_HEARTBEAT_S = 10.0
 MAX_HEARTBEAT_S = 3600.0
 
@@ -64,13 +82,18 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
     "offline_max_units_per_order": ("STOREAGENT_OFFLINE_MAX_UNITS_PER_ORDER",),
     "offline_max_queued_units": ("STOREAGENT_OFFLINE_MAX_QUEUED_UNITS",),
     "offline_max_age": ("STOREAGENT_OFFLINE_MAX_AGE",),
+    "terminal_token_file": ("STOREAGENT_TERMINAL_TOKEN_FILE",),
+    "metrics_port": ("STOREAGENT_METRICS_PORT",),
+    "insecure": ("STOREAGENT_INSECURE",),
 }
-NUMBER_KEYS = frozenset({"heartbeat_seconds"})  # TOML numbers, checked where they are parsed
+# TOML numbers, checked where they are parsed
+NUMBER_KEYS = frozenset({"heartbeat_seconds", "metrics_port"})
 # The offline policy: `offline` is "on"/"off" (or a TOML boolean), the limits whole numbers.
 OFFLINE_KEYS = frozenset(name for name in ENV_NAMES if name.startswith("offline"))
 MAX_OFFLINE_UNITS = 1_000_000
 MAX_OFFLINE_AGE_S = 30 * 24 * 3600
 TOML_KEYS = frozenset(ENV_NAMES) | {"api_key_file", "allow_remote"}
+BOOL_KEYS = frozenset({"allow_remote", "insecure"})
 
 
 @dataclass(frozen=True)
@@ -88,6 +111,18 @@ class AgentSettings:
     api_key: str | None = field(default=None, repr=False)
     heartbeat_seconds: float = DEFAULT_HEARTBEAT_S  # to central; 0 turns heartbeats off
     offline: OfflinePolicy = DEFAULT_POLICY
+    terminal_token_file: Path | None = None  # default: terminal.token next to the replica
+    metrics_port: int | None = None  # the metrics-only listener, when wanted (0: any port)
+    insecure: bool = False  # plain http:// to a central beyond loopback was asked for
+    accept_lost_queue: bool = False  # start although central heard of queued sales not here
+
+    @property
+    def terminal_token_path(self) -> Path:
+        return self.terminal_token_file or self.db_path.parent / TOKEN_FILE_NAME
+
+    @property
+    def metrics_host(self) -> str:
+        return ANY_ADDRESS if self.allow_remote else self.listen_host
 
     @property
     def group_id(self) -> str:
@@ -115,6 +150,9 @@ class AgentSettings:
             "api_key": "set" if self.api_key else "unset",
             "heartbeat_s": self.heartbeat_seconds,
             **self.offline.summary(),
+            "terminal_token_file": str(self.terminal_token_path),
+            "metrics_listen": _metrics_address(self),
+            **({"accept_lost_queue": True} if self.accept_lost_queue else {}),
         }
 
 
@@ -123,7 +161,8 @@ def load_settings(
 ) -> AgentSettings:
     """`flags` holds CLI values by name (None = not given): store_id, central, kafka,
     kafka_security_protocol, kafka_ca_file, db, listen, topic_prefix, api_key_file,
-    allow_remote, and the heartbeat and offline settings."""
+    allow_remote, metrics_port, terminal_token_file, and the heartbeat and offline
+    settings."""
     toml = read_config(config) if config is not None else {}
 
     def pick(name: str, default: Any = None) -> Any:
@@ -137,16 +176,17 @@ def load_settings(
     store_id = _store_id(pick("store_id"))
     host, port = parse_listen(pick("listen", DEFAULT_LISTEN))
     allow_remote = bool(pick("allow_remote", False))
-    _check_loopback(host, allow_remote)
+    insecure = _insecure(pick("insecure"))
+    _check_loopback(host, TERMINAL_LOOPBACK_ONLY)
     api_key = _api_key(flags.get("api_key_file"), env, toml.get("api_key_file"))
     protocol = _security_protocol(pick("kafka_security_protocol", DEFAULT_KAFKA_SECURITY_PROTOCOL))
     settings = AgentSettings(
         store_id=store_id,
-        central_url=_central(pick("central")),
+        central_url=_central(pick("central"), insecure),
         kafka=_kafka(pick("kafka", DEFAULT_KAFKA)),
         kafka_security_protocol=protocol,
         kafka_ca_file=_ca_file(pick("kafka_ca_file")) if protocol == "SASL_SSL" else None,
-        db_path=Path(pick("db") or default_db_path(store_id)).expanduser(),
+        db_path=_db_path(Path(pick("db") or default_db_path(store_id)).expanduser()),
         listen_host=host,
         listen_port=port,
         topic_prefix=_topic_prefix(pick("topic_prefix", "")),
@@ -154,6 +194,12 @@ def load_settings(
         api_key=api_key,
         heartbeat_seconds=_heartbeat_seconds(pick("heartbeat_seconds", DEFAULT_HEARTBEAT_S)),
         offline=offline_policy(pick),
+        insecure=insecure,
+        terminal_token_file=_optional_path(pick("terminal_token_file")),
+        metrics_port=_metrics_port(pick("metrics_port"), port),
+        accept_lost_queue=_accept_lost_queue(
+            flags.get("accept_lost_queue") or env.get("STOREAGENT_ACCEPT_LOST_QUEUE")
+        ),
     )
     _check_kafka_login(settings)
     return settings
@@ -192,7 +238,7 @@ def read_config(path: Path) -> dict[str, Any]:
     for key, value in data.items():
         if key in NUMBER_KEYS or key in OFFLINE_KEYS:
             continue
-        expected = bool if key == "allow_remote" else str
+        expected = bool if key in BOOL_KEYS else str
         if not isinstance(value, expected):
             raise ConfigFileError(
                 f"config file {path}: {key} must be a {expected.__name__}", path=str(path)
@@ -208,19 +254,50 @@ def parse_listen(raw: object) -> tuple[str, int]:
     return match.group(1) or match.group(3), port
 
 
-def _check_loopback(host: str, allow_remote: bool) -> None:
-    if allow_remote or host == "localhost":
+TERMINAL_LOOPBACK_ONLY = (
+    "refusing to listen on {host}: the store terminal API (it sells) is loopback-only; "
+    "--allow-remote applies to --metrics-port only"
+)
+
+
+def _check_loopback(host: str, refusal: str) -> None:
+    if host == "localhost":
         return
     try:
         loopback = ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = False
     if not loopback:
-        raise ListenRefused(
-            f"refusing to listen on {host}: the store API is loopback-only unless "
-            "--allow-remote is given",
-            host=host,
+        raise ListenRefused(refusal.format(host=host), host=host)
+
+
+def _metrics_port(raw: object, listen_port: int) -> int | None:
+    """A TOML integer, or digits from a flag or the environment: 0 to 65535 (0: any free),
+    not the store API's own."""
+    if raw is None or raw == "":
+        return None
+    port = -1
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        port = raw
+    elif isinstance(raw, str) and raw.strip().isdigit():
+        port = int(raw)
+    if not 0 <= port <= 65535 or port == listen_port != 0:
+        raise ConfigError(
+            f"metrics port {raw!r} must be 0 to 65535, and not the store API's port",
+            field="metrics_port",
         )
+    return port
+
+
+def _metrics_address(settings: AgentSettings) -> str | None:
+    if settings.metrics_port is None:
+        return None
+    host = settings.metrics_host
+    return f"[{host}]:{settings.metrics_port}" if ":" in host else f"{host}:{settings.metrics_port}"
+
+
+def _optional_path(raw: object) -> Path | None:
+    return None if raw is None or raw == "" else Path(str(raw)).expanduser()
 
 
 def _store_id(raw: object) -> str:
@@ -234,13 +311,61 @@ def _store_id(raw: object) -> str:
     return raw
 
 
-def _central(raw: object) -> str | None:
+def _central(raw: object, insecure: bool) -> str | None:
     if raw is None or raw == "":
         return None
     parts = urlsplit(str(raw))
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if parts.scheme not in ("http", "https") or not parts.hostname or not _has_valid_port(raw):
         raise ConfigError(f"central URL {raw!r} must be http(s)://HOST[:PORT]", field="central")
-    return str(raw).rstrip("/")
+    url = str(raw).rstrip("/")
+    if not insecure and is_plain_http_to_remote(url):
+        raise InsecureTransport(
+            f"refusing plain HTTP to central at {url}: the store's API key would cross the "
+            "network in clear; use https://, or --insecure (STOREAGENT_INSECURE=1) on a "
+            "network you trust",
+            field="central",
+        )
+    return url
+
+
+def _db_path(path: Path) -> Path:
+    """Checked with the settings, before anything is made next to it: not a directory, and
+    not an existing file of another kind (the replica is made 0600 when it is opened)."""
+    try:
+        check_sqlite_path(path)
+    except UnusableFile as exc:
+        raise ConfigError(f"replica: {exc.message}", field="db", path=str(path)) from None
+    return path
+
+
+def _has_valid_port(url: object) -> bool:
+    try:
+        _ = urlsplit(str(url)).port  # raises for a port that is no number from 0 to 65535
+    except ValueError:
+        return False
+    return True
+
+
+def _insecure(raw: object) -> bool:
+    """--insecure, STOREAGENT_INSECURE=1/true/yes/on (0/false/no/off), or a TOML boolean."""
+    if raw is None or isinstance(raw, bool):
+        return bool(raw)
+    text = str(raw).strip().lower()
+    if text not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        raise ConfigError(f"insecure {raw!r} must be true or false", field="insecure")
+    return text in ("1", "true", "yes", "on")
+
+
+def _accept_lost_queue(raw: object) -> bool:
+    """--accept-lost-queue, or STOREAGENT_ACCEPT_LOST_QUEUE=1/true/yes/on (0/false/no/off)."""
+    if raw is None or isinstance(raw, bool):
+        return bool(raw)
+    text = str(raw).strip().lower()
+    if text not in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):
+        raise ConfigError(
+            f"accept_lost_queue {raw!r} must be true or false", field="accept_lost_queue"
+        )
+    return text in ("1", "true", "yes", "on")
 
 
 def _kafka(raw: object) -> str:
@@ -268,6 +393,8 @@ def _ca_file(raw: object) -> Path | None:
     path = Path(str(raw)).expanduser()
     if not path.is_file():
         raise ConfigError(f"Kafka CA file {path} is not a file", field="kafka_ca_file")
+    if not os.access(path, os.R_OK):
+        raise ConfigError(f"cannot read Kafka CA file {path}", field="kafka_ca_file")
     return path
 
 
@@ -358,11 +485,8 @@ def read_key_file(path: Path) -> str:
         key = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read API key file {path}: {exc}", field="api_key_file") from None
-    if mode & stat.S_IRWXO:
-        raise KeyFileInsecure(
-            f"API key file {path} is accessible to other users; run: chmod 600 {path}",
-            path=str(path),
-        )
+    if shared_mode(mode):  # a group may hold people the key is not meant for
+        raise KeyFileInsecure(not_private(path, "API key file", mode), path=str(path))
     if not key:
         raise ConfigError(f"API key file {path} is empty", field="api_key_file")
     return key

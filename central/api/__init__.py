@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -20,8 +21,11 @@ from central.api.routes import (
     stores,
     users,
 )
+from central.api.schemas import ERROR_CODES
 from central.app import Central
+from central.settings import Settings
 from invwire.http import RequestContext
+from invwire.limits import BodyLimit, LimitFor
 from invwire.logs import EventLog
 
 
@@ -39,13 +43,65 @@ def create_app(central: Central, *, manage_relay: bool = True) -> FastAPI:
             central.stop_relay()
             central.stop_revocations()
 
-    app = FastAPI(title="invctl central", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="invctl central",
+        version=__version__,
+        lifespan=lifespan,
+        **documentation(central.settings),
+    )
     app.state.central = central
     errors.install(app)
+    # Added first, so it runs inside RequestContext (a 413 is logged and counted like any
+    # answer) and outside everything else: before routing, authentication and parsing.
+    app.add_middleware(BodyLimit, limit_for=body_limit(central.settings))
     app.add_middleware(
         RequestContext, observe=central.metrics.http_request, log=EventLog("central.http")
     )
     app.include_router(health.router)
     for module in (auth, users, fleet, stores, catalog, stock, imports, orders):
         app.include_router(module.router)
+    declare_too_large(app)
     return app
+
+
+def body_limit(settings: Settings) -> LimitFor:
+    """`max_body_bytes` for every request but a batch import's rows (`POST /import`, and a
+    staged import's `POST /import/batches/{id}/rows`), which get `max_import_bytes`."""
+
+    def limit_for(method: str, path: str) -> int:
+        if imports.takes_import_body(method, path):
+            return settings.max_import_bytes
+        return settings.max_body_bytes
+
+    return limit_for
+
+
+def documentation(settings: Settings) -> dict[str, Any]:
+    """FastAPI's arguments for /docs, /redoc and /openapi.json: its defaults, or none."""
+    if settings.api_docs:
+        return {}
+    return {"docs_url": None, "redoc_url": None, "openapi_url": None}
+
+
+def declare_too_large(app: FastAPI) -> None:
+    """/openapi.json declares 413 on every operation that takes a body: BodyLimit answers it
+    before any route runs, so no route declares it itself."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        first = app.openapi_schema is None
+        schema = generate()  # made once, then FastAPI's cached copy
+        if first:
+            for path in schema.get("paths", {}).values():
+                for operation in path.values():
+                    if "requestBody" in operation:
+                        operation["responses"].setdefault("413", TOO_LARGE)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented extension point
+
+
+TOO_LARGE = {
+    "description": ERROR_CODES[413],
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+}

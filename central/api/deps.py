@@ -14,7 +14,8 @@ from central.errors import AuthRequired, Forbidden
 from central.security import read_token
 from central.services import accounts
 from central.services.identities import KafkaIdentities
-from central.services.principal import Principal, Role
+from central.services.principal import USER_ROLES, Principal, Role
+from central.services.throttle import LoginThrottle, ThrottlePolicy
 from central.uow import UnitOfWork
 
 API_PREFIX = "/api/v1"
@@ -46,6 +47,22 @@ def get_identities(central: CentralDep) -> KafkaIdentities | None:
 IdentitiesDep = Annotated[KafkaIdentities | None, Depends(get_identities)]
 
 
+def get_throttle(central: CentralDep) -> LoginThrottle:
+    return LoginThrottle(ThrottlePolicy.from_settings(central.settings))
+
+
+ThrottleDep = Annotated[LoginThrottle, Depends(get_throttle)]
+
+
+def client_address(request: Request) -> str | None:
+    """The caller's address, for login throttling: behind a reverse proxy, the proxy's
+    unless uvicorn trusts its X-Forwarded-For (FORWARDED_ALLOW_IPS)."""
+    return request.client.host if request.client is not None else None
+
+
+ClientAddress = Annotated[str | None, Depends(client_address)]
+
+
 def get_principal(
     central: CentralDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
@@ -55,7 +72,7 @@ def get_principal(
         return accounts.store_principal(central.uow(), api_key)
     if credentials is not None and credentials.credentials:
         claims = read_token(central.tokens, credentials.credentials)
-        return accounts.user_principal(central.uow(), claims.subject)
+        return accounts.user_principal(central.uow(), claims)
     raise AuthRequired()
 
 
@@ -76,6 +93,7 @@ BACK_OFFICE = (Role.ADMIN, Role.OPS)
 Authenticated = Annotated[Principal, Depends(get_principal)]
 
 CanManageUsers = Annotated[Principal, Depends(allow(Role.ADMIN))]
+CanChangeOwnPassword = Annotated[Principal, Depends(allow(*USER_ROLES))]
 CanManageStores = Annotated[Principal, Depends(allow(Role.ADMIN))]
 CanMonitorStores = Annotated[Principal, Depends(allow(*BACK_OFFICE))]
 

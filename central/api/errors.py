@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException
 
 from central.errors import CentralError, DatabaseUnavailable
 from invwire.logs import EventLog
+from invwire.text import escape_for_terminal
 
 log = EventLog("central.api")
 
@@ -23,6 +24,10 @@ FIELD_CODES = {
     "delta": "quantity.invalid",
     "name": "name.invalid",
 }
+
+# pydantic's type for a field a RequestBody does not declare: `request.invalid` whatever the
+# field's name (an unknown `sku` at the top of an order is not a bad SKU).
+UNKNOWN_FIELD = "extra_forbidden"
 
 STATUS_CODES = {
     400: "request.malformed",
@@ -42,7 +47,22 @@ def error_response(
 ) -> JSONResponse:
     body = {"error": {"code": code, "message": message, "details": details or {}}}
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, headers=headers)
+    if status == 429 and isinstance((details or {}).get("retry_after"), int):
+        headers = {"Retry-After": str((details or {})["retry_after"])}
+    return JSONResponse(printable(body), status_code=status, headers=headers)
+
+
+def printable(value: Any) -> Any:
+    """`value` with every string escaped where it holds a refused character (invwire.text):
+    refusals echo what was sent, and a lone surrogate cannot be encoded as UTF-8 (the answer
+    would be a 500) while a control character would act on the terminal that shows it."""
+    if isinstance(value, str):
+        return escape_for_terminal(value)
+    if isinstance(value, dict):
+        return {printable(key): printable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [printable(item) for item in value]
+    return value
 
 
 def install(app: FastAPI) -> None:
@@ -67,7 +87,7 @@ async def _central_error(request: Request, exc: Exception) -> JSONResponse:
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     problems = [
-        {"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"), "message": e["msg"]}
+        {"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"), "message": _message(e)}
         for e in exc.errors()
     ]
     if any(e.get("type") == "json_invalid" for e in exc.errors()):
@@ -76,10 +96,14 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(422, code, "the request is not valid", {"errors": problems})
 
 
+def _message(error: Any) -> str:
+    return "unknown field" if error.get("type") == UNKNOWN_FIELD else str(error["msg"])
+
+
 def _field_code(errors: Any) -> str:
     for error in errors:
         loc = error.get("loc", ())
-        if loc and str(loc[-1]) in FIELD_CODES:
+        if error.get("type") != UNKNOWN_FIELD and loc and str(loc[-1]) in FIELD_CODES:
             return FIELD_CODES[str(loc[-1])]
     return "request.invalid"
 

@@ -8,13 +8,25 @@ cases format (`as_utc`, `f"{price:.2f}"`), never re-encoded by pydantic.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    WithJsonSchema,
+)
 from pydantic.json_schema import JsonDict
 
 from central.services.principal import USER_ROLES, Role
-from invwire.rules import IDEMPOTENCY_KEY_REGEX, SKU_REGEX, STORE_ID_REGEX
+from invwire.events import MAX_INTEGER
+from invwire.rules import IDEMPOTENCY_KEY_REGEX, MAX_PRICE, SKU_REGEX, STORE_ID_REGEX
+from invwire.text import is_clean_text
 
 Timestamp = Annotated[
     str, Field(json_schema_extra={"format": "date-time"}, examples=["2026-11-29T10:00:00+00:00"])
@@ -40,6 +52,74 @@ IdempotencyKeyStr = Annotated[str, Field(json_schema_extra=pattern_doc(IDEMPOTEN
 UserRoleStr = Annotated[str, Field(json_schema_extra={"enum": [r.value for r in USER_ROLES]})]
 
 
+def range_doc(low: int, high: int) -> JsonDict:
+    """Bounds shown in the schema but checked by the use case, like pattern_doc."""
+    return {"minimum": low, "maximum": high}
+
+
+# --- what central receives -------------------------------------------------------------------
+
+
+class RequestBody(BaseModel):
+    """A JSON body central receives. A field it does not know is refused (422
+    `request.invalid`, the field named in `details.errors`): a misspelt field would otherwise
+    be dropped without a word."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# Ids, cursors and counts fit the databases' signed 64-bit integers: a larger number would
+# make the driver fail (SQLite's OverflowError) instead of finding nothing.
+RowId = Annotated[StrictInt, Field(ge=1, le=MAX_INTEGER)]
+Cursor = Annotated[int, Field(ge=0, le=MAX_INTEGER, description="0: from the newest")]
+Count = Annotated[int, Field(ge=0, le=MAX_INTEGER)]
+
+
+def _as_naive_utc(moment: datetime) -> datetime:
+    """The stored form of a moment (naive UTC); one beyond years 1-9999 in UTC is refused."""
+    if moment.tzinfo is None:
+        return moment
+    try:
+        return moment.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:
+        raise ValueError("the moment is outside the years 1 to 9999 in UTC") from None
+
+
+def _clean(text: str) -> str:
+    if not is_clean_text(text):
+        raise ValueError("control and format characters are not allowed")
+    return text
+
+
+UtcMoment = Annotated[datetime, AfterValidator(_as_naive_utc)]
+CleanStr = Annotated[str, AfterValidator(_clean)]
+
+MAX_PRICE_TEXT = 32  # "999999999.99" is 12; room for zeros and spaces, not for a novel
+
+
+def _short_price(raw: object) -> object:
+    if isinstance(raw, str) and len(raw) > MAX_PRICE_TEXT:
+        raise ValueError(f"a price is at most {MAX_PRICE_TEXT} characters")
+    return raw
+
+
+# A price as received: a JSON number or a decimal string. The use case checks its value
+# (central.domain.catalog.valid_price), so a bad one keeps its code, 422 price.invalid.
+PriceIn = Annotated[
+    Decimal | str,
+    BeforeValidator(_short_price),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "exclusiveMaximum": MAX_PRICE},
+                {"type": "string", "format": "decimal", "maxLength": MAX_PRICE_TEXT},
+            ],
+            "examples": ["1.25"],
+        }
+    ),
+]
+
+
 # --- errors ----------------------------------------------------------------------------------
 
 
@@ -61,8 +141,12 @@ ERROR_CODES = {
     403: "`auth.forbidden`: the caller may not do this",
     404: "`not_found` or the entity's own code, e.g. `product.not_found`",
     409: "the entity's `*.exists`, `stock.negative` or `stock.insufficient`",
+    413: "`request.too_large`: the body is larger than the limit in `details.limit_bytes`; "
+    "nothing was read past it",
     422: "`request.invalid` (`details.errors` lists each field) or the field's own code, "
     "e.g. `sku.invalid`, `quantity.invalid`",
+    429: "`auth.throttled`: too many failed logins; `Retry-After` (and `details.retry_after`) "
+    "says how many seconds to wait",
     503: "`database.unavailable` or, when a store key is issued, `kafka.unavailable` (nothing "
     "was created): try again shortly",
 }
@@ -85,7 +169,11 @@ class Health(BaseModel):
 
 class Readiness(BaseModel):
     status: Literal["ready", "unavailable"]
-    checks: dict[str, Any] = Field(description="`database` (`ok` or the error), `relay`")
+    checks: dict[str, Any] = Field(
+        description="`database`: `ok` or `unavailable`; `relay` (where one runs): `leader` "
+        "(it publishes) or `standby` (another relay holds the lease, or none yet); the reasons "
+        "are in the log only"
+    )
 
 
 class Token(BaseModel):
@@ -108,6 +196,7 @@ class User(BaseModel):
     username: str
     role: Role
     store_id: str | None
+    active: bool = Field(description="false once disabled: it can neither log in nor act")
 
 
 class UserList(BaseModel):
@@ -150,6 +239,61 @@ class StoreList(BaseModel):
     items: list[Store]
 
 
+# --- the lives of users and stores -----------------------------------------------------------
+
+
+class RoleChange(RequestBody):
+    # Documented, not validated here: a bad role keeps its own code, 422 role.invalid.
+    role: Annotated[UserRoleStr, Field(max_length=16)]
+    store_id: Annotated[
+        StoreIdStr | None, Field(max_length=64, description="staff only: the store it sells for")
+    ] = None
+
+
+class PasswordReset(RequestBody):
+    password: str = Field(max_length=1024, description="8-1024 characters")
+
+
+class PasswordChange(RequestBody):
+    current_password: str = Field(max_length=1024)
+    new_password: str = Field(max_length=1024, description="8-1024 characters")
+
+
+class DeactivatedStore(Store):
+    revoked_keys: int = Field(description="how many of its API keys this request revoked")
+
+
+class HeartbeatAnswer(BaseModel):
+    server_time: Timestamp = Field(
+        description="central's time as it answers, to the millisecond: the agent estimates "
+        "its clock's offset from it",
+        examples=["2026-11-29T10:00:00.123+00:00"],
+    )
+
+
+class LastHeartbeat(BaseModel):
+    store_id: str
+    last_seen: Timestamp | None = Field(description="null: never heard from")
+    reported: dict[str, Any] = Field(
+        description="the fields of the last heartbeat, e.g. offline_queue and replica_id"
+    )
+
+
+class FleetProblem(BaseModel):
+    code: str = Field(examples=["duplicate_agents"])
+    message: str
+    instance_ids: list[str] = Field(description="duplicate_agents: the live agent processes")
+
+
+class AgentInstanceSync(BaseModel):
+    instance_id: str
+    first_seen: Timestamp = Field(description="its first heartbeat: it runs since then")
+    last_seen: Timestamp
+    seconds_since_seen: float
+    live: bool = Field(description="heartbeated within two of its intervals")
+    ready: bool | None = Field(description="as its last heartbeat said")
+
+
 class StoreSync(BaseModel):
     store_id: str
     name: str
@@ -158,6 +302,13 @@ class StoreSync(BaseModel):
     lag: int | None = Field(description="null when Kafka did not say")
     last_seen: Timestamp | None
     seconds_since_seen: float | None
+    ready: bool | None = Field(
+        description="a live agent says it is ready and no problem stands; null: never heard from"
+    )
+    problems: list[FleetProblem] = Field(description="`duplicate_agents`: two live agents")
+    instances: list[AgentInstanceSync] = Field(
+        description="the agent processes heard from in the last hour, newest first"
+    )
     reported: dict[str, Any] = Field(description="the fields of the last heartbeat")
 
 
@@ -177,6 +328,9 @@ class Category(BaseModel):
 
 class CategoryList(BaseModel):
     items: list[Category]
+    next_after: int | None = Field(
+        default=None, description="pass as `after` for the next page; null: there is no more"
+    )
 
 
 class Product(BaseModel):
@@ -190,8 +344,16 @@ class Product(BaseModel):
     updated_at: Timestamp
 
 
+class ListedProduct(Product):
+    quantity: int = Field(description="its stock now (0 without a stock row)")
+    stock_version: int
+
+
 class ProductList(BaseModel):
-    items: list[Product]
+    items: list[ListedProduct]
+    next_after: str | None = Field(
+        default=None, description="pass as `after` for the next page; null: there is no more"
+    )
 
 
 class StockLevel(BaseModel):
@@ -221,6 +383,13 @@ class ImportResult(BaseModel):
     created: int
     updated: int
     unchanged: int
+
+
+class ImportBatch(BaseModel):
+    id: str = Field(description="the batch's id, for its rows, commit and delete")
+    rows: int = Field(description="rows staged so far")
+    max_rows: int = Field(description="the most rows one batch may hold")
+    expires_at: Timestamp = Field(description="dropped if unused until then")
 
 
 # --- orders ----------------------------------------------------------------------------------

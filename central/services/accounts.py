@@ -3,24 +3,33 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import peewee
 
 from central import security
+from central.db import locked
 from central.domain.catalog import valid_name
 from central.errors import (
     AuthInvalid,
+    Forbidden,
     InvalidInput,
     InvalidRole,
+    LastAdmin,
     NotFound,
+    StaffStoreInactive,
     StoreExists,
+    StoreInactive,
     StoreNotFound,
     UserExists,
+    UserNotFound,
     WeakPassword,
+    WrongPassword,
 )
 from central.models import ApiKey, Store, User, as_utc
+from central.security import TokenClaims
 from central.services.identities import (
     KafkaIdentities,
     key_identity,
@@ -29,6 +38,7 @@ from central.services.identities import (
     revoke_now,
 )
 from central.services.principal import USER_ROLES, Principal, Role
+from central.services.throttle import LoginThrottle
 from central.uow import UnitOfWork
 from invwire.identity import kafka_username
 from invwire.rules import is_store_id
@@ -47,7 +57,13 @@ class NewUser:
 
 
 def user_view(user: User) -> dict[str, Any]:
-    return {"id": user.id, "username": user.username, "role": user.role, "store_id": user.store_id}
+    return {
+        "id": user.id,
+        "username": user.username,
+        "role": user.role,
+        "store_id": user.store_id,
+        "active": user.active,
+    }
 
 
 def create_user(uow: UnitOfWork, new: NewUser) -> dict[str, Any]:
@@ -55,9 +71,7 @@ def create_user(uow: UnitOfWork, new: NewUser) -> dict[str, Any]:
         raise InvalidInput("username: 1-64 letters, digits, '.', '_', '@' or '-'", field="username")
     if new.role not in USER_ROLES:
         raise InvalidRole(role=str(new.role)[:20])
-    if not MIN_PASSWORD <= len(new.password) <= MAX_PASSWORD:
-        raise WeakPassword()
-    password_hash = security.hash_password(new.password)
+    password_hash = _new_password_hash(new.password)
     with uow:
         if new.store_id is not None and Store.get_or_none(Store.id == new.store_id) is None:
             raise StoreNotFound(store_id=new.store_id)
@@ -80,22 +94,171 @@ def list_users(uow: UnitOfWork) -> list[dict[str, Any]]:
         return [user_view(u) for u in User.select().order_by(User.id)]
 
 
-def authenticate(uow: UnitOfWork, username: str, password: str) -> Principal:
+def authenticate(
+    uow: UnitOfWork,
+    username: str,
+    password: str,
+    throttle: LoginThrottle | None = None,
+    address: str | None = None,
+) -> TokenClaims:
+    """The claims of a token for this user. With `throttle`, the attempt is counted first
+    and refused (429 auth.throttled) while the username or the address is locked."""
+    attempt = throttle.begin(uow, username, address) if throttle is not None else None
     with uow.db.connection_context():
         user = User.get_or_none(User.username == username)
     stored = user.password_hash if user is not None else security.dummy_hash()
     if not security.verify_password(password, stored) or user is None or not user.active:
         raise AuthInvalid("wrong username or password")
-    return Principal(user.username, Role(user.role), user.store_id)
+    if throttle is not None and attempt is not None:
+        throttle.forgive(uow, attempt)
+    return token_claims(user)
 
 
-def user_principal(uow: UnitOfWork, username: str) -> Principal:
-    """The current role of a token's user: a removed or disabled user loses access at once."""
+def token_claims(user: User) -> TokenClaims:
+    return TokenClaims(user.username, user.role, user.store_id, user.id, user.token_version)
+
+
+def user_principal(uow: UnitOfWork, claims: TokenClaims) -> Principal:
+    """The token's user as of now, found by id: a user removed, disabled or whose tokens were
+    revoked (token version bumped) since the token was issued loses access at once, and a
+    user re-created under the same name never inherits the old one's tokens."""
+    if claims.user_id is None or claims.token_version is None:
+        raise AuthInvalid("the token is no longer valid; log in again")
     with uow.db.connection_context():
-        user = User.get_or_none(User.username == username)
-    if user is None or not user.active:
-        raise AuthInvalid("the token's user no longer exists")
-    return Principal(user.username, Role(user.role), user.store_id)
+        user = User.get_or_none(User.id == claims.user_id)
+        if user is None or not user.active or user.token_version != claims.token_version:
+            raise AuthInvalid("the token is no longer valid; log in again")
+        if user.role == Role.STAFF and user.store_id is not None:
+            _refuse_if_store_inactive(user.store_id)
+    return Principal(user.username, Role(user.role), user.store_id, user.id)
+
+
+def _refuse_if_store_inactive(store_id: str) -> None:
+    store = Store.get_or_none(Store.id == store_id)
+    if store is not None and not store.active:
+        raise StaffStoreInactive(
+            f"your store {store_id} is deactivated; an admin can activate it again",
+            store_id=store_id,
+        )
+
+
+# --- a user's life: disable, enable, role, password, token revocation ------------------------
+
+
+def disable_user(uow: UnitOfWork, user_id: int) -> dict[str, Any]:
+    """The user can no longer log in, and every token it holds stops working."""
+
+    def disable(user: User, admins: list[User]) -> None:
+        _keep_an_admin(user, admins, still_admin=False)
+        user.active = False
+
+    return _change_user(uow, user_id, disable, revoke=True)
+
+
+def enable_user(uow: UnitOfWork, user_id: int) -> dict[str, Any]:
+    """The user may log in again (tokens from before it was disabled stay revoked)."""
+
+    def enable(user: User, _: list[User]) -> None:
+        user.active = True
+
+    return _change_user(uow, user_id, enable, revoke=False)
+
+
+def change_role(
+    uow: UnitOfWork, user_id: int, role: str, store_id: str | None = None
+) -> dict[str, Any]:
+    """A new role (and, for staff, store); the user's tokens are revoked, so the next login
+    carries the new role."""
+    if role not in USER_ROLES:
+        raise InvalidRole(role=str(role)[:20])
+    if store_id is not None and role != Role.STAFF:
+        raise InvalidInput("only staff are bound to a store", field="store_id")
+
+    def assign(user: User, admins: list[User]) -> None:
+        if store_id is not None and Store.get_or_none(Store.id == store_id) is None:
+            raise StoreNotFound(store_id=store_id)
+        _keep_an_admin(user, admins, still_admin=role == Role.ADMIN)
+        user.role, user.store_id = role, store_id
+
+    return _change_user(uow, user_id, assign, revoke=True)
+
+
+def reset_password(uow: UnitOfWork, user_id: int, password: str) -> dict[str, Any]:
+    """An admin sets a new password; the user's tokens are revoked."""
+    password_hash = _new_password_hash(password)
+
+    def reset(user: User, _: list[User]) -> None:
+        user.password_hash = password_hash
+
+    return _change_user(uow, user_id, reset, revoke=True)
+
+
+def revoke_tokens(uow: UnitOfWork, user_id: int) -> dict[str, Any]:
+    """Every token issued to the user so far stops working; logging in again works."""
+    return _change_user(uow, user_id, lambda _user, _admins: None, revoke=True)
+
+
+def change_own_password(
+    uow: UnitOfWork,
+    principal: Principal,
+    current: str,
+    new: str,
+    throttle: LoginThrottle | None = None,
+    address: str | None = None,
+) -> TokenClaims:
+    """A signed-in user changes its password: every token it holds is revoked and the
+    claims of a fresh one are returned. A wrong current password (422 password.wrong)
+    counts as a failed login for throttling."""
+    if principal.user_id is None:
+        raise Forbidden("only a user signed in with a token has a password to change")
+    password_hash = _new_password_hash(new)
+    attempt = throttle.begin(uow, principal.subject, address) if throttle is not None else None
+    with uow.db.connection_context():
+        user = User.get_or_none(User.id == principal.user_id)
+    if user is None or not security.verify_password(current, user.password_hash):
+        raise WrongPassword(field="current_password")
+    if throttle is not None and attempt is not None:
+        throttle.forgive(uow, attempt)
+    with uow:
+        user = locked(User.select().where(User.id == principal.user_id)).get_or_none()
+        if user is None or not user.active:  # disabled while the password was checked
+            raise AuthInvalid("the token is no longer valid; log in again")
+        user.password_hash = password_hash
+        user.token_version += 1
+        user.save()
+    return token_claims(user)
+
+
+Change = Callable[[User, list[User]], None]
+
+
+def _change_user(uow: UnitOfWork, user_id: int, change: Change, *, revoke: bool) -> dict[str, Any]:
+    """`change(user, active_admins)` in one transaction; the active admins are locked first,
+    in id order, so two admins demoting each other at once cannot both succeed."""
+    with uow:
+        admins = list(
+            locked(User.select().where(User.role == Role.ADMIN, User.active).order_by(User.id))
+        )
+        user = locked(User.select().where(User.id == user_id)).get_or_none()
+        if user is None:
+            raise UserNotFound(user_id=user_id)
+        change(user, admins)
+        if revoke:
+            user.token_version += 1
+        user.save()
+    return user_view(user)
+
+
+def _keep_an_admin(user: User, admins: list[User], *, still_admin: bool) -> None:
+    """Refuse to take away the only active admin (nobody could undo it over the API)."""
+    if not still_admin and [admin.id for admin in admins] == [user.id]:
+        raise LastAdmin(user_id=user.id, username=user.username)
+
+
+def _new_password_hash(password: str) -> str:
+    if not isinstance(password, str) or not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise WeakPassword()
+    return security.hash_password(password)
 
 
 def store_principal(uow: UnitOfWork, api_key: str) -> Principal:
@@ -143,23 +306,73 @@ def create_store(
 
 def list_stores(uow: UnitOfWork) -> list[dict[str, Any]]:
     with uow.db.connection_context():
-        active = peewee.fn.SUM(peewee.Case(None, [(ApiKey.revoked_at.is_null(), 1)], 0))
-        query = (
-            Store.select(Store, active.alias("active_keys"))
-            .join(ApiKey, peewee.JOIN.LEFT_OUTER)
-            .group_by(Store.id)
-            .order_by(Store.id)
+        return _store_rows()
+
+
+def _store_rows(store_id: str | None = None) -> list[dict[str, Any]]:
+    active = peewee.fn.SUM(peewee.Case(None, [(ApiKey.revoked_at.is_null(), 1)], 0))
+    query = (
+        Store.select(Store, active.alias("active_keys"))
+        .join(ApiKey, peewee.JOIN.LEFT_OUTER)
+        .group_by(Store.id)
+        .order_by(Store.id)
+    )
+    if store_id is not None:
+        query = query.where(Store.id == store_id)
+    return [
+        {
+            "id": s.id,
+            "name": s.name,
+            "active": s.active,
+            "active_keys": int(getattr(s, "active_keys", 0) or 0),
+            "created_at": as_utc(s.created_at),
+        }
+        for s in query
+    ]
+
+
+def deactivate_store(
+    uow: UnitOfWork, store_id: str, identities: KafkaIdentities | None = None
+) -> dict[str, Any]:
+    """The store is refused from now on: its API keys are all revoked (their Kafka users
+    queued for deletion in the same transaction, then deleted, as `revoke_key` does), and
+    neither its agent nor its staff may sell for it. Deactivating twice changes nothing."""
+    with uow:
+        if locked(Store.select().where(Store.id == store_id)).get_or_none() is None:
+            raise StoreNotFound(store_id=store_id)
+        Store.update(active=False).where(Store.id == store_id).execute()
+        keys = list(
+            locked(ApiKey.select().where(ApiKey.store == store_id, ApiKey.revoked_at.is_null()))
         )
-        return [
-            {
-                "id": s.id,
-                "name": s.name,
-                "active": s.active,
-                "active_keys": int(getattr(s, "active_keys", 0) or 0),
-                "created_at": as_utc(s.created_at),
-            }
-            for s in query
-        ]
+        if keys:
+            ApiKey.update(revoked_at=uow.clock.now()).where(
+                ApiKey.id.in_([key.id for key in keys])
+            ).execute()
+        usernames = [key_username(store_id, key.key_hash) for key in keys]
+        if identities is not None:
+            for username in usernames:
+                queue_revocation(username)
+    if identities is not None:
+        for username in usernames:
+            revoke_now(uow, identities, username)
+    return {**_store_view(uow, store_id), "revoked_keys": len(keys)}
+
+
+def activate_store(uow: UnitOfWork, store_id: str) -> dict[str, Any]:
+    """The store is accepted again; its old keys stay revoked (issue a new one)."""
+    with uow:
+        if Store.get_or_none(Store.id == store_id) is None:
+            raise StoreNotFound(store_id=store_id)
+        Store.update(active=True).where(Store.id == store_id).execute()
+    return _store_view(uow, store_id)
+
+
+def _store_view(uow: UnitOfWork, store_id: str) -> dict[str, Any]:
+    with uow.db.connection_context():
+        rows = _store_rows(store_id)
+    if not rows:
+        raise StoreNotFound(store_id=store_id)
+    return rows[0]
 
 
 def rotate_key(
@@ -168,12 +381,12 @@ def rotate_key(
     """A new key; existing keys stay valid until revoked, so agents can switch without downtime.
     With `identities` the new key gets its own Kafka user first, as in create_store."""
     with uow.db.connection_context():
-        if Store.get_or_none(Store.id == store_id) is None:
-            raise StoreNotFound(store_id=store_id)
+        _active_store(Store.select().where(Store.id == store_id), store_id)
     key = security.new_api_key()
     with key_identity(uow, identities, store_id, key), uow:
-        if Store.get_or_none(Store.id == store_id) is None:
-            raise StoreNotFound(store_id=store_id)
+        # Locked: a deactivation committing meanwhile would leave this key (and its Kafka
+        # user) alive on an inactive store.
+        _active_store(locked(Store.select().where(Store.id == store_id)), store_id)
         row = _save_key(uow, store_id, key)
     return {
         "id": store_id,
@@ -181,6 +394,15 @@ def rotate_key(
         "key_id": row.id,
         "kafka_username": _kafka_user(identities, store_id, key),
     }
+
+
+def _active_store(query: peewee.ModelSelect[Store], store_id: str) -> Store:
+    store = query.get_or_none()
+    if store is None:
+        raise StoreNotFound(store_id=store_id)
+    if not store.active:
+        raise StoreInactive(store_id=store_id)
+    return store
 
 
 def _kafka_user(identities: KafkaIdentities | None, store_id: str, key: str) -> str | None:

@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import peewee
+from peewee import JOIN, fn
 
 from central.db import locked
 from central.domain import catalog as rules
@@ -18,7 +19,7 @@ from central.errors import (
 )
 from central.models import Category, Product, Stock, as_utc, utcnow
 from central.uow import UnitOfWork
-from invwire.events import CategoryChanged, ProductChanged
+from invwire.events import MAX_INTEGER, CategoryChanged, ProductChanged
 
 
 @dataclass(frozen=True)
@@ -77,9 +78,41 @@ def create_category(uow: UnitOfWork, name: str) -> dict[str, Any]:
     return category_view(category)
 
 
-def list_categories(uow: UnitOfWork) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class ProductFilter:
+    """Which products a list shows: of one category, whose SKU or name holds `search`
+    (letters in any case), whose stock is at most `low_stock`."""
+
+    category_id: int | None = None
+    search: str = ""
+    low_stock: int | None = None
+
+
+def list_categories(uow: UnitOfWork, limit: int = 1000, after: int = 0) -> dict[str, Any]:
+    """A page of categories by id after `after`; `next_after` continues it (null: no more)."""
     with uow.db.connection_context():
-        return [category_view(c) for c in Category.select().order_by(Category.id)]
+        query = Category.select().where(Category.id > after).order_by(Category.id)
+        page = list(query.limit(limit + 1))
+    items = [category_view(c) for c in page[:limit]]
+    return {"items": items, "next_after": items[-1]["id"] if len(page) > limit else None}
+
+
+def rename_category(uow: UnitOfWork, category_id: int, name: str) -> dict[str, Any]:
+    """A new name for a category; its products keep it. Replicas learn it from the event."""
+    name = rules.valid_name(name)
+    with uow:
+        category = locked(Category.select().where(Category.id == category_id)).get_or_none()
+        if category is None:
+            raise CategoryNotFound(category_id=category_id)
+        if category.name != name:
+            other = Category.get_or_none(Category.name == name)
+            if other is not None and other.id != category.id:
+                raise CategoryExists(name=name)
+            category.name = name
+            category.version += 1
+            _insert_or_conflict(category.save, CategoryExists(name=name))
+            uow.record(category_event(category, created=False))
+    return category_view(category)
 
 
 def create_product(uow: UnitOfWork, new: NewProduct) -> dict[str, Any]:
@@ -141,14 +174,58 @@ def get_product(uow: UnitOfWork, sku: str) -> dict[str, Any]:
         return product_view(product)
 
 
-def list_products(uow: UnitOfWork, limit: int = 1000, after: str = "") -> list[dict[str, Any]]:
+def list_products(
+    uow: UnitOfWork, limit: int = 1000, after: str = "", where: ProductFilter | None = None
+) -> dict[str, Any]:
+    """A page of products by SKU after `after`, each with its stock; `next_after` continues
+    it (null: no more)."""
+    quantity = fn.COALESCE(Stock.quantity, 0)
+    query = (
+        Product.select(
+            Product, quantity.alias("quantity"), fn.COALESCE(Stock.version, 0).alias("stock_no")
+        )
+        .join(Stock, JOIN.LEFT_OUTER, on=(Stock.sku == Product.sku))
+        .where(Product.sku > after, *_conditions(where or ProductFilter(), quantity))
+        .order_by(Product.sku)
+        .limit(limit + 1)
+        .objects()
+    )
     with uow.db.connection_context():
-        query = Product.select().where(Product.sku > after).order_by(Product.sku).limit(limit)
-        return [product_view(p) for p in query]
+        page = list(query)
+    items = [_listed_product(product) for product in page[:limit]]
+    return {"items": items, "next_after": items[-1]["sku"] if len(page) > limit else None}
+
+
+def _conditions(where: ProductFilter, quantity: Any) -> list[Any]:
+    conditions: list[Any] = []
+    if where.category_id is not None:
+        conditions.append(Product.category == where.category_id)
+    if where.search:
+        # INSTR, not LIKE: a `%` or `_` typed by someone searching means itself.
+        in_sku = fn.INSTR(Product.sku, where.search.upper()) > 0
+        in_name = fn.INSTR(fn.LOWER(Product.name), where.search.lower()) > 0
+        conditions.append(in_sku | in_name)
+    if where.low_stock is not None:
+        conditions.append(quantity <= where.low_stock)
+    return conditions
+
+
+def _listed_product(product: Product) -> dict[str, Any]:
+    joined: Any = product  # the query's extra columns ride on the model instance
+    return {
+        **product_view(product),
+        "quantity": int(joined.quantity),
+        "stock_version": int(joined.stock_no),
+    }
 
 
 def _category(category_id: object) -> Category:
-    if isinstance(category_id, bool) or not isinstance(category_id, int):
+    # Beyond 64 bits there is no such row, and the database driver would fail on the number.
+    if (
+        not isinstance(category_id, int)
+        or isinstance(category_id, bool)
+        or not 1 <= category_id <= MAX_INTEGER
+    ):
         raise CategoryNotFound(category_id=str(category_id)[:40])
     category = Category.get_or_none(Category.id == category_id)
     if category is None:

@@ -13,9 +13,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Protocol
 
+import peewee
+
 from central.domain.kafka_access import Grant, store_grants
 from central.errors import KafkaUnavailable
-from central.models import KafkaRevocation
+from central.models import ApiKey, KafkaRevocation, Store
 from central.uow import UnitOfWork
 from invwire.identity import kafka_username, username_for_fingerprint
 from invwire.logs import EventLog
@@ -37,6 +39,11 @@ class KafkaIdentities(Protocol):
     def remove(self, username: str) -> None:
         """Delete the user's SCRAM credentials and every ACL naming it; what is already gone
         is not an error. Raises KafkaUnavailable."""
+        ...
+
+    def grant(self, username: str, grants: Sequence[Grant]) -> None:
+        """Add the grants as ACLs of an existing user (ones it holds change nothing);
+        raises KafkaUnavailable."""
         ...
 
 
@@ -68,6 +75,26 @@ def key_identity(
         _compensate(uow, identities, username)
         raise
     log.info("kafka.identity_provisioned", store_id=store_id, username=username)
+
+
+def grant_store_access(db: peewee.Database, identities: KafkaIdentities) -> int:
+    """Give every active key of an active store the store grants of today: a key issued
+    before a topic was added (order-updated) gets READ on it, so its agent is not refused
+    the new topic after an upgrade. Run before the relay's first publish; how many keys."""
+    with db.connection_context():
+        rows = (
+            ApiKey.select(ApiKey, Store)
+            .join(Store)
+            .where(ApiKey.revoked_at.is_null(), Store.active)
+            .order_by(ApiKey.id)
+        )
+        keys = [(str(row.store.id), str(row.key_hash)) for row in rows]
+    for store_id, key_hash in keys:
+        grants = store_grants(store_id, identities.topic_prefix)
+        identities.grant(key_username(store_id, key_hash), grants)
+    if keys:
+        log.info("kafka.store_access_granted", keys=len(keys))
+    return len(keys)
 
 
 def queue_revocation(username: str) -> None:

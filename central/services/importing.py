@@ -1,16 +1,20 @@
 """Batch import: idempotent upserts of categories, products and stock, one transaction a batch.
 
 Every row is validated before anything is written; one bad row rejects the batch with the
-line numbers of all bad rows. A row equal to what central holds changes nothing and emits
-no event, so re-running an import is harmless. Existing rows are read in a few queries per
-batch and new rows are written with multi-row INSERTs, so a batch costs a handful of round
-trips rather than several per row.
+line numbers of all bad rows (the first MAX_LISTED_ERRORS listed, all of them counted). A row
+equal to what central holds changes nothing and emits no event, so re-running an import is
+harmless; a product row's empty description or active keeps what central holds. Existing
+rows are read in a few queries per page of rows and new rows are written with multi-row
+INSERTs, so a page costs a handful of round trips rather than several per row. A staged
+import (central.services.staged_imports) applies many pages in one transaction.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from peewee import chunked
@@ -18,7 +22,15 @@ from peewee import chunked
 from central.db import locked
 from central.domain import catalog as rules
 from central.domain.stock import StockLevel, valid_quantity
-from central.errors import CentralError, ImportInvalid, InvalidKind
+from central.errors import (
+    CategoryNotFound,
+    CentralError,
+    ImportInvalid,
+    InvalidActive,
+    InvalidKind,
+    ProductNotFound,
+    UnknownField,
+)
 from central.models import Category, Movement, Product, Stock
 from central.services.catalog import category_event, product_event
 from central.services.inventory import movement_row
@@ -26,7 +38,13 @@ from central.services.principal import Principal
 from central.uow import UnitOfWork
 
 MAX_ROWS = 1000
+MAX_LISTED_ERRORS = 100
 INSERT_CHUNK = 200
+# What a row may hold: `line` (the file's line number, echoed in errors) and invctl's columns.
+ROW_FIELDS = frozenset(
+    {"line", "kind", "name", "sku", "price", "category", "description", "active", "quantity"}
+)
+MAX_LINE = 2**31 - 1  # beyond any file's line count: a row saying more gets its position
 
 
 @dataclass(frozen=True)
@@ -36,29 +54,87 @@ class Row:
     fields: dict[str, Any]
 
 
+@dataclass
+class RowErrors:
+    """Row errors, counted exactly; the first MAX_LISTED_ERRORS are kept to be listed."""
+
+    listed: list[dict[str, Any]] = field(default_factory=list)
+    count: int = 0
+    lines: set[int] = field(default_factory=set)
+
+    def add(self, line: int, error: CentralError) -> None:
+        self.count += 1
+        self.lines.add(line)
+        if len(self.listed) < MAX_LISTED_ERRORS:
+            self.listed.append({"line": line, "code": error.code, "message": error.message})
+
+    def raise_if_any(self) -> None:
+        """422 import.invalid: `errors` (the first ones), `error_count` and `bad_rows`."""
+        if self.count:
+            raise ImportInvalid(
+                f"{len(self.lines)} import rows are invalid; nothing was applied",
+                errors=self.listed,
+                error_count=self.count,
+                bad_rows=len(self.lines),
+            )
+
+
 def import_rows(
     uow: UnitOfWork, principal: Principal, raw_rows: list[dict[str, Any]]
 ) -> dict[str, int]:
+    rows = valid_rows(raw_rows)
+    with uow:
+        applier = Applier(uow, principal)
+        applier.apply(rows)
+        applier.errors.raise_if_any()
+    return dict(applier.counts)
+
+
+def valid_rows(raw_rows: list[dict[str, Any]]) -> list[Row]:
+    """The rows, checked; 422 import.invalid listing every bad one."""
     if len(raw_rows) > MAX_ROWS:
         raise ImportInvalid(f"at most {MAX_ROWS} rows per request", errors=[])
     rows, errors = _validate(raw_rows)
-    if errors:
-        raise ImportInvalid(errors=errors)
-    with uow:
-        return _Batch(uow, principal, rows).apply()
+    errors.raise_if_any()
+    return rows
 
 
-def _validate(raw_rows: list[dict[str, Any]]) -> tuple[list[Row], list[dict[str, Any]]]:
+def staged_payload(row: Row) -> str:
+    """A checked row as stored for a staged import (prices as text)."""
+    return json.dumps({"line": row.line, "kind": row.kind, **row.fields}, default=str)
+
+
+def staged_row(payload: str) -> Row:
+    """The row `staged_payload` stored, checked again (it passed once, so it passes)."""
+    raw = json.loads(payload)
+    return Row(int(raw["line"]), str(raw["kind"]), _fields(raw))
+
+
+def _validate(raw_rows: list[dict[str, Any]]) -> tuple[list[Row], RowErrors]:
     rows: list[Row] = []
-    errors: list[dict[str, Any]] = []
+    errors = RowErrors()
     for index, raw in enumerate(raw_rows):
-        given = raw.get("line")
-        line = given if isinstance(given, int) else index + 1
+        line = _line(raw.get("line"), index + 1)
         try:
+            _known_fields(raw)
             rows.append(Row(line, str(raw.get("kind", "")), _fields(raw)))
         except CentralError as exc:
-            errors.append({"line": line, "code": exc.code, "message": exc.message})
+            errors.add(line, exc)
     return rows, errors
+
+
+def _line(given: object, position: int) -> int:
+    """The row's own line number when it gives a plausible one, else its position."""
+    if isinstance(given, int) and not isinstance(given, bool) and 1 <= given <= MAX_LINE:
+        return given
+    return position
+
+
+def _known_fields(raw: dict[str, Any]) -> None:
+    unknown = sorted(set(raw) - ROW_FIELDS, key=str)
+    if unknown:
+        named = ", ".join(str(name)[:40] for name in unknown[:5])
+        raise UnknownField(f"unknown field(s) {named}; known: {', '.join(sorted(ROW_FIELDS))}")
 
 
 def _fields(raw: dict[str, Any]) -> dict[str, Any]:
@@ -76,26 +152,55 @@ def _fields(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _product_fields(raw: dict[str, Any]) -> dict[str, Any]:
+    """A product row's fields; a missing (or null) description, active or quantity is left
+    out, so an update keeps what central holds (a new product gets "", true and 0)."""
     fields = {
         "sku": rules.valid_sku(raw.get("sku", "")),
         "name": rules.valid_name(raw.get("name", "")),
         "price": rules.valid_price(raw.get("price")),
         "category": rules.valid_name(raw.get("category", ""), field="category"),
-        "description": rules.valid_description(raw.get("description")),
-        "active": raw.get("active", True) is not False,
     }
+    if raw.get("description") is not None:
+        fields["description"] = rules.valid_description(raw["description"])
+    if raw.get("active") is not None:
+        if not isinstance(raw["active"], bool):
+            raise InvalidActive()
+        fields["active"] = raw["active"]
     if raw.get("quantity") is not None:
         fields["quantity"] = valid_quantity(raw["quantity"])
     return fields
 
 
-class _Batch:
-    """One import request inside its unit of work: prefetch, apply in row order, flush."""
+class Applier:
+    """Applies pages of checked rows inside the caller's unit of work, in row order: counts
+    what each row did and records the error of each row it cannot apply (an unknown category
+    or SKU). Rows after an error are still tried, so every bad row is found; the caller then
+    raises, and the transaction rolls everything back."""
 
-    def __init__(self, uow: UnitOfWork, principal: Principal, rows: list[Row]) -> None:
-        self.uow, self.principal, self.rows = uow, principal, rows
+    def __init__(self, uow: UnitOfWork, principal: Principal) -> None:
+        self.uow, self.principal = uow, principal
         self.now = uow.clock.now()
         self.counts: Counter[str] = Counter(created=0, updated=0, unchanged=0)
+        self.errors = RowErrors()
+
+    def apply(self, rows: Iterable[Row]) -> None:
+        """One page (up to MAX_ROWS rows): prefetch what it names, apply it, flush it."""
+        page = _Page(self, list(rows))
+        for row in page.rows:
+            try:
+                self.counts[page.apply(row)] += 1
+            except CentralError as exc:
+                self.errors.add(row.line, exc)
+        page.flush()
+
+
+class _Page:
+    """What one page of rows needs: the rows it names, read in a few queries, and what it
+    writes in bulk at its end."""
+
+    def __init__(self, applier: Applier, rows: list[Row]) -> None:
+        self.uow, self.principal, self.rows = applier.uow, applier.principal, rows
+        self.now = applier.now
         names = {r.fields["category"] for r in rows if r.kind == "product"}
         names |= {r.fields["name"] for r in rows if r.kind == "category"}
         skus = [r.fields["sku"] for r in rows if r.kind in ("product", "stock")]
@@ -107,18 +212,7 @@ class _Batch:
         self.dirty_stock: set[str] = set()
         self.movements: list[dict[str, Any]] = []
 
-    def apply(self) -> dict[str, int]:
-        for row in self.rows:
-            try:
-                self.counts[self._apply(row)] += 1
-            except CentralError as exc:
-                raise ImportInvalid(
-                    errors=[{"line": row.line, "code": exc.code, "message": exc.message}]
-                ) from None
-        self._flush()
-        return dict(self.counts)
-
-    def _apply(self, row: Row) -> str:
+    def apply(self, row: Row) -> str:
         if row.kind == "category":
             return self._category(row.fields["name"])
         if row.kind == "stock":
@@ -141,12 +235,12 @@ class _Batch:
     def _product(self, fields: dict[str, Any]) -> str:
         category = self.categories.get(fields["category"])
         if category is None:
-            raise ImportInvalid(f"unknown category {fields['category']!r}")
+            raise CategoryNotFound(f"unknown category {fields['category']!r}")
         values = {k: v for k, v in fields.items() if k not in {"category", "quantity"}}
         values["category_id"] = category.id
         product = self.products.get(values["sku"])
         if product is None:
-            return self._new_product(values)
+            return self._new_product({"description": "", "active": True, **values})
         changed = {k: v for k, v in values.items() if getattr(product, k) != v}
         if not changed:
             return "unchanged"
@@ -170,7 +264,7 @@ class _Batch:
     def _set_stock(self, sku: str, quantity: int) -> str:
         stock = self.stock.get(sku)
         if stock is None:
-            raise ImportInvalid(f"unknown SKU {sku!r}")
+            raise ProductNotFound(f"unknown SKU {sku!r}; a product row creates it")
         level, event = StockLevel(sku, stock.quantity, stock.version).set_to(quantity, "import")
         if event is None:
             return "unchanged"
@@ -181,7 +275,7 @@ class _Batch:
         self.uow.record(event)
         return "updated"
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         product_rows = [p.__data__ for p in self.new_products]
         stock_rows = [self.stock[sku].__data__ for sku in sorted(self.new_stock)]
         for model, rows in (

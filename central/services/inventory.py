@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from central.db import locked
+from central.domain.catalog import refused_index
 from central.domain.stock import StockLevel, valid_delta, valid_quantity
 from central.errors import InvalidInput, ProductNotFound
 from central.models import Movement, Stock, as_utc
@@ -129,6 +130,11 @@ def _note(note: str | None) -> str:
     text = (note or "").strip()
     if len(text) > MAX_NOTE:
         raise InvalidInput(f"note is longer than {MAX_NOTE} characters", field="note")
+    index = refused_index(note or "", text)
+    if index is not None:  # the ledger is shown on terminals (invctl stock movements)
+        raise InvalidInput(
+            f"note holds a control or format character at index {index}", field="note", index=index
+        )
     return text
 
 

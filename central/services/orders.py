@@ -41,6 +41,7 @@ def place_order(
 ) -> Placed:
     store_id = _ordering_store(principal)
     key = rules.valid_key(key)
+    rules.known_line_fields(raw_lines)
     lines = rules.valid_lines(raw_lines)
     print_ = rules.fingerprint(lines)
     try:
@@ -163,6 +164,9 @@ def cancel_order(uow: UnitOfWork, principal: Principal, order_id: str) -> dict[s
         _write_changes(uow, principal, rules.release(levels, lines, order.id), now)
         order.status, order.cancelled_at, order.cancelled_by = rules.CANCELLED, now, principal.actor
         order.save()
+        # In the same transaction as the release: the store's replica learns of it (topic
+        # order-updated) exactly when the stock comes back.
+        uow.record(rules.status_changed(order.id, order.store_id, rules.CANCELLED, now))
     return order_view(order)
 
 

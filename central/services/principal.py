@@ -23,6 +23,7 @@ class Principal:
     subject: str
     role: Role
     store_id: str | None = None
+    user_id: int | None = None  # a user's row id; None for a store's key and the system
 
     @property
     def actor(self) -> str:

@@ -15,6 +15,7 @@ from invctl.commands.orders import lines_table
 from invctl.context import state_of
 from invctl.errors import RefusedError, UsageError
 from invctl.options import JsonFlag
+from invctl.order_errors import explained
 from invwire.rules import is_idempotency_key
 
 if TYPE_CHECKING:
@@ -66,17 +67,24 @@ def buy(
 ) -> None:
     """Sell products: reserve their stock at central and record the order.
 
-    Each argument is SKU or SKU:QTY (QTY 1-10000, default 1); name each SKU once.
-    The sale goes through the store agent, which queues it if central is unreachable
-    (exit 0, with a local reference). With --central URL (or INVCTL_CENTRAL) it goes
-    straight to central, as the store (INVCTL_API_KEY) or the logged-in staff user.
+    Each argument is SKU or SKU:QTY (QTY 1-10000, default 1); name each SKU once. The
+    sale goes through the store agent, which checks its replica, then reserves the stock
+    at central. With --central URL (or INVCTL_CENTRAL) it goes straight to central, as
+    the store (INVCTL_API_KEY) or the logged-in staff user.
+
+    When central cannot be reached the sale fails and nothing is sold (exit 5), unless
+    the store agent runs with offline selling on. That is off by default; the agent's
+    operator turns it on with `storeagent run --offline on` (or STOREAGENT_OFFLINE=on).
+    Then the agent queues the sale within its limits and sends it when central is back:
+    exit 0, "queued offline" with a local reference.
 
     Every buy carries an Idempotency-Key, random per run. A script that may retry a buy
     passes its own --idempotency-key (e.g. its sale's id): the same key with the same
     lines returns the first order instead of selling twice.
 
-    Exit 4 if stock is short (each short line is listed with what is available), 5 if the
-    agent or central cannot be reached.
+    Exit 3 if a SKU is unknown, 4 if stock is short (each short line is listed with what
+    is available) or a product is not sold, 5 if the agent or central cannot be reached
+    (retry), 6 if the agent's store key or your login is refused (retrying cannot help).
 
     Example: invctl buy MILK-1L:2 BREAD-WHITE --idempotency-key till3-sale-0042
     """
@@ -146,7 +154,8 @@ def check_idempotency_key(key: str) -> None:
 def place_order(client: ApiClient, lines: list[Line], key: str) -> Any:
     body = {"lines": [line.to_wire() for line in lines]}
     try:
-        return client.request("POST", "/orders", json=body, headers={"Idempotency-Key": key})
+        with explained(client.target.name, "sold"):
+            return client.request("POST", "/orders", json=body, headers={"Idempotency-Key": key})
     except RefusedError as err:
         if err.code == "stock.insufficient" and not err.hint:
             err.hint = "nothing was sold; buy less, or check with `invctl stock show SKU`"

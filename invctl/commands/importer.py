@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeGuard
 
 import typer
 
-from invctl.client import ApiClient
+from invctl.client import ApiClient, segment
 from invctl.context import state_of
-from invctl.errors import ExitCode, InvalidRequestError, InvctlError, ServerError, UsageError
+from invctl.errors import (
+    ExitCode,
+    InvalidRequestError,
+    InvctlError,
+    NotFoundError,
+    ServerError,
+    UnavailableError,
+    UsageError,
+)
 from invctl.options import JsonFlag
 from invctl.output import Output, rows_table
 
@@ -22,6 +31,8 @@ if TYPE_CHECKING:
     from invctl.importfile import CheckedFile, ErrorLog, Row, RowError
 
 MAX_CHUNK = 1000
+# An --all-or-nothing commit applies the whole file in one request: it may take minutes.
+COMMIT_TIMEOUT = 900.0
 
 
 class Format(StrEnum):
@@ -91,7 +102,12 @@ def import_file(
         typer.Argument(metavar="FILE", help="A .csv, .jsonl or .ndjson file.", show_default=False),
     ],
     all_or_nothing: Annotated[
-        bool, typer.Option("--all-or-nothing", help="Send nothing if any row is bad.")
+        bool,
+        typer.Option(
+            "--all-or-nothing",
+            help="Apply every row in one transaction at central, or none: nothing is sent "
+            "if any row is bad, and nothing is applied if central cannot apply one.",
+        ),
     ] = False,
     chunk_size: Annotated[
         int, typer.Option("--chunk-size", min=1, max=MAX_CHUNK, help="Rows per request.")
@@ -110,8 +126,13 @@ def import_file(
     """Import categories, products and stock from CSV or JSON Lines (idempotent upsert).
 
     Every row is checked first and bad rows are reported by line number (the first 100,
-    and how many in all); good rows are sent in chunks, each applied atomically. Files of
-    any size are read as a stream. Exits 1 if any row was bad.
+    and how many in all). The good rows are then sent in chunks, each applied atomically;
+    a row central cannot apply (an unknown category, say) is reported and the rest of its
+    chunk is applied without it. With --all-or-nothing a bad row stops the import before
+    anything is sent, and the rows are applied at central in one transaction: all of them,
+    or, if central cannot apply one, none. A product row's empty description, active or
+    quantity keeps what central holds. Files of any size are read as a stream. Exits 1 if
+    any row was bad or not applied.
 
     Example: invctl import catalog.csv --all-or-nothing
     """
@@ -127,8 +148,11 @@ def import_file(
         elif checked.errors.count and all_or_nothing:
             report.skipped = checked.good_rows
             state.out.note("--all-or-nothing: bad rows were found, so nothing was sent")
+        elif all_or_nothing:
+            commit_timeout = max(state.options.timeout, COMMIT_TIMEOUT)
+            send_atomically(central, checked, report, chunk_size, state.out, commit_timeout)
         else:
-            send_rows(central, checked, report, chunk_size, all_or_nothing, state.out)
+            send_rows(central, checked, report, chunk_size, state.out)
     state.out.emit(report.to_dict(), render=summary_view)
     if report.bad_rows or report.skipped:
         raise typer.Exit(ExitCode.ERROR)
@@ -148,57 +172,170 @@ def _format_of(path: Path, chosen: Format | None) -> str:
 
 
 def send_rows(
+    client: ApiClient, checked: CheckedFile, report: ImportReport, chunk_size: int, out: Output
+) -> None:
+    """Send the good rows in chunks, each applied atomically by `POST /import`."""
+    with out.progress(checked.good_rows, "Importing") as advance:
+        for chunk in checked.chunks(chunk_size):
+            _send_chunk(client, chunk, report, out)
+            advance(len(chunk))
+
+
+def _send_chunk(client: ApiClient, chunk: list[Row], report: ImportReport, out: Output) -> None:
+    """Send one chunk. Central rejects a chunk whole, naming the rows it cannot apply: those
+    are logged and the rest is sent again without them, until central takes what is left."""
+    rows = chunk
+    while rows:
+        try:
+            answer = client.post("/import", json={"rows": rows})
+        except InvalidRequestError as err:
+            if err.code != "import.invalid":
+                raise
+            rows = _without_rejected(rows, err, report)
+            continue
+        except InvctlError:
+            if report.applied:
+                out.note(
+                    f"{report.applied} rows were applied before this error; "
+                    "re-running the import is safe"
+                )
+            raise
+        report.count(answer)
+        return
+
+
+def _without_rejected(rows: list[Row], err: InvalidRequestError, report: ImportReport) -> list[Row]:
+    """Log central's rejection of `rows`; the rows it did not name, to be sent again. An
+    answer naming none of them leaves nothing to resend: the rows are logged as skipped."""
+    errors, count, bad_lines = _rejection(err)
+    sent = {row["line"] for row in rows}
+    named = {error.line for error in errors} & sent
+    if not named:
+        report.errors.add_reported([_chunk_error(rows, err)], 1, 1)
+        report.skipped += len(rows) - 1
+        return []
+    report.errors.add_reported([e for e in errors if e.line in sent], count, bad_lines)
+    return [row for row in rows if row["line"] not in named]
+
+
+def _chunk_error(rows: list[Row], err: InvalidRequestError) -> RowError:
+    from invctl.importfile import RowError
+
+    first, last = rows[0]["line"], rows[-1]["line"]
+    message = f"{err.message} (lines {first}-{last} were not applied)"
+    return RowError(int(first), err.code, message)
+
+
+def send_atomically(
     client: ApiClient,
     checked: CheckedFile,
     report: ImportReport,
     chunk_size: int,
-    stop_on_reject: bool,
     out: Output,
+    commit_timeout: float,
 ) -> None:
-    """Send the good rows in chunks; a rejected chunk is reported and, if asked, stops."""
-    sent = 0
-    with out.progress(checked.good_rows, "Importing") as advance:
-        for chunk in checked.chunks(chunk_size):
-            accepted = _send_chunk(client, chunk, report, out)
-            sent += len(chunk)
-            advance(len(chunk))
-            if not accepted and stop_on_reject:
-                report.skipped += checked.good_rows - sent
-                out.note("--all-or-nothing: central rejected a chunk; the rest was not sent")
-                return
-
-
-def _send_chunk(client: ApiClient, chunk: list[Row], report: ImportReport, out: Output) -> bool:
+    """Stage the good rows at central in chunks, then commit them in one transaction; if
+    central cannot apply a row, it names the rows and applies none (`skipped`: the rest)."""
+    batch = f"/import/batches/{segment(_open_batch(client))}"
     try:
-        answer = client.post("/import", json={"rows": chunk})
+        with out.progress(checked.good_rows, "Staging") as advance:
+            for chunk in checked.chunks(chunk_size):
+                _stage_chunk(client, batch, chunk, report)
+                advance(len(chunk))
+        if report.errors.count:
+            _discard_quietly(client, batch)
+        else:
+            _commit(client, batch, report, commit_timeout)
+    except BaseException:
+        _discard_quietly(client, batch)
+        raise
+    if report.errors.count:
+        report.skipped = checked.good_rows - report.errors.bad_lines
+        out.note("--all-or-nothing: central cannot apply every row, so it applied none")
+
+
+def _commit(client: ApiClient, batch: str, report: ImportReport, timeout: float) -> None:
+    try:
+        answer = client.request("POST", f"{batch}/commit", timeout=timeout)
     except InvalidRequestError as err:
         if err.code != "import.invalid":
             raise
-        errors = _rejected_rows(err, chunk)
-        report.errors.add(errors)
-        report.skipped += len(chunk) - len({e.line for e in errors} & {r["line"] for r in chunk})
-        return False
-    except InvctlError:
-        if report.applied:
-            out.note(
-                f"{report.applied} rows were applied before this error; "
-                "re-running the import is safe"
-            )
-        raise
+        report.errors.add_reported(*_rejection(err))  # and central dropped the batch
+        return
+    except UnavailableError as err:
+        raise _commit_unknown(err, timeout) from None
     report.count(answer)
-    return True
 
 
-def _rejected_rows(err: InvalidRequestError, chunk: list[Row]) -> list[RowError]:
+def _open_batch(client: ApiClient) -> str:
+    try:
+        answer = client.post("/import/batches")
+    except NotFoundError as err:
+        if err.code != "not_found":
+            raise
+        raise InvctlError(
+            "this central cannot apply an import in one transaction (no /import/batches)",
+            code="import.atomic_unsupported",
+            hint="upgrade central, or import without --all-or-nothing (each chunk atomic)",
+        ) from None
+    batch = answer.get("id") if isinstance(answer, dict) else None
+    if not isinstance(batch, str) or not batch:
+        raise ServerError("central's answer to opening an import batch has no id")
+    return batch
+
+
+def _stage_chunk(client: ApiClient, batch: str, chunk: list[Row], report: ImportReport) -> None:
+    """Add a chunk to the batch; rows central refuses are logged (the chunk is not staged)."""
+    try:
+        client.post(f"{batch}/rows", json={"rows": chunk})
+    except InvalidRequestError as err:
+        if err.code != "import.invalid":
+            raise
+        errors, count, bad_lines = _rejection(err)
+        if not {error.line for error in errors} & {row["line"] for row in chunk}:
+            errors, count, bad_lines = [_chunk_error(chunk, err)], 1, 1
+        report.errors.add_reported(errors, count, bad_lines)
+
+
+def _discard_quietly(client: ApiClient, batch: str) -> None:
+    """Drop a batch that will not be committed; central drops it within an hour anyway."""
+    with contextlib.suppress(InvctlError):
+        client.delete(batch)
+
+
+def _commit_unknown(err: UnavailableError, waited: float) -> UnavailableError:
+    return UnavailableError(
+        f"no answer to the commit ({err.message}): central applies all the rows or none, "
+        "and may not have finished",
+        code=err.code,
+        hint="see whether the rows are there (invctl product list --all), or run the same "
+        "import again: it is safe, rows already applied stay unchanged",
+        details={"waited_s": waited},
+    )
+
+
+def _rejection(err: InvalidRequestError) -> tuple[list[RowError], int, int]:
+    """The rows central named in a 422 import.invalid; its count of errors and bad lines
+    (it lists the first 100)."""
     from invctl.importfile import RowError
 
     listed = err.details.get("errors")
     errors = [
         RowError(int(item["line"]), str(item.get("code", err.code)), str(item.get("message", "")))
         for item in (listed if isinstance(listed, list) else [])
-        if isinstance(item, dict) and isinstance(item.get("line"), int)
+        if isinstance(item, dict) and _is_count(item.get("line"))
     ]
-    return errors or [RowError(chunk[0]["line"], err.code, err.message)]
+    count = err.details.get("error_count")
+    bad_lines = err.details.get("bad_rows")
+    return (
+        errors,
+        count if _is_count(count) else len(errors),
+        bad_lines if _is_count(bad_lines) else len({error.line for error in errors}),
+    )
+
+
+def _is_count(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def summary_view(data: Any) -> Iterable[RenderableType]:

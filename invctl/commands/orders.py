@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -12,8 +11,12 @@ import typer
 from invctl.client import ApiClient, items_of, segment
 from invctl.context import state_of
 from invctl.errors import NotFoundError, ServerError, UsageError
+from invctl.ids import is_uuid, resolve_prefix
+from invctl.moments import FORMS, wire_moment
 from invctl.options import JsonFlag
+from invctl.order_errors import explained
 from invctl.output import Column, Columns, record_view, rows_table
+from invwire.orders import CENTRAL_STATUSES, STORE_STATUSES
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -22,9 +25,8 @@ app = typer.Typer(
     help="List, show and cancel a store's orders.\n\nExample: invctl orders list --status queued",
     no_args_is_help=True,
 )
-AGENT_STATUSES = ("confirmed", "queued", "rejected", "cancelled")
-CENTRAL_STATUSES = ("confirmed", "cancelled")
-CENTRAL_ONLY = "--store, --since, --until and --all-pages"
+AGENT_STATUSES = STORE_STATUSES  # the statuses GET {agent}/orders shows and filters by
+CENTRAL_ONLY = "--store and --all-pages"
 MAX_PAGE = 200
 CENTRAL_COLUMNS = (
     "id",
@@ -54,11 +56,12 @@ LINE_COLUMNS = (
     Column("unit_price", "unit price", "right"),
 )
 
-OrderIdArg = Annotated[
+ShownIdArg = Annotated[
     str,
     typer.Argument(
         metavar="ORDER_ID",
-        help="Central's order id (or, at the store agent, its local reference).",
+        help="Central's order id (or, at the store agent, its local reference), or any "
+        "unique prefix of it, such as the 8 characters a table shows.",
         show_default=False,
     ),
 ]
@@ -68,20 +71,9 @@ def register(root: typer.Typer) -> None:
     root.add_typer(app, name="orders")
 
 
-def _iso_moment(value: str | None) -> str | None:
-    """The moment in extended ISO 8601, so central never reads `20261101` as a timestamp."""
-    if value is None:
-        return None
-    try:
-        return datetime.fromisoformat(value).isoformat()
-    except ValueError:
-        raise typer.BadParameter(
-            f"{value!r} is not an ISO 8601 date or time, e.g. 2026-11-29 or 2026-11-29T10:00:00Z"
-        ) from None
-
-
 def _moment_option(name: str, what: str) -> Any:
-    return typer.Option(name, metavar="ISO", callback=_iso_moment, help=what, show_default=False)
+    zone = "local time, or UTC with --utc, unless it has an offset"
+    return typer.Option(name, metavar="WHEN", help=f"{what}: {FORMS} ({zone}).", show_default=False)
 
 
 StatusOpt = Annotated[
@@ -89,8 +81,8 @@ StatusOpt = Annotated[
     typer.Option(
         "--status",
         metavar="STATUS",
-        help="Only orders in this state: confirmed or cancelled (central); "
-        "also queued or rejected (store agent).",
+        help="Only orders in this state: confirmed or cancelled (central and store agent); "
+        "at the store agent also pending, queued, rejected or failed.",
         show_default=False,
     ),
 ]
@@ -98,12 +90,8 @@ StoreOpt = Annotated[
     str | None,
     typer.Option("--store", metavar="ID", help="Only this store's orders.", show_default=False),
 ]
-SinceOpt = Annotated[
-    str | None, _moment_option("--since", "Only orders placed at or after (UTC unless given).")
-]
-UntilOpt = Annotated[
-    str | None, _moment_option("--until", "Only orders placed before (UTC unless given).")
-]
+SinceOpt = Annotated[str | None, _moment_option("--since", "Only orders placed at or after")]
+UntilOpt = Annotated[str | None, _moment_option("--until", "Only orders placed before")]
 LimitOpt = Annotated[
     int,
     typer.Option(
@@ -139,7 +127,7 @@ class OrderQuery:
         return {key: value for key, value in named.items() if value is not None}
 
     def central_only(self) -> bool:
-        return any(value is not None for value in (self.store, self.since, self.until))
+        return self.store is not None
 
 
 @app.command("list")
@@ -155,16 +143,24 @@ def list_orders(
 ) -> None:
     """List orders, newest first.
 
-    Reads the store agent's sales by default, including those queued offline or rejected
-    on replay; the agent filters by --status and --limit only. With --central URL (or
-    INVCTL_CENTRAL) it reads central, which also filters by --store, --since and --until
-    (ISO 8601); there --limit is the page size and --all-pages fetches every page.
+    Reads the store agent's sales by default: those queued offline, refused or failed too,
+    and a sale central cancelled since shows `cancelled`. With --central URL (or
+    INVCTL_CENTRAL) it reads central, which also filters by --store; there --limit is the
+    page size and --all-pages fetches every page. Both filter by --status, --since and
+    --until: `--since today` is the day's sales, `--since 1d` the last 24 hours.
 
     Example: invctl --central http://central:8000 orders list --since 2026-11-01 --all-pages
     """
     state = state_of(ctx, json_out)
     client = state.reader()
-    query = OrderQuery(status, store, since, until, limit)
+    now = state.deps.now()
+    query = OrderQuery(
+        status,
+        store,
+        wire_moment(since, now, option="--since"),
+        wire_moment(until, now, option="--until"),
+        limit,
+    )
     if client.target.name == "central":
         _check_status(status, CENTRAL_STATUSES, "central")
         items, more = central_orders(client, query, all_pages=all_pages)
@@ -207,7 +203,8 @@ def _check_status(status: str | None, allowed: tuple[str, ...], target: str) -> 
         raise UsageError(
             f"the {target} has no {status!r} orders; --status is one of {', '.join(allowed)}",
             code="usage.status",
-            hint="queued and rejected sales exist only at the store agent (drop --central)"
+            hint="pending, queued, rejected and failed sales exist only at the store agent "
+            "(drop --central)"
             if target == "central"
             else None,
         )
@@ -217,7 +214,8 @@ def _check_agent_query(query: OrderQuery, all_pages: bool) -> None:
     _check_status(query.status, AGENT_STATUSES, "store agent")
     if query.central_only() or all_pages:
         raise UsageError(
-            f"{CENTRAL_ONLY} need central; the store agent filters by --status and --limit only",
+            f"{CENTRAL_ONLY} need central; the store agent filters by --status, --since, "
+            "--until and --limit",
             code="usage.needs_central",
             hint="add --central URL (or set INVCTL_CENTRAL)",
         )
@@ -238,46 +236,57 @@ def _items(lines: object) -> str:
 
 
 @app.command("show")
-def show(ctx: typer.Context, order_id: OrderIdArg, json_out: JsonFlag = False) -> None:
+def show(ctx: typer.Context, order_id: ShownIdArg, json_out: JsonFlag = False) -> None:
     """Show one order and its lines.
 
-    With --central URL (or INVCTL_CENTRAL): central's order, by id. Otherwise the store
-    agent's record of the sale, found by central's order id or the agent's local reference
-    among its latest 200 sales.
+    With --central URL (or INVCTL_CENTRAL): central's order, by id; a prefix is looked up
+    among central's latest 200 orders. Otherwise the store agent's record of the sale,
+    found by central's order id or the agent's local reference (or a prefix of either),
+    with the status central gave it since (`cancelled`).
 
-    Example: invctl orders show 5f0c9a1e-3b7d-4e8a-9c21-0d6f4b2a7e13
+    Example: invctl orders show 5f0c9a1e
     """
     state = state_of(ctx, json_out)
     client = state.reader()
-    if client.target.name == "central":
-        order = client.get(f"/orders/{segment(order_id)}")
-    else:
-        order = _agent_order(client, order_id)
+    with explained(client.target.name, "shown"):
+        if client.target.name == "central":
+            order = client.get(f"/orders/{segment(central_order_id(client, order_id))}")
+        else:
+            order = client.get(f"/orders/{segment(order_id)}")
     state.out.emit(order, render=render_order)
 
 
-def _agent_order(client: ApiClient, wanted: str) -> dict[str, Any]:
-    for item in items_of(client.get("/orders", params={"limit": MAX_PAGE})):
-        if wanted in (item.get("order_id"), item.get("local_ref")):
-            return item
-    raise NotFoundError(
-        f"no order {wanted!r} among the store agent's latest {MAX_PAGE} sales",
-        code="order.not_found",
-        hint=f"ask central: invctl --central URL orders show {wanted}",
-    )
+def central_order_id(client: ApiClient, wanted: str) -> str:
+    """`wanted` if it is a whole order id, else the one of central's latest orders it starts."""
+    if is_uuid(wanted):
+        return wanted
+    latest = items_of(client.get("/orders", params={"limit": MAX_PAGE}))
+    try:
+        return resolve_prefix([order.get("id") for order in latest], wanted)
+    except NotFoundError as err:
+        err.message = f"no order id starts with {wanted!r} among central's latest {MAX_PAGE}"
+        err.hint = "give the whole order id"
+        raise
 
 
 @app.command("cancel")
-def cancel(ctx: typer.Context, order_id: OrderIdArg, json_out: JsonFlag = False) -> None:
+def cancel(ctx: typer.Context, order_id: ShownIdArg, json_out: JsonFlag = False) -> None:
     """Cancel an order at central and put its stock back.
 
-    Needs central (--central URL, INVCTL_CENTRAL or `invctl config set central URL`).
-    Cancelling an order that is already cancelled changes nothing.
+    Through the store agent by default: it finds the sale (by order id or local reference,
+    or a prefix of either), asks central to cancel it as the store, and shows it cancelled
+    at once. With --central URL (or INVCTL_CENTRAL) it asks central directly, as the store
+    (INVCTL_API_KEY), its staff or an admin. A cancel is never queued: with central
+    unreachable nothing changes (exit 5). Cancelling a cancelled order changes nothing.
 
-    Example: invctl --central http://central:8000 orders cancel 5f0c9a1e-3b7d-4e8a-9c21-0d6f4b2a7e13
+    Example: invctl orders cancel 5f0c9a1e
     """
     state = state_of(ctx, json_out)
-    order = state.central().post(f"/orders/{segment(order_id)}/cancel")
+    client = state.reader()
+    with explained(client.target.name, "cancelled"):
+        if client.target.name == "central":
+            order_id = central_order_id(client, order_id)
+        order = client.post(f"/orders/{segment(order_id)}/cancel", json={})
     state.out.emit(order, render=_cancelled)
 
 

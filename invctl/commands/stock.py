@@ -1,4 +1,4 @@
-"""`invctl stock show | set | adjust | history`: stock levels and the ledger."""
+"""`invctl stock show | list | set | adjust | history`: stock levels and the ledger."""
 
 from __future__ import annotations
 
@@ -7,9 +7,18 @@ from typing import Annotated, Any
 import typer
 
 from invctl.client import items_of, segment
+from invctl.commands.product import (
+    CategoryOpt,
+    LowStockOpt,
+    SearchOpt,
+    catalog_listing,
+    with_category_names,
+)
 from invctl.context import state_of
 from invctl.errors import UsageError
 from invctl.options import JsonFlag, NoteOpt, SkuArg
+from invctl.output import Column
+from invctl.paging import DEFAULT_LIMIT, AllOpt, LimitOpt, warn_if_cut
 
 app = typer.Typer(
     help="Show and change stock levels.\n\nExample: invctl stock show MILK-1L",
@@ -44,6 +53,41 @@ def show(ctx: typer.Context, sku: SkuArg, json_out: JsonFlag = False) -> None:
     client = state.reader()
     stock = client.get(f"/stock/{segment(sku)}")
     state.out.emit(stock, title=f"Stock of {sku} at the {client.target.name} ({client.target.url})")
+
+
+STOCK_COLUMNS = (
+    "sku",
+    "name",
+    "category",
+    Column("quantity", justify="right"),
+    Column("stock_version", "version", "right"),
+    "active",
+)
+
+
+@app.command("list")
+def list_stock(
+    ctx: typer.Context,
+    category: CategoryOpt = None,
+    search: SearchOpt = None,
+    low_stock: LowStockOpt = None,
+    limit: LimitOpt = DEFAULT_LIMIT,
+    every: AllOpt = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """List stock levels by SKU (the products list, its stock columns first).
+
+    Reads the store agent's replica, or central when central is named more explicitly
+    than the agent (--central URL, INVCTL_CENTRAL, or `central` alone in the config
+    file). The filters combine; --low-stock 5 shows what is nearly gone.
+
+    Example: invctl stock list --low-stock 5 --category Dairy
+    """
+    state = state_of(ctx, json_out)
+    listing, names = catalog_listing(state, category, search, low_stock, limit, every)
+    rows = listing.items if state.out.json_mode else with_category_names(listing.items, names)
+    state.out.emit(rows, table=STOCK_COLUMNS)
+    warn_if_cut(state.out, listing, "products")
 
 
 @app.command("set")

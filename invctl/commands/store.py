@@ -1,4 +1,5 @@
-"""`invctl store add | list | rotate-key | revoke-key`: stores and their API keys."""
+"""`invctl store add | list | rotate-key | revoke-key | deactivate | activate`: stores and
+their API keys."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ app = typer.Typer(
     help="Manage stores and their API keys (central).\n\nExample: invctl store list",
     no_args_is_help=True,
 )
-COLUMNS = ("id", "name", "active_keys", "created_at")
+COLUMNS = ("id", "name", "active", "active_keys", "created_at")
 KEY_WARNING = (
     "this API key is shown only once and cannot be retrieved again; store it now "
     "(the agent reads it from STOREAGENT_API_KEY or --api-key-file)"
@@ -86,6 +87,35 @@ def revoke_key(
         "central refuses the key at once; its Kafka user is deleted, and an agent still "
         "connected with it loses its events at its next re-authentication (within a minute)"
     )
+
+
+@app.command("deactivate")
+def deactivate(ctx: typer.Context, store_id: StoreIdArg, json_out: JsonFlag = False) -> None:
+    """Deactivate a store: all its API keys are revoked at once, so its agent and its staff
+    can no longer sell for it.
+
+    Example: invctl store deactivate store-042
+    """
+    state = state_of(ctx, json_out)
+    answer = state.central().post(f"/stores/{segment(store_id)}/deactivate")
+    revoked = answer.get("revoked_keys", 0) if isinstance(answer, dict) else 0
+    state.out.done(answer, f"Deactivated store {store_id}; revoked {revoked} API key(s).")
+    state.out.note(
+        "its agent is refused at once; a Kafka connection it holds is cut at its next "
+        "re-authentication (within a minute)"
+    )
+
+
+@app.command("activate")
+def activate(ctx: typer.Context, store_id: StoreIdArg, json_out: JsonFlag = False) -> None:
+    """Activate a deactivated store; its old keys stay revoked, so issue a new one.
+
+    Example: invctl store activate store-042
+    """
+    state = state_of(ctx, json_out)
+    answer = state.central().post(f"/stores/{segment(store_id)}/activate")
+    state.out.done(answer, f"Activated store {store_id}.")
+    state.out.note(f"give its agent a new key with: invctl store rotate-key {store_id}")
 
 
 def _show_key(state: State, answer: Any, headline: str) -> None:

@@ -10,7 +10,7 @@ import typer
 
 from invctl.context import state_of
 from invctl.options import JsonFlag
-from invctl.output import rendered, rows_table
+from invctl.output import OutputFormat, people_time, rendered, rows_table
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -26,7 +26,17 @@ def register(root: typer.Typer) -> None:
     root.add_typer(app, name="sync")
 
 
-FLEET_COLUMNS = ("store", "name", "lag", "last seen", "ready", "offline queue", "dead letters")
+FLEET_COLUMNS = (
+    "store",
+    "name",
+    "lag",
+    "last seen",
+    "ready",
+    "agents",
+    "offline queue",
+    "dead letters",
+    "problems",
+)
 
 AllFlag = Annotated[
     bool, typer.Option("--all", help="Every store, from central: group lag and heartbeats.")
@@ -48,8 +58,9 @@ def status(
 
     This store: lag per partition, age of the last applied event, dead letters, readiness,
     and the offline queue (sales waiting for central, those it rejected, the retry backoff).
-    --all (ops, against central): each registered store's consumer-group lag and last
-    heartbeat; --watch keeps the table live; --json prints one document per refresh.
+    --all (ops, against central): each registered store's consumer-group lag, last
+    heartbeat, live agent processes and problems (duplicate_agents: two agents run for one
+    store); --watch keeps the table live (with --json: one JSON object per line each time).
 
     Example: invctl --central http://central:8000 sync status --all --watch 2
     """
@@ -110,9 +121,9 @@ def _total_lag(report: dict[str, Any]) -> int:
 def _watch(state: Any, fetch: Callable[[], Any], render: Any, interval: float) -> None:
     import time
 
-    if state.json:
+    if state.out.style.format is not OutputFormat.table:  # a pipe: no live table
         while True:
-            state.out.emit(fetch())
+            state.out.emit_line(fetch(), render=render)  # JSON: one object per line
             time.sleep(interval)
     from rich.console import Console, Group
     from rich.live import Live
@@ -140,15 +151,28 @@ def _fleet_row(item: dict[str, Any], now: datetime) -> dict[str, Any]:
     reported = item.get("reported") or {}
     lag = item.get("lag")
     seen = item.get("seconds_since_seen")
+    instances = [i for i in item.get("instances") or [] if isinstance(i, dict)]
     return {
         "store": item.get("store_id"),
         "name": item.get("name"),
         "lag": "?" if lag is None else lag,
         "last seen": "never" if seen is None else f"{age(seen)} ago",
-        "ready": _yes_no(reported.get("ready")),
+        "ready": _yes_no(item.get("ready", reported.get("ready"))),
+        "agents": sum(1 for i in instances if i.get("live")) if instances else "-",
         "offline queue": reported.get("offline_queue", "-"),
         "dead letters": reported.get("dead_letters", "-"),
+        "problems": "; ".join(_fleet_problem(p) for p in item.get("problems") or []) or "-",
     }
+
+
+def _fleet_problem(problem: object) -> str:
+    """`duplicate_agents: 1f0c…, 9ab2…` (the live instance ids), or the code and message."""
+    if not isinstance(problem, dict):
+        return str(problem)
+    ids = problem.get("instance_ids")
+    if isinstance(ids, list) and ids:
+        return f"{problem.get('code')}: {', '.join(map(str, ids))}"
+    return f"{problem.get('code')}: {problem.get('message')}"
 
 
 def status_view(now: Callable[[], datetime]) -> Callable[[Any], Iterable[RenderableType]]:
@@ -187,6 +211,7 @@ def _summary_rows(report: dict[str, Any], partitions: list[Any], now: datetime) 
         *_problem_rows(report.get("problems")),
         ("last event", _moment(report.get("last_event_at"), now)),
         ("last applied", _moment(report.get("last_applied_at"), now)),
+        *_clock_rows(report),
         ("events applied", str(report.get("events_applied", "-"))),
         ("dead letters", Text(str(dead), style="red" if dead else "")),
         ("total lag", Text(str(lag), style="yellow" if lag else "")),
@@ -205,6 +230,25 @@ def _problem_rows(problems: object) -> list[Any]:
         for p in problems
         if isinstance(p, dict)
     ]
+
+
+def _clock_rows(report: dict[str, Any]) -> list[Any]:
+    """Staleness on central's clock, and this agent's clock offset from central's: a negative
+    staleness is shown as it is, as a wrong clock."""
+    from rich.text import Text
+
+    rows: list[Any] = []
+    staleness = report.get("staleness_s")
+    if isinstance(staleness, int | float):
+        wrong = staleness < 0
+        shown = f"{staleness:.1f} s (negative: a clock is wrong)" if wrong else age(staleness)
+        rows.append(("staleness", Text(shown, style="red" if wrong else "")))
+    offset = report.get("clock_offset_s")
+    if isinstance(offset, int | float):
+        rows.append(("clock offset", f"{offset:+.3f} s (central's clock minus the agent's)"))
+    elif "clock_offset_s" in report:
+        rows.append(("clock offset", "unknown: central has not answered a heartbeat"))
+    return rows
 
 
 def _offline_rows(queue: object) -> list[Any]:
@@ -239,7 +283,7 @@ def _moment(value: object, now: datetime) -> str:
         return value
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return f"{value} ({age((now - moment).total_seconds())} ago)"
+    return f"{people_time(moment)} ({age((now - moment).total_seconds())} ago)"
 
 
 def age(seconds: float) -> str:

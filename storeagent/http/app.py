@@ -3,36 +3,68 @@
 
 create_app() is the factory; the app holds no state of its own. Every error body is
 {"error": {"code", "message", "details"}}; inputs are validated so no request gets a 500.
+Before routing, its edge (storeagent.http.guard) serves only requests addressed to a loopback
+Host from no foreign Origin, and takes a POST only as JSON with the terminal token; bodies
+are bounded (invwire.limits). create_metrics_app() serves only the probes and /metrics, for a
+listener of their own that Prometheus may reach from the store network.
+With a replica file watch, /readyz answers 503 `replica.missing` or `replica.replaced` while
+the replica's path does not name the file the agent opened, and /sync/status lists it among
+its problems (with the sales recorded under another store's id, which are never sent).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Collection
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import peewee
-from fastapi import FastAPI, Header, Query, Request, Response
+from fastapi import FastAPI, Header, Path, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import AfterValidator
 from starlette.exceptions import HTTPException
 
 from invwire.errors import InvalidSku, WireError
 from invwire.http import RequestContext
+from invwire.limits import DEFAULT_MAX_BODY, BodyLimit, fixed_limit
 from invwire.logs import EventLog, request_id_var
 from invwire.rules import is_request_id, is_sku
 from storeagent.errors import ProductNotFound, ReplicaNotReady
-from storeagent.http.schemas import OrderIn, SyncStatus, problem_statuses, sync_status
+from storeagent.http.catalog import add_catalog_routes
+from storeagent.http.guard import LoopbackOnly, TerminalWrites
+from storeagent.http.schemas import (
+    OrderIn,
+    ProblemStatus,
+    SyncStatus,
+    problem_statuses,
+    sync_status,
+)
 from storeagent.ops.metrics import AgentMetrics
 from storeagent.ops.vitals import readiness_checks
-from storeagent.replica.db import Replica
-from storeagent.replica.queries import OrderList, ProductList, ReplicaReads, StockView
+from storeagent.replica.db import DATABASE_ERRORS, Replica
+from storeagent.replica.integrity import ReplicaFileWatch
+from storeagent.replica.queries import OrderItem, OrderList, ReplicaReads, SaleQuery, StockView
 from storeagent.sales.desk import OrderDesk, Placed, PlaceOrder, Queued
 from storeagent.sync.progress import SyncProgress
 
 MAX_ORDER_PAGE = 200
+
+
+def _in_utc(moment: datetime) -> datetime:
+    """A moment without an offset is UTC; one that leaves the years 1-9999 there is refused."""
+    try:
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except OverflowError:
+        raise ValueError("the moment is outside the years 1 to 9999 in UTC") from None
+
+
+UtcMoment = Annotated[datetime, AfterValidator(_in_utc)]
+# A sale's local reference or central order id (UUIDs), or a prefix of one.
+SaleRef = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 
 
 def create_app(
@@ -41,16 +73,26 @@ def create_app(
     *,
     store_id: str,
     topics: Collection[str],
+    terminal_token: str,
     orders: OrderDesk | None = None,
     resync: Callable[[], None] | None = None,
     metrics: AgentMetrics | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
+    replica_file: ReplicaFileWatch | None = None,
 ) -> FastAPI:
     """`replica` is the API's own handle (its own connections); `topics` are the full names.
-    Without `orders` the app serves the read side only. `metrics` is the agent's registry,
-    served at /metrics (a fresh one when not given)."""
+    Every POST must carry `terminal_token`. Without `orders` the app serves the read side
+    only. `metrics` is the agent's registry, served at /metrics (a fresh one when not given).
+    `replica_file` watches the replica's file for /readyz and /sync/status."""
+    if not terminal_token:
+        raise ValueError("the store terminal API needs a terminal token")
     app = FastAPI(title="storeagent", summary=f"Store {store_id}: local replica API")
     metrics = metrics or AgentMetrics()
     reads = ReplicaReads(replica)
+    # The last added runs first: request id and access log, Host/Origin, JSON + token, size.
+    app.add_middleware(BodyLimit, limit_for=fixed_limit(max_body))
+    app.add_middleware(TerminalWrites, token=terminal_token)
+    app.add_middleware(LoopbackOnly)
     app.add_middleware(
         RequestContext, observe=metrics.http_request, log=EventLog("storeagent.http")
     )
@@ -73,28 +115,92 @@ def create_app(
     if resync is not None:
         _add_resync_route(app, replica, resync)
 
-    @app.get("/products")
-    def get_products() -> ProductList:
-        require_bootstrapped()
-        return reads.product_list()
+    add_catalog_routes(app, reads, require_bootstrapped)
 
     @app.get("/sync/status")
     def get_sync_status() -> SyncStatus:
         ready = all(readiness_checks(replica, progress).values())
         central = orders.central_status() if orders else None
-        return sync_status(
-            replica,
-            progress,
-            store_id=store_id,
-            topics=topics,
-            ready=ready,
-            central=central,
-            offline_queue=orders.offline_status() if orders else None,
-        )
+        try:
+            status = sync_status(
+                replica,
+                progress,
+                store_id=store_id,
+                topics=topics,
+                ready=ready,
+                central=central,
+                offline_queue=orders.offline_status() if orders else None,
+            )
+        except DATABASE_ERRORS as exc:  # a connection made since the file was deleted
+            problem = replica_file.problem() if replica_file is not None else None
+            if problem is not None:
+                raise type(problem)(problem.message, **problem.details) from exc
+            raise
+        _add_replica_problems(status, replica_file, orders)
+        return status
 
     if orders is not None:
         _add_order_routes(app, orders, require_bootstrapped, metrics)
 
+    _add_probe_routes(app, replica, progress, metrics, replica_file)
+    return app
+
+
+def create_metrics_app(
+    replica: Replica,
+    progress: SyncProgress,
+    *,
+    metrics: AgentMetrics,
+    loopback_only: bool,
+    replica_file: ReplicaFileWatch | None = None,
+) -> FastAPI:
+    """/metrics, /healthz and /readyz, and nothing else: no route reads the catalog or sells.
+    `loopback_only` (the listener is on loopback) checks Host and Origin as the terminal API
+    does; a listener open to the store network answers whatever name Prometheus uses."""
+    app = FastAPI(title="storeagent metrics", docs_url=None, redoc_url=None, openapi_url=None)
+    if loopback_only:
+        app.add_middleware(LoopbackOnly)
+    app.add_middleware(
+        RequestContext, observe=metrics.http_request, log=EventLog("storeagent.http")
+    )
+    _install_error_handlers(app)
+    _add_probe_routes(app, replica, progress, metrics, replica_file)
+    return app
+
+
+def _add_replica_problems(
+    status: SyncStatus, replica_file: ReplicaFileWatch | None, orders: OrderDesk | None
+) -> None:
+    """The replica file's problem (not ready while it lasts), and sales of another store."""
+    problem = replica_file.problem() if replica_file is not None else None
+    if replica_file is not None and problem is not None:
+        status["ready"] = False
+        for_s = replica_file.problem_for_s()
+        status["problems"].append(
+            ProblemStatus(code=problem.code, message=problem.message, for_s=for_s, failures=0)
+        )
+    foreign = orders.foreign_sales() if orders is not None else {}
+    if foreign:
+        listed = ", ".join(f"{count} of store {store}" for store, count in sorted(foreign.items()))
+        message = (
+            f"this replica holds sales recorded under another store's id ({listed}): they are "
+            "never sent as this store's; salvage them (storeagent salvage) for their store"
+        )
+        status["problems"].append(
+            ProblemStatus(code=FOREIGN_SALES, message=message, for_s=0.0, failures=0)
+        )
+
+
+FOREIGN_SALES = "replica.other_store_sales"
+
+
+def _add_probe_routes(
+    app: FastAPI,
+    replica: Replica,
+    progress: SyncProgress,
+    metrics: AgentMetrics,
+    replica_file: ReplicaFileWatch | None,
+) -> None:
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -102,6 +208,12 @@ def create_app(
     @app.get("/readyz")
     def readyz() -> dict[str, Any]:
         checks = readiness_checks(replica, progress)
+        file_problem = replica_file.problem() if replica_file is not None else None
+        if replica_file is not None:
+            checks["replica_file"] = file_problem is None
+        if file_problem is not None:
+            details = {**file_problem.details, "checks": checks}
+            raise type(file_problem)(file_problem.message, **details)
         failing = [name for name, ok in checks.items() if not ok]
         if failing:
             problems = problem_statuses(progress)
@@ -115,8 +227,6 @@ def create_app(
     def get_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    return app
-
 
 RESYNC_UNAVAILABLE = (
     "stock reads, the product list and sales answer 503 replica.not_ready until the replica "
@@ -127,7 +237,7 @@ RESYNC_UNAVAILABLE = (
 def _add_resync_route(app: FastAPI, replica: Replica, resync: Callable[[], None]) -> None:
     @app.post("/sync/resync", status_code=202)
     def post_resync() -> dict[str, object]:
-        """Rebuild the replica from Kafka's compacted topics."""
+        """Rebuild the replica from Kafka's compacted topics. The body is JSON, `{}`."""
         resync()
         return {"status": "resync started", "unavailable_meanwhile": RESYNC_UNAVAILABLE}
 
@@ -160,10 +270,24 @@ def _add_order_routes(
     @app.get("/orders")
     def get_orders(
         status: Annotated[str | None, Query(max_length=16)] = None,
+        since: Annotated[UtcMoment | None, Query()] = None,
+        until: Annotated[UtcMoment | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_ORDER_PAGE)] = 50,
     ) -> OrderList:
-        """This store's sales, newest first."""
-        return orders.list_orders(status, limit)
+        """This store's sales, newest first, with the status central gave them since
+        (`cancelled`); `since`/`until`: placed at or after, before (UTC without an offset)."""
+        return orders.list_orders(SaleQuery(status, since, until, limit))
+
+    @app.get("/orders/{ref}")
+    def get_order(ref: SaleRef) -> OrderItem:
+        """One sale, by its local reference or central's order id (or a prefix of one)."""
+        return orders.find_order(ref)
+
+    @app.post("/orders/{ref}/cancel")
+    def cancel_order(ref: SaleRef) -> dict[str, Any]:
+        """Cancel the sale's order at central, as this store; central's order, cancelled,
+        with `local_ref`. Never queued: 503 while central is unreachable. The body is `{}`."""
+        return orders.cancel(ref)
 
 
 def _order_answer(placed: Placed | Queued) -> dict[str, Any]:

@@ -4,11 +4,14 @@ replica's read shapes (stock, products, orders) are replica.queries'."""
 from __future__ import annotations
 
 from collections.abc import Collection
+from datetime import datetime
 from typing import Any, NotRequired
 
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
+from storeagent.clock import utc_now
+from storeagent.ops.vitals import staleness_s
 from storeagent.replica.db import (
     META_EVENTS_APPLIED,
     META_LAST_APPLIED_AT,
@@ -48,6 +51,8 @@ class SyncStatus(TypedDict):
     problems: list[ProblemStatus]
     last_event_at: str | None
     last_applied_at: str | None
+    staleness_s: float | None  # central's now minus last_event_at; negative: a clock is wrong
+    clock_offset_s: float | None  # central's clock minus this machine's; null: not yet known
     events_applied: int
     dead_letters: int
     partitions: list[PartitionStatus]
@@ -64,9 +69,11 @@ def sync_status(
     ready: bool,
     central: CircuitStatus | None = None,
     offline_queue: OfflineQueueStatus | None = None,
+    now: datetime | None = None,
 ) -> SyncStatus:
     """Per-partition lag of the current topics: live end offsets minus stored next offsets;
-    `central` is the order path's circuit breaker, when the agent places orders."""
+    `central` is the order path's circuit breaker, when the agent places orders. Staleness is
+    measured on central's clock as estimated (`now`: this machine's clock, read when None)."""
     meta = replica.meta()
     stored = replica.stored_offsets()
     ends = progress.end_offsets()
@@ -77,6 +84,10 @@ def sync_status(
         problems=problem_statuses(progress),
         last_event_at=meta.get(META_LAST_EVENT_AT),
         last_applied_at=meta.get(META_LAST_APPLIED_AT),
+        staleness_s=_rounded(
+            staleness_s(meta.get(META_LAST_EVENT_AT), progress.central_clock, now or utc_now())
+        ),
+        clock_offset_s=_rounded(progress.central_clock.offset_s()),
         events_applied=int(meta.get(META_EVENTS_APPLIED, 0)),
         dead_letters=replica.dead_letter_count(),
         partitions=[
@@ -88,6 +99,10 @@ def sync_status(
     if offline_queue is not None:
         status["offline_queue"] = offline_queue
     return status
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 3)
 
 
 def _partition(topic: str, partition: int, offset: int, end: int | None) -> PartitionStatus:

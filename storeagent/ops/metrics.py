@@ -1,9 +1,9 @@
 """The agent's Prometheus metrics, on a registry of its own (one per agent, none global).
 
 Counters and histograms move as things happen (HTTP requests, sales, applied batches,
-heartbeats). Gauges that mirror state (lag, staleness, offline queue, dead letters, the
-central circuit, sync problems, readiness) and the event totals are read at scrape time from
-the replica and the loop's progress: exact, and free between scrapes.
+heartbeats). Gauges that mirror state (lag, staleness, central's clock offset, offline
+queue, dead letters, the central circuit, sync problems, readiness) and the event totals are
+read at scrape time from the replica and the loop's progress: exact, and free between scrapes.
 """
 
 from __future__ import annotations
@@ -61,8 +61,15 @@ class AgentMetrics:
         )
         self.sync_latency = Histogram(
             "storeagent_sync_latency_seconds",
-            "From a stock change at central (occurred_at) to its commit in this replica",
+            "From a stock change at central (occurred_at) to its commit in this replica, "
+            "on central's clock as estimated from heartbeat answers",
             buckets=SYNC_BUCKETS,
+            registry=r,
+        )
+        self.negative_latency = Counter(
+            "storeagent_sync_latency_negative",
+            "Applied stock events whose sync latency came out negative (observed as is): "
+            "a clock, or the estimate of central's, is wrong",
             registry=r,
         )
         self.heartbeats = Counter(
@@ -80,10 +87,15 @@ class AgentMetrics:
         self.orders.labels(outcome).inc()
 
     def batch_applied(self, result: BatchResult, seconds: float, applied_at: datetime) -> None:
-        """One histogram sample per applied stock event: a few hundred per batch at most."""
+        """One histogram sample per applied stock event: a few hundred per batch at most.
+        `applied_at` is on central's clock, like the events' occurred_at; a negative latency
+        is observed as it is (not clamped to 0) and counted."""
         self.apply_latency.observe(seconds)
         for occurred_at in result.stock_event_times:
-            self.sync_latency.observe(max((applied_at - occurred_at).total_seconds(), 0.0))
+            latency = (applied_at - occurred_at).total_seconds()
+            self.sync_latency.observe(latency)
+            if latency < 0:
+                self.negative_latency.inc()
 
     def heartbeat(self, ok: bool) -> None:
         self.heartbeats.labels("ok" if ok else "failed").inc()
@@ -112,6 +124,7 @@ class _StateCollector(Collector):
             self._lag,
             self._events,
             self._staleness,
+            self._clock_offset,
             self._dead_letters,
             self._local_orders,
             self._circuit,
@@ -150,8 +163,18 @@ class _StateCollector(Collector):
         if staleness is not None:
             yield GaugeMetricFamily(
                 "storeagent_replica_staleness_seconds",
-                "Now minus the time of the newest event applied to the replica",
+                "Now minus the time of the newest event applied to the replica, both on "
+                "central's clock; negative (not clamped) when a clock is wrong",
                 value=staleness,
+            )
+
+    def _clock_offset(self) -> Iterator[Metric]:
+        offset = self._state.vitals.clock_offset_s()
+        if offset is not None:
+            yield GaugeMetricFamily(
+                "storeagent_clock_offset_seconds",
+                "Central's clock minus this machine's, estimated from heartbeat answers",
+                value=offset,
             )
 
     def _dead_letters(self) -> Iterator[Metric]:

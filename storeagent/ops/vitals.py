@@ -1,6 +1,6 @@
 """The agent's vital signs, read on demand by /readyz, /metrics, the heartbeat to central and
-the systemd notifier: readiness, lag per partition, replica staleness, the offline queue and
-dead letters. Reads only, a few indexed queries: cheap enough for every scrape."""
+the systemd notifier: readiness, lag per partition, replica staleness (on central's clock), the
+offline queue and dead letters. Reads only, a few indexed queries: cheap enough for every scrape."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import peewee
 
 from storeagent.errors import KafkaAuthFailed, KafkaNotAuthorized
 from storeagent.replica.db import META_LAST_EVENT_AT, Replica
+from storeagent.replica.integrity import ReplicaFileWatch
 from storeagent.replica.local_orders import LocalOrders
+from storeagent.sync.central_clock import CentralClock
 from storeagent.sync.progress import APPLY_FAILING, SyncProblem, SyncProgress
 from storeagent.sync.source import TopicPartition
 
@@ -46,11 +48,22 @@ def readiness_checks(replica: Replica, progress: SyncProgress) -> dict[str, bool
 class Vitals:
     """Reads one replica handle (with its local orders) and the sync loop's progress."""
 
-    def __init__(self, replica: Replica, orders: LocalOrders, progress: SyncProgress) -> None:
+    def __init__(
+        self,
+        replica: Replica,
+        orders: LocalOrders,
+        progress: SyncProgress,
+        replica_file: ReplicaFileWatch | None = None,
+    ) -> None:
+        """`replica_file`: readiness also needs the replica's path to name the opened file."""
         self._replica, self._orders, self._progress = replica, orders, progress
+        self._replica_file = replica_file
 
     def readiness(self) -> dict[str, bool]:
-        return readiness_checks(self._replica, self._progress)
+        checks = readiness_checks(self._replica, self._progress)
+        if self._replica_file is not None:
+            checks["replica_file"] = self._replica_file.problem() is None
+        return checks
 
     def ready(self) -> bool:
         return all(self.readiness().values())
@@ -88,17 +101,33 @@ class Vitals:
         return self._replica.get_meta(META_LAST_EVENT_AT)
 
     def staleness_s(self, now: datetime) -> float | None:
-        """Now minus the time of the newest applied event; None before the first event."""
-        newest = self.last_event_at()
-        if newest is None:
-            return None
-        return max((now - datetime.fromisoformat(newest)).total_seconds(), 0.0)
+        """Central's now (`now` on this machine's clock, corrected by the estimated offset)
+        minus the time central stamped on the newest applied event; None before the first
+        event. Never clamped: a negative figure means a clock is wrong, and says so."""
+        return staleness_s(self.last_event_at(), self.central_clock, now)
+
+    @property
+    def central_clock(self) -> CentralClock:
+        """Central's clock as estimated from its heartbeat answers (the heartbeat feeds it)."""
+        return self._progress.central_clock
+
+    def clock_offset_s(self) -> float | None:
+        """Central's clock minus this machine's; None until central answered a heartbeat."""
+        return self.central_clock.offset_s()
 
     def local_orders(self) -> LocalOrderCounts:
         return LocalOrderCounts(self._orders.queue_depth(), self._orders.rejected_offline())
 
     def dead_letters(self) -> int:
         return self._replica.dead_letter_count()
+
+
+def staleness_s(last_event_at: str | None, central: CentralClock, now: datetime) -> float | None:
+    """Central's now (`now`, this machine's clock, corrected by `central`'s offset) minus
+    `last_event_at` (ISO 8601, stamped by central); None without an event."""
+    if last_event_at is None:
+        return None
+    return (central.central_time(now) - datetime.fromisoformat(last_event_at)).total_seconds()
 
 
 def _database_answers(replica: Replica) -> bool:

@@ -16,17 +16,26 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import peewee
 from peewee import EXCLUDED
 
 from invwire.errors import PoisonRecord
 from invwire.events import CategoryChanged, ProductChanged, StockChanged
-from storeagent.errors import ReplicaSchemaTooNew, ReplicaUnavailable
+from invwire.files import UnusableFile, prepare_sqlite_file
+from invwire.logs import EventLog
+from storeagent.errors import (
+    ConfigError,
+    ReplicaDamaged,
+    ReplicaSchemaTooNew,
+    ReplicaUnavailable,
+)
+from storeagent.replica import order_status
 from storeagent.replica.models import ReplicaModels, bind_models
 from storeagent.sync.source import Record, TopicPartition
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 6
 PRAGMAS = {"journal_mode": "wal", "synchronous": "normal", "busy_timeout": 5000}
 
 META_SCHEMA_VERSION = "schema_version"
@@ -51,6 +60,13 @@ DATABASE_ERRORS = (peewee.DatabaseError, peewee.InterfaceError, sqlite3.Error)
 # CHECK, a datatype mismatch), a string or blob too big, a value of a type SQLite cannot store.
 VALUE_ERRORS = (peewee.IntegrityError, peewee.DataError, sqlite3.IntegrityError, sqlite3.DataError)
 BINDING_ERROR = "error binding parameter"
+# SQLite errors of a file that is broken, not busy: no retry or restart mends it.
+DAMAGE_ERRORS = ("database disk image is malformed", "file is not a database", "malformed")
+SALVAGE_HINT = (
+    "stop here: save its queued sales with `storeagent salvage --db {path}` and "
+    "`invctl sales replay FILE`, then move the file aside (the agent builds a new replica "
+    "from Kafka)"
+)
 
 
 def iso(moment: datetime) -> str:
@@ -62,6 +78,12 @@ def is_transient(exc: BaseException) -> bool:
     message = str(exc).lower()
     operational = isinstance(exc, (peewee.OperationalError, sqlite3.OperationalError))
     return operational and any(t in message for t in TRANSIENT_ERRORS)
+
+
+def is_damage(exc: BaseException) -> bool:
+    """Whether `exc` says the database file is damaged (corrupt, truncated, not SQLite)."""
+    message = str(exc).lower()
+    return isinstance(exc, DATABASE_ERRORS) and any(d in message for d in DAMAGE_ERRORS)
 
 
 def is_record_fault(exc: Exception) -> bool:
@@ -82,14 +104,59 @@ def is_record_fault(exc: Exception) -> bool:
 
 
 def open_replica(path: Path) -> Replica:
-    """Open (creating if needed) the replica at `path` and bring its schema up to date."""
+    """Open (creating if needed, mode 0600) the replica at `path` and bring its schema up to
+    date. A path that is a directory or another kind of file is a ConfigError (exit 2), and
+    so is a damaged file (ReplicaDamaged)."""
+    _private_file(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        replica = Replica(peewee.SqliteDatabase(str(path), pragmas=PRAGMAS, timeout=5))
+        replica = Replica(ReplicaDatabase(str(path), pragmas=PRAGMAS, timeout=5))
         replica.migrate()
     except (OSError, peewee.DatabaseError) as exc:
+        if is_damage(exc):
+            raise damaged(path, str(exc)) from exc
         raise ReplicaUnavailable(f"cannot open the replica {path}: {exc}", path=str(path)) from exc
     return replica
+
+
+class ReplicaDatabase(peewee.SqliteDatabase):
+    """The replica's database, whose connections never create its file (`mode=rw`; the file
+    is made, 0600, before the first one). Each thread has its own connection: one made after
+    the file was deleted fails ("unable to open database file") instead of starting an empty
+    replica at its path, whose sales would be lost with the process."""
+
+    def _connect(self) -> sqlite3.Connection:
+        uri = f"file:{quote(str(self.database))}?mode=rw"
+        timeout = self._timeout  # type: ignore[attr-defined]  # peewee's, from timeout=
+        connection = sqlite3.connect(
+            uri, uri=True, timeout=timeout, isolation_level=None, **self.connect_params
+        )
+        try:
+            self._add_conn_hooks(connection)  # type: ignore[attr-defined]  # peewee's pragmas
+        except Exception:
+            connection.close()
+            raise
+        return connection
+
+
+def damaged(path: Path, problem: str) -> ReplicaDamaged:
+    return ReplicaDamaged(
+        f"the replica {path} is damaged ({problem}); " + SALVAGE_HINT.format(path=path),
+        path=str(path),
+        problem=problem,
+    )
+
+
+def _private_file(path: Path) -> None:
+    """A wider existing replica is tightened to 0600 with a warning, not refused: the same
+    result, without stopping a store's till."""
+    try:
+        was = prepare_sqlite_file(path)
+    except UnusableFile as exc:
+        raise ConfigError(f"replica: {exc.message}", field="db", path=str(path)) from None
+    if was is not None:
+        EventLog("storeagent.replica").warning(
+            "replica.mode_tightened", path=str(path), mode_was=f"{was:o}", mode="600"
+        )
 
 
 class Replica:
@@ -153,7 +220,9 @@ class Replica:
         ).execute()
 
     def clear_replicated_state(self) -> None:
-        """Drop what came from Kafka (catalog, stock, offsets); local orders are kept."""
+        """Drop what came from Kafka (catalog, stock, offsets); local orders are kept, and so
+        is central's later status of them (order_status; its events, read again, change
+        nothing)."""
         tables = self._tables
         for model in (tables.stock, tables.product, tables.category, tables.offset):
             model.delete().execute()
@@ -227,6 +296,11 @@ class Replica:
     def dead_letter_count(self) -> int:
         return int(self._tables.dead_letter.select().count())
 
+    def quick_check(self) -> list[str]:
+        """SQLite's own check of the whole file (PRAGMA quick_check): ["ok"], or what is
+        wrong. About a quarter of a second for a replica of 100,000 products."""
+        return [str(row[0]) for row in self.db.execute_sql("PRAGMA quick_check").fetchall()]
+
 
 _UPSERT_CATEGORY = (
     "INSERT INTO categories (id, name, version) VALUES (?, ?, ?) "
@@ -266,8 +340,31 @@ def _schema_v3(db: peewee.SqliteDatabase, tables: ReplicaModels) -> None:
             db.execute_sql(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
 
+def _schema_v4(db: peewee.SqliteDatabase, tables: ReplicaModels) -> None:
+    """Which agent process sent a pending sale (sales.rules.orphaned)."""
+    table = tables.local_order._meta.table_name
+    if "instance_id" not in {column.name for column in db.get_columns(table)}:
+        db.execute_sql(f"ALTER TABLE {table} ADD COLUMN instance_id TEXT")
+
+
+def _schema_v5(db: peewee.SqliteDatabase, tables: ReplicaModels) -> None:
+    """The store each sale was recorded under (replica.identity): sales recorded before are
+    adopted by the store the replica belongs to when the agent first opens it."""
+    table = tables.local_order._meta.table_name
+    if "store_id" not in {column.name for column in db.get_columns(table)}:
+        db.execute_sql(f"ALTER TABLE {table} ADD COLUMN store_id TEXT")
+
+
+def _schema_v6(db: peewee.SqliteDatabase, tables: ReplicaModels) -> None:
+    """Central's later status of this store's orders (replica.order_status)."""
+    order_status.create_table(db)
+
+
 _MIGRATIONS: dict[int, Callable[[peewee.SqliteDatabase, ReplicaModels], None]] = {
     1: _schema_v1,
     2: _schema_v2,
     3: _schema_v3,
+    4: _schema_v4,
+    5: _schema_v5,
+    6: _schema_v6,
 }

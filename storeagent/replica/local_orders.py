@@ -42,6 +42,8 @@ class LocalSale:
     updated_at: str
     queued_at: str | None  # accepted offline then (kept once replayed)
     outcome_unknown: bool  # failed, and an attempt may have reached central
+    instance_id: str | None = None  # the agent process that last sent it (sales.rules.orphaned)
+    store_id: str | None = None  # the store it was recorded under (None: before schema 5)
 
 
 @dataclass(frozen=True)
@@ -55,14 +57,24 @@ class QueueCounts:
 
 
 class LocalOrders:
-    """The local_orders table of one replica handle; timestamps come from `clock`."""
+    """The local_orders table of one replica handle; timestamps come from `clock`.
 
-    def __init__(self, replica: Replica, clock: Clock = utc_now) -> None:
-        self._replica, self._clock = replica, clock
+    With `store_id`, new sales are recorded under it, and the queue, its counts and what is
+    replayed or voided are this store's sales only (and those recorded before store ids
+    were): a sale recorded under another store is never sent (foreign_sales() counts them).
+    """
+
+    def __init__(self, replica: Replica, clock: Clock = utc_now, store_id: str | None = None):
+        self._replica, self._clock, self.store_id = replica, clock, store_id
         self._lo = bind_models(replica.db).local_order
 
     def transaction(self) -> AbstractContextManager[Any]:
         return self._replica.transaction()
+
+    @property
+    def replica(self) -> Replica:
+        """The handle the sales are recorded through (their reads join other tables)."""
+        return self._replica
 
     def by_key(self, key: str) -> LocalSale | None:
         row = self._lo.get_or_none(self._lo.idempotency_key == key)
@@ -93,7 +105,8 @@ class LocalOrders:
     def rejected_offline(self) -> int:
         """Sales queued offline that central then refused (the customer has the goods)."""
         lo = self._lo
-        query = lo.select().where((lo.status == rules.REJECTED) & lo.queued_at.is_null(False))
+        queued_once = lo.queued_at.is_null(False)
+        query = lo.select().where((lo.status == rules.REJECTED) & queued_once & self._mine())
         return int(query.count())
 
     def queue_depth(self) -> int:
@@ -103,18 +116,48 @@ class LocalOrders:
         """The oldest sale to send again: queued offline, or left pending by an agent that
         stopped before recording central's answer (`skip`: keys a till is sending now)."""
         lo = self._lo
-        return self._oldest(lo.status.in_([rules.QUEUED, rules.PENDING]), skip)
+        return self._oldest(lo.status.in_([rules.QUEUED, rules.PENDING]) & self._mine(), skip)
 
     def next_to_void(self, failed_before: datetime, skip: Collection[str]) -> LocalSale | None:
-        """The oldest failed sale that may be at central, failed before `failed_before`."""
+        """The oldest failed sale that may be at central: failed before `failed_before`, or
+        one whose order central had answered (central is done with it: no need to wait)."""
         lo = self._lo
         doubtful = (lo.status == rules.FAILED) & lo.outcome_unknown
-        return self._oldest(doubtful & (lo.updated_at < iso(failed_before)), skip)
+        due = (lo.updated_at < iso(failed_before)) | lo.order_id.is_null(False)
+        return self._oldest(doubtful & due & self._mine(), skip)
+
+    def foreign_sales(self) -> dict[str, int]:
+        """Sales waiting for central (queued or pending) recorded under another store's id:
+        never sent by this store's agent. Their count by store id."""
+        if self.store_id is None:
+            return {}
+        lo = self._lo
+        waiting = lo.status.in_([rules.QUEUED, rules.PENDING])
+        counts: dict[str, int] = {}
+        for row in lo.select(lo.store_id).where(waiting & ~self._mine()):
+            counts[str(row.store_id)] = counts.get(str(row.store_id), 0) + 1
+        return counts
+
+    def adopt(self, store_id: str) -> int:
+        """Record the sales that have no store id (recorded before schema 5) under
+        `store_id`; how many."""
+        lo = self._lo
+        return int(lo.update(store_id=store_id).where(lo.store_id.is_null()).execute())
+
+    def is_foreign(self, sale: LocalSale) -> bool:
+        """Whether `sale` was recorded under another store than this one."""
+        return None not in (sale.store_id, self.store_id) and sale.store_id != self.store_id
 
     def add_pending(
-        self, local_ref: str, key: str, fingerprint: str, lines: Sequence[Line]
+        self,
+        local_ref: str,
+        key: str,
+        fingerprint: str,
+        lines: Sequence[Line],
+        *,
+        instance_id: str | None = None,
     ) -> None:
-        """A new sale, about to be sent to central."""
+        """A new sale, about to be sent to central by the agent process `instance_id`."""
         now = self._now()
         self._lo.insert(
             local_ref=local_ref,
@@ -125,12 +168,18 @@ class LocalOrders:
             attempts=1,
             created_at=now,
             updated_at=now,
+            instance_id=instance_id,
+            store_id=self.store_id,
         ).execute()
 
-    def retry(self, local_ref: str) -> None:
-        """A sale seen before is sent again: pending, one attempt more."""
+    def retry(self, local_ref: str, *, instance_id: str | None = None) -> None:
+        """A sale seen before is sent again (by `instance_id`): pending, one attempt more."""
         self._update(
-            local_ref, status=rules.PENDING, attempts=self._lo.attempts + 1, updated_at=self._now()
+            local_ref,
+            status=rules.PENDING,
+            attempts=self._lo.attempts + 1,
+            updated_at=self._now(),
+            instance_id=instance_id,
         )
 
     def confirm(self, local_ref: str, order_id: str, central_order: Mapping[str, Any]) -> None:
@@ -155,6 +204,31 @@ class LocalOrders:
     def void(self, local_ref: str, order_id: str, message: str) -> None:
         """A failed sale central had recorded, and that was cancelled there."""
         self._record(local_ref, rules.FAILED, rules.VOIDED, message, order_id=order_id)
+
+    def not_recorded(
+        self, local_ref: str, message: str, *, at_central: bool, order_id: str | None
+    ) -> None:
+        """A sale whose outcome could not be recorded when it happened: its till was told it
+        failed, so it is voided. `at_central`: central may hold it (`order_id`, when central
+        had answered with it); the replayer then looks it up and cancels it there. A sale
+        already voided stays as it is."""
+        lo = self._lo
+        lo.update(
+            status=rules.FAILED,
+            reason_code=rules.NOT_RECORDED,
+            reason_message=message,
+            outcome_unknown=at_central,
+            order_id=order_id,
+            updated_at=self._now(),
+        ).where(
+            (lo.local_ref == local_ref)
+            & (lo.reason_code.is_null() | (lo.reason_code != rules.VOIDED))
+        ).execute()
+
+    def key_conflict(self, local_ref: str, message: str) -> None:
+        """Central held the key's order from another sale: this one failed, and that order
+        is not this store's to cancel."""
+        self._record(local_ref, rules.FAILED, rules.KEY_CONFLICT, message)
 
     def clear_doubt(self, local_ref: str) -> None:
         """A failed sale central turned out not to hold: failed for good."""
@@ -192,7 +266,14 @@ class LocalOrders:
         return None if row is None else _sale(row)
 
     def _with_status(self, status: str) -> peewee.ModelSelect[LocalOrder]:
-        return self._lo.select().where(self._lo.status == status)
+        return self._lo.select().where((self._lo.status == status) & self._mine())
+
+    def _mine(self) -> peewee.Expression:
+        """This store's sales, and those recorded before store ids were."""
+        lo = self._lo
+        if self.store_id is None:
+            return lo.seq.is_null(False)
+        return lo.store_id.is_null() | (lo.store_id == self.store_id)
 
     def _now(self) -> str:
         return iso(self._clock())
@@ -219,4 +300,6 @@ def _sale(row: LocalOrder) -> LocalSale:
         updated_at=str(row.updated_at),
         queued_at=row.queued_at,
         outcome_unknown=bool(row.outcome_unknown),
+        instance_id=row.instance_id,
+        store_id=row.store_id,
     )

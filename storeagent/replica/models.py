@@ -97,6 +97,12 @@ class LocalOrder(_Table):
     # A failed sale whose request may have reached central (a timeout, a 5xx): the replayer
     # looks it up and cancels it there (schema 3).
     outcome_unknown = peewee.BooleanField(default=False)
+    # The agent process that last sent a pending sale (schema 4): one left pending by another
+    # process is an orphan, completed; one of this process was answered with an error, voided.
+    instance_id = peewee.TextField(null=True)
+    # The store the sale was recorded under (schema 5): the replayer sends only its own
+    # store's sales; older sales are adopted when the agent first opens the replica.
+    store_id = peewee.TextField(null=True)
 
     class Meta:
         table_name = "local_orders"

@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from peewee import JOIN, fn
 from typing_extensions import TypedDict
 
-from storeagent.replica.db import Replica
-from storeagent.replica.local_orders import LocalOrders, LocalSale
+from invwire.orders import CANCELLED
+from storeagent.replica.db import Replica, iso
 from storeagent.replica.models import Stock, bind_models
 
 
@@ -29,13 +31,38 @@ class ProductItem(TypedDict):
     name: str
     price: str
     category_id: int
+    description: str
     active: bool
+    version: int
     quantity: int
     stock_version: int
 
 
 class ProductList(TypedDict):
     items: list[ProductItem]
+    next_after: str | None  # the last SKU of this page when more follow, else None
+
+
+class CategoryItem(TypedDict):
+    id: int
+    name: str
+    version: int
+
+
+class CategoryList(TypedDict):
+    items: list[CategoryItem]
+    next_after: int | None
+
+
+@dataclass(frozen=True)
+class ProductFilter:
+    """Which products a list shows, as central's `GET /api/v1/products` filters them: of one
+    category, whose SKU or name holds `search` (letters in any case), whose stock is at most
+    `low_stock`."""
+
+    category_id: int | None = None
+    search: str = ""
+    low_stock: int | None = None
 
 
 class OrderItem(TypedDict):
@@ -45,6 +72,8 @@ class OrderItem(TypedDict):
     lines: list[dict[str, Any]]
     created_at: str
     reason: str | None
+    total: str | None  # central's, once it confirmed the sale
+    cancelled_at: str | None  # when central cancelled it
 
 
 class OrderList(TypedDict):
@@ -120,24 +149,55 @@ class ReplicaReads:
             source="replica",
         )
 
-    def product_list(self) -> ProductList:
+    def product_list(
+        self, where: ProductFilter | None = None, *, limit: int = 1000, after: str = ""
+    ) -> ProductList:
+        """A page of products by SKU after `after`, each with its stock (0 without a row)."""
         prod, stock = self._product, self._stock
+        quantity = fn.COALESCE(stock.quantity, 0)
         query = (
             prod.select(
                 prod.sku,
                 prod.name,
                 prod.price,
                 prod.category_id,
+                prod.description,
                 prod.active,
-                fn.COALESCE(stock.quantity, 0).alias("quantity"),
+                prod.version,
+                quantity.alias("quantity"),
                 fn.COALESCE(stock.stock_version, 0).alias("stock_version"),
             )
             .join(stock, JOIN.LEFT_OUTER, on=(stock.sku == prod.sku))
+            .where(prod.sku > after, *self._conditions(where or ProductFilter(), quantity))
             .order_by(prod.sku)
+            .limit(limit + 1)
             .dicts()
         )
-        rows = cast(Iterable[dict[str, Any]], query)
-        return ProductList(items=[_product_item(row) for row in rows])
+        rows = list(cast(Iterable[dict[str, Any]], query))
+        items = [_product_item(row) for row in rows[:limit]]
+        return ProductList(items=items, next_after=_next(rows, limit, "sku"))
+
+    def _conditions(self, where: ProductFilter, quantity: Any) -> list[Any]:
+        prod = self._product
+        conditions: list[Any] = []
+        if where.category_id is not None:
+            conditions.append(prod.category_id == where.category_id)
+        if where.search:
+            # instr, not LIKE: a `%` or `_` typed by someone searching means itself.
+            in_sku = fn.instr(prod.sku, where.search.upper()) > 0
+            in_name = fn.instr(fn.lower(prod.name), where.search.lower()) > 0
+            conditions.append(in_sku | in_name)
+        if where.low_stock is not None:
+            conditions.append(quantity <= where.low_stock)
+        return conditions
+
+    def category_list(self, *, limit: int = 1000, after: int = 0) -> CategoryList:
+        """A page of categories by id after `after`."""
+        table = self._category
+        query = table.select().where(table.id > after).order_by(table.id).limit(limit + 1)
+        rows = list(cast(Iterable[dict[str, Any]], query.dicts()))
+        items = [CategoryItem(id=r["id"], name=r["name"], version=r["version"]) for r in rows]
+        return CategoryList(items=items[:limit], next_after=_next(rows, limit, "id"))
 
     def on_hand(self, skus: Collection[str]) -> dict[str, OnHand]:
         """The products of `skus` the replica knows, with their stock (0 without a row)."""
@@ -192,21 +252,97 @@ class ReplicaReads:
         ]
 
 
-def order_list(orders: LocalOrders, status: str | None, limit: int) -> OrderList:
-    """This store's sales, newest first; `reason` is why one was refused or is not done."""
-    return OrderList(items=[_order_item(sale) for sale in orders.newest_first(status, limit)])
+@dataclass(frozen=True)
+class SaleQuery:
+    """Which sales to list: by status as shown, placed at or after `since` and before
+    `until` (aware datetimes), the newest `limit`."""
+
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 50
 
 
-def _order_item(sale: LocalSale) -> OrderItem:
-    reason = f"{sale.reason_code}: {sale.reason_message}" if sale.reason_code else None
+# A confirmed sale shows central's later status (cancelled); a sale central never confirmed
+# keeps the agent's own (a voided one stays failed: its till was told so). The SQL below is
+# made of these fixed fragments only; every value is a bound parameter.
+_SHOWN_STATUS = (
+    "CASE WHEN lo.status = 'confirmed' AND os.status IS NOT NULL THEN os.status ELSE lo.status END"
+)
+_SALES = (
+    "SELECT lo.local_ref, " + _SHOWN_STATUS + " AS shown, lo.order_id, lo.lines, lo.created_at, "
+    "lo.reason_code, lo.reason_message, lo.central_order, os.cancelled_at "
+    "FROM local_orders lo LEFT JOIN order_status os ON os.order_id = lo.order_id"
+)
+MIN_PREFIX = 4  # the shortest prefix of a reference that finds a sale
+MAX_MATCHES = 5
+
+
+class SaleReads:
+    """This store's sales as the till sees them: the agent's record of each sale, with
+    central's later status (replica.order_status) joined in."""
+
+    def __init__(self, replica: Replica) -> None:
+        self._db = replica.db
+
+    def page(self, query: SaleQuery) -> OrderList:
+        """Newest first; `reason` is why one was refused or is not done."""
+        conditions, params = [], []
+        if query.status is not None:
+            conditions.append(f"{_SHOWN_STATUS} = ?")
+            params.append(query.status)
+        if query.since is not None:
+            conditions.append("lo.created_at >= ?")
+            params.append(_stored_moment(query.since))
+        if query.until is not None:
+            conditions.append("lo.created_at < ?")
+            params.append(_stored_moment(query.until))
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        sql = f"{_SALES}{where} ORDER BY lo.seq DESC LIMIT ?"
+        return OrderList(items=self._items(sql, (*params, query.limit)))
+
+    def find(self, ref: str) -> list[OrderItem]:
+        """The sale whose local reference or central order id is `ref`; else the sales
+        (at most MAX_MATCHES + 1) where one of them starts with `ref`."""
+        exact = self._items(
+            _SALES + " WHERE lo.local_ref = ? OR lo.order_id = ? ORDER BY lo.seq DESC LIMIT 2",
+            (ref, ref),
+        )
+        if exact or len(ref) < MIN_PREFIX:
+            return exact
+        # substr, not LIKE: a reference's `_` or `%` must not act as a wildcard
+        prefix = "substr(lo.local_ref, 1, ?) = ? OR substr(lo.order_id, 1, ?) = ?"
+        sql = f"{_SALES} WHERE {prefix} ORDER BY lo.seq DESC LIMIT ?"
+        return self._items(sql, (len(ref), ref, len(ref), ref, MAX_MATCHES + 1))
+
+    def _items(self, sql: str, params: tuple[Any, ...]) -> list[OrderItem]:
+        return [_order_item(row) for row in self._db.execute_sql(sql, params).fetchall()]
+
+
+def _stored_moment(moment: datetime) -> str:
+    """As local_orders stores its times (UTC, replica.db.iso), so text order is time order."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return iso(aware.astimezone(UTC))
+
+
+def _order_item(row: tuple[Any, ...]) -> OrderItem:
+    ref, shown, order_id, lines, created_at, code, message, central, cancelled_at = row
     return OrderItem(
-        local_ref=sale.local_ref,
-        status=sale.status,
-        order_id=sale.order_id,
-        lines=[line.to_wire() for line in sale.lines],
-        created_at=sale.created_at,
-        reason=reason,
+        local_ref=ref,
+        status=shown,
+        order_id=order_id,
+        lines=list(json.loads(lines)),
+        created_at=created_at,
+        reason=f"{code}: {message}" if code else None,
+        total=_total(central),
+        cancelled_at=cancelled_at if shown == CANCELLED else None,
     )
+
+
+def _total(central_order: str | None) -> str | None:
+    order = json.loads(central_order) if central_order else None
+    total = order.get("total") if isinstance(order, dict) else None
+    return total if isinstance(total, str) else None
 
 
 def _product_item(row: dict[str, Any]) -> ProductItem:
@@ -215,10 +351,17 @@ def _product_item(row: dict[str, Any]) -> ProductItem:
         name=row["name"],
         price=row["price"],
         category_id=row["category_id"],
+        description=row["description"],
         active=bool(row["active"]),
+        version=row["version"],
         quantity=row["quantity"],
         stock_version=row["stock_version"],
     )
+
+
+def _next(rows: list[dict[str, Any]], limit: int, key: str) -> Any:
+    """The cursor of the page after `rows[:limit]` (`rows` asked for one more), or None."""
+    return rows[limit - 1][key] if len(rows) > limit else None
 
 
 def _stock_row(row: Stock) -> StockRow:

@@ -2,13 +2,13 @@
 (sales.replay), so that a sale is never sent by both at once.
 
 In memory: after a restart no key is busy (every `pending` sale is then an orphan whose
-outcome only central knows).
+outcome only central knows). Within one agent process a `pending` sale no request holds was
+answered with an error, and is voided (sales.rules.orphaned).
 """
 
 from __future__ import annotations
 
 import threading
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -17,27 +17,27 @@ from storeagent.sales.rules import OrderInProgress
 
 class KeyClaims:
     """A till's request holds its key while it runs; the replayer takes a key only when no
-    till holds it, and a till asking for a key the replayer holds gets `order.in_progress`.
-    So a sale is never sent by both, nor voided while a till replays it."""
+    till holds it, and a till asking for a key the replayer or another till's request holds
+    gets `order.in_progress`. So a sale is sent by one request at a time (an answer central
+    replays is then known to be this agent's own only when an earlier attempt was), never by
+    a till and the replayer at once, nor voided while a till replays it."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._tills: Counter[str] = Counter()
+        self._tills: set[str] = set()
         self._replayer: set[str] = set()
 
     @contextmanager
     def till(self, key: str) -> Iterator[None]:
         with self._lock:
-            if key in self._replayer:
+            if key in self._replayer or key in self._tills:
                 raise OrderInProgress(key=key)
-            self._tills[key] += 1
+            self._tills.add(key)
         try:
             yield
         finally:
             with self._lock:
-                self._tills[key] -= 1
-                if not self._tills[key]:
-                    del self._tills[key]
+                self._tills.discard(key)
 
     @contextmanager
     def replayer(self, key: str) -> Iterator[bool]:

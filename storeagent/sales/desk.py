@@ -7,6 +7,15 @@ Each step is its own short replica transaction; none is open while central is ca
 the sync loop never waits on central. The stock check and the insert of the pending sale
 share one BEGIN IMMEDIATE transaction, and so do the offline check and the queueing: two
 tills never both pass a check on the same remaining units.
+
+Outcome before answer: the till is answered only once the sale's outcome is recorded. When
+the replica refuses that write (locked past its busy timeout, a failing disk), the sale is
+in doubt: it is journaled (sales.doubt), the till gets 503 with `details.outcome` "voided",
+and the replayer voids it (cancelling any copy central holds); it is never completed.
+A confirmation that central replayed for a key this agent never sent is another sale's
+order (another agent or till uses the key): 409 `order.key_conflict`, never a new sale.
+A sale is never queued while the replica's path does not name the file the agent opened
+(replica.integrity): it would vanish with that file.
 """
 
 from __future__ import annotations
@@ -20,32 +29,21 @@ from invwire.errors import IdempotencyMismatch
 from invwire.logs import EventLog
 from invwire.orders import Line
 from storeagent.clock import Clock, utc_now
-from storeagent.errors import AgentError
+from storeagent.errors import AgentError, SaleOfAnotherStore
+from storeagent.replica.db import DATABASE_ERRORS, iso
 from storeagent.replica.local_orders import LocalOrders, LocalSale
-from storeagent.replica.queries import OrderList, order_list
+from storeagent.replica.queries import OrderItem, OrderList, SaleQuery, SaleReads
 from storeagent.sales import offline_policy, rules
+from storeagent.sales.cancel import OrderCancels
+from storeagent.sales.central_errors import CentralAuthFailed, CentralRefused
 from storeagent.sales.claims import KeyClaims
+from storeagent.sales.doubt import Doubt, DoubtJournal
 from storeagent.sales.offline_policy import OfflinePolicy, QueueRefusal, queued_units_by_sku
 from storeagent.sales.schedule import ReplaySchedule
 from storeagent.sales.shelf import Shelf
 from storeagent.sales.status import OfflineQueueStatus, offline_status
 from storeagent.upstream.client import CentralUnavailable, Confirmed, Refused
 from storeagent.upstream.resilience import CircuitStatus, ResilientCentral
-
-
-class CentralRefused(AgentError):
-    """Central refused the order; nothing was sold."""
-
-    def __init__(self, refusal: Refused) -> None:
-        super().__init__(refusal.message)
-        self.code, self.status, self.details = refusal.code, refusal.status, dict(refusal.details)
-
-
-class CentralAuthFailed(AgentError):
-    """Central refused this store's API key; check STOREAGENT_API_KEY or --api-key-file."""
-
-    code = "central.auth_failed"
-    status = 502
 
 
 @dataclass(frozen=True)
@@ -89,6 +87,19 @@ class _Attempt:
     key: str
     lines: list[Line]
     outcome_unknown: bool  # an earlier attempt of this key may be at central
+    first_send: bool  # the sale is new: this replica never sent its key before
+
+
+@dataclass(frozen=True)
+class _CentralSaid:
+    """What central's answer means for a sale whose outcome could not be recorded."""
+
+    at_central: bool  # central may hold the sale's order
+    order_id: str | None = None  # ... and this is it
+    note: str = "central's answer is unknown"
+
+
+CentralAnswer = Confirmed | Refused | CentralUnavailable
 
 
 class OrderDesk:
@@ -104,14 +115,23 @@ class OrderDesk:
         schedule: ReplaySchedule,
         policy: OfflinePolicy = offline_policy.DEFAULT_POLICY,
         clock: Clock = utc_now,
+        doubts: DoubtJournal,
+        instance_id: str,
         log: EventLog | None = None,
         new_key: Callable[[], str] = lambda: str(uuid.uuid4()),
+        replica_file: Callable[[], AgentError | None] | None = None,
     ) -> None:
+        """`replica_file` says what is wrong with the replica's file (it was deleted or
+        replaced), or None: asked before each sale is queued."""
         self._orders, self._shelf, self._central = orders, shelf, central
         self._claims, self._schedule = claims, schedule
+        self._doubts, self._instance_id = doubts, instance_id
         self._policy, self._clock = policy, clock
         self._log = log or EventLog("storeagent.orders")
         self._new_key = new_key
+        self._sales = SaleReads(orders.replica)
+        self._cancels = OrderCancels(self._sales, orders, central, clock=clock, log=self._log)
+        self._replica_file = replica_file
 
     def place(self, command: PlaceOrder) -> Placed | Queued:
         lines = rules.valid_lines(command.lines)
@@ -136,18 +156,44 @@ class OrderDesk:
     def offline_status(self) -> OfflineQueueStatus:
         return offline_status(self._orders, self._schedule, self._policy, self._clock())
 
-    def list_orders(self, status: str | None, limit: int) -> OrderList:
-        """This store's sales, newest first."""
-        return order_list(self._orders, rules.valid_status(status), limit)
+    def foreign_sales(self) -> dict[str, int]:
+        """Sales waiting in the replica under another store's id (never sent), by store."""
+        return self._orders.foreign_sales()
+
+    def list_orders(self, query: SaleQuery) -> OrderList:
+        """This store's sales, newest first, each with central's later status."""
+        rules.valid_status(query.status)
+        return self._sales.page(query)
+
+    def find_order(self, ref: str) -> OrderItem:
+        """One sale, by its local reference or central order id, or a prefix of either."""
+        return self._cancels.sale(ref)
+
+    def cancel(self, ref: str) -> dict[str, Any]:
+        """Cancel the sale's order at central (sales.cancel); central's order, cancelled."""
+        return self._cancels.cancel(ref)
 
     def _key(self, raw: str | None) -> str:
         return self._new_key() if raw is None else rules.valid_key(raw)
 
     def _begin(self, key: str, lines: list[Line]) -> _Attempt | Placed | Queued:
-        """Commit the sale as pending before central hears of it, unless the key is settled."""
+        """Commit the sale as pending before central hears of it, unless the key is settled.
+        A replica that cannot take it: 503, nothing saved, nothing sent."""
+        doubt = self._doubts.holding(key)
+        if doubt is not None:  # not in the replica yet: the replayer records it
+            raise rules.OrderVoided(_VOIDED_NOT_RECORDED, local_ref=doubt.local_ref)
+        try:
+            return self._save_pending(key, lines)
+        except DATABASE_ERRORS as exc:
+            self._log.error("order.not_saved", error=f"{type(exc).__name__}: {exc}")
+            raise rules.SaleNotSaved(outcome=rules.NOT_SENT_OUTCOME) from exc
+
+    def _save_pending(self, key: str, lines: list[Line]) -> _Attempt | Placed | Queued:
         print_ = rules.fingerprint(lines)
         with self._orders.transaction():
             sale = self._orders.by_key(key)
+            if sale is not None and self._orders.is_foreign(sale):
+                raise SaleOfAnotherStore(local_ref=sale.local_ref, store_id=sale.store_id)
             settled = None if sale is None else _settled(sale, print_)
             if settled is not None:
                 return settled
@@ -155,11 +201,15 @@ class OrderDesk:
                 rules.check_stock(self._available(lines), lines)
             if sale is None:
                 local_ref = str(uuid.uuid4())
-                self._orders.add_pending(local_ref, key, print_, lines)
+                self._orders.add_pending(
+                    local_ref, key, print_, lines, instance_id=self._instance_id
+                )
             else:
                 local_ref = sale.local_ref
-                self._orders.retry(local_ref)
-        return _Attempt(local_ref, key, lines, bool(sale and sale.outcome_unknown))
+                self._orders.retry(local_ref, instance_id=self._instance_id)
+        return _Attempt(
+            local_ref, key, lines, bool(sale and sale.outcome_unknown), first_send=sale is None
+        )
 
     def _available(
         self, lines: list[Line], queued: dict[str, int] | None = None
@@ -173,15 +223,84 @@ class OrderDesk:
         return queued_units_by_sku(self._orders.queued_lines())
 
     def _send(self, attempt: _Attempt, request_id: str | None) -> Placed | Queued:
+        """Ask central, record the outcome, and only then answer. Whatever stops the outcome
+        from being recorded makes the sale void (in doubt), never completed later."""
+        said = _CentralSaid(at_central=True)  # until central answers, it may hold the sale
+        try:
+            answer = self._ask(attempt, request_id)
+            said = _what_central_said(attempt, answer)
+            outcome = self._record(attempt, answer)
+        except DATABASE_ERRORS as exc:
+            raise self._in_doubt(attempt, said, exc) from exc
+        except Exception as exc:  # a bug: the till gets an error, and the sale is void as well
+            self._in_doubt(attempt, said, exc)
+            raise
+        if isinstance(outcome, AgentError):
+            raise outcome
+        return outcome
+
+    def _ask(self, attempt: _Attempt, request_id: str | None) -> CentralAnswer:
         try:
             result = self._central.place_order(attempt.key, attempt.lines, request_id=request_id)
         except CentralUnavailable as exc:
             exc.details["local_ref"] = attempt.local_ref  # the till can replay this sale
-            return self._unavailable(attempt, exc)
+            return exc
         self._schedule.central_answered()
-        if isinstance(result, Refused):
-            raise self._refused(attempt, result)
-        return self._confirm(attempt, result)
+        return result
+
+    def _record(self, attempt: _Attempt, answer: CentralAnswer) -> Placed | Queued | AgentError:
+        """Record central's answer in the replica; what the till is to be answered."""
+        if isinstance(answer, CentralUnavailable):
+            return self._unavailable(attempt, answer)
+        if isinstance(answer, Refused):
+            return self._refused(attempt, answer)
+        if _foreign(attempt, answer):
+            return self._conflict(attempt, answer)
+        return self._confirm(attempt, answer)
+
+    def _in_doubt(
+        self, attempt: _Attempt, said: _CentralSaid, exc: Exception
+    ) -> rules.OutcomeNotRecorded:
+        """The outcome could not be recorded: journal the sale as void, and say so."""
+        reason = f"{type(exc).__name__}: {exc}"
+        doubt = Doubt(
+            local_ref=attempt.local_ref,
+            key=attempt.key,
+            at_central=said.at_central,
+            order_id=said.order_id,
+            message=f"the till was told the sale failed: its outcome could not be recorded "
+            f"({reason}); {said.note}",
+            instance_id=self._instance_id,
+            at=iso(self._clock()),
+        )
+        journaled = self._doubts.add(doubt)
+        self._schedule.work_arrived()
+        self._log.error(
+            "order.outcome_not_recorded",
+            local_ref=attempt.local_ref,
+            error=reason,
+            central=said.note,
+            journaled=journaled,
+            outcome=rules.VOIDED_OUTCOME,
+        )
+        return rules.OutcomeNotRecorded(local_ref=attempt.local_ref, outcome=rules.VOIDED_OUTCOME)
+
+    def _conflict(self, attempt: _Attempt, result: Confirmed) -> AgentError:
+        """Central answered another sale's order: fail this one, leave that order alone."""
+        message = (
+            f"central already held order {result.order_id} under this key, which this agent "
+            "never sent: another agent or till uses the same key"
+        )
+        with self._orders.transaction():
+            self._orders.key_conflict(attempt.local_ref, message)
+        self._log.error(
+            "order.key_conflict",
+            local_ref=attempt.local_ref,
+            key=attempt.key,
+            order_id=result.order_id,
+            message=message,
+        )
+        return rules.KeyConflict(local_ref=attempt.local_ref, order_id=result.order_id)
 
     def _confirm(self, attempt: _Attempt, result: Confirmed) -> Placed:
         with self._orders.transaction():
@@ -190,8 +309,10 @@ class OrderDesk:
         self._log.info("order.confirmed", local_ref=attempt.local_ref, order_id=result.order_id)
         return Placed(attempt.local_ref, result.order, replayed=False)
 
-    def _unavailable(self, attempt: _Attempt, exc: CentralUnavailable) -> Queued:
-        """Queue the sale if the offline policy allows it; else record it failed and raise."""
+    def _unavailable(
+        self, attempt: _Attempt, exc: CentralUnavailable
+    ) -> Queued | CentralUnavailable:
+        """Queue the sale if the offline policy allows it; else record it failed."""
         refusal = self._queue(attempt, exc)
         if refusal is None:
             self._schedule.work_arrived()
@@ -210,12 +331,15 @@ class OrderDesk:
             offline=refusal.code,
             outcome_unknown=unknown,
         )
-        raise exc
+        return exc
 
     def _queue(self, attempt: _Attempt, exc: CentralUnavailable) -> QueueRefusal | None:
         """The offline check and the queueing, in one transaction."""
         if not self._policy.enabled:
             return offline_policy.OFF
+        file_problem = self._replica_file() if self._replica_file is not None else None
+        if file_problem is not None:  # queued into it, the sale would vanish with that file
+            return QueueRefusal(file_problem.code, file_problem.message)
         with self._orders.transaction():
             queued = self._queued_units()
             refusal = offline_policy.queue_refusal(
@@ -232,7 +356,9 @@ class OrderDesk:
     def _refused(self, attempt: _Attempt, refusal: Refused) -> AgentError:
         if refusal.is_auth:
             # Not a verdict on the sale: once the key is fixed, the same key may try again.
-            error: AgentError = CentralAuthFailed(central_code=refusal.code)
+            error: AgentError = CentralAuthFailed(
+                central_code=refusal.code, store_id=self._orders.store_id
+            )
             self._fail(attempt, error, outcome_unknown=attempt.outcome_unknown)
             self._log.error(
                 "order.central_auth_failed", local_ref=attempt.local_ref, code=refusal.code
@@ -251,6 +377,27 @@ class OrderDesk:
             )
 
 
+_VOIDED_NOT_RECORDED = (
+    "This sale was voided: its outcome could not be recorded, so it will not happen (a copy "
+    "central holds is cancelled). Ring it up again with a new Idempotency-Key."
+)
+
+
+def _what_central_said(attempt: _Attempt, answer: CentralAnswer) -> _CentralSaid:
+    if isinstance(answer, CentralUnavailable):
+        unknown = attempt.outcome_unknown or answer.maybe_sent
+        return _CentralSaid(unknown, note=f"central was unavailable ({answer.message})")
+    if isinstance(answer, Refused):
+        return _CentralSaid(False, note=f"central had refused it ({answer.code})")
+    if _foreign(attempt, answer):
+        return _CentralSaid(False, note=f"central's order {answer.order_id} is another sale's")
+    return _CentralSaid(True, answer.order_id, f"central had confirmed it as {answer.order_id}")
+
+
+def _foreign(attempt: _Attempt, result: Confirmed) -> bool:
+    return rules.foreign_replay(result.replayed, attempt.first_send and not result.resent)
+
+
 def _settled(sale: LocalSale, print_: str) -> Placed | Queued | None:
     """The answer for a key seen before, when it needs no call to central."""
     if sale.fingerprint != print_:
@@ -261,4 +408,8 @@ def _settled(sale: LocalSale, print_: str) -> Placed | Queued | None:
         return Queued(sale.local_ref, list(sale.lines), replayed=True)
     if sale.status == rules.FAILED and sale.reason_code == rules.VOIDED:
         raise rules.OrderVoided(local_ref=sale.local_ref, order_id=sale.order_id)
+    if sale.status == rules.FAILED and sale.reason_code == rules.NOT_RECORDED:
+        raise rules.OrderVoided(_VOIDED_NOT_RECORDED, local_ref=sale.local_ref)
+    if sale.status == rules.FAILED and sale.reason_code == rules.KEY_CONFLICT:
+        raise rules.KeyConflict(local_ref=sale.local_ref)
     return None

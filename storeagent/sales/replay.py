@@ -1,8 +1,10 @@
 """The replayer: a supervised side task of the agent (ops.supervisor) that settles, one at a
 time, every sale whose outcome this store has not recorded from central yet.
 
-- `queued` sales (accepted offline) and orphaned `pending` ones (sent, but the agent stopped
-  or lost the answer before recording it) are sent again oldest first, each with its own
+- Sales in doubt (sales.doubt: answered with an error, outcome not recorded) are recorded
+  first, as failed `order.not_recorded`, and then voided like the failed sales below.
+- `queued` sales (accepted offline) and orphaned `pending` ones (left by an agent process
+  that stopped before it answered the till) are sent again oldest first, each with its own
   idempotency key: central answers a key it has seen with its first order, so nothing sells
   twice. 201 -> `confirmed`, and the replica shows central's stock at once; a refusal ->
   `rejected` with central's code and message, logged; unavailable -> the sale stays as it
@@ -11,7 +13,12 @@ time, every sale whose outcome this store has not recorded from central yet.
 - `failed` sales whose request may have reached central (a timeout, a 5xx) are looked up by
   key once the failure is `void_after_s` old. The till was told the sale failed, so the
   customer did not take the goods: if central recorded it, it is cancelled there and the
-  sale is recorded as voided (status stays `failed`, reason `order.voided`).
+  sale is recorded as voided (status stays `failed`, reason `order.voided`). A failed sale
+  whose order central had answered (order id known) is looked up at once.
+- A `pending` sale of this very process that no till holds was answered with an error
+  (sales.rules.orphaned): it is recorded as failed `order.not_recorded` and voided too.
+- A sale recorded under another store's id (replica.identity) is never sent nor voided: the
+  local orders' queries leave it out, and the agent reports it at start and in /sync/status.
 """
 
 from __future__ import annotations
@@ -23,9 +30,11 @@ import peewee
 
 from invwire.logs import EventLog
 from storeagent.clock import Clock, utc_now
+from storeagent.replica.db import DATABASE_ERRORS
 from storeagent.replica.local_orders import LocalOrders, LocalSale
 from storeagent.sales import rules
 from storeagent.sales.claims import KeyClaims
+from storeagent.sales.doubt import DoubtJournal
 from storeagent.sales.schedule import ReplaySchedule
 from storeagent.sales.shelf import Shelf
 from storeagent.upstream.client import CentralUnavailable, Confirmed, Refused
@@ -43,11 +52,14 @@ class Replayer:
         *,
         claims: KeyClaims,
         schedule: ReplaySchedule,
+        doubts: DoubtJournal,
+        instance_id: str,
         clock: Clock = utc_now,
         log: EventLog | None = None,
     ) -> None:
         self._orders, self._shelf, self._central = orders, shelf, central
         self._claims, self._schedule, self._clock = claims, schedule, clock
+        self._doubts, self._instance_id = doubts, instance_id
         self._log = log or EventLog("storeagent.replay")
 
     def run(self, stop: threading.Event) -> None:
@@ -57,8 +69,25 @@ class Replayer:
             if not self.step():
                 self._schedule.wait(stop)
 
+    def fold_doubts(self) -> None:
+        """Record the sales in doubt in the replica (failed, to be voided); the agent calls
+        this at start, before it serves a till, and every step does. Raises the replica's
+        error (or an OSError of the journal) when that cannot be done now."""
+        for doubt in self._doubts.fold_into(self._orders):
+            self._log.warning(
+                "order.doubt_recorded",
+                local_ref=doubt.local_ref,
+                at_central=doubt.at_central,
+                order_id=doubt.order_id,
+            )
+
     def step(self) -> bool:
         """Settle the next sale; True when one was settled and the next may follow at once."""
+        try:
+            self.fold_doubts()
+        except (*DATABASE_ERRORS, OSError) as exc:  # e.g. the replica still locked
+            self._backoff("order.doubt_not_recorded", f"{type(exc).__name__}: {exc}")
+            return False
         row = self._next()
         if row is None:
             return False
@@ -77,19 +106,33 @@ class Replayer:
         return True
 
     def _next(self) -> LocalSale | None:
-        busy = self._claims.held_by_tills()
+        busy = self._claims.held_by_tills() | self._doubts.keys()
         failed_before = self._clock() - timedelta(seconds=self._schedule.tuning.void_after_s)
         row = self._orders.next_to_replay(busy)
         return row if row is not None else self._orders.next_to_void(failed_before, busy)
 
     def _settle(self, key: str) -> None:
         row = self._orders.by_key(key)  # again, now that the key is ours
-        if row is None:
+        if row is None or self._orders.is_foreign(row):  # another store's: never sent
             return
-        if row.status in (rules.QUEUED, rules.PENDING):
+        orphan = row.status == rules.PENDING and rules.orphaned(row.instance_id, self._instance_id)
+        if row.status == rules.QUEUED or orphan:
             self._replay(row)
+        elif row.status == rules.PENDING:
+            self._not_recorded(row)
         elif row.status == rules.FAILED and row.outcome_unknown:
             self._void(row)
+
+    def _not_recorded(self, row: LocalSale) -> None:
+        """A sale of this process that its till request left pending: the till was answered
+        with an error (the request failed before recording anything), so it is voided."""
+        message = (
+            "the till was told the sale failed: its request ended before recording central's "
+            "answer; central may hold it"
+        )
+        with self._orders.transaction():
+            self._orders.not_recorded(row.local_ref, message, at_central=True, order_id=None)
+        self._log.error("order.outcome_not_recorded", local_ref=row.local_ref, message=message)
 
     def _replay(self, row: LocalSale) -> None:
         result = self._central.place_order(
@@ -142,11 +185,14 @@ class Replayer:
         self._log.warning("order.voided", local_ref=row.local_ref, order_id=order["id"])
 
     def _failed(self, row: LocalSale, error: str) -> None:
+        self._backoff("offline.replay_unavailable", error, local_ref=row.local_ref)
+
+    def _backoff(self, event: str, error: str, **fields: object) -> None:
         delay = self._schedule.failed(error)
         _, failures, _ = self._schedule.status()
         self._log.warning(
-            "offline.replay_unavailable",
-            local_ref=row.local_ref,
+            event,
+            **fields,
             message=error,
             consecutive_failures=failures,
             retry_in_s=round(delay, 1),

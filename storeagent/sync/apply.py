@@ -10,6 +10,9 @@ is_record_fault: a constraint, a value SQLite cannot store, any error that is no
 database) is rolled back alone and dead-lettered with the reason, and the batch goes on.
 An error about the database itself (locked, I/O, full, corrupt) is no record's fault: it
 escapes, the whole batch rolls back, and the sync loop decides whether to retry.
+
+Every store reads every store's `order.updated` events (topic order-updated): only this
+store's (`store_id`) are kept; another store's change nothing and count as stale.
 """
 
 from __future__ import annotations
@@ -23,12 +26,14 @@ from typing import assert_never
 from invwire.errors import PoisonRecord
 from invwire.events import (
     CategoryChanged,
+    OrderUpdated,
     ProductChanged,
     Received,
     StockChanged,
     parse_record,
 )
 from storeagent.errors import RecordNotApplied
+from storeagent.replica import order_status
 from storeagent.replica.db import (
     META_EVENTS_APPLIED,
     META_LAST_APPLIED_AT,
@@ -63,13 +68,19 @@ class BatchResult:
 
 
 def apply_batch(
-    replica: Replica, records: Sequence[Record], *, prefix: str, now: datetime
+    replica: Replica,
+    records: Sequence[Record],
+    *,
+    prefix: str,
+    now: datetime,
+    store_id: str | None = None,
 ) -> BatchResult:
-    """`prefix` is the deployment's topic prefix, stripped before parsing."""
+    """`prefix` is the deployment's topic prefix, stripped before parsing; `store_id` the
+    store whose orders' updates are kept (None: none are)."""
     result = BatchResult(offsets=next_offsets(records))
     with replica.transaction():
         for record in records:
-            _apply_record(replica, record, prefix, now, result)
+            _apply_record(replica, record, prefix, now, result, store_id)
         replica.save_offsets(result.offsets)
         _update_counters(replica, result, now)
     return result
@@ -83,12 +94,17 @@ def next_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
 
 
 def _apply_record(
-    replica: Replica, record: Record, prefix: str, now: datetime, result: BatchResult
+    replica: Replica,
+    record: Record,
+    prefix: str,
+    now: datetime,
+    result: BatchResult,
+    store_id: str | None,
 ) -> None:
     try:
         received = parse_record(record.topic.removeprefix(prefix), record.key, record.value)
         with replica.savepoint():
-            changed = _upsert(replica, received)
+            changed = _upsert(replica, received, store_id)
     except PoisonRecord as poison:
         _dead_letter(replica, record, poison, now, result)
         return
@@ -112,7 +128,7 @@ def _dead_letter(
     result.dead_letter_reasons[error.code] += 1
 
 
-def _upsert(replica: Replica, received: Received) -> bool:
+def _upsert(replica: Replica, received: Received, store_id: str | None) -> bool:
     event = received.event
     match event:
         case CategoryChanged():
@@ -121,6 +137,10 @@ def _upsert(replica: Replica, received: Received) -> bool:
             return replica.upsert_product(event)
         case StockChanged():
             return replica.upsert_stock(event, received.occurred_at)
+        case OrderUpdated():
+            if event.store_id != store_id:
+                return False  # another store's order: not this replica's to keep
+            return order_status.record(replica.db, event, updated_at=iso(received.occurred_at))
         case _:
             assert_never(event)
 

@@ -112,6 +112,17 @@ class KafkaRecordSource:
             raise _checked(error, servers, login, client_id) from exc
         return cls(consumer, login=login, servers=servers, client_id=client_id)
 
+    def cluster_id(self) -> str | None:
+        """The cluster id the broker's metadata carries (Metadata v2 and later), which the
+        consumer fetched as it connected. kafka-python 3 keeps it on its cluster metadata
+        (`ClusterMetadata.cluster_id`) and has no public accessor on the consumer for it."""
+        cluster = getattr(self._consumer, "_cluster", None)
+        if cluster is not None and cluster.cluster_id is None:
+            with _kafka_errors():
+                self._consumer.topics()  # a metadata request: sets the cluster id
+        found = None if cluster is None else cluster.cluster_id
+        return str(found) if found else None
+
     def partitions_for(self, topic: str) -> set[int]:
         """Raises KafkaNotAuthorized for a topic the store may not DESCRIBE: Kafka leaves such
         a topic out of the topic list, as if it did not exist, so with ACLs an empty answer is

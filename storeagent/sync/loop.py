@@ -78,8 +78,11 @@ class SyncLoop:
         tuning: LoopTuning | None = None,
         clock: Clock = utc_now,
         metrics: AgentMetrics | None = None,
+        store_id: str | None = None,
     ) -> None:
+        """`store_id`: the store whose orders' updates the replica keeps (sync.apply)."""
         self.replica = replica
+        self._store_id = store_id
         self.stop = stop
         self.progress = progress
         self._connect = connect
@@ -246,7 +249,13 @@ class SyncLoop:
     def _apply(self, source: RecordSource, records: Sequence[Record]) -> bool:
         started = time.perf_counter()
         try:
-            result = apply_batch(self.replica, records, prefix=self._prefix, now=self._clock())
+            result = apply_batch(
+                self.replica,
+                records,
+                prefix=self._prefix,
+                now=self._clock(),
+                store_id=self._store_id,
+            )
         except DATABASE_ERRORS as exc:
             if not is_transient(exc):
                 raise
@@ -257,7 +266,8 @@ class SyncLoop:
             self._probe_broker(source)
             return False
         self._apply_succeeded()
-        self._metrics.batch_applied(result, time.perf_counter() - started, self._clock())
+        applied_at = self.progress.central_clock.central_time(self._clock())  # as occurred_at
+        self._metrics.batch_applied(result, time.perf_counter() - started, applied_at)
         self._positions.update(result.offsets)
         self._report(result)
         self._commit(source, result)

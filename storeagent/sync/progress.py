@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from storeagent.sync.central_clock import CentralClock
 from storeagent.sync.source import TopicPartition
 
 APPLY_FAILING = "apply_failing"
@@ -30,7 +31,9 @@ class SyncProblem:
 class SyncProgress:
     """End offsets seen on the broker and whether the loop is alive and making progress.
 
-    The replica holds what was applied; this holds what only the running loop knows.
+    The replica holds what was applied; this holds what only the running process knows,
+    central's clock among it (`central_clock`, fed by the heartbeat's answers): staleness and
+    sync latency are measured on it.
     """
 
     def __init__(
@@ -38,7 +41,9 @@ class SyncProgress:
         stall_after: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         broker_stale_after: float = 20.0,
+        central_clock: CentralClock | None = None,
     ):
+        self.central_clock = central_clock or CentralClock()
         self._lock = threading.Lock()
         self._clock = clock
         self._stall_after = stall_after

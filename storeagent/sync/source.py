@@ -29,6 +29,10 @@ class Record:
 
 
 class RecordSource(Protocol):
+    def cluster_id(self) -> str | None:
+        """The Kafka cluster's id from the broker's metadata; None when it does not say."""
+        ...
+
     def partitions_for(self, topic: str) -> set[int]:
         """Partition ids of `topic`; empty when the topic does not exist."""
         ...

@@ -4,8 +4,9 @@ One call is one attempt: retries and the circuit breaker wrap any CentralClient
 (upstream.resilience). An answer from central is an OrderResult (Confirmed or Refused);
 no answer, or a 5xx, raises CentralUnavailable. The store's API key is sent in a header and
 never appears in logs, errors or reprs. find_order() and cancel_order() serve the replayer
-resolving sales whose outcome is unknown (sales.replay). The fake is FakeCentral in
-tests/support/agent_fakes.py.
+resolving sales whose outcome is unknown (sales.replay), and cancel_order() the till's
+cancel (sales.cancel); central refusing either raises CentralRefusedCall with its answer.
+The fake is FakeCentral in tests/support/agent_fakes.py.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from invwire.orders import Line
 from storeagent.errors import AgentError
 
 API_PREFIX = "/api/v1"
+REPLAYED_HEADER = "Idempotent-Replayed"  # central's answer to a key it already held
 
 
 # Reasons that prove central never got the request; any other (a timeout, a 5xx, a dropped
@@ -49,12 +51,19 @@ class StockLevel:
 
 @dataclass(frozen=True)
 class Confirmed:
-    """Central reserved the stock: its order as sent, and each line's stock right after."""
+    """Central reserved the stock: its order as sent, and each line's stock right after.
+
+    `replayed`: central already held an order for the key and answered it again (header
+    `Idempotent-Replayed: true`). `resent`: an earlier attempt of the same call may have
+    reached central (upstream.resilience), so a replayed answer may be that attempt's own.
+    """
 
     order: dict[str, Any]
     order_id: str
     created_at: datetime
     stock: tuple[StockLevel, ...]
+    replayed: bool = False
+    resent: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,16 @@ class Refused:
 
 
 OrderResult = Confirmed | Refused
+
+
+class CentralRefusedCall(CentralUnavailable):
+    """Central answered a lookup or a cancel with a refusal (4xx): not retried. A subclass of
+    CentralUnavailable, so that the replayer keeps the sale and backs off; the till's cancel
+    reads `refusal` (central's status, code and message)."""
+
+    def __init__(self, message: str, refusal: Refused) -> None:
+        super().__init__(message, retryable=False, reason=f"http.{refusal.status}")
+        self.refusal = refusal
 
 
 class CentralClient(Protocol):
@@ -170,7 +189,8 @@ def interpret(response: httpx.Response) -> OrderResult:
     """Central's answer to POST /orders as a result, or CentralUnavailable for a 5xx."""
     status = response.status_code
     if 200 <= status < 300:
-        return confirmed(_json(response))
+        replayed = response.headers.get(REPLAYED_HEADER, "").strip().lower() == "true"
+        return confirmed(_json(response), replayed=replayed)
     code, message, details = _error_body(response)
     if 400 <= status < 500:
         return Refused(
@@ -182,17 +202,19 @@ def interpret(response: httpx.Response) -> OrderResult:
 
 
 def _answer(response: httpx.Response) -> object:
-    """The JSON of a 2xx; any other answer leaves the question open (CentralUnavailable, not
-    retried when central refused: 4xx)."""
+    """The JSON of a 2xx; any other answer leaves the question open (CentralUnavailable;
+    CentralRefusedCall, not retried, when central refused: 4xx)."""
     status = response.status_code
     if 200 <= status < 300:
         return _json(response)
-    code, message, _ = _error_body(response)
-    raise CentralUnavailable(
-        f"central answered HTTP {status}" + (f" ({code}: {message})" if code else ""),
-        retryable=status >= 500,
-        reason=f"http.{status}",
-    )
+    code, message, details = _error_body(response)
+    said = f"central answered HTTP {status}" + (f" ({code}: {message})" if code else "")
+    if 400 <= status < 500:
+        refusal = Refused(
+            status, code or "central.refused", message or f"central answered {status}", details
+        )
+        raise CentralRefusedCall(said, refusal)
+    raise CentralUnavailable(said, retryable=status >= 500, reason=f"http.{status}")
 
 
 def _order(order: object) -> dict[str, Any]:
@@ -201,10 +223,10 @@ def _order(order: object) -> dict[str, Any]:
     return order
 
 
-def confirmed(order: object) -> Confirmed:
+def confirmed(order: object, *, replayed: bool = False) -> Confirmed:
     """Central's order, checked for what the agent relies on: its id, time and line stock."""
     try:
-        return _confirmed(order)
+        return _confirmed(order, replayed)
     except (KeyError, TypeError, ValueError):
         # The order may exist at central: the caller keeps it retryable with the same key.
         raise CentralUnavailable(
@@ -212,12 +234,12 @@ def confirmed(order: object) -> Confirmed:
         ) from None
 
 
-def _confirmed(order: object) -> Confirmed:
+def _confirmed(order: object, replayed: bool) -> Confirmed:
     if not isinstance(order, dict) or not isinstance(order.get("id"), str) or not order["id"]:
         raise ValueError("no order id")
     stock = tuple(_stock_level(line) for line in order["lines"])
     created = datetime.fromisoformat(order["created_at"])
-    return Confirmed(order, order["id"], _utc(created), stock)
+    return Confirmed(order, order["id"], _utc(created), stock, replayed=replayed)
 
 
 def _stock_level(line: dict[str, Any]) -> StockLevel:

@@ -1,6 +1,10 @@
 """Heartbeats: every few seconds the agent tells central that it is alive and how current its
 replica is (`POST /api/v1/stores/heartbeat` as the store, with its API key); central's fleet
-view (`invctl sync status --all`) shows them next to each store's consumer-group lag.
+view (`invctl sync status --all`) shows them next to each store's consumer-group lag. Each
+carries this process's instance id, so central can tell two agents running for one store, and
+the interval (`every_s`), so central knows how long an agent that went quiet is still live.
+Central answers with its time (`server_time`): each answer is a sample for the agent's
+estimate of central's clock (sync.central_clock), on which staleness is measured.
 
 A supervised side task (ops.supervisor running Heartbeat.run): a heartbeat central does not
 take is counted and logged (once when they start failing, then at most once a minute) and
@@ -14,15 +18,18 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any, Protocol
 
 import httpx
 import peewee
 
 from invwire.logs import EventLog
+from storeagent.clock import Clock, utc_now
 from storeagent.errors import AgentError
 from storeagent.ops.metrics import AgentMetrics
 from storeagent.ops.vitals import Vitals
+from storeagent.sync.central_clock import CentralClock, clock_sample
 
 HEARTBEAT_PATH = "/api/v1/stores/heartbeat"
 FAILURE_LOG_EVERY_S = 60.0
@@ -37,8 +44,9 @@ class HeartbeatFailed(AgentError):
 
 
 class HeartbeatSender(Protocol):
-    def send(self, report: Report) -> None:
-        """Deliver one report; raises HeartbeatFailed when central does not take it."""
+    def send(self, report: Report) -> datetime | None:
+        """Deliver one report and return central's time from its answer (None when the
+        answer has none); raises HeartbeatFailed when central does not take it."""
         ...
 
     def close(self) -> None: ...
@@ -64,7 +72,7 @@ class HttpHeartbeat:
     def __repr__(self) -> str:
         return f"HttpHeartbeat({self.central_url!r})"
 
-    def send(self, report: Report) -> None:
+    def send(self, report: Report) -> datetime | None:
         try:
             response = self._http.post(HEARTBEAT_PATH, json=dict(report))
         except httpx.HTTPError as exc:
@@ -75,6 +83,7 @@ class HttpHeartbeat:
             raise HeartbeatFailed(
                 f"central answered HTTP {response.status_code}", status=response.status_code
             )
+        return server_time(response)
 
     def close(self) -> None:
         self._http.close()
@@ -89,10 +98,22 @@ def connect_heartbeat(
     return HttpHeartbeat(central_url, api_key)
 
 
-def heartbeat_report(vitals: Vitals) -> dict[str, Any]:
-    """The body central's heartbeat endpoint takes; unknown values are left out."""
+def server_time(response: httpx.Response) -> datetime | None:
+    """Central's time in a heartbeat answer (`server_time`, ISO 8601 with its offset); None
+    when the answer carries none (a central from before it did: 204, no body)."""
+    try:
+        moment = datetime.fromisoformat(response.json()["server_time"])
+    except (ValueError, TypeError, KeyError):
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def heartbeat_report(vitals: Vitals, *, instance_id: str, now: Clock = utc_now) -> dict[str, Any]:
+    """The body central's heartbeat endpoint takes; unknown values are left out. Staleness
+    is on central's clock as estimated (`clock_offset_s`), negative included."""
     counts = vitals.local_orders()
     report: dict[str, Any] = {
+        "instance_id": instance_id,
         "ready": vitals.ready(),
         "offline_queue": counts.queued,
         "rejected_offline": counts.rejected_offline,
@@ -104,12 +125,20 @@ def heartbeat_report(vitals: Vitals) -> dict[str, Any]:
     last_event_at = vitals.last_event_at()
     if last_event_at is not None:
         report["last_event_at"] = last_event_at
+    staleness = vitals.staleness_s(now())
+    if staleness is not None:
+        report["staleness_s"] = round(staleness, 3)
+    offset = vitals.clock_offset_s()
+    if offset is not None:
+        report["clock_offset_s"] = round(offset, 3)
     return report
 
 
 class Heartbeat:
-    """Sends `report()` through `sender` at once, then every `every_s` seconds until `stop`,
-    and closes `sender` when done."""
+    """Sends `report()` (with `every_s` added) through `sender` at once, then every `every_s`
+    seconds until `stop`, and closes `sender` when done. Each answer with central's time is
+    a sample for `central_clock`; `clock` (monotonic) times the round trip, `wall` is this
+    machine's clock."""
 
     def __init__(
         self,
@@ -120,9 +149,12 @@ class Heartbeat:
         metrics: AgentMetrics | None = None,
         log: EventLog | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall: Clock = utc_now,
+        central_clock: CentralClock | None = None,
     ) -> None:
         self._sender, self._report, self._every_s = sender, report, every_s
-        self._clock = clock
+        self._clock, self._wall = clock, wall
+        self.central_clock = central_clock or CentralClock()
         self._metrics = metrics or AgentMetrics()
         self._log = log or EventLog("storeagent.heartbeat")
         self._failures = 0
@@ -141,10 +173,15 @@ class Heartbeat:
     def beat(self) -> bool:
         """Send one heartbeat; False when central did not take it."""
         try:
-            self._sender.send(self._report())
+            report = {**self._report(), "every_s": self._every_s}
+            sent_at, sent_monotonic = self._wall(), self._clock()
+            answered_at = self._sender.send(report)
         except (HeartbeatFailed, peewee.DatabaseError) as exc:
             self._failed(exc)
             return False
+        if answered_at is not None:
+            sample = clock_sample(sent_at, sent_monotonic, self._clock(), answered_at)
+            self.central_clock.add(sample)
         self._succeeded()
         return True
 

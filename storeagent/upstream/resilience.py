@@ -18,14 +18,20 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, TypeVar
 
 from typing_extensions import TypedDict
 
 from invwire.orders import Line
-from storeagent.upstream.client import CentralClient, CentralUnavailable, OrderResult
+from storeagent.upstream.client import (
+    CentralClient,
+    CentralRefusedCall,
+    CentralUnavailable,
+    Confirmed,
+    OrderResult,
+)
 
 Sleep = Callable[[float], None]
 Monotonic = Callable[[], float]
@@ -152,10 +158,20 @@ class ResilientCentral:
         request_id: str | None = None,
         background: bool = False,
     ) -> OrderResult:
-        return self._guarded(
-            lambda: self.inner.place_order(idempotency_key, lines, request_id=request_id),
-            background,
-        )
+        maybe_sent = False
+
+        def attempt() -> OrderResult:
+            nonlocal maybe_sent
+            try:
+                result = self.inner.place_order(idempotency_key, lines, request_id=request_id)
+            except CentralUnavailable as exc:
+                maybe_sent = maybe_sent or exc.maybe_sent
+                raise
+            if maybe_sent and isinstance(result, Confirmed):
+                return replace(result, resent=True)  # a replayed answer may be our own order
+            return result
+
+        return self._guarded(attempt, background)
 
     def find_order(
         self, idempotency_key: str, *, background: bool = False
@@ -176,6 +192,9 @@ class ResilientCentral:
             self.breaker.acquire()
         try:
             result = call() if background else self._attempts(call)
+        except CentralRefusedCall:
+            self.breaker.succeeded()  # central answered: it is up, whatever it said
+            raise
         except CentralUnavailable as exc:
             self.breaker.failed(exc.message)
             raise

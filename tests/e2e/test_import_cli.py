@@ -48,3 +48,54 @@ def test_bad_rows_are_reported_by_line_number(tmp_path, kafka_cluster, topic_pre
     report = json.loads(result.stdout)
     assert sorted({row["line"] for row in report["errors"]}) == [15, 4000]
     assert report["created"] == 9997
+
+
+def test_all_or_nothing_with_a_bad_row_at_the_end_creates_nothing_and_names_it(
+    tmp_path, kafka_cluster, topic_prefix
+):
+    """The last row names a category central does not have: only central can tell, after
+    the earlier chunks were sent; with --all-or-nothing none of them is applied."""
+    catalog = tmp_path / "catalog.csv"
+    lines = ["kind,name,sku,price,category,description,active,quantity", "category,Cat 0,,,,,,"]
+    lines += [f"product,Product {i},SKU-{i:05d},1.00,Cat 0,,true,3" for i in range(1_200)]
+    lines.append("product,Orphan,ORPHAN-1,1.00,No such category,,,")
+    catalog.write_text("\n".join(lines) + "\n")
+    with stack(tmp_path, kafka_cluster, topic_prefix) as s:
+        s.start_central()
+        s.login_admin()
+        result = s.invctl("--json", "import", str(catalog), "--all-or-nothing", check=False)
+        products = s.invctl_json("product", "list", "--all")
+        categories = s.invctl_json("category", "list", "--all")
+
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    assert [(e["line"], e["code"]) for e in report["errors"]] == [(1_203, "category.not_found")]
+    assert (report["created"], report["bad_rows"], report["skipped"]) == (0, 1, 1_201)
+    assert "applied none" in result.stderr
+    assert (products, categories) == ([], [])
+
+
+def test_a_price_change_by_import_keeps_the_description_and_the_rest(
+    tmp_path, kafka_cluster, topic_prefix
+):
+    header = "kind,name,sku,price,category,description,active,quantity"
+    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
+    first.write_text(
+        f"{header}\ncategory,Dairy,,,,,,\nproduct,Milk 1 L,MILK-1L,1.25,Dairy,Whole milk,false,40\n"
+    )
+    second.write_text(f"{header}\nproduct,Milk 1 L,MILK-1L,1.35,Dairy,,,\n")
+    with stack(tmp_path, kafka_cluster, topic_prefix) as s:
+        s.start_central()
+        s.login_admin()
+        s.invctl("import", str(first))
+        changed = s.invctl_json("import", str(second))
+        product = s.invctl_json("product", "show", "MILK-1L")
+        stock = s.invctl_json("stock", "show", "MILK-1L")
+
+    assert (changed["updated"], changed["unchanged"]) == (1, 0)
+    assert (product["price"], product["description"], product["active"]) == (
+        "1.35",
+        "Whole milk",
+        False,
+    )
+    assert stock["quantity"] == 40

@@ -5,20 +5,31 @@ answers orders like the real one, and recording heartbeat and systemd notifiers.
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import uuid
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
-from invwire.orders import Line
-from invwire.topics import PARTITIONS, TOPIC_CATEGORY, TOPIC_INVENTORY, TOPIC_PRODUCT
+from invwire.orders import Line, fingerprint
+from invwire.topics import (
+    PARTITIONS,
+    TOPIC_CATEGORY,
+    TOPIC_INVENTORY,
+    TOPIC_ORDER,
+    TOPIC_PRODUCT,
+)
 from storeagent.errors import SourceUnavailable
+from storeagent.replica.db import Replica
+from storeagent.replica.local_orders import LocalOrders
 from storeagent.sync.source import Record, TopicPartition
 from storeagent.upstream.client import (
+    CentralRefusedCall,
     CentralUnavailable,
     Confirmed,
     OrderResult,
@@ -27,6 +38,7 @@ from storeagent.upstream.client import (
     confirmed,
 )
 from storeagent.upstream.heartbeat import HeartbeatFailed
+from storeagent.upstream.last_heard import LastHeard, LastHeardUnavailable
 
 WIRE_PARTITIONS = PARTITIONS
 
@@ -57,6 +69,7 @@ class FakeRecordSource:
         self.failing_polls = 0
         self.denied: SourceUnavailable | None = None
         self.closed = False
+        self.cluster: str | None = "fake-cluster"  # what cluster_id() answers
         for topic, partitions in (topics or {}).items():
             self.create_topic(topic, partitions)
 
@@ -92,6 +105,10 @@ class FakeRecordSource:
         denied = self.denied
         if denied is not None:
             raise type(denied)(denied.message, **denied.details)
+
+    def cluster_id(self) -> str | None:
+        self._check_access()
+        return self.cluster
 
     def partitions_for(self, topic: str) -> set[int]:
         self._check_access()
@@ -206,6 +223,22 @@ def stock_event(**data: Any) -> tuple[str, bytes, bytes]:
     return TOPIC_INVENTORY, payload["sku"].encode(), envelope("stock.changed", payload)
 
 
+def order_data(**overrides: Any) -> dict[str, Any]:
+    """An order.updated event's data: order 5f0c9a1e-... of store s1, cancelled."""
+    return {
+        "order_id": "5f0c9a1e-3b7d-4e8a-9c21-0d6f4b2a7e13",
+        "store_id": "s1",
+        "status": "cancelled",
+        "version": 2,
+        "cancelled_at": "2026-11-29T10:05:00+00:00",
+    } | overrides
+
+
+def order_event(**data: Any) -> tuple[str, bytes, bytes]:
+    payload = order_data(**data)
+    return TOPIC_ORDER, payload["order_id"].encode(), envelope("order.updated", payload)
+
+
 @dataclass(frozen=True)
 class CentralCall:
     idempotency_key: str
@@ -220,7 +253,9 @@ class FakeCentral:
     Steer it with set_stock(), refuse_next() and go_down(); `calls` records every call and
     `on_call(key, lines)` runs first on each (e.g. to look at the replica at that moment).
     lose_answers() commits orders but answers as a timeout would; find_order() and
-    cancel_order() (recorded in `lookups` and `cancels`) act on the orders it holds.
+    cancel_order() (recorded in `lookups` and `cancels`) act on the orders it holds; an id it
+    does not hold is refused 404 `order.not_found`, and refuse_cancels() makes it refuse
+    every cancel with a status and code (e.g. 401 for a revoked key).
     """
 
     def __init__(self, store_id: str = "s1", clock: Callable[[], datetime] | None = None):
@@ -235,9 +270,11 @@ class FakeCentral:
         self._down_reason = "connect"
         self._lost_answers = 0
         self.cancelled: set[str] = set()
+        self.cancelled_at: dict[str, str] = {}
         self.lookups: list[str] = []
         self.cancels: list[str] = []
         self.closed = False
+        self._cancel_refusal: Refused | None = None
 
     def set_stock(self, sku: str, quantity: int, stock_version: int = 1) -> None:
         self.stock[sku] = StockLevel(sku, quantity, stock_version)
@@ -265,20 +302,31 @@ class FakeCentral:
         placed = self._orders.get(idempotency_key)
         if placed is None:
             return None
-        status = "cancelled" if placed.order_id in self.cancelled else "confirmed"
-        return {**placed.order, "status": status}
+        if placed.order_id not in self.cancelled:
+            return {**placed.order, "status": "confirmed"}
+        at = self.cancelled_at[placed.order_id]
+        return {**placed.order, "status": "cancelled", "cancelled_at": at}
 
     def find_order(self, idempotency_key: str) -> dict[str, Any] | None:
         self.lookups.append(idempotency_key)
         self._check_up()
         return self.order_for(idempotency_key)
 
+    def refuse_cancels(self, status: int = 401, code: str = "auth.invalid") -> None:
+        self._cancel_refusal = Refused(status, code, f"refused ({code})")
+
     def cancel_order(self, order_id: str) -> dict[str, Any]:
         self.cancels.append(order_id)
         self._check_up()
-        key = next(k for k, placed in self._orders.items() if placed.order_id == order_id)
+        if self._cancel_refusal is not None:
+            raise CentralRefusedCall("refused", self._cancel_refusal)
+        key = next((k for k, p in self._orders.items() if p.order_id == order_id), None)
+        if key is None:
+            refusal = Refused(404, "order.not_found", f"no order {order_id}")
+            raise CentralRefusedCall("central answered HTTP 404", refusal)
         if order_id not in self.cancelled:
             self.cancelled.add(order_id)
+            self.cancelled_at[order_id] = self.clock().isoformat()
             for line in self._orders[key].order["lines"]:
                 level = self.stock[line["sku"]]
                 self.set_stock(
@@ -303,7 +351,8 @@ class FakeCentral:
         self._check_up()
         if self._refusals:
             return self._refusals.pop(0)
-        if idempotency_key not in self._orders:
+        replayed = idempotency_key in self._orders
+        if not replayed:
             result = self._reserve(lines)
             if isinstance(result, Refused):
                 return result
@@ -311,7 +360,8 @@ class FakeCentral:
         if self._lost_answers:
             self._lost_answers -= 1
             raise CentralUnavailable("central did not answer in time", reason="timeout")
-        return self._orders[idempotency_key]
+        placed = self._orders[idempotency_key]
+        return replace(placed, replayed=True) if replayed else placed  # Idempotent-Replayed
 
     def close(self) -> None:
         self.closed = True
@@ -362,20 +412,23 @@ class FakeCentral:
 
 
 class RecordingHeartbeat:
-    """The fake HeartbeatSender: keeps each report; `failing` > 0 refuses that many sends."""
+    """The fake HeartbeatSender: keeps each report; `failing` > 0 refuses that many sends;
+    answers with `central_time()` when set (central's clock), else with no time."""
 
-    def __init__(self) -> None:
+    def __init__(self, central_time: Callable[[], datetime] | None = None) -> None:
         self._lock = threading.Lock()
         self.reports: list[dict[str, Any]] = []
         self.failing = 0
         self.closed = False
+        self.central_time = central_time
 
-    def send(self, report: Mapping[str, Any]) -> None:
+    def send(self, report: Mapping[str, Any]) -> datetime | None:
         with self._lock:
             if self.failing:
                 self.failing -= 1
                 raise HeartbeatFailed("injected heartbeat failure")
             self.reports.append(dict(report))
+            return self.central_time() if self.central_time else None
 
     def close(self) -> None:
         self.closed = True
@@ -400,3 +453,77 @@ class RecordingNotifier:
     def values(self, name: str) -> list[str]:
         with self._lock:
             return [message[name] for message in self.messages if name in message]
+
+
+class ReplicaWriteLock:
+    """Another connection's hold on a replica file's write lock (`BEGIN IMMEDIATE`), as a
+    stalled disk or another process holding the lock would be: the agent's writes wait out
+    their busy timeout and fail with "database is locked"; reads go on (WAL). Real SQLite,
+    no fake: taken and released from any thread (e.g. a proxy's, then the test's)."""
+
+    def __init__(self, path: Path, timeout_s: float = 30.0) -> None:
+        self._connection = sqlite3.connect(
+            path, timeout=timeout_s, isolation_level=None, check_same_thread=False
+        )
+        self._guard = threading.Lock()
+        self.held = False
+        self.taken = 0  # how many times it was taken
+
+    def take(self) -> None:
+        with self._guard:
+            if not self.held:
+                self._connection.execute("BEGIN IMMEDIATE")
+                self.held = True
+                self.taken += 1
+
+    def release(self) -> None:
+        with self._guard:
+            if self.held:
+                self._connection.execute("ROLLBACK")
+                self.held = False
+
+    def close(self) -> None:
+        self.release()
+        self._connection.close()
+
+
+def left_by_a_killed_agent(replica: Replica, key: str, lines: Sequence[Line]) -> str:
+    """What an agent process killed (SIGKILL) after it saved and sent a sale, before it
+    answered the till, leaves in the replica: the sale `pending` under that process's own
+    instance id, and nothing in the doubt journal. Its local_ref."""
+    local_ref = str(uuid.uuid4())
+    with replica.transaction():
+        LocalOrders(replica).add_pending(
+            local_ref, key, fingerprint(lines), lines, instance_id=f"killed-{uuid.uuid4().hex}"
+        )
+    return local_ref
+
+
+class FakeLastHeard:
+    """The fake LastHeardSource: answers `heard` (central's record of the store's last
+    heartbeat; None: a central that keeps none), or raises LastHeardUnavailable while
+    `down`. `asked` counts the calls."""
+
+    def __init__(self, heard: LastHeard | None = None, *, down: bool = False) -> None:
+        self.heard, self.down = heard, down
+        self.asked = 0
+        self.closed = False
+
+    def last_heard(self) -> LastHeard | None:
+        self.asked += 1
+        if self.down:
+            raise LastHeardUnavailable("fake central is down")
+        return self.heard
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def heard_queued(queued: int, replica_id: str | None = "another-replica") -> LastHeard:
+    """Central last heard `queued` sales queued offline, from replica `replica_id`."""
+    return LastHeard(
+        last_seen="2026-11-29T09:59:50.000+00:00",
+        offline_queue=queued,
+        replica_id=replica_id,
+        instance_id="an-earlier-process",
+    )

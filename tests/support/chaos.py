@@ -137,6 +137,7 @@ class Workload:
 
     shop: Shop
     agents: dict[str, str]  # store id -> agent URL
+    agent_headers: dict[str, str]  # the agents' terminal token (Stack.agent_headers())
     skus: list[str] = field(default_factory=list)  # the SKUs it touches; default: all
     pause: float = 0.12  # between two requests of one thread
     seed: int = 7
@@ -181,7 +182,7 @@ class Workload:
             self.outcomes.append(Outcome(time.monotonic(), kind, status, code))
 
     def _buy(self, store: str, url: str, rng: random.Random) -> None:
-        with httpx.Client(base_url=url, timeout=15) as http:
+        with httpx.Client(base_url=url, headers=self.agent_headers, timeout=15) as http:
             while not self._stop.wait(self.pause):
                 skus = rng.sample(self.skus, rng.choice((1, 1, 2)))
                 lines = tuple((sku, rng.randint(1, 2)) for sku in skus)

@@ -32,6 +32,10 @@ class FakeKafkaIdentities:
         if self.after_provision is not None:
             self.after_provision(username)
 
+    def grant(self, username: str, grants: Sequence[Grant]) -> None:
+        self._answer()
+        self.acls.setdefault(username, set()).update(grants)
+
     def remove(self, username: str) -> None:
         self._answer()
         self.passwords.pop(username, None)

@@ -175,6 +175,7 @@ class Tills:
     """One selling thread per agent: a fresh key per sale, one to `max_units` units."""
 
     agents: dict[str, str]
+    agent_headers: dict[str, str]  # the agents' terminal token (Stack.agent_headers())
     skus: list[str]
     max_units: int
     pause_s: float = 0.1
@@ -198,7 +199,7 @@ class Tills:
         return Counter(s.status for s in self.sales if since <= s.at < until)
 
     def _sell(self, store: str, url: str, rng: random.Random) -> None:
-        with httpx.Client(base_url=url, timeout=20) as http:
+        with httpx.Client(base_url=url, headers=self.agent_headers, timeout=20) as http:
             while not self._stop.is_set():
                 key = f"{store}-{uuid.uuid4().hex[:12]}"
                 line = {"sku": rng.choice(self.skus), "quantity": rng.randint(1, self.max_units)}

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from tests.support.kafka_security import KafkaCluster
+from tests.support.terminal import headers_for
 from tests.support.waiting import eventually
 
 BIN = Path(sys.executable).parent
@@ -133,14 +134,22 @@ class Stack:
         api_key: str,
         port: int | None = None,
         extra_args: list[str] | None = None,
+        *,
+        name: str | None = None,
+        command: list[str] | None = None,
+        wait_ready: bool = True,
     ) -> Service:
-        """`extra_args` go to `storeagent run` (e.g. the offline policy's flags)."""
+        """`extra_args` go to `storeagent run` (e.g. the offline policy's flags). `name` (the
+        store id by default) names its log and its replica file; `command` replaces
+        `storeagent` (e.g. tests.support.wrong_clock's); without `wait_ready` this waits for
+        /healthz only (a second agent of a store may hold no partition, and never be ready)."""
         port = port or free_port()
         url = f"http://127.0.0.1:{port}"
+        name = name or store_id
         agent = self.spawn(
-            f"agent-{store_id}",
+            f"agent-{name}",
             [
-                str(BIN / "storeagent"),
+                *(command or [str(BIN / "storeagent")]),
                 "run",
                 "--store-id",
                 store_id,
@@ -149,7 +158,7 @@ class Stack:
                 "--kafka",
                 self.kafka.bootstrap,
                 "--db",
-                str(self.workdir / f"replica-{store_id}.db"),
+                str(self.workdir / f"replica-{name}.db"),
                 "--listen",
                 f"127.0.0.1:{port}",
                 "--topic-prefix",
@@ -159,8 +168,18 @@ class Stack:
             url,
             {"STOREAGENT_API_KEY": api_key, **self.kafka.agent_env()},
         )
-        wait_http(f"{url}/readyz", process=agent.process)
+        wait_http(f"{url}/{'readyz' if wait_ready else 'healthz'}", process=agent.process)
         return agent
+
+    @property
+    def terminal_token_file(self) -> Path:
+        """Every agent of the stack keeps its replica in `workdir`, and so shares the terminal
+        token the first one made there (the agent's default: terminal.token beside it)."""
+        return self.workdir / "terminal.token"
+
+    def agent_headers(self) -> dict[str, str]:
+        """What a till sends with a POST to an agent of this stack: its terminal token."""
+        return headers_for(self.terminal_token_file)
 
     def invctl(
         self, *args: str, input: str | None = None, check: bool = True
@@ -170,7 +189,11 @@ class Stack:
             input=input,
             text=True,
             capture_output=True,
-            env={**self.env, "INVCTL_CENTRAL": self.central_url},
+            env={
+                **self.env,
+                "INVCTL_CENTRAL": self.central_url,
+                "INVCTL_AGENT_TOKEN_FILE": str(self.terminal_token_file),
+            },
             timeout=60,
             check=False,
         )

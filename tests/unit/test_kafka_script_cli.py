@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -355,6 +356,19 @@ def test_tls_material_is_a_ca_and_a_private_node_certificate_for_loopback(
     keystore = tls.keystore.read_text()
     assert keystore.startswith("-----BEGIN PRIVATE KEY-----")  # PKCS#8, as Kafka's PEM wants
     assert keystore.count("-----BEGIN CERTIFICATE-----") == 2  # node certificate, then the CA
+
+
+def test_tls_certificates_are_valid_from_a_day_back_for_clients_whose_clock_is_behind(
+    script_module: ModuleType, tmp_path: Path
+) -> None:
+    tls = script_module.Tls(tmp_path / "tls")
+
+    script_module.ensure_tls(tls)
+
+    for cert in (tls.ca_cert, tls.node_cert):
+        start = openssl("x509", "-noout", "-startdate", "-in", cert).strip().split("=", 1)[1]
+        valid_from = datetime.strptime(start, "%b %d %H:%M:%S %Y %Z").replace(tzinfo=UTC)
+        assert valid_from < datetime.now(UTC) - timedelta(hours=12), (cert, start)
 
 
 def test_tls_material_is_reused_by_a_second_start(

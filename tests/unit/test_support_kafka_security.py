@@ -1,6 +1,7 @@
 """tests/support/kafka_security.KafkaCluster: what central, the agents and test clients are
 given for a secure cluster's client.env, and for a plaintext broker."""
 
+import secrets
 import stat
 
 import pytest
@@ -51,7 +52,11 @@ def test_a_store_logs_in_as_its_keys_user_with_the_key(secure):
 def test_central_gets_the_admin_and_a_relay_user_whose_password_only_it_may_read(secure):
     env = secure.central_env()
     settings = load(
-        env={**env, "INVCTL_JWT_SECRET": "k" * 32, "INVCTL_DATABASE_URL": "sqlite:///x"}
+        env={
+            **env,
+            "INVCTL_JWT_SECRET": secrets.token_hex(32),
+            "INVCTL_DATABASE_URL": "sqlite:///x",
+        }
     )
 
     assert (settings.kafka_admin_username, settings.kafka_admin_password) == (

@@ -1,44 +1,52 @@
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, Field, StrictBool, StrictInt
+from pydantic import Field, StrictBool
 
 from central.api.deps import API_PREFIX, CanManageCatalog, CanReadCatalog, UowDep
 from central.api.schemas import (
     Category,
     CategoryList,
+    Cursor,
+    PriceIn,
     Product,
     ProductList,
+    RequestBody,
+    RowId,
     SkuStr,
     errors,
 )
+from central.domain.stock import MAX_QUANTITY
 from central.services import catalog
+from invwire.events import MAX_INTEGER
 
 router = APIRouter(prefix=API_PREFIX, tags=["catalog"], responses=errors(401, 403, 503))
 
-SkuPath = Annotated[SkuStr, Path()]
+SkuPath = Annotated[SkuStr, Path(max_length=64)]
+CategoryIdPath = Annotated[int, Path(ge=1, le=MAX_INTEGER)]
+MAX_PAGE = 1000
+MAX_SEARCH = 200
 
 
-class CategoryIn(BaseModel):
+class CategoryIn(RequestBody):
     name: str = Field(max_length=10_000)
 
 
-class ProductIn(BaseModel):
+class ProductIn(RequestBody):
     sku: Annotated[SkuStr, Field(max_length=200)]
     name: str = Field(max_length=10_000)
-    price: Decimal | str
-    category_id: StrictInt
+    price: PriceIn
+    category_id: RowId
     description: str | None = Field(default=None, max_length=100_000)
     active: StrictBool = True
 
 
-class ProductPatch(BaseModel):
+class ProductPatch(RequestBody):
     name: str | None = Field(default=None, max_length=10_000)
-    price: Decimal | str | None = None
-    category_id: StrictInt | None = None
+    price: PriceIn | None = None
+    category_id: RowId | None = None
     description: str | None = Field(default=None, max_length=100_000)
     active: StrictBool | None = None
 
@@ -50,9 +58,25 @@ def create_category(body: CategoryIn, uow: UowDep, _: CanManageCatalog) -> dict[
     return catalog.create_category(uow, body.name)
 
 
-@router.get("/categories", response_model=CategoryList)
-def list_categories(uow: UowDep, _: CanReadCatalog) -> dict[str, Any]:
-    return {"items": catalog.list_categories(uow)}
+@router.get("/categories", response_model=CategoryList, responses=errors(422))
+def list_categories(
+    uow: UowDep,
+    _: CanReadCatalog,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = MAX_PAGE,
+    after: Annotated[Cursor, Query(description="the last id of the page before")] = 0,
+) -> dict[str, Any]:
+    """Categories by id, a page at a time: follow `next_after` until it is null."""
+    return catalog.list_categories(uow, limit, after)
+
+
+@router.patch(
+    "/categories/{category_id}", response_model=Category, responses=errors(400, 404, 409, 422)
+)
+def rename_category(
+    category_id: CategoryIdPath, body: CategoryIn, uow: UowDep, _: CanManageCatalog
+) -> dict[str, Any]:
+    """Rename a category (`{"name"}`); a name another category holds is 409."""
+    return catalog.rename_category(uow, category_id, body.name)
 
 
 @router.post(
@@ -66,10 +90,20 @@ def create_product(body: ProductIn, uow: UowDep, _: CanManageCatalog) -> dict[st
 def list_products(
     uow: UowDep,
     _: CanReadCatalog,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
-    after: Annotated[str, Query(max_length=64)] = "",
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = MAX_PAGE,
+    after: Annotated[str, Query(max_length=64, description="the last SKU of the page before")] = "",
+    category: Annotated[int | None, Query(ge=1, le=MAX_INTEGER, description="its id")] = None,
+    search: Annotated[
+        str, Query(max_length=MAX_SEARCH, description="in the SKU or name, any case")
+    ] = "",
+    low_stock: Annotated[
+        int | None, Query(ge=0, le=MAX_QUANTITY, description="only stock at most this")
+    ] = None,
 ) -> dict[str, Any]:
-    return {"items": catalog.list_products(uow, limit, after)}
+    """Products by SKU, each with its stock, a page at a time: follow `next_after` until it
+    is null. The filters combine."""
+    where = catalog.ProductFilter(category, search, low_stock)
+    return catalog.list_products(uow, limit, after, where)
 
 
 @router.get("/products/{sku}", response_model=Product, responses=errors(404, 422))

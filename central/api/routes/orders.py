@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Header, Path, Query, Response
+from pydantic import Field
 from pydantic.json_schema import JsonDict
 
 from central.api.deps import (
@@ -15,7 +14,16 @@ from central.api.deps import (
     CentralDep,
     UowDep,
 )
-from central.api.schemas import IdempotencyKeyStr, Order, OrderPage, StoreIdStr, errors
+from central.api.schemas import (
+    Cursor,
+    IdempotencyKeyStr,
+    Order,
+    OrderPage,
+    RequestBody,
+    StoreIdStr,
+    UtcMoment,
+    errors,
+)
 from central.errors import CentralError
 from central.services import orders
 from invwire.rules import MAX_LINE_QUANTITY, MAX_LINES, SKU_REGEX
@@ -29,18 +37,21 @@ router = APIRouter(
 LINE_DOC: JsonDict = {
     "type": "object",
     "properties": {
-        "sku": {"type": "string", "pattern": SKU_REGEX},
+        "sku": {"type": "string", "pattern": SKU_REGEX, "maxLength": 64},
         "quantity": {"type": "integer", "minimum": 1, "maximum": MAX_LINE_QUANTITY},
     },
     "required": ["sku", "quantity"],
+    "additionalProperties": False,
 }
 
 
-class OrderIn(BaseModel):
+class OrderIn(RequestBody):
     lines: list[dict[str, Any]] = Field(
         max_length=1000, json_schema_extra={"items": LINE_DOC, "minItems": 1, "maxItems": MAX_LINES}
     )
 
+
+OrderIdPath = Annotated[str, Path(max_length=64, description="the order's id (a UUID)")]
 
 REPLAYED = {
     "description": "The order; a replayed key answers the first order again.",
@@ -83,39 +94,29 @@ def list_orders(
     principal: CanReadOrders,
     store: Annotated[StoreIdStr | None, Query(max_length=64)] = None,
     status: Annotated[str | None, Query(max_length=16)] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Annotated[UtcMoment | None, Query()] = None,
+    until: Annotated[UtcMoment | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=orders.MAX_PAGE)] = 50,
-    before: Annotated[int, Query(ge=0)] = 0,
+    before: Annotated[Cursor, Query()] = 0,
     idempotency_key: Annotated[IdempotencyKeyStr | None, Query(max_length=128)] = None,
 ) -> dict[str, Any]:
     """Newest first; pass `next_before` back as `before` for the next page.
     `idempotency_key` finds the order a key created, if any (a store resolving an unknown
     outcome)."""
-    wanted = orders.OrderFilter(
-        store, status, _naive(since), _naive(until), limit, before, idempotency_key
-    )
+    wanted = orders.OrderFilter(store, status, since, until, limit, before, idempotency_key)
     return orders.list_orders(uow, principal, wanted)
 
 
 @router.get("/{order_id}", response_model=Order, responses=errors(404))
-def get_order(order_id: str, uow: UowDep, principal: CanReadOrders) -> dict[str, Any]:
+def get_order(order_id: OrderIdPath, uow: UowDep, principal: CanReadOrders) -> dict[str, Any]:
     return orders.get_order(uow, principal, order_id)
 
 
 @router.post("/{order_id}/cancel", response_model=Order, responses=errors(404))
 def cancel_order(
-    order_id: str, central: CentralDep, uow: UowDep, principal: CanCancelOrders
+    order_id: OrderIdPath, central: CentralDep, uow: UowDep, principal: CanCancelOrders
 ) -> dict[str, Any]:
     """Release the order's stock; cancelling twice changes nothing."""
     order = orders.cancel_order(uow, principal, order_id)
     central.metrics.orders.labels("cancelled").inc()
     return order
-
-
-def _naive(moment: datetime | None) -> datetime | None:
-    if moment is None or moment.tzinfo is None:
-        return moment
-    from datetime import UTC
-
-    return moment.astimezone(UTC).replace(tzinfo=None)

@@ -3,26 +3,37 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, Field, StrictInt
+from pydantic import Field, StrictInt
 
 from central.api.deps import API_PREFIX, CanChangeStock, CanReadStock, CanReadStockLedger, UowDep
-from central.api.schemas import MovementList, SkuStr, StockLevel, errors
+from central.api.schemas import (
+    Cursor,
+    MovementList,
+    RequestBody,
+    SkuStr,
+    StockLevel,
+    errors,
+    range_doc,
+)
+from central.domain.stock import MAX_QUANTITY
 from central.services import inventory
 
 router = APIRouter(
     prefix=API_PREFIX + "/stock", tags=["inventory"], responses=errors(401, 403, 404, 422, 503)
 )
 
-SkuPath = Annotated[SkuStr, Path()]
+SkuPath = Annotated[SkuStr, Path(max_length=64)]
 
 
-class StockSet(BaseModel):
-    quantity: StrictInt
+# The bounds are the domain's (central.domain.stock), checked there: a refusal keeps its
+# code, 422 quantity.invalid.
+class StockSet(RequestBody):
+    quantity: StrictInt = Field(json_schema_extra=range_doc(0, MAX_QUANTITY))
     note: str = Field(default="", max_length=10_000)
 
 
-class Adjustment(BaseModel):
-    delta: StrictInt
+class Adjustment(RequestBody):
+    delta: StrictInt = Field(json_schema_extra=range_doc(-MAX_QUANTITY, MAX_QUANTITY))
     reason: str = Field(
         default="adjust", max_length=16, json_schema_extra={"enum": list(inventory.ADJUST_REASONS)}
     )
@@ -54,7 +65,7 @@ def movements(
     uow: UowDep,
     _: CanReadStockLedger,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before: Annotated[int, Query(ge=0)] = 0,
+    before: Annotated[Cursor, Query()] = 0,
 ) -> dict[str, Any]:
     """The stock ledger, newest first: who, when, why, delta and the resulting quantity."""
     return {"items": inventory.movements(uow, sku, limit, before)}

@@ -40,7 +40,7 @@ def test_a_ten_second_broker_outage_loses_nothing_and_the_agents_converge(
         agents = {store: s.start_agent(store, shop.keys[store]).url for store in STORES}
         wait_converged(shop, agents, timeout=30)
 
-        work = Workload(shop, agents)
+        work = Workload(shop, agents, s.agent_headers())
         work.start()
         try:
             time.sleep(3)

@@ -66,7 +66,7 @@ def test_a_killed_node_of_three_loses_no_event_and_the_agents_keep_up(
         victim = canary.leader
         busy = [p for p in stock_layout if p.end_offset > 0]
 
-        work = Workload(shop, agents, skus=SOLD)
+        work = Workload(shop, agents, s.agent_headers(), skus=SOLD)
         work.start()
         try:
             time.sleep(3)

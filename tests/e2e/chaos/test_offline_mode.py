@@ -59,7 +59,7 @@ def test_two_stores_sell_through_a_10_s_central_outage_and_their_queues_drain(
             for store, key in shop.keys.items()
         }
         wait_converged(shop, list(agents.values()), 60)
-        tills = Tills(agents, list(shop.initial), max_units=2, pause_s=0.2)
+        tills = Tills(agents, s.agent_headers(), list(shop.initial), max_units=2, pause_s=0.2)
 
         tills.start()
         time.sleep(2.0)
@@ -103,7 +103,9 @@ def test_an_order_central_committed_while_the_agent_died_is_replayed_to_the_same
 
         central.process.send_signal(signal.SIGSTOP)
         try:
-            till = threading.Thread(target=_buy_ignoring_errors, args=(agent.url, key, 2))
+            till = threading.Thread(
+                target=_buy_ignoring_errors, args=(agent.url, s.agent_headers(), key, 2)
+            )
             till.start()
             eventually(
                 lambda: local_statuses(db).get(key) == "pending",
@@ -159,7 +161,7 @@ def test_agent_killed_while_replaying_its_queue_drains_it_after_restart_exactly_
 
         central.stop()
         keys = [f"west-{n:03d}" for n in range(sales_n)]
-        with httpx.Client(base_url=agent.url, timeout=20) as http:
+        with httpx.Client(base_url=agent.url, headers=s.agent_headers(), timeout=20) as http:
             answers = [
                 _buy(http, key, 1 + n % 3, "MILK-1L" if n % 2 else "BREAD")
                 for n, key in enumerate(keys)
@@ -203,9 +205,9 @@ def _buy(http: httpx.Client, key: str, quantity: int, sku: str = "MILK-1L") -> t
     return response.status_code, response.json()
 
 
-def _buy_ignoring_errors(agent: str, key: str, quantity: int) -> None:
+def _buy_ignoring_errors(agent: str, headers: dict[str, str], key: str, quantity: int) -> None:
     try:
-        with httpx.Client(base_url=agent, timeout=30) as http:
+        with httpx.Client(base_url=agent, headers=headers, timeout=30) as http:
             _buy(http, key, quantity)
     except httpx.HTTPError:
         pass  # the agent is killed under this request

@@ -21,10 +21,25 @@ ROUTES = [
         {"admin"},
     ),
     ("GET", "/api/v1/users", None, {"admin"}),
+    # No such user or store: an admin gets 404, proving it got past the role check without
+    # changing the world the other roles are tested in.
+    ("POST", "/api/v1/users/999999/disable", None, {"admin"}),
+    ("POST", "/api/v1/users/999999/enable", None, {"admin"}),
+    ("POST", "/api/v1/users/999999/role", {"role": "ops"}, {"admin"}),
+    ("POST", "/api/v1/users/999999/password", {"password": "password-{n}"}, {"admin"}),
+    ("POST", "/api/v1/users/999999/revoke-tokens", None, {"admin"}),
+    (
+        "POST",
+        "/api/v1/auth/password",
+        {"current_password": "not-it-{n}", "new_password": "new-password-{n}"},
+        {"admin", "ops", "staff"},
+    ),
     ("POST", "/api/v1/stores", {"id": "s{n}", "name": "Store {n}"}, {"admin"}),
     ("GET", "/api/v1/stores", None, {"admin", "ops"}),
     ("POST", "/api/v1/stores/store-1/keys", None, {"admin"}),
     ("DELETE", "/api/v1/stores/store-1/keys/999", None, {"admin"}),
+    ("POST", "/api/v1/stores/no-such-store/deactivate", None, {"admin"}),
+    ("POST", "/api/v1/stores/no-such-store/activate", None, {"admin"}),
     ("POST", "/api/v1/categories", {"name": "Cat {n}"}, {"admin"}),
     ("GET", "/api/v1/categories", None, {"admin", "ops", "staff", "store"}),
     (
@@ -41,6 +56,11 @@ ROUTES = [
     ("POST", "/api/v1/stock/SKU-1/adjustments", {"delta": 1}, {"admin"}),
     ("GET", "/api/v1/stock/SKU-1/movements", None, {"admin", "ops"}),
     ("POST", "/api/v1/import", {"rows": [{"kind": "category", "name": "Imported"}]}, {"admin"}),
+    ("POST", "/api/v1/import/batches", None, {"admin"}),
+    ("POST", "/api/v1/import/batches/no-such-batch/rows", {"rows": []}, {"admin"}),
+    ("POST", "/api/v1/import/batches/no-such-batch/commit", None, {"admin"}),
+    ("DELETE", "/api/v1/import/batches/no-such-batch", None, {"admin"}),
+    ("PATCH", "/api/v1/categories/999999", {"name": "Renamed {n}"}, {"admin"}),
     ("POST", "/api/v1/orders", {"lines": [{"sku": "SKU-1", "quantity": 1}]}, {"staff", "store"}),
     ("GET", "/api/v1/orders", None, {"admin", "ops", "staff", "store"}),
     ("GET", "/api/v1/orders/no-such-order", None, {"admin", "ops", "staff", "store"}),
@@ -123,6 +143,7 @@ def _token(h, **changes):
         "wrong_issuer",
         "wrong_secret",
         "garbage",
+        "without_user_id",
         "revoked_key",
         "unknown_key",
     ],
@@ -143,6 +164,8 @@ def test_bad_credentials_are_refused_with_401(world, case):
             "wrong_issuer": lambda: _token(h, config={"issuer": "other"}),
             "wrong_secret": lambda: _token(h, config={"secret": "another-secret-" + "y" * 32}),
             "garbage": lambda: "not.a.jwt",
+            # well signed, but without the user id and token version every token now carries
+            "without_user_id": lambda: _token(h),
         }[case]()
         headers = {"Authorization": f"Bearer {token}"}
     response = h.client.get("/api/v1/categories", headers=headers)

@@ -1,8 +1,12 @@
 """The fleet view: lag per store from its Kafka group, last-seen from its heartbeats."""
 
+from datetime import datetime, timedelta
+
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
+from central import migrations, models
+from central.db import connect
 from invwire.identity import consumer_group
 from tests.support.central_harness import running_central
 from tests.support.waiting import eventually
@@ -56,7 +60,7 @@ def test_lag_and_last_seen_per_store(database_url, kafka_cluster, topic_prefix):
             headers={"X-API-Key": keys["north"]},
             json={"ready": True, "lag": 0, "offline_queue": 0},
         )
-        assert response.status_code == 204
+        assert response.status_code == 200 and "server_time" in response.json()
 
         fleet = by_store(h, admin)
         assert fleet["north"]["lag"] == 0
@@ -71,3 +75,60 @@ def test_lag_and_last_seen_per_store(database_url, kafka_cluster, topic_prefix):
         assert by_store(h, admin)["north"]["lag"] == 3
         commit_everything(kafka_cluster, topic_prefix, "north", keys["north"])
         assert by_store(h, admin)["north"]["lag"] == 0
+
+
+def test_two_agents_at_once_are_flagged_on_each_database(database_url):
+    with running_central(database_url) as h:
+        admin = h.admin()
+        key = h.call("POST", "/api/v1/stores", admin, json={"id": "north", "name": "N"})
+        beat = heartbeat_of(h, key["api_key"])
+        first = beat("a" * 32)["server_time"]
+        beat("a" * 32)
+        alone = by_store(h, admin)["north"]
+        beat("b" * 32)
+        beat("a" * 32)
+        together = by_store(h, admin)["north"]
+
+    assert (alone["problems"], alone["ready"]) == ([], True)
+    answered_at, first_seen = (
+        datetime.fromisoformat(t) for t in (first, alone["instances"][0]["first_seen"])
+    )
+    assert first.endswith("+00:00") and len(first.split(".")[1]) == len("123+00:00"), first
+    assert answered_at > first_seen - timedelta(milliseconds=1), "central answers once it recorded"
+    assert alone["instances"][0]["first_seen"] != alone["instances"][0]["last_seen"]
+    assert [(p["code"], sorted(p["instance_ids"])) for p in together["problems"]] == [
+        ("duplicate_agents", ["a" * 32, "b" * 32])
+    ]
+    assert together["ready"] is False
+    assert {i["instance_id"]: i["first_seen"] for i in together["instances"]}["a" * 32] == (
+        alone["instances"][0]["first_seen"]
+    ), "a heartbeat does not move the instance's first one"
+
+
+def heartbeat_of(h, api_key):
+    def beat(instance_id):
+        body = {"ready": True, "instance_id": instance_id, "every_s": 30.0}
+        response = h.client.post(
+            "/api/v1/stores/heartbeat", headers={"X-API-Key": api_key}, json=body
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    return beat
+
+
+def test_migration_6_adds_the_agent_instances_to_a_database_from_before(database_url):
+    db = connect(database_url)
+    db.bind(models.ALL_MODELS, bind_refs=False, bind_backrefs=False)
+    with db.connection_context():
+        db.create_tables([models.SchemaMigration])
+        for version, name, step in migrations.MIGRATIONS[:5]:
+            step(db)
+            models.SchemaMigration.create(version=version, name=name)
+
+    assert migrations.migrate(db)[0] == 6, "6 and any later ones"
+    with db.connection_context():
+        assert db.table_exists("agent_instances")
+        columns = {column.name for column in db.get_columns("agent_instances")}
+    db.close()
+    assert {"store_id", "instance_id", "first_seen", "last_seen", "every_s", "report"} <= columns

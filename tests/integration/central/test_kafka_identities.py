@@ -1,6 +1,7 @@
 """Against a real TLS + SASL/SCRAM broker with ACLs: a store's API key is its Kafka login,
-good for reading the three topics and committing in its own group and nothing else; a
-revoked key no longer logs in; the relay publishes as its own, write-only user."""
+good for reading the topics and committing in its own group and nothing else; a key issued
+before a topic existed is granted it when the relay starts; a revoked key no longer logs in;
+the relay publishes as its own, write-only user."""
 
 from __future__ import annotations
 
@@ -33,10 +34,11 @@ from kafka.structs import OffsetAndMetadata
 from central.api import create_app
 from central.app import Central, bootstrap
 from central.services import accounts
-from central.services.identities import pending_revocations
+from central.services.identities import grant_store_access, pending_revocations
 from central.settings import Settings, load
 from invwire.identity import consumer_group, kafka_username
-from invwire.topics import TOPICS
+from invwire.topics import PARTITIONS, TOPICS
+from invwire.topics import TOPIC_ORDER as ORDERS
 from tests.support.waiting import eventually
 
 RELAY_USER = "central-relay"
@@ -113,7 +115,7 @@ def secure(
     secure_kafka: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Secure]:
     """Central on SQLite with the broker's admin as its admin credential and its own relay
-    user, with one record on each of the three topics."""
+    user, with one record on each of the topics."""
     home = tmp_path_factory.mktemp("central")
     relay_password = home / "relay.password"
     relay_password.write_text(secrets.token_hex(16))
@@ -149,9 +151,22 @@ def secure(
                 },
             )
             secure.call("PUT", "/api/v1/stock/MILK-1L", json={"quantity": 10})
+            _cancelled_order(secure)
             yield secure
     finally:
         central.close()
+
+
+def _cancelled_order(secure: Secure) -> None:
+    """A record on order-updated too: an order of a store of its own, cancelled."""
+    key = secure.new_store("s-fixture")["api_key"]
+    placed = secure.client.post(
+        "/api/v1/orders",
+        json={"lines": [{"sku": "MILK-1L", "quantity": 1}]},
+        headers={"X-API-Key": key, "Idempotency-Key": "fixture-1"},
+    )
+    assert placed.status_code == 201, placed.text
+    secure.call("POST", f"/api/v1/orders/{placed.json()['id']}/cancel")
 
 
 @pytest.fixture
@@ -190,7 +205,7 @@ def read_until(consumer: KafkaConsumer, enough: Callable[[list[Any]], bool]) -> 
     return records
 
 
-def test_a_stores_key_reads_the_three_topics_and_commits_in_its_own_group(secure, store_id):
+def test_a_stores_key_reads_the_topics_and_commits_in_its_own_group(secure, store_id):
     key = secure.new_store(store_id)["api_key"]
     consumer = store_consumer(secure, store_id, key, consumer_group(store_id))
     try:
@@ -316,4 +331,49 @@ def _every_acl_of(username: str) -> ACLFilter:
         ACLOperation.ANY,
         ACLPermissionType.ANY,
         ResourcePatternFilter(ResourceType.ANY, None, ACLResourcePatternType.ANY),
+    )
+
+
+def test_a_key_issued_before_order_updated_is_granted_it_when_the_relay_starts(secure, store_id):
+    """As after an upgrade: the key's user has no ACL on order-updated until central grants
+    every active key the store grants of today (services.identities.grant_store_access)."""
+    key = secure.new_store(store_id)["api_key"]
+    username = kafka_username(store_id, key)
+    order_topic = secure.settings.topic(ORDERS)
+    admin = secure.admin()
+    try:
+        _, error = admin.delete_acls([_acls_on(username, order_topic)])[0][1:]
+        assert not error.errno
+    finally:
+        admin.close()
+    consumer = store_consumer(secure, store_id, key, consumer_group(store_id))
+    try:
+        consumer.assign([TopicPartition(order_topic, p) for p in range(PARTITIONS[ORDERS])])
+        eventually(lambda: _refused(consumer, order_topic), 30, "the ACL gone")
+
+        assert secure.central.identities is not None
+        granted = grant_store_access(secure.central.db, secure.central.identities)
+
+        assert granted >= 1
+        consumer.seek_to_beginning()
+        assert read_until(consumer, lambda rs: any(r.topic == order_topic for r in rs))
+    finally:
+        consumer.close()
+
+
+def _refused(consumer: KafkaConsumer, topic: str) -> bool:
+    try:
+        consumer.end_offsets([TopicPartition(topic, 0)])
+    except TopicAuthorizationFailedError:
+        return True
+    return False
+
+
+def _acls_on(username: str, topic: str) -> ACLFilter:
+    return ACLFilter(
+        f"User:{username}",
+        None,
+        ACLOperation.ANY,
+        ACLPermissionType.ANY,
+        ResourcePatternFilter(ResourceType.TOPIC, topic, ACLResourcePatternType.LITERAL),
     )

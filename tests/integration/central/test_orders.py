@@ -231,6 +231,22 @@ def test_cancel_restores_stock_once_and_only_for_the_owner(
         ("order", order["id"]),
         ("cancel", order["id"]),
     ]
+    # The store learns of the cancellation once: the second cancel changed nothing.
+    updates = read_events(kafka_cluster, [topic_prefix + "order-updated"], expected=1)
+    assert [(key, event["type"], event["data"]) for _, key, event in updates] == [
+        (
+            order["id"],
+            "order.updated",
+            {
+                "order_id": order["id"],
+                "store_id": "store-0",
+                "status": "cancelled",
+                "version": 2,
+                "cancelled_at": updates[0][2]["data"]["cancelled_at"],
+            },
+        )
+    ]
+    assert updates[0][2]["data"]["cancelled_at"].startswith(cancelled["cancelled_at"][:19])
 
 
 def test_history_is_filtered_paginated_and_scoped_to_the_store(database_url):

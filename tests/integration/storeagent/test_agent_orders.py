@@ -19,6 +19,7 @@ from storeagent.settings import AgentSettings
 from tests.support.agent_fakes import product_event, stock_event
 from tests.support.central_harness import Harness, running_central, served
 from tests.support.kafka_security import KafkaCluster
+from tests.support.terminal import headers_for
 from tests.support.waiting import eventually
 
 SKUS = {"MILK-1L": 40, "BREAD": 25, "EGGS-12": 30}
@@ -50,7 +51,8 @@ def running_agent(
     store_id: str, api_key: str, central_url: str, kafka: KafkaCluster, prefix: str, db: Path
 ) -> Iterator[str]:
     """The agent as `storeagent run` builds it (sync loop + HTTP API) on a free port, logged
-    in to `kafka` with its API key when the cluster is secure."""
+    in to `kafka` with its API key when the cluster is secure. Its terminal token is in
+    terminal.token beside `db` (see `till`)."""
     settings = AgentSettings(
         store_id=store_id,
         central_url=central_url,
@@ -72,6 +74,11 @@ def running_agent(
     finally:
         agent.stop.set()
         thread.join(10)
+
+
+def till(db: Path) -> dict[str, str]:
+    """The headers a till sends with a sale: the token of the agent whose replica is `db`."""
+    return headers_for(db.parent / "terminal.token")
 
 
 def _answers(url: str) -> bool:
@@ -106,7 +113,10 @@ def test_stock_read_right_after_a_buy_shows_centrals_new_quantity_and_version(
         )
 
         placed = httpx.post(
-            f"{agent}/orders", json={"lines": [{"sku": "MILK-1L", "quantity": 2}]}, timeout=15
+            f"{agent}/orders",
+            json={"lines": [{"sku": "MILK-1L", "quantity": 2}]},
+            headers=till(tmp_path / "a.db"),
+            timeout=15,
         )
         stock = httpx.get(f"{agent}/stock/MILK-1L", timeout=5).json()
 
@@ -118,10 +128,15 @@ def test_stock_read_right_after_a_buy_shows_centrals_new_quantity_and_version(
 
 
 def shopper(
-    agent: str, seed_: int, outcomes: Counter[int], sold: Counter[str], lock: threading.Lock
+    agent: str,
+    headers: dict[str, str],
+    seed_: int,
+    outcomes: Counter[int],
+    sold: Counter[str],
+    lock: threading.Lock,
 ) -> None:
     rng = random.Random(seed_)
-    with httpx.Client(base_url=agent, timeout=30) as client:
+    with httpx.Client(base_url=agent, headers=headers, timeout=30) as client:
         for _ in range(12):
             skus = rng.sample(sorted(SKUS), rng.randint(1, 2))
             lines = [{"sku": s, "quantity": rng.randint(1, 4)} for s in skus]
@@ -156,8 +171,9 @@ def test_two_stores_buying_concurrently_converge_to_centrals_stock(
             eventually(
                 lambda agent=agent: len(agent_stock(agent)) == len(SKUS), what="catalog replicated"
             )
+        headers = till(tmp_path / "a.db")  # both replicas are in tmp_path: one token file
         threads = [
-            threading.Thread(target=shopper, args=(agent, n, outcomes, sold, lock))
+            threading.Thread(target=shopper, args=(agent, headers, n, outcomes, sold, lock))
             for n, agent in enumerate([a, b, a, b])
         ]
         for t in threads:
@@ -199,7 +215,10 @@ def test_unreachable_central_is_503_within_a_second_and_then_the_circuit_fails_f
         for _ in range(4):
             started = time.monotonic()
             response = httpx.post(
-                f"{agent}/orders", json={"lines": [{"sku": "MILK-1L", "quantity": 1}]}, timeout=15
+                f"{agent}/orders",
+                json={"lines": [{"sku": "MILK-1L", "quantity": 1}]},
+                headers=till(db),
+                timeout=15,
             )
             took.append(time.monotonic() - started)
             assert response.status_code == 503

@@ -4,6 +4,7 @@ and that they never show up where settings are printed."""
 from __future__ import annotations
 
 import os
+import secrets
 
 import pytest
 
@@ -14,7 +15,7 @@ from central.kafka import client_config
 from central.settings import load
 from tests.support.kafka_identities_fake import FakeKafkaIdentities
 
-SECRET = "k" * 32
+SECRET = secrets.token_hex(32)
 
 
 def secret_file(tmp_path, name: str, text: str, mode: int = 0o600):
@@ -165,14 +166,14 @@ def test_an_unsupported_protocol_or_mechanism_is_refused(secure_env, variable, v
         load(env=secure_env)
 
 
-def test_the_relay_user_is_granted_write_and_describe_on_the_three_topics_only(secure_env):
+def test_the_relay_user_is_granted_write_and_describe_on_the_wire_topics_only(secure_env):
     secure_env["INVCTL_TOPIC_PREFIX"] = "t."
     settings = load(env=secure_env)
     kafka = FakeKafkaIdentities("t.")
     grant = relay_access(settings, kafka)
     assert grant is not None
     grant()
-    topics = ["t.new-category", "t.new-product", "t.inventory-updated"]
+    topics = ["t.new-category", "t.new-product", "t.inventory-updated", "t.order-updated"]
     ops = (Operation.WRITE, Operation.DESCRIBE)
     assert kafka.passwords == {"central-relay": "relay-secret"}
     assert kafka.acls == {

@@ -1,9 +1,19 @@
+import secrets
+
 import pytest
 
 from central.errors import ConfigError
 from central.settings import load
 
-SECRET = "k" * 32
+SECRET = secrets.token_hex(32)
+
+
+def write_config(tmp_path, text: str):
+    """A config file as an operator should keep it: only its owner may read it."""
+    config = tmp_path / "central.toml"
+    config.write_text(text)
+    config.chmod(0o600)
+    return config
 
 
 def test_no_secret_outside_dev_mode_is_an_error():
@@ -17,8 +27,9 @@ def test_short_secret_is_refused():
 
 
 def test_flags_beat_environment_beat_file(tmp_path):
-    config = tmp_path / "central.toml"
-    config.write_text('[central]\nkafka = "file:1"\ntopic_prefix = "f."\nport = 7000\n')
+    config = write_config(
+        tmp_path, '[central]\nkafka = "file:1"\ntopic_prefix = "f."\nport = 7000\n'
+    )
     env = {
         "INVCTL_JWT_SECRET": SECRET,
         "INVCTL_KAFKA": "env:1",
@@ -30,15 +41,13 @@ def test_flags_beat_environment_beat_file(tmp_path):
 
 
 def test_unknown_setting_in_file_is_named(tmp_path):
-    config = tmp_path / "central.toml"
-    config.write_text("[central]\nkafak = 'oops'\n")
+    config = write_config(tmp_path, "[central]\nkafak = 'oops'\n")
     with pytest.raises(ConfigError, match="kafak"):
         load(config_file=config, env={"INVCTL_JWT_SECRET": SECRET})
 
 
 def test_bad_toml_is_a_config_error(tmp_path):
-    config = tmp_path / "central.toml"
-    config.write_text("[central\n")
+    config = write_config(tmp_path, "[central\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load(config_file=config, env={"INVCTL_JWT_SECRET": SECRET})
 

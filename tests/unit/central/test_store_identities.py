@@ -54,7 +54,7 @@ def client(central):
 
 
 def store_grants(store_id: str) -> set[Grant]:
-    topics = ["t.new-category", "t.new-product", "t.inventory-updated"]
+    topics = ["t.new-category", "t.new-product", "t.inventory-updated", "t.order-updated"]
     return {Grant(Resource.TOPIC, t, op) for t in topics for op in (READ, DESCRIBE)} | {
         Grant(Resource.GROUP, f"storeagent.{store_id}", READ)
     }

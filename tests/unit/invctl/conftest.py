@@ -16,5 +16,14 @@ def server() -> FakeServer:
 
 @pytest.fixture
 def cli(tmp_path: Path, server: FakeServer) -> CliHarness:
-    env: dict[str, str | None] = {"INVCTL_AGENT": FAKE_AGENT, "INVCTL_DEBUG": "1", "COLUMNS": "200"}
+    # The runner's stdout is not a terminal, so invctl would print tsv: these tests read
+    # the tables people see (tests of the tsv default unset INVCTL_OUTPUT), at a fixed time
+    # zone so that local times are known.
+    env: dict[str, str | None] = {
+        "INVCTL_AGENT": FAKE_AGENT,
+        "INVCTL_DEBUG": "1",
+        "COLUMNS": "200",
+        "INVCTL_OUTPUT": "table",
+        "TZ": "UTC",
+    }
     return CliHarness(tmp_path / "config", server, env)

@@ -33,8 +33,10 @@ def test_stock_show_reads_central_when_named(cli: CliHarness, server: FakeServer
     assert json.loads(result.stdout) == STOCK
 
 
-def test_configured_central_does_not_redirect_reads(cli: CliHarness, server: FakeServer) -> None:
-    cli("config", "set", "central", CENTRAL)
+def test_a_configured_central_does_not_redirect_reads_from_an_agent_named_in_the_environment(
+    cli: CliHarness, server: FakeServer
+) -> None:
+    cli("config", "set", "central", CENTRAL)  # the fixture sets INVCTL_AGENT
     server.on("GET", f"{AGENT}/stock/MILK-1L", 200, STOCK)
 
     assert cli("stock", "show", "MILK-1L").exit_code == 0
@@ -115,6 +117,7 @@ def test_stock_history_passes_limit(cli: CliHarness, server: FakeServer) -> None
 
 def test_product_add_sends_the_catalog_body(cli: CliHarness, server: FakeServer) -> None:
     server.on("POST", f"{API}/products", 201, {"sku": "MILK-1L"})
+    server.on("GET", f"{API}/categories", 200, {"items": [{"id": 3, "name": "Dairy"}]})
 
     result = cli(
         "--central", CENTRAL, "product", "add", "MILK-1L",
@@ -155,11 +158,13 @@ def test_lists_print_json_arrays(cli: CliHarness, server: FakeServer) -> None:
 def test_lists_print_tables_for_people(cli: CliHarness, server: FakeServer) -> None:
     product = {"sku": "MILK-1L", "name": "Milk", "price": "1.25", "category_id": 3, "active": True}
     server.on("GET", f"{API}/products", 200, {"items": [product]})
+    server.on("GET", f"{API}/categories", 200, {"items": [{"id": 3, "name": "Dairy"}]})
 
     result = cli("--central", CENTRAL, "product", "list")
 
     assert result.exit_code == 0
     assert "MILK-1L" in result.stdout
+    assert "Dairy" in result.stdout, "the category by name"
     assert "yes" in result.stdout
 
 

@@ -182,9 +182,9 @@ def test_config_file_central_is_used_for_admin_commands(
     cli: CliHarness, server: FakeServer
 ) -> None:
     cli("config", "set", "central", CENTRAL)
-    server.on("GET", f"{CENTRAL}/api/v1/categories", 200, {"items": []})
+    server.on("POST", f"{CENTRAL}/api/v1/categories", 201, {"id": 1, "name": "Dairy"})
 
-    assert cli("category", "list").exit_code == 0
+    assert cli("category", "add", "Dairy").exit_code == 0
 
 
 def test_config_set_rejects_a_non_url(cli: CliHarness) -> None:

@@ -64,6 +64,7 @@ def test_unauthorised_hints_at_login(cli: CliHarness, server: FakeServer) -> Non
 def test_validation_error_lists_the_servers_details(cli: CliHarness, server: FakeServer) -> None:
     body = error_body("price.invalid", "bad price", field="price")
     server.on("POST", f"{CENTRAL}/api/v1/products", 422, body)
+    server.on("GET", f"{CENTRAL}/api/v1/categories", 200, {"items": [{"id": 1, "name": "A"}]})
 
     result = cli(
         "--central",
@@ -147,7 +148,7 @@ def test_per_command_json_flag_also_formats_errors(cli: CliHarness, server: Fake
 def test_admin_command_without_central_is_a_usage_error(
     cli: CliHarness, server: FakeServer
 ) -> None:
-    result = cli("category", "list")
+    result = cli("category", "add", "Dairy")
 
     assert result.exit_code == 2
     assert "no central URL is configured" in result.stderr

@@ -29,6 +29,12 @@ TERMINAL = {"FORCE_COLOR": "1"}
 PIPE = {"FORCE_COLOR": None, "TERM": "dumb"}
 
 
+@pytest.fixture(autouse=True)
+def _categories(server: FakeServer) -> None:
+    """Product tables name each product's category: central's one category, hostile too."""
+    server.on("GET", f"{API}/categories", 200, {"items": [{"id": 3, "name": HOSTILE}]})
+
+
 def _product(name: str) -> dict[str, Any]:
     return {"sku": "MILK-1L", "name": name, "price": "1.25", "category_id": 3, "active": True}
 

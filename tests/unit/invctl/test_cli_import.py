@@ -9,12 +9,13 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.invctl_fakes import FAKE_BATCH, CliHarness, FakeImports, FakeServer, error_body
 from tests.support.invctl_fakes import FAKE_CENTRAL as CENTRAL
-from tests.support.invctl_fakes import CliHarness, FakeServer, error_body
 
 pytestmark = pytest.mark.unit
 
-IMPORT_URL = f"{CENTRAL}/api/v1/import"
+API = f"{CENTRAL}/api/v1"
+IMPORT_URL = f"{API}/import"
 HEADER = "kind,name,sku,price,category,description,active,quantity\n"
 
 
@@ -86,35 +87,146 @@ def test_all_or_nothing_sends_nothing_when_a_row_is_bad(
     assert summary["skipped"] == 1
 
 
-def test_rejected_chunk_reports_centrals_line_errors(
+def test_rows_central_cannot_apply_are_listed_and_the_rest_of_the_chunk_is_applied(
     cli: CliHarness, server: FakeServer, tmp_path: Path
 ) -> None:
-    errors = [{"line": 3, "code": "category.not_found", "message": "no category Fish"}]
-    body = error_body("import.invalid", "import rejected", errors=errors)
-    server.on("POST", IMPORT_URL, 422, body)
-    path = _write_csv(tmp_path, "category,Dairy,,,,,,", "product,Cod,COD,9,Fish,,,")
+    central = FakeImports()
+    central.install(server, API)
+    path = _write_csv(
+        tmp_path,
+        "category,Dairy,,,,,,",
+        "product,Cod,COD,9,Fish,,,",
+        "product,Milk,MILK,1,Dairy,,,",
+        "product,Eel,EEL,9,Fish,,,",
+    )
 
     code, summary = _run(cli, str(path))
 
     assert code == 1
-    assert summary["errors"] == errors
-    assert summary["skipped"] == 1
+    assert [row["line"] for row in central.applied] == [2, 4]
+    assert [(e["line"], e["code"]) for e in summary["errors"]] == [
+        (3, "category.not_found"),
+        (5, "category.not_found"),
+    ]
+    assert (summary["created"], summary["bad_rows"], summary["skipped"]) == (2, 2, 0)
 
 
-def test_all_or_nothing_stops_after_a_rejected_chunk(
+def test_a_rejection_naming_no_row_of_the_chunk_skips_the_chunk_and_says_which_lines(
     cli: CliHarness, server: FakeServer, tmp_path: Path
 ) -> None:
-    body = error_body(
-        "import.invalid", "rejected", errors=[{"line": 2, "code": "x", "message": "y"}]
-    )
-    server.on("POST", IMPORT_URL, 422, body)
-    path = _write_csv(tmp_path, *_stock_rows(4))
+    server.on("POST", IMPORT_URL, 422, error_body("import.invalid", "at most 1000 rows"))
+    path = _write_csv(tmp_path, *_stock_rows(3))
+
+    code, summary = _run(cli, str(path))
+
+    assert code == 1
+    assert summary["errors"] == [
+        {
+            "line": 2,
+            "code": "import.invalid",
+            "message": "at most 1000 rows (lines 2-4 were not applied)",
+        }
+    ]
+    assert (summary["bad_rows"], summary["skipped"]) == (1, 2)
+
+
+def test_all_or_nothing_stages_every_chunk_then_commits_once(
+    cli: CliHarness, server: FakeServer, tmp_path: Path
+) -> None:
+    central = FakeImports()
+    central.install(server, API)
+    path = _write_csv(tmp_path, *_stock_rows(5))
+
+    code, summary = _run(cli, str(path), "--chunk-size", "2", "--all-or-nothing")
+
+    assert code == 0
+    sent = [(r.method, r.url.path.rsplit("/", 1)[-1]) for r in server.requests]
+    assert sent == [("POST", "batches"), *[("POST", "rows")] * 3, ("POST", "commit")]
+    assert len(central.applied) == 5
+    assert summary["created"] == 5
+
+
+def test_all_or_nothing_applies_nothing_when_central_cannot_apply_the_last_row(
+    cli: CliHarness, server: FakeServer, tmp_path: Path
+) -> None:
+    central = FakeImports(categories={"Dairy"})
+    central.install(server, API)
+    rows = [f"product,P{i},P-{i},1,Dairy,,," for i in range(5)]
+    path = _write_csv(tmp_path, *rows, "product,Cod,COD,9,Fish,,,")
 
     code, summary = _run(cli, str(path), "--chunk-size", "2", "--all-or-nothing")
 
     assert code == 1
-    assert len(server.requests) == 1
-    assert summary["skipped"] == 3
+    assert central.applied == []
+    assert summary["errors"] == [
+        {"line": 7, "code": "category.not_found", "message": "unknown category"}
+    ]
+    assert (summary["created"], summary["bad_rows"], summary["skipped"]) == (0, 1, 5)
+
+
+def test_all_or_nothing_counts_the_errors_central_did_not_list(
+    cli: CliHarness, server: FakeServer, tmp_path: Path
+) -> None:
+    listed = [{"line": 2 + i, "code": "category.not_found", "message": "?"} for i in range(100)]
+    body = error_body("import.invalid", "bad", errors=listed, error_count=150, bad_rows=150)
+    server.on("POST", f"{API}/import/batches", 201, {"id": FAKE_BATCH})
+    server.on("POST", f"{API}/import/batches/{FAKE_BATCH}/rows", 200, {"id": FAKE_BATCH})
+    server.on("POST", f"{API}/import/batches/{FAKE_BATCH}/commit", 422, body)
+    path = _write_csv(tmp_path, *[f"product,P{i},P-{i},1,Fish,,," for i in range(200)])
+
+    code, summary = _run(cli, str(path), "--all-or-nothing")
+
+    assert code == 1
+    assert (summary["error_count"], summary["errors_omitted"]) == (150, 50)
+    assert (summary["bad_rows"], summary["skipped"]) == (150, 50)
+
+
+def test_all_or_nothing_drops_the_batch_when_staging_is_refused(
+    cli: CliHarness, server: FakeServer, tmp_path: Path
+) -> None:
+    central = FakeImports()
+    central.install(server, API)
+    refused = error_body("import.invalid", "bad", errors=[{"line": 3, "code": "x", "message": "y"}])
+    server.on("POST", f"{API}/import/batches/{FAKE_BATCH}/rows", 422, refused)
+    path = _write_csv(tmp_path, *_stock_rows(2))
+
+    code, summary = _run(cli, str(path), "--all-or-nothing")
+
+    assert code == 1
+    assert [r.method for r in server.requests][-1] == "DELETE"
+    assert central.staged is None and central.applied == []
+    assert (summary["bad_rows"], summary["skipped"]) == (1, 1)
+
+
+def test_all_or_nothing_without_an_answer_to_the_commit_says_the_outcome_is_unknown(
+    cli: CliHarness, server: FakeServer, tmp_path: Path
+) -> None:
+    def silent(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    central = FakeImports()
+    central.install(server, API)
+    server.on_call("POST", f"{API}/import/batches/{FAKE_BATCH}/commit", silent)
+    path = _write_csv(tmp_path, *_stock_rows(2))
+
+    result = cli("--central", CENTRAL, "import", str(path), "--all-or-nothing")
+
+    assert result.exit_code == 5
+    assert "all the rows or none" in result.stderr
+    assert "timed out after 900s" in result.stderr
+    assert "run the same import again" in result.stderr
+
+
+def test_all_or_nothing_against_a_central_without_batches_says_so(
+    cli: CliHarness, server: FakeServer, tmp_path: Path
+) -> None:
+    server.on("POST", f"{API}/import/batches", 404, error_body("not_found", "Not Found"))
+    path = _write_csv(tmp_path, *_stock_rows(2))
+
+    result = cli("--central", CENTRAL, "import", str(path), "--all-or-nothing")
+
+    assert result.exit_code == 1
+    assert "[import.atomic_unsupported]" in result.stderr
 
 
 def test_human_summary_lists_bad_lines(cli: CliHarness, server: FakeServer, tmp_path: Path) -> None:

@@ -324,7 +324,7 @@ def test_orders_list_all_pages_follows_next_before(cli: CliHarness, server: Fake
         "limit": "2",
         "status": "confirmed",
         "store": "store-042",
-        "since": "2026-11-01T00:00:00",
+        "since": "2026-11-01T00:00:00+00:00",  # local time (TZ=UTC here), with its offset
     }
     assert sent == [filters, {**filters, "before": "40"}, {**filters, "before": "20"}]
 
@@ -339,7 +339,7 @@ def test_orders_list_without_all_pages_reads_one_page_and_says_more_remain(
 
     assert result.exit_code == 0, result.output
     assert len(server.requests) == 1
-    assert ORDER_ID in result.stdout
+    assert ORDER_ID[:8] in result.stdout  # the table shows ids short
     assert "MILK-1L x2" in result.stdout
     assert "--all-pages" in result.stderr
 
@@ -371,9 +371,7 @@ def test_orders_list_reads_the_agent_by_default(cli: CliHarness, server: FakeSer
     assert "stock gone" in result.stdout
 
 
-@pytest.mark.parametrize(
-    "args", [["--store", "store-1"], ["--since", "2026-11-01"], ["--all-pages"]]
-)
+@pytest.mark.parametrize("args", [["--store", "store-1"], ["--all-pages"]])
 def test_central_only_list_options_are_refused_at_the_agent(
     cli: CliHarness, server: FakeServer, args: list[str]
 ) -> None:
@@ -394,7 +392,7 @@ def test_central_has_no_queued_orders(cli: CliHarness, server: FakeServer) -> No
 @pytest.mark.parametrize(
     ("given", "sent"),
     [
-        ("20261101", "2026-11-01T00:00:00"),
+        ("20261101", "2026-11-01T00:00:00+00:00"),
         ("2026-11-29T10:00:00Z", "2026-11-29T10:00:00+00:00"),
         ("2026-11-29 10:00+02:00", "2026-11-29T10:00:00+02:00"),
     ],
@@ -411,7 +409,7 @@ def test_until_is_sent_in_extended_iso_form(
 
 
 def test_a_bad_since_is_a_usage_error(cli: CliHarness, server: FakeServer) -> None:
-    result = central_cli(cli, "orders", "list", "--since", "yesterday")
+    result = central_cli(cli, "orders", "list", "--since", "last tuesday")
 
     assert result.exit_code == 2
     assert server.requests == []
@@ -430,19 +428,18 @@ def test_orders_show_reads_central_by_id(cli: CliHarness, server: FakeServer) ->
     assert "stock after" in result.stdout
 
 
-def test_orders_show_at_the_agent_finds_a_sale_by_local_reference(
+def test_orders_show_at_the_agent_asks_the_agent_for_the_reference_given(
     cli: CliHarness, server: FakeServer
 ) -> None:
-    server.on("GET", f"{AGENT}/orders", 200, {"items": [make_sale(order_id=ORDER_ID)]})
+    server.on("GET", f"{AGENT}/orders/L-0007", 200, make_sale(order_id=ORDER_ID))
 
-    by_ref = cli("--json", "orders", "show", "L-0007")
-    by_id = cli("--json", "orders", "show", ORDER_ID)
+    result = cli("--json", "orders", "show", "L-0007")
 
-    assert json.loads(by_ref.stdout) == json.loads(by_id.stdout) == make_sale(order_id=ORDER_ID)
+    assert json.loads(result.stdout) == make_sale(order_id=ORDER_ID)
 
 
 def test_orders_show_at_the_agent_exits_3_when_unknown(cli: CliHarness, server: FakeServer) -> None:
-    server.on("GET", f"{AGENT}/orders", 200, {"items": [make_sale()]})
+    server.on("GET", f"{AGENT}/orders/L-9999", 404, error_body("order.not_found", "no sale"))
 
     result = cli("orders", "show", "L-9999")
 
@@ -470,16 +467,23 @@ def test_orders_cancel_json_prints_the_order(cli: CliHarness, server: FakeServer
     assert json.loads(result.stdout) == cancelled
 
 
-def test_orders_cancel_needs_central(cli: CliHarness, server: FakeServer) -> None:
-    result = cli("orders", "cancel", ORDER_ID)
+def test_orders_cancel_goes_through_the_store_agent_by_default(
+    cli: CliHarness, server: FakeServer
+) -> None:
+    cancelled = {**make_order(status="cancelled"), "local_ref": "L-0007"}
+    server.on("POST", f"{AGENT}/orders/{ORDER_ID[:8]}/cancel", 200, cancelled)
 
-    assert result.exit_code == 2
-    assert "central" in result.stderr
-    assert server.requests == []
+    result = cli("orders", "cancel", ORDER_ID[:8])
+
+    assert result.exit_code == 0, result.output
+    assert server.sent_json() == {}
+    assert "X-API-Key" not in server.requests[-1].headers
+    assert "is cancelled; its stock is released" in result.stdout
 
 
 def test_cancelling_an_unknown_order_exits_3(cli: CliHarness, server: FakeServer) -> None:
+    unknown = "00000000-0000-4000-8000-000000000000"
     body = error_body("order.not_found", "no such order")
-    server.on("POST", f"{API}/orders/nope/cancel", 404, body)
+    server.on("POST", f"{API}/orders/{unknown}/cancel", 404, body)
 
-    assert central_cli(cli, "orders", "cancel", "nope").exit_code == 3
+    assert central_cli(cli, "orders", "cancel", unknown).exit_code == 3

@@ -4,7 +4,14 @@ from datetime import UTC, datetime
 import pytest
 
 from invwire import events
-from invwire.events import CategoryChanged, ProductChanged, StockChanged, encode, parse_record
+from invwire.events import (
+    CategoryChanged,
+    OrderUpdated,
+    ProductChanged,
+    StockChanged,
+    encode,
+    parse_record,
+)
 
 
 def test_stock_event_envelope_carries_the_contract_fields():
@@ -51,6 +58,10 @@ EVERY_EVENT_TYPE = [
     ProductChanged("M-1", "Milk", "0.00", 3, "", False, 3),
     StockChanged("A-1", 7, -3, "order", 5, "o-1"),
     StockChanged("A-1", 0, 7, "cancel", 2**63 - 1),
+    OrderUpdated("5f0c9a1e-3b7d-4e8a-9c21-0d6f4b2a7e13", "store-1", "cancelled", 2, None),
+    OrderUpdated(
+        "5F0C9A1E3B7D4E8A9C210D6F4B2A7E13", "s-2", "confirmed", 1, "2026-01-02T03:04:05+00:00"
+    ),
 ]
 
 

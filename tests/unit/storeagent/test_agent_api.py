@@ -7,7 +7,8 @@ from storeagent.sync.apply import apply_batch
 from storeagent.sync.loop import topic_names
 from storeagent.sync.progress import SyncProgress
 from storeagent.sync.source import Record, TopicPartition
-from tests.support.agent_fakes import FixedClock, product_event, stock_event
+from tests.support.agent_fakes import FixedClock, category_event, product_event, stock_event
+from tests.support.terminal import TERMINAL_TOKEN, terminal_client
 
 
 def load(replica: Replica, *events: tuple[str, bytes, bytes]) -> None:
@@ -29,8 +30,10 @@ def progress() -> SyncProgress:
 
 @pytest.fixture
 def client(replica, progress) -> TestClient:
-    app = create_app(replica, progress, store_id="s1", topics=topic_names(""))
-    return TestClient(app, raise_server_exceptions=False)
+    app = create_app(
+        replica, progress, store_id="s1", topics=topic_names(""), terminal_token=TERMINAL_TOKEN
+    )
+    return terminal_client(app)
 
 
 @pytest.fixture
@@ -101,7 +104,9 @@ def test_products_list_joins_the_stock_of_each_product(client, replica, ready):
             "name": "Apples",
             "price": "1.25",
             "category_id": 3,
+            "description": "",
             "active": True,
+            "version": 1,
             "quantity": 12,
             "stock_version": 3,
         },
@@ -110,17 +115,79 @@ def test_products_list_joins_the_stock_of_each_product(client, replica, ready):
             "name": "Bread",
             "price": "2.10",
             "category_id": 3,
+            "description": "",
             "active": False,
+            "version": 1,
             "quantity": 0,
             "stock_version": 0,
         },
     ]
 
 
+def catalog(replica: Replica) -> None:
+    events = [category_event(id=1, name="Dairy"), category_event(id=2, name="Bakery")]
+    for i in range(12):
+        sku, name = f"P-{i:02d}", f"{'Milk' if i % 2 else 'Bread'} {i}"
+        events.append(product_event(sku=sku, name=name, category_id=1 + i % 2))
+        events.append(stock_event(sku=sku, quantity=i, stock_version=1))
+    load(replica, *events)
+
+
+def every_page(client: TestClient, path: str, **params: object) -> tuple[list[dict], int]:
+    items: list[dict] = []
+    pages, after = 0, None
+    while True:
+        query = {**params, **({} if after is None else {"after": after})}
+        page = client.get(path, params=query).json()
+        items, pages, after = items + page["items"], pages + 1, page["next_after"]
+        if after is None:
+            return items, pages
+
+
+def test_products_page_and_filter_as_central_does(client, replica, ready):
+    catalog(replica)
+
+    def skus(**params: object) -> list[str]:
+        return [item["sku"] for item in every_page(client, "/products", limit=3, **params)[0]]
+
+    everything, pages = every_page(client, "/products", limit=5)
+    assert ([i["sku"] for i in everything], pages) == ([f"P-{i:02d}" for i in range(12)], 3)
+    assert client.get("/products", params={"limit": 12}).json()["next_after"] is None
+    assert skus(category=2) == [f"P-{i:02d}" for i in range(1, 12, 2)]
+    assert skus(search="mILK 1") == ["P-01", "P-11"]
+    assert skus(search="p-1") == ["P-10", "P-11"]
+    assert skus(low_stock=2, category=1) == ["P-00", "P-02"]
+    assert skus(search="_") == []
+
+
+def test_categories_page_by_id(client, replica, ready):
+    catalog(replica)
+
+    items, pages = every_page(client, "/categories", limit=1)
+
+    assert items == [
+        {"id": 1, "name": "Dairy", "version": 1},
+        {"id": 2, "name": "Bakery", "version": 1},
+    ]
+    assert pages == 2
+
+
+@pytest.mark.parametrize(
+    "query",
+    [{"limit": 0}, {"limit": 1001}, {"after": "A" * 65}, {"category": 0}, {"low_stock": -1},
+     {"search": "x" * 201}, {"category": 2**63}],
+)  # fmt: skip
+def test_unbounded_list_parameters_are_refused(client, ready, query):
+    response = client.get("/products", params=query)
+
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "request.invalid"
+
+
 def test_reads_before_the_first_sync_are_replica_not_ready(client, replica):
     load(replica, product_event())
 
-    for path in ("/stock/MILK-1L", "/products"):
+    for path in ("/stock/MILK-1L", "/products", "/categories"):
         response = client.get(path)
         assert response.status_code == 503
         assert response.json()["error"]["code"] == "replica.not_ready"
@@ -247,12 +314,14 @@ def test_sync_status_reports_lag_per_partition(client, replica, progress, ready)
 
     body = client.get("/sync/status").json()
 
+    assert body.pop("staleness_s") > 0, "the events are of 2026-11-29: stale by the real clock"
     assert body == {
         "store_id": "s1",
         "ready": True,
         "problems": [],
         "last_event_at": "2026-11-29T10:00:00.123456+00:00",
         "last_applied_at": "2026-11-29T10:00:00.000000+00:00",
+        "clock_offset_s": None,
         "events_applied": 2,
         "dead_letters": 0,
         "partitions": [
@@ -281,7 +350,7 @@ def test_sync_status_counts_dead_letters(client, replica):
     ],
 )
 def test_unroutable_requests_get_a_json_error_not_a_500(client, method, path, status, code):
-    response = client.request(method, path)
+    response = client.request(method, path, json=None if method == "GET" else {})
 
     assert response.status_code == status
     assert response.json()["error"]["code"] == code

@@ -5,6 +5,7 @@ import io
 import json
 import logging
 import threading
+from datetime import UTC, datetime
 from functools import partial
 
 import httpx
@@ -28,7 +29,7 @@ from storeagent.upstream.heartbeat import (
     connect_heartbeat,
     heartbeat_report,
 )
-from tests.support.agent_fakes import RecordingHeartbeat
+from tests.support.agent_fakes import FixedClock, RecordingHeartbeat
 from tests.support.waiting import eventually
 
 KEY = "sk_live_store_key_0123456789"
@@ -59,12 +60,16 @@ def test_report_tells_readiness_lag_last_event_and_the_local_backlogs(replica):
         orders.add_pending("r1", "k1", "f", [])
         orders.queue("r1", "central.unavailable", "down")
 
-    report = heartbeat_report(Vitals(replica, orders, progress))
+    now = FixedClock(datetime(2026, 11, 29, 10, 0, 30, 123456, tzinfo=UTC))
+
+    report = heartbeat_report(Vitals(replica, orders, progress), instance_id="i-1", now=now)
 
     assert report == {
+        "instance_id": "i-1",
         "ready": True,
         "lag": 3,
         "last_event_at": "2026-11-29T10:00:00.123456+00:00",
+        "staleness_s": 30.0,
         "offline_queue": 1,
         "rejected_offline": 0,
         "dead_letters": 0,
@@ -72,9 +77,17 @@ def test_report_tells_readiness_lag_last_event_and_the_local_backlogs(replica):
 
 
 def test_report_leaves_out_what_is_not_known_yet(replica):
-    report = heartbeat_report(Vitals(replica, LocalOrders(replica), SyncProgress()))
+    report = heartbeat_report(
+        Vitals(replica, LocalOrders(replica), SyncProgress()), instance_id="i-1"
+    )
 
-    assert report == {"ready": False, "offline_queue": 0, "rejected_offline": 0, "dead_letters": 0}
+    assert report == {
+        "instance_id": "i-1",
+        "ready": False,
+        "offline_queue": 0,
+        "rejected_offline": 0,
+        "dead_letters": 0,
+    }
 
 
 def make_thread(sender, report=lambda: {"ready": True}, stop=None, **kw):
@@ -103,7 +116,7 @@ def test_heartbeats_go_out_at_once_then_every_interval_until_stopped():
     stop.set()
     thread.join(2)
 
-    assert sender.reports[0] == {"ready": True}
+    assert sender.reports[0] == {"ready": True, "every_s": 0.01}, "the interval goes along"
     assert not thread.is_alive() and not thread.failed and not failures
     assert sender.closed
 

@@ -8,6 +8,7 @@ import pytest
 
 from invwire.events import StockChanged
 from invwire.logs import EventLog
+from invwire.topics import PARTITIONS
 from storeagent.errors import SourceUnavailable
 from storeagent.ops.supervisor import SupervisedTask
 from storeagent.replica.db import Replica
@@ -233,7 +234,7 @@ def test_loop_waits_for_missing_topics_then_consumes(replica, caplog):
     eventually(lambda: "consumer.waiting_for_topics" in caplog.messages, 5, "waiting logged")
     assert not replica.is_bootstrapped()
 
-    for topic, partitions in {"new-category": 1, "new-product": 3, "inventory-updated": 6}.items():
+    for topic, partitions in PARTITIONS.items():
         source.create_topic(topic, partitions)
     source.produce(*stock_event(sku="LATE", quantity=9, stock_version=1))
 
@@ -296,7 +297,7 @@ def test_progress_holds_end_offsets_of_every_partition(replica, fake):
 
     ends = loop.progress.end_offsets()
 
-    assert len(ends) == 10
+    assert len(ends) == sum(PARTITIONS.values())
     assert sum(ends.values()) == 1
     assert TopicPartition("new-category", 0) in ends
 

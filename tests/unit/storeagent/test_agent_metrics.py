@@ -33,6 +33,7 @@ from tests.support.agent_fakes import (
     stock_data,
     stock_event,
 )
+from tests.support.terminal import TERMINAL_TOKEN, terminal_client
 
 MILK = "MILK-1L"
 
@@ -88,9 +89,15 @@ def client(replica, progress, central, clock, metrics) -> TestClient:
         replica.set_meta({META_BOOTSTRAPPED: "1"})
     desk = build_sales(replica, ResilientCentral(central, sleep=lambda _: None), clock=clock).desk
     app = create_app(
-        replica, progress, store_id="s1", topics=topic_names(""), orders=desk, metrics=metrics
+        replica,
+        progress,
+        store_id="s1",
+        topics=topic_names(""),
+        orders=desk,
+        metrics=metrics,
+        terminal_token=TERMINAL_TOKEN,
     )
-    return TestClient(app, raise_server_exceptions=False)
+    return terminal_client(app)
 
 
 def buy(client: TestClient, quantity: int, **headers: str):

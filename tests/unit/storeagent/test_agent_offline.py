@@ -6,9 +6,11 @@ import threading
 from functools import partial
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from invwire.logs import EventLog
+from invwire.orders import Line
 from storeagent.app import Sales, build_sales
 from storeagent.http.app import create_app
 from storeagent.ops.supervisor import SupervisedTask
@@ -25,7 +27,14 @@ from storeagent.sync.progress import SyncProgress
 from storeagent.sync.source import Record
 from storeagent.upstream.client import NoCentral
 from storeagent.upstream.resilience import BreakerPolicy, CircuitBreaker, ResilientCentral
-from tests.support.agent_fakes import FakeCentral, FixedClock, product_event, stock_event
+from tests.support.agent_fakes import (
+    FakeCentral,
+    FixedClock,
+    left_by_a_killed_agent,
+    product_event,
+    stock_event,
+)
+from tests.support.terminal import TERMINAL_TOKEN, terminal_client
 from tests.support.waiting import eventually
 
 MILK, BREAD = "MILK-1L", "BREAD"
@@ -106,8 +115,19 @@ def replayer(sales) -> Replayer:
 
 @pytest.fixture
 def client(stocked, desk) -> TestClient:
-    app = create_app(stocked, SyncProgress(), store_id="s1", topics=topic_names(""), orders=desk)
-    return TestClient(app, raise_server_exceptions=False)
+    app = terminal_app(stocked, desk)
+    return terminal_client(app)
+
+
+def terminal_app(replica: Replica, desk: OrderDesk) -> FastAPI:
+    return create_app(
+        replica,
+        SyncProgress(),
+        store_id="s1",
+        topics=topic_names(""),
+        orders=desk,
+        terminal_token=TERMINAL_TOKEN,
+    )
 
 
 def buy(client: TestClient, *lines: tuple[str, int], key: str | None = None):
@@ -143,10 +163,10 @@ def test_with_offline_off_an_unreachable_central_still_answers_503(
     stocked, resilient, clock, schedule, central
 ):
     desk = make_sales(stocked, resilient, clock, schedule, policy=OfflinePolicy()).desk
-    app = create_app(stocked, SyncProgress(), store_id="s1", topics=topic_names(""), orders=desk)
+    app = terminal_app(stocked, desk)
     central.go_down()
 
-    response = buy(TestClient(app), (MILK, 1))
+    response = buy(terminal_client(app, raise_server_exceptions=True), (MILK, 1))
 
     assert (response.status_code, response.json()["error"]["code"]) == (503, "central.unavailable")
     assert "offline" not in response.json()["error"]["details"]
@@ -478,24 +498,20 @@ def test_replayer_thread_that_crashes_marks_itself_failed_and_stops_the_agent(
 # --- sales left pending ----------------------------------------------------------------------
 
 
-def leave_pending(client, central, key: str, *, committed: bool) -> None:
-    """A sale the agent sent and then died over: central committed it or never saw it."""
-
-    def die(k, lines):
-        central.on_call = None
-        if committed:
-            central.place_order(k, lines)
-        raise RuntimeError("the agent died while central was working")
-
-    central.on_call = die
-    buy(client, (MILK, 2), key=key)
+def leave_pending(client, replica, central, key: str, *, committed: bool) -> None:
+    """A sale an earlier agent process sent and was killed over before it answered its till:
+    central committed it or never saw it."""
+    lines = [Line(MILK, 2)]
+    left_by_a_killed_agent(replica, key, lines)
+    if committed:
+        central.place_order(key, lines)
     assert [status for status, _ in statuses(client)][-1] == "pending"
 
 
 def test_pending_sale_that_central_committed_is_replayed_and_gets_the_same_order(
     client, central, replayer, stocked
 ):
-    leave_pending(client, central, "sale-1", committed=True)
+    leave_pending(client, stocked, central, "sale-1", committed=True)
     order_id = central.order_for("sale-1")["id"]
 
     drain(replayer)
@@ -506,8 +522,10 @@ def test_pending_sale_that_central_committed_is_replayed_and_gets_the_same_order
     assert replica_stock(stocked, MILK) == (38, 8)
 
 
-def test_pending_sale_that_central_never_saw_is_placed_on_replay(client, central, replayer):
-    leave_pending(client, central, "sale-1", committed=False)
+def test_pending_sale_that_central_never_saw_is_placed_on_replay(
+    client, central, replayer, stocked
+):
+    leave_pending(client, stocked, central, "sale-1", committed=False)
 
     drain(replayer)
 
@@ -516,8 +534,10 @@ def test_pending_sale_that_central_never_saw_is_placed_on_replay(client, central
     assert central.stock[MILK].quantity == 38
 
 
-def test_pending_sale_a_till_is_sending_is_left_to_the_till(client, central, replayer, sales):
-    leave_pending(client, central, "sale-1", committed=False)
+def test_pending_sale_a_till_is_sending_is_left_to_the_till(
+    client, central, replayer, sales, stocked
+):
+    leave_pending(client, stocked, central, "sale-1", committed=False)
     calls = len(central.calls)
 
     with sales.claims.till("sale-1"):
@@ -552,10 +572,7 @@ def fail_with_lost_answer(client, central, key: str) -> None:
 @pytest.fixture
 def online_only(stocked, resilient, clock, schedule) -> tuple[TestClient, Replayer]:
     sales = make_sales(stocked, resilient, clock, schedule, policy=OfflinePolicy())
-    app = create_app(
-        stocked, SyncProgress(), store_id="s1", topics=topic_names(""), orders=sales.desk
-    )
-    return TestClient(app, raise_server_exceptions=False), sales.replayer
+    return terminal_client(terminal_app(stocked, sales.desk)), sales.replayer
 
 
 def test_failed_sale_that_central_committed_is_cancelled_there_and_recorded_voided(

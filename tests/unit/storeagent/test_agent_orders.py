@@ -16,7 +16,14 @@ from storeagent.sync.loop import topic_names
 from storeagent.sync.progress import SyncProgress
 from storeagent.sync.source import Record
 from storeagent.upstream.resilience import BreakerPolicy, CircuitBreaker, ResilientCentral
-from tests.support.agent_fakes import FakeCentral, FixedClock, product_event, stock_event
+from tests.support.agent_fakes import (
+    FakeCentral,
+    FixedClock,
+    left_by_a_killed_agent,
+    product_event,
+    stock_event,
+)
+from tests.support.terminal import TERMINAL_TOKEN, terminal_client
 
 MILK = "MILK-1L"
 
@@ -85,8 +92,15 @@ def client(replica, resilient, clock) -> TestClient:
     with replica.transaction():
         replica.set_meta({META_BOOTSTRAPPED: "1"})
     desk = build_sales(replica, resilient, clock=clock).desk
-    app = create_app(replica, SyncProgress(), store_id="s1", topics=topic_names(""), orders=desk)
-    return TestClient(app, raise_server_exceptions=False)
+    app = create_app(
+        replica,
+        SyncProgress(),
+        store_id="s1",
+        topics=topic_names(""),
+        orders=desk,
+        terminal_token=TERMINAL_TOKEN,
+    )
+    return terminal_client(app)
 
 
 # --- confirmed: read-your-writes ------------------------------------------------------------
@@ -142,6 +156,8 @@ def test_confirmed_order_is_listed_with_centrals_order_id(client):
             "lines": [{"sku": MILK, "quantity": 2}],
             "created_at": "2026-11-29T10:00:00.000000+00:00",
             "reason": None,
+            "total": order["total"],
+            "cancelled_at": None,
         }
     ]
 
@@ -314,18 +330,12 @@ def test_sale_that_failed_is_retried_at_central_with_the_same_key(client, centra
 
 
 def test_sale_left_pending_by_a_crash_is_sent_again_with_the_same_key(client, central, replica):
-    def crash(key, lines):
-        central.on_call = None
-        raise RuntimeError("the agent died while central was working")
-
-    central.on_call = crash
-    buy(client, (MILK, 2), key="sale-1")
-    left = LocalOrders(replica).by_key("sale-1").status
+    local_ref = left_by_a_killed_agent(replica, "sale-1", [Line(MILK, 2)])
 
     retried = buy(client, (MILK, 2), key="sale-1")
 
-    assert (left, retried.status_code) == ("pending", 201)
-    assert [call.idempotency_key for call in central.calls] == ["sale-1", "sale-1"]
+    assert (retried.status_code, retried.json()["local_ref"]) == (201, local_ref)
+    assert [call.idempotency_key for call in central.calls] == ["sale-1"]
 
 
 def test_unfinished_sale_goes_to_central_even_when_the_replica_now_shows_too_little(

@@ -1,11 +1,14 @@
 """The local_orders table arrives through the replica's schema versioning."""
 
+import sqlite3
+
 import peewee
 import pytest
 
 from storeagent.replica.db import SCHEMA_VERSION, open_replica
 from storeagent.replica.local_orders import LocalOrders
 from storeagent.replica.queries import ReplicaReads
+from storeagent.sales import rules
 
 
 def make_old_replica(path, version: int) -> None:
@@ -35,8 +38,8 @@ def test_a_version_1_replica_gains_local_orders_and_keeps_its_rows(tmp_path):
 
     replica = open_replica(tmp_path / "r.db")
 
-    assert SCHEMA_VERSION == 3
-    assert replica.get_meta("schema_version") == "3"
+    assert SCHEMA_VERSION == 6
+    assert replica.get_meta("schema_version") == "6"
     assert "local_orders" in replica.db.get_tables()
     assert ReplicaReads(replica).stock_level("MILK-1L").quantity == 40
     assert LocalOrders(replica).newest_first(None, 10) == []
@@ -49,13 +52,35 @@ def test_a_version_2_replica_gains_the_offline_columns_and_keeps_its_sales(tmp_p
     replica = open_replica(tmp_path / "r.db")
 
     [row] = LocalOrders(replica).newest_first(None, 10)
-    assert (row.local_ref, row.status, row.queued_at, row.outcome_unknown) == (
+    assert (row.local_ref, row.status, row.queued_at, row.outcome_unknown, row.instance_id) == (
         "r1",
         "failed",
         None,
         False,
+        None,
     )
-    assert replica.get_meta("schema_version") == "3"
+    assert replica.get_meta("schema_version") == "6"
+    replica.close()
+
+
+def test_a_version_3_replica_gains_the_instance_column_and_its_pending_sales_are_orphans(
+    tmp_path,
+):
+    make_old_replica(tmp_path / "r.db", version=2)
+    open_replica(tmp_path / "r.db").close()  # to version 6, then back to 3 as released
+    old = sqlite3.connect(tmp_path / "r.db")
+    with old:
+        old.execute("ALTER TABLE local_orders DROP COLUMN instance_id")
+        old.execute("UPDATE local_orders SET status = 'pending'")
+        old.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    old.close()
+
+    replica = open_replica(tmp_path / "r.db")
+
+    [row] = LocalOrders(replica).newest_first(None, 10)
+    assert (row.status, row.instance_id) == ("pending", None)
+    assert rules.orphaned(row.instance_id, "this-process")
+    assert replica.get_meta("schema_version") == "6"
     replica.close()
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from storeagent.errors import ReplicaSchemaTooNew, ReplicaUnavailable
+from storeagent.errors import ConfigError, ReplicaSchemaTooNew
 from storeagent.replica.db import SCHEMA_VERSION, open_replica
 from storeagent.sync.source import TopicPartition
 
@@ -46,10 +46,11 @@ def test_replica_from_a_newer_agent_is_refused(tmp_path):
         open_replica(tmp_path / "r.db")
 
 
-def test_unopenable_replica_path_is_replica_unavailable(tmp_path):
+def test_a_replica_path_under_a_file_is_a_config_error(tmp_path):
     (tmp_path / "file").write_text("")
 
-    with pytest.raises(ReplicaUnavailable) as caught:
+    with pytest.raises(ConfigError) as caught:
         open_replica(tmp_path / "file" / "r.db")
 
-    assert caught.value.code == "replica.unavailable"
+    assert caught.value.code == "config.invalid"
+    assert "cannot create the directory" in caught.value.message

@@ -2,14 +2,13 @@
 
 import threading
 
-from fastapi.testclient import TestClient
-
 from storeagent.http.app import create_app
 from storeagent.replica.local_orders import LocalOrders
 from storeagent.replica.queries import ReplicaReads
 from storeagent.sync.loop import LoopTuning, SyncLoop
 from storeagent.sync.progress import SyncProgress
 from tests.support.agent_fakes import FakeRecordSource, product_event, stock_event
+from tests.support.terminal import TERMINAL_TOKEN, terminal_client
 
 FAST = LoopTuning(poll_timeout_ms=20, max_records=500, backoff_initial_s=0.01, backoff_max_s=0.05)
 
@@ -60,11 +59,18 @@ def test_reads_answer_503_until_the_rebuild_is_done(replica):
     loop = make_loop(replica, fake)
     loop.start(fake)
     loop.step(fake)
-    app = create_app(replica, SyncProgress(), store_id="s1", topics=[], resync=loop.request_resync)
-    client = TestClient(app)
+    app = create_app(
+        replica,
+        SyncProgress(),
+        store_id="s1",
+        topics=[],
+        resync=loop.request_resync,
+        terminal_token=TERMINAL_TOKEN,
+    )
+    client = terminal_client(app, raise_server_exceptions=True)
     assert client.get("/stock/A").status_code == 200
 
-    answer = client.post("/sync/resync")
+    answer = client.post("/sync/resync", json={})
     assert answer.status_code == 202
     assert "503" in answer.json()["unavailable_meanwhile"]
 

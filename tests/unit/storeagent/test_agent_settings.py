@@ -50,13 +50,13 @@ def test_defaults_listen_on_loopback_8787_with_a_per_store_db():
 
 
 def test_flag_beats_env_beats_config_file(tmp_path):
-    config = write_config(tmp_path, 'kafka = "file:1"\ncentral = "http://file"\ndb = "/f.db"\n')
-    env = {"STOREAGENT_KAFKA": "env:2", "STOREAGENT_CENTRAL": "http://env"}
+    config = write_config(tmp_path, 'kafka = "file:1"\ncentral = "https://file"\ndb = "/f.db"\n')
+    env = {"STOREAGENT_KAFKA": "env:2", "STOREAGENT_CENTRAL": "https://env"}
 
     settings = load({"kafka": "flag:3"}, env, config)
 
     assert settings.kafka == "flag:3"
-    assert settings.central_url == "http://env"
+    assert settings.central_url == "https://env"
     assert settings.db_path == Path("/f.db")
 
 
@@ -89,10 +89,11 @@ def test_non_loopback_listen_is_refused_without_allow_remote():
     assert error_code({"store_id": "s1", "listen": "0.0.0.0:8787"}) == "config.listen_not_loopback"
 
 
-def test_allow_remote_permits_any_listen_address(tmp_path):
-    assert load({"listen": "0.0.0.0:9000", "allow_remote": True}).listen_host == "0.0.0.0"
+def test_allow_remote_never_lets_the_store_api_off_loopback(tmp_path):
+    flags = {"store_id": "s1", "listen": "0.0.0.0:9000", "allow_remote": True}
+    assert error_code(flags, WITH_KEY) == "config.listen_not_loopback"
     config = write_config(tmp_path, 'listen = "10.1.2.3:80"\nallow_remote = true\n')
-    assert load(config=config).listen_port == 80
+    assert error_code({"store_id": "s1"}, WITH_KEY, config) == "config.listen_not_loopback"
 
 
 @pytest.mark.parametrize("listen", ["localhost:1", "[::1]:8787", "127.0.0.2:8000"])

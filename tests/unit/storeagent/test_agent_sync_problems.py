@@ -26,6 +26,7 @@ from storeagent.sync.loop import LoopTuning, SyncLoop, topic_names
 from storeagent.sync.progress import SyncProgress
 from storeagent.sync.source import RecordSource, TopicPartition
 from tests.support.agent_fakes import FakeRecordSource, stock_event
+from tests.support.terminal import TERMINAL_TOKEN, terminal_client
 from tests.support.waiting import eventually
 
 FAST = LoopTuning(poll_timeout_ms=20, backoff_initial_s=0.01, backoff_max_s=0.05)
@@ -109,10 +110,17 @@ def run_agent(replica: Replica) -> Iterator[Callable[..., Agent]]:
         )
         metrics = AgentMetrics()
         metrics.watch(WatchedState(Vitals(replica, LocalOrders(replica), progress)))
-        app = create_app(replica, progress, store_id="s1", topics=topic_names(""), metrics=metrics)
+        app = create_app(
+            replica,
+            progress,
+            store_id="s1",
+            topics=topic_names(""),
+            metrics=metrics,
+            terminal_token=TERMINAL_TOKEN,
+        )
         thread = threading.Thread(target=loop.run, daemon=True)
         thread.start()
-        agent = Agent(loop, thread, TestClient(app, raise_server_exceptions=False))
+        agent = Agent(loop, thread, terminal_client(app))
         started.append(agent)
         return agent
 
