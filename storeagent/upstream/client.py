@@ -109,6 +109,23 @@ class CentralClient(Protocol):
     def close(self) -> None: ...
 
 
+def store_session(
+    central_url: str,
+    api_key: str,
+    *,
+    timeout_s: float = 5.0,
+    transport: httpx.BaseTransport | None = None,
+) -> httpx.Client:
+    """An HTTP session to central as this store (its API key in a header, never in a URL or
+    a log line), for the agent's side calls: heartbeats and what central last heard."""
+    return httpx.Client(
+        base_url=central_url,
+        headers={"User-Agent": "storeagent", "X-API-Key": api_key},
+        timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 2.0)),
+        transport=transport,
+    )
+
+
 @dataclass(frozen=True)
 class Timeouts:
     connect_s: float = 2.0

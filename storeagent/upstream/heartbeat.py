@@ -30,6 +30,7 @@ from storeagent.errors import AgentError
 from storeagent.ops.metrics import AgentMetrics
 from storeagent.ops.vitals import Vitals
 from storeagent.sync.central_clock import CentralClock, clock_sample
+from storeagent.upstream.client import store_session
 
 HEARTBEAT_PATH = "/api/v1/stores/heartbeat"
 FAILURE_LOG_EVERY_S = 60.0
@@ -62,12 +63,7 @@ class HttpHeartbeat:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.central_url = central_url
-        self._http = httpx.Client(
-            base_url=central_url,
-            headers={"User-Agent": "storeagent", "X-API-Key": api_key},
-            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 2.0)),
-            transport=transport,
-        )
+        self._http = store_session(central_url, api_key, timeout_s=timeout_s, transport=transport)
 
     def __repr__(self) -> str:
         return f"HttpHeartbeat({self.central_url!r})"

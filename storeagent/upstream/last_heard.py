@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import httpx
 
 from storeagent.errors import AgentError
+from storeagent.upstream.client import store_session
 
 LAST_HEARTBEAT_PATH = "/api/v1/stores/heartbeat"
 
@@ -72,12 +73,7 @@ class HttpLastHeard:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.central_url = central_url
-        self._http = httpx.Client(
-            base_url=central_url,
-            headers={"User-Agent": "storeagent", "X-API-Key": api_key},
-            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 2.0)),
-            transport=transport,
-        )
+        self._http = store_session(central_url, api_key, timeout_s=timeout_s, transport=transport)
 
     def __repr__(self) -> str:
         return f"HttpLastHeard({self.central_url!r})"
