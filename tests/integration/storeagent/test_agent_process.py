@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from invwire.topics import PARTITIONS
 from tests.support.agent_fakes import product_event, stock_event
 from tests.support.kafka_security import KafkaCluster
 from tests.support.waiting import eventually
@@ -105,7 +106,12 @@ def test_run_serves_the_replica_and_exits_0_on_sigterm_within_5_s(
     code, took = agent.terminate()
 
     assert (stock["name"], stock["quantity"], stock["source"]) == ("Milk", 40, "replica")
-    assert (status["store_id"], status["ready"], len(status["partitions"])) == (unique_id, True, 10)
+    every_partition = sum(PARTITIONS.values())  # of every topic the agent reads
+    assert (status["store_id"], status["ready"], len(status["partitions"])) == (
+        unique_id,
+        True,
+        every_partition,
+    )
     assert all(p["lag"] == 0 for p in status["partitions"])
     assert code == 0 and took < 5
     events = agent.events()
