@@ -29,6 +29,7 @@ from invwire.errors import (
 )
 from invwire.orders import CENTRAL_STATUSES, STATUS_VERSIONS
 from invwire.rules import MAX_EVENT_BYTES, is_sku, is_store_id
+from invwire.text import first_refused_char
 from invwire.topics import TOPIC_CATEGORY, TOPIC_INVENTORY, TOPIC_ORDER, TOPIC_PRODUCT
 
 SCHEMA_VERSION = 1
@@ -293,6 +294,19 @@ class _Data:
             raise self._invalid(name, "valid UTF-8 text (no lone surrogates)")
         return value
 
+    def shown_text(self, name: str, *, allow_empty: bool = False) -> str:
+        """Text that reaches a terminal (a name, a description): no control, format or
+        surrogate character, the rule central holds them to (invwire.text)."""
+        value = self.text(name, allow_empty=allow_empty)
+        index = first_refused_char(value)
+        if index is not None:
+            raise InvalidField(
+                f"data.{name} holds a control or format character at index {index}",
+                field=name,
+                index=index,
+            )
+        return value
+
     def optional_text(self, name: str) -> str | None:
         return None if self._get(name) is None else self.text(name)
 
@@ -353,7 +367,7 @@ class _Data:
 def _category(data: _Data, created: bool) -> CategoryChanged:
     return CategoryChanged(
         id=data.integer("id", minimum=1),
-        name=data.text("name"),
+        name=data.shown_text("name"),
         version=data.integer("version", minimum=0),
         created=created,
     )
@@ -362,10 +376,10 @@ def _category(data: _Data, created: bool) -> CategoryChanged:
 def _product(data: _Data, created: bool) -> ProductChanged:
     return ProductChanged(
         sku=data.sku(),
-        name=data.text("name"),
+        name=data.shown_text("name"),
         price=data.price("price"),
         category_id=data.integer("category_id", minimum=1),
-        description=data.text("description", allow_empty=True),
+        description=data.shown_text("description", allow_empty=True),
         active=data.flag("active"),
         version=data.integer("version", minimum=0),
         created=created,

@@ -8,6 +8,7 @@ from invwire.events import CategoryChanged, ProductChanged, StockChanged, parse_
 from invwire.rules import MAX_EVENT_BYTES as MAX_VALUE_BYTES
 from invwire.topics import TOPIC_CATEGORY, TOPIC_INVENTORY, TOPIC_PRODUCT
 from tests.support.agent_fakes import (
+    category_data,
     category_event,
     envelope,
     product_data,
@@ -231,3 +232,30 @@ def test_a_lone_surrogate_in_a_name_is_field_invalid():
     value = envelope("product.updated", product_data(name="Milk \ud800"))
 
     assert reason_of(TOPIC_PRODUCT, b"MILK-1L", value) == "field.invalid"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("name", "Milk\x1b]0;owned\x07"),
+        ("name", "Milk\u202e1L"),
+        ("description", "clears\x1b[2Jthe screen"),
+        ("description", "two\nlines"),
+    ],
+)
+def test_a_control_or_format_character_in_shown_text_is_field_invalid(field, value):
+    """The rule central holds names and descriptions to: a record that breaks it is poison,
+    never applied to the replica and shown on a terminal."""
+    with pytest.raises(PoisonRecord) as caught:
+        parse_record(
+            TOPIC_PRODUCT, b"MILK-1L", envelope("product.updated", product_data(**{field: value}))
+        )
+
+    assert caught.value.code == "field.invalid"
+    assert caught.value.details["field"] == field
+
+
+def test_a_category_name_with_a_control_character_is_field_invalid():
+    value = envelope("category.created", category_data(name="Dairy\x1b[2J"))
+
+    assert reason_of(TOPIC_CATEGORY, b"1", value) == "field.invalid"
