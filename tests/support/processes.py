@@ -182,8 +182,14 @@ class Stack:
         return headers_for(self.terminal_token_file)
 
     def invctl(
-        self, *args: str, input: str | None = None, check: bool = True
+        self,
+        *args: str,
+        input: str | None = None,
+        check: bool = True,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
+        """`env`: on top of the stack's (e.g. another INVCTL_CONFIG_DIR: another person's
+        saved login)."""
         result = subprocess.run(
             [str(BIN / "invctl"), *args],
             input=input,
@@ -193,6 +199,7 @@ class Stack:
                 **self.env,
                 "INVCTL_CENTRAL": self.central_url,
                 "INVCTL_AGENT_TOKEN_FILE": str(self.terminal_token_file),
+                **(env or {}),
             },
             timeout=60,
             check=False,

@@ -16,11 +16,9 @@ booked as one order.
 
 from __future__ import annotations
 
-import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ import httpx
 import pytest
 
 from tests.support.agent_fakes import ReplicaWriteLock
+from tests.support.central_relay import ANSWER_503, PASS, CentralRelay
 from tests.support.offline_chaos import (
     agent_sales,
     assert_one_order_per_confirmed_sale,
@@ -41,71 +40,11 @@ from tests.support.processes import Stack, stack
 from tests.support.shop import Shop, seed_shop
 from tests.support.waiting import eventually
 
-ORDERS_PATH = "/api/v1/orders"
-HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
-# How the relay treats the answer to a sale's POST: hand it on; take the lock first; or take
-# the lock, and answer 503 instead of central's answer (central committed the order).
-PASS, LOCK, LOCK_AND_503 = "pass", "lock", "lock-and-503"
+# What a sale meets when central's answer reaches the relay: nothing (PASS); the replica's
+# lock taken first; or the lock taken, and a 503 instead of central's answer (central
+# committed the order).
+LOCK, LOCK_AND_503 = "lock", "lock-and-503"
 SETTLE_S = 120.0  # an unanswered sale is looked up 30 s after the replica records it
-
-
-class Relay:
-    """An HTTP relay on loopback between an agent (its --central) and central: every request
-    is forwarded as it came, and every answer handed back, except that the answer to
-    POST /api/v1/orders goes through `on_order_answer(key)` first (which may take the
-    replica's lock, or turn it into a 503)."""
-
-    def __init__(self, upstream: str, on_order_answer: Callable[[str], str]) -> None:
-        self.upstream = httpx.Client(base_url=upstream, timeout=30)
-        self.on_order_answer = on_order_answer
-        relay = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:
-                relay.serve(self)
-
-            def do_POST(self) -> None:
-                relay.serve(self)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> Relay:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self.upstream.close()
-
-    def serve(self, request: BaseHTTPRequestHandler) -> None:
-        length = int(request.headers.get("Content-Length") or 0)
-        body = request.rfile.read(length) if length else b""
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
-        answer = self.upstream.request(request.command, request.path, headers=headers, content=body)
-        status, content = answer.status_code, answer.content
-        # httpx decoded the body: it goes back without its content-encoding
-        dropped = {*HOP_BY_HOP, "content-encoding"}
-        out = {k: v for k, v in answer.headers.items() if k.lower() not in dropped}
-        is_order = request.command == "POST" and request.path == ORDERS_PATH
-        fault = self.on_order_answer(request.headers["Idempotency-Key"]) if is_order else PASS
-        if fault == LOCK_AND_503:
-            status, out = 503, {"content-type": "application/json"}
-            content = json.dumps({"error": {"code": "relay.down", "message": "down"}}).encode()
-        request.send_response(status)
-        for name, value in out.items():
-            request.send_header(name, value)
-        request.send_header("Content-Length", str(len(content)))
-        request.end_headers()
-        request.wfile.write(content)
 
 
 @dataclass
@@ -153,7 +92,7 @@ class StalledDisk:
             if self._lock is None:
                 self._lock = ReplicaWriteLock(self.db)
             self._lock.take()
-        return fault
+        return ANSWER_503 if fault == LOCK_AND_503 else PASS
 
     def release(self) -> None:
         if self._lock is not None:
@@ -202,7 +141,7 @@ def test_a_stalled_disk_never_books_a_sale_the_till_was_told_failed(
     plan = [LOCK, PASS, LOCK, LOCK, PASS] + ([LOCK_AND_503, PASS] if offline == "on" else [])
     sales = [Sale(f"{store}-{n}", 1 + n % 2, fault) for n, fault in enumerate(plan)]
     try:
-        with Relay(s.central_url, disk.on_order_answer) as relay:
+        with CentralRelay(s.central_url, disk.on_order_answer) as relay:
             agent = start_agent(s, shop, store, central=relay.url, db=db, flags=flags)
             eventually(lambda: agent_stock_known(agent), 60, "MILK-1L replicated")
 
