@@ -215,7 +215,7 @@ class _StateCollector(Collector):
         family = GaugeMetricFamily(
             "storeagent_sync_problem",
             "1 while this keeps the replica from following Kafka: kafka.auth_failed, "
-            "kafka.not_authorized, apply_failing",
+            "kafka.not_authorized, apply_failing, kafka.log_behind",
             labels=["problem"],
         )
         for code in SYNC_PROBLEMS:

@@ -14,11 +14,11 @@ from storeagent.replica.db import META_LAST_EVENT_AT, Replica
 from storeagent.replica.integrity import ReplicaFileWatch
 from storeagent.replica.local_orders import LocalOrders
 from storeagent.sync.central_clock import CentralClock
-from storeagent.sync.progress import APPLY_FAILING, SyncProblem, SyncProgress
+from storeagent.sync.progress import APPLY_FAILING, LOG_BEHIND, SyncProblem, SyncProgress
 from storeagent.sync.source import TopicPartition
 
 KAFKA_ACCESS_PROBLEMS = frozenset({KafkaAuthFailed.code, KafkaNotAuthorized.code})
-SYNC_PROBLEMS = (KafkaAuthFailed.code, KafkaNotAuthorized.code, APPLY_FAILING)
+SYNC_PROBLEMS = (KafkaAuthFailed.code, KafkaNotAuthorized.code, APPLY_FAILING, LOG_BEHIND)
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,9 @@ class LocalOrderCounts:
 def readiness_checks(replica: Replica, progress: SyncProgress) -> dict[str, bool]:
     """Ready = the replica's database answers, Kafka answered the loop recently and lets the
     store in, the loop holds its partitions and keeps coming round, batches are being
-    written, and the replica finished its first sync. progress.problems() says why
-    `kafka_access` or `applying` fail."""
+    written, the replica finished its first sync, and Kafka's log still holds what the
+    replica read. progress.problems() says why `kafka_access`, `applying` or `kafka_log`
+    fail."""
     database = _database_answers(replica)
     codes = {problem.code for problem in progress.problems()}
     return {
@@ -42,6 +43,7 @@ def readiness_checks(replica: Replica, progress: SyncProgress) -> dict[str, bool
         "bootstrapped": database and _bootstrapped(replica),
         "consuming": progress.is_consuming(),
         "applying": APPLY_FAILING not in codes,
+        "kafka_log": LOG_BEHIND not in codes,
     }
 
 

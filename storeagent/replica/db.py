@@ -43,6 +43,9 @@ META_LAST_EVENT_AT = "last_event_at"
 META_LAST_APPLIED_AT = "last_applied_at"
 META_EVENTS_APPLIED = "events_applied"
 META_BOOTSTRAPPED = "bootstrapped"
+# Set when Kafka's log was found behind what this replica read (a topic re-created, a broker
+# that lost its data): kept until a resync, so that a restart does not forget it.
+META_LOG_BEHIND = "kafka_log_behind"
 
 
 # SQLite errors that another attempt may not meet: a lock held too long by another
@@ -226,7 +229,7 @@ class Replica:
         tables = self._tables
         for model in (tables.stock, tables.product, tables.category, tables.offset):
             model.delete().execute()
-        self.set_meta({META_BOOTSTRAPPED: "0"})
+        self.set_meta({META_BOOTSTRAPPED: "0", META_LOG_BEHIND: ""})
 
     def is_bootstrapped(self) -> bool:
         return self.get_meta(META_BOOTSTRAPPED) == "1"

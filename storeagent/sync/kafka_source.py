@@ -2,8 +2,10 @@
 
 Every kafka-python error is translated to SourceUnavailable so the loop handles one type, or
 to one of its two refusals: KafkaAuthFailed (the broker refused the store's login) and
-KafkaNotAuthorized (its ACLs refused a request). Timeouts are short so that a stop request is
-honoured within seconds even when the broker is unreachable.
+KafkaNotAuthorized (its ACLs refused a request). Any other exception the client raises is a
+SourceUnavailable too, never a crash of the agent: kafka-python raises a KeyError from
+end_offsets for a topic deleted and re-created under it, for one. Timeouts are short so
+that a stop request is honoured within seconds even when the broker is unreachable.
 
 With SASL_SSL, a connection or an end-offsets probe that fails is checked once more with
 kafka_login.check_login, because kafka-python reports a refused login (while bootstrapping,
@@ -48,6 +50,8 @@ def _kafka_errors() -> Iterator[None]:
         yield
     except KafkaError as exc:
         raise translate(exc) from exc
+    except Exception as exc:  # the client's own failure (see above): the source failed
+        raise SourceUnavailable(f"the Kafka client failed: {type(exc).__name__}: {exc}") from exc
 
 
 def translate(exc: KafkaError) -> SourceUnavailable:
@@ -154,8 +158,9 @@ class KafkaRecordSource:
 
     def position(self, partition: TopicPartition) -> int | None:
         try:
-            position = self._consumer.position(_ktp(partition), timeout_ms=CALL_TIMEOUT_MS)
-        except KafkaError:
+            with _kafka_errors():
+                position = self._consumer.position(_ktp(partition), timeout_ms=CALL_TIMEOUT_MS)
+        except SourceUnavailable:
             return None
         return None if position is None else int(position)
 
@@ -175,7 +180,11 @@ class KafkaRecordSource:
         return {TopicPartition(tp.topic, tp.partition): int(end) for tp, end in ends.items()}
 
     def highwater(self, partition: TopicPartition) -> int | None:
-        end = self._consumer.highwater(_ktp(partition))
+        try:
+            with _kafka_errors():
+                end = self._consumer.highwater(_ktp(partition))
+        except SourceUnavailable:
+            return None  # not known: the next probe asks the broker
         return None if end is None else int(end)
 
     def poll(self, timeout_ms: int, max_records: int) -> list[Record]:
@@ -193,7 +202,7 @@ class KafkaRecordSource:
             self._consumer.commit(request, timeout_ms=CALL_TIMEOUT_MS)
 
     def close(self) -> None:
-        with suppress(KafkaError):
+        with suppress(Exception):  # closing a client that failed: nothing left to save
             self._consumer.close(autocommit=False, timeout_ms=CALL_TIMEOUT_MS)
 
 

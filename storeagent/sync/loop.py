@@ -14,6 +14,15 @@ never skipped. What may pass is retried with back-off:
   disk): the batch rolls back, the loop seeks back to the stored offsets and polls it again,
   reported as `apply_failing` while the lag keeps counting what Kafka holds.
 
+Kafka's log behind the replica (`kafka.log_behind`: a topic deleted and re-created, a broker
+that lost its data) is found three ways: a stored offset past a partition's end when the loop
+starts, the same in a later probe, and a batch that starts before the offset the loop asked
+for (the client found the offset out of range and went back to the beginning on its own).
+The replica then may hold changes the log no longer has, and newer ones may be taken for
+stale: the agent is not ready, says why, and stays so (across restarts, in the replica's
+meta) until a resync rebuilds the replica from the log as it is. The loop goes on applying
+meanwhile: central's versions come from its database, so what arrives is still newer or not.
+
 Any other error ends run() (a bug, or a database that is broken rather than busy): the
 supervisor logs it (`consumer.crashed`) and stops the agent, and systemd restarts it.
 """
@@ -30,7 +39,13 @@ from invwire.topics import TOPICS
 from storeagent.clock import Clock, utc_now
 from storeagent.errors import KafkaAccessDenied, SourceUnavailable, TopicsMissing
 from storeagent.ops.metrics import AgentMetrics
-from storeagent.replica.db import DATABASE_ERRORS, META_BOOTSTRAPPED, Replica, is_transient
+from storeagent.replica.db import (
+    DATABASE_ERRORS,
+    META_BOOTSTRAPPED,
+    META_LOG_BEHIND,
+    Replica,
+    is_transient,
+)
 from storeagent.sync.apply import BatchResult, apply_batch
 from storeagent.sync.progress import SyncProblem, SyncProgress
 from storeagent.sync.source import Record, RecordSource, TopicPartition
@@ -131,6 +146,8 @@ class SyncLoop:
         ends = source.end_offsets(partitions)
         self._broker_answered()
         self.progress.set_end_offsets(ends)
+        self._recall_log_behind()
+        self._check_log(ends)
         self._mirror_to_group(source, stored)
         self._bootstrap_ends = None if self.replica.is_bootstrapped() else ends
         if self._bootstrap_ends is not None:
@@ -239,7 +256,8 @@ class SyncLoop:
         with self.replica.transaction():
             self.replica.clear_replicated_state()
         self._uncommitted = {}
-        self._log.info("consumer.resync_started")
+        ended = self.progress.log_trusted()
+        self._log.info("consumer.resync_started", ended=ended.code if ended else None)
         self.start(source)
 
     def _rewind(self, source: RecordSource) -> None:
@@ -248,6 +266,7 @@ class SyncLoop:
 
     def _apply(self, source: RecordSource, records: Sequence[Record]) -> bool:
         started = time.perf_counter()
+        self._check_went_back(records)
         try:
             result = apply_batch(
                 self.replica,
@@ -369,6 +388,57 @@ class SyncLoop:
             return
         self._broker_answered()
         self.progress.set_end_offsets(ends)
+        self._check_log(ends)
+
+    def _recall_log_behind(self) -> None:
+        """A log found behind before this process started is still behind: only a resync
+        (which clears the note) ends it."""
+        noted = self.replica.get_meta(META_LOG_BEHIND)
+        if noted:
+            self.progress.log_behind(noted)
+
+    def _check_log(self, ends: dict[TopicPartition, int]) -> None:
+        """A next offset past a partition's end: the log lost what the replica read."""
+        past = [
+            (tp, offset, ends[tp])
+            for tp, offset in self._positions.items()
+            if offset is not None and tp in ends and offset > ends[tp]
+        ]
+        if past:
+            tp, offset, end = past[0]
+            self._log_went_behind(
+                f"{tp.topic}[{tp.partition}]: the replica read up to offset {offset} but the "
+                f"log now ends at {end}",
+                partitions=len(past),
+            )
+
+    def _check_went_back(self, records: Sequence[Record]) -> None:
+        """A batch that starts before the offset asked for: the client found that offset out
+        of range (past the end of a log that lost records) and started over on its own."""
+        for record in records:
+            expected = self._positions.get(record.tp)
+            if expected is not None and record.offset < expected:
+                self._log_went_behind(
+                    f"{record.topic}[{record.partition}]: the replica read up to offset "
+                    f"{expected} but the log now starts over at {record.offset}",
+                    partitions=1,
+                )
+                return
+
+    def _log_went_behind(self, found: str, *, partitions: int) -> None:
+        message = (
+            f"Kafka's log is behind this replica ({found}): a topic was re-created or the "
+            "broker lost its data, so the replica may hold changes the log no longer has; "
+            "rebuild it with `invctl sync resync`"
+        )
+        first = self.replica.get_meta(META_LOG_BEHIND) in (None, "")
+        if first:
+            with self.replica.transaction():
+                self.replica.set_meta({META_LOG_BEHIND: message})
+        problem = self.progress.log_behind(message)
+        due = self._due(problem)
+        if first or due:
+            self._log.error(problem.code, message=message, partitions=partitions)
 
     def _broker_answered(self) -> None:
         self._probed_at = time.monotonic()

@@ -12,12 +12,14 @@ from storeagent.sync.central_clock import CentralClock
 from storeagent.sync.source import TopicPartition
 
 APPLY_FAILING = "apply_failing"
+LOG_BEHIND = "kafka.log_behind"
 
 
 @dataclass(frozen=True)
 class SyncProblem:
     """Why the loop cannot keep the replica current: `kafka.auth_failed`,
-    `kafka.not_authorized` or `apply_failing`, with the last error's message."""
+    `kafka.not_authorized`, `apply_failing` or `kafka.log_behind` (Kafka's log no longer
+    holds what the replica read), with the last error's message."""
 
     code: str
     message: str
@@ -58,6 +60,7 @@ class SyncProgress:
         self._totals: Counter[str] = Counter()
         self._access: SyncProblem | None = None
         self._apply: SyncProblem | None = None
+        self._log_behind: SyncProblem | None = None
 
     def started(self) -> None:
         with self._lock:
@@ -123,10 +126,23 @@ class SyncProgress:
             ended, self._apply = self._apply, None
             return ended
 
+    def log_behind(self, message: str) -> SyncProblem:
+        """Kafka's log is behind what the replica read: it stands until a resync."""
+        with self._lock:
+            self._log_behind = _again(self._log_behind, LOG_BEHIND, message, self._clock())
+            return self._log_behind
+
+    def log_trusted(self) -> SyncProblem | None:
+        """A resync started from the log as it is now; returns the problem this ends."""
+        with self._lock:
+            ended, self._log_behind = self._log_behind, None
+            return ended
+
     def problems(self) -> list[SyncProblem]:
         """What keeps the replica from following Kafka now, Kafka access first."""
         with self._lock:
-            return [p for p in (self._access, self._apply) if p is not None]
+            found = (self._access, self._log_behind, self._apply)
+            return [p for p in found if p is not None]
 
     def age(self, problem: SyncProblem) -> float:
         """Seconds since `problem` began."""

@@ -82,6 +82,14 @@ class FakeRecordSource:
             for p in range(partitions):
                 self._logs.setdefault(TopicPartition(topic, p), [])
 
+    def recreate_topic(self, topic: str) -> None:
+        """The topic deleted and created again (or a broker that lost its data): every
+        partition's log starts over empty, at offset 0."""
+        with self._changed:
+            for tp in self._logs:
+                if tp.topic == topic:
+                    self._logs[tp] = []
+
     def produce(self, topic: str, key: str | bytes | None, value: bytes | None) -> Record:
         raw_key = key.encode() if isinstance(key, str) else key
         with self._changed:
@@ -154,11 +162,13 @@ class FakeRecordSource:
         self.closed = True
 
     def _pending(self) -> bool:
-        return any(pos < len(self._logs[tp]) for tp, pos in self._positions.items())
+        return any(pos != len(self._logs[tp]) for tp, pos in self._positions.items())
 
     def _take(self, max_records: int) -> list[Record]:
         batch: list[Record] = []
-        for tp, pos in self._positions.items():
+        for tp, asked in self._positions.items():
+            # out of range: the agent's client resets to the earliest offset on its own
+            pos = 0 if asked > len(self._logs[tp]) else asked
             taken = self._logs[tp][pos : pos + max_records - len(batch)]
             batch += taken
             self._positions[tp] = pos + len(taken)
@@ -527,3 +537,17 @@ def heard_queued(queued: int, replica_id: str | None = "another-replica") -> Las
         replica_id=replica_id,
         instance_id="an-earlier-process",
     )
+
+
+class FailingKafkaConsumer:
+    """Stands in for kafka-python's KafkaConsumer where every call raises `error` (by default
+    the KeyError kafka-python raises from end_offsets for a topic re-created under it)."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error or KeyError(TopicPartition("inventory-updated", 0))
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        def fail(*args: Any, **kwargs: Any) -> Any:
+            raise self.error
+
+        return fail

@@ -201,6 +201,7 @@ ALL_CHECKS = (
     "bootstrapped",
     "consuming",
     "applying",
+    "kafka_log",
 )
 
 
@@ -222,6 +223,7 @@ def test_readyz_names_the_failing_checks(client, replica, progress):
             "bootstrapped": True,
             "consuming": False,
             "applying": True,
+            "kafka_log": True,
         },
         "problems": [],
     }

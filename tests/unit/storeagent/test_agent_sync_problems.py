@@ -15,17 +15,19 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from invwire.events import StockChanged
-from storeagent.errors import KafkaAuthFailed, KafkaNotAuthorized
+from invwire.topics import TOPIC_INVENTORY
+from storeagent.errors import KafkaAuthFailed, KafkaNotAuthorized, SourceUnavailable
 from storeagent.http.app import create_app
 from storeagent.ops.metrics import AgentMetrics, WatchedState
 from storeagent.ops.vitals import Vitals
 from storeagent.replica.db import Replica
 from storeagent.replica.local_orders import LocalOrders
 from storeagent.replica.queries import ReplicaReads
+from storeagent.sync.kafka_source import KafkaRecordSource
 from storeagent.sync.loop import LoopTuning, SyncLoop, topic_names
 from storeagent.sync.progress import SyncProgress
 from storeagent.sync.source import RecordSource, TopicPartition
-from tests.support.agent_fakes import FakeRecordSource, stock_event
+from tests.support.agent_fakes import FailingKafkaConsumer, FakeRecordSource, stock_event
 from tests.support.terminal import TERMINAL_TOKEN, terminal_client
 from tests.support.waiting import eventually
 
@@ -264,4 +266,91 @@ def test_a_group_it_may_not_use_is_reported_as_not_authorized_without_flapping(r
 
     assert codes == [["kafka.not_authorized"]] * 20
     assert agent.readyz()[1]["error"]["details"]["checks"]["kafka_access"] is False
+    assert agent.thread.is_alive()
+
+
+def stop(agent: Agent) -> None:
+    agent.loop.stop.set()
+    agent.thread.join(5)
+    assert not agent.thread.is_alive()
+
+
+def test_a_topic_recreated_while_the_agent_was_stopped_is_reported_until_a_resync(
+    replica, fake, run_agent, caplog
+):
+    for version in (1, 2, 3):
+        fake.produce(*stock_event(sku="A", quantity=version, stock_version=version))
+    first = run_agent(replica, lambda: fake)
+    eventually(lambda: first.readyz()[0] == 200 and quantity(replica, "A") == 3, 5, "caught up")
+    stop(first)
+
+    fake.recreate_topic(TOPIC_INVENTORY)
+    fake.produce(*stock_event(sku="A", quantity=7, stock_version=1))  # lower than the replica's
+    second = run_agent(replica, lambda: fake)
+
+    eventually(lambda: second.problem_codes() == ["kafka.log_behind"], 5, "log_behind shown")
+    status, body = second.readyz()
+    assert status == 503
+    assert body["error"]["details"]["checks"]["kafka_log"] is False
+    message = second.status()["problems"][0]["message"]
+    assert "inventory-updated[" in message and "the replica read up to offset 3" in message
+    assert "invctl sync resync" in message
+    assert second.gauge("kafka.log_behind") == 1.0
+    assert messages(caplog, "kafka.log_behind") == 1
+    assert quantity(replica, "A") == 3  # version 1 after version 3: taken for stale
+    stop(second)
+
+    third = run_agent(replica, lambda: fake)  # a restart does not forget it
+    eventually(lambda: third.problem_codes() == ["kafka.log_behind"], 5, "still shown")
+    assert third.readyz()[0] == 503
+
+    third.loop.request_resync()
+
+    eventually(lambda: third.readyz()[0] == 200, 5, "ready once rebuilt from the log")
+    assert third.status()["problems"] == []
+    assert third.gauge("kafka.log_behind") == 0.0
+    assert quantity(replica, "A") == 7  # the log as it is now
+
+
+def test_a_broker_that_lost_its_data_under_a_running_agent_is_reported_not_a_crash(
+    replica, fake, run_agent
+):
+    for version in (1, 2, 3):
+        fake.produce(*stock_event(sku="A", quantity=version, stock_version=version))
+    agent = run_agent(replica, lambda: fake)
+    eventually(lambda: quantity(replica, "A") == 3, 5, "caught up")
+
+    fake.recreate_topic(TOPIC_INVENTORY)
+    fake.produce(*stock_event(sku="A", quantity=4, stock_version=4))  # at offset 0 now
+
+    eventually(lambda: agent.problem_codes() == ["kafka.log_behind"], 5, "log_behind shown")
+    assert agent.readyz()[0] == 503
+    assert "the replica read up to offset 3" in agent.status()["problems"][0]["message"]
+    eventually(lambda: quantity(replica, "A") == 4, 5, "the loop goes on applying")
+    assert agent.thread.is_alive()
+
+
+@pytest.mark.parametrize("error", [KeyError("inventory-updated"), AssertionError("no leader")])
+def test_any_error_of_the_kafka_client_is_the_source_failing_never_a_crash(
+    replica, run_agent, error
+):
+    source = KafkaRecordSource(FailingKafkaConsumer(error))
+    tp = TopicPartition(TOPIC_INVENTORY, 0)
+    for call in (
+        lambda: source.end_offsets([tp]),
+        lambda: source.poll(10, 10),
+        lambda: source.seek(tp, 3),
+        lambda: source.commit({tp: 3}),
+        lambda: source.partitions_for(TOPIC_INVENTORY),
+    ):
+        with pytest.raises(SourceUnavailable, match=type(error).__name__):
+            call()
+    assert source.position(tp) is None
+    assert source.highwater(tp) is None
+    source.close()
+
+    agent = run_agent(replica, lambda: KafkaRecordSource(FailingKafkaConsumer(error)))
+    eventually(lambda: agent.loop.progress.broker_error() is not None, 5, "broker failing")
+    status, body = agent.readyz()
+    assert status == 503 and body["error"]["details"]["checks"]["broker"] is False
     assert agent.thread.is_alive()
