@@ -14,7 +14,12 @@ from central.metrics import Metrics
 from central.outbox import Publisher, Relay, outbox_backlog
 from central.revocations import RevocationRetrier
 from central.security import TokenConfig
-from central.services.fleet import LagReader, duplicate_agents
+from central.services.fleet import (
+    ACTIVE_STATES,
+    LagReader,
+    active_store_health,
+    duplicate_agents,
+)
 from central.services.identities import KafkaIdentities, grant_store_access
 from central.settings import Settings
 from central.uow import Clock, SystemClock, UnitOfWork
@@ -97,6 +102,7 @@ def bootstrap(
         )
     central.metrics.watch_backlog(lambda: outbox_backlog(db))
     central.metrics.watch_agents(lambda: duplicate_agents(central.uow()))
+    central.metrics.watch_fleet(lambda: active_store_health(central.uow()), ACTIVE_STATES)
     if settings.kafka:
         from central.kafka import KafkaLagReader, client_config
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import peewee
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -10,6 +11,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from invwire.logs import EventLog
+
+if TYPE_CHECKING:
+    from central.services.fleet import StoreHealth
 
 log = EventLog("central.metrics")
 
@@ -75,6 +79,14 @@ class Metrics:
         their instance ids: services.fleet.duplicate_agents)."""
         self.registry.register(_DuplicateAgentsCollector(duplicates))
 
+    def watch_fleet(
+        self, health: Callable[[], Sequence[StoreHealth]], states: Sequence[str]
+    ) -> None:
+        """Each active store's state and heartbeat age, read from the database at scrape time
+        (services.fleet.active_store_health): central exports them, so they stay when an
+        agent stops (its own metrics vanish with it)."""
+        self.registry.register(_FleetCollector(health, states))
+
 
 class _BacklogCollector(Collector):
     def __init__(self, backlog: Callable[[], int]) -> None:
@@ -112,3 +124,35 @@ class _DuplicateAgentsCollector(Collector):
         for store, instance_ids in sorted(duplicates.items()):
             family.add_metric([store], 1.0 if instance_ids else 0.0)
         yield family
+
+
+class _FleetCollector(Collector):
+    def __init__(self, health: Callable[[], Sequence[StoreHealth]], states: Sequence[str]) -> None:
+        self._health = health
+        self._states = list(states)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        age = GaugeMetricFamily(
+            "invctl_store_heartbeat_age_seconds",
+            "Seconds since central last accepted a heartbeat from the store's agent, on "
+            "central's clock (no sample: never heard from)",
+            labels=["store"],
+        )
+        state = GaugeMetricFamily(
+            "invctl_store_state",
+            "1 for the store's state in the fleet view (ok, not_ready, stale, down, "
+            "auth_failed, never_seen), 0 for the others; active stores only",
+            labels=["store", "state"],
+        )
+        try:
+            stores = self._health()
+        except (peewee.OperationalError, peewee.InterfaceError) as exc:
+            log.warning("metrics.fleet_unavailable", error=str(exc)[:200])
+            return
+        for store in stores:
+            if store.seconds_since_seen is not None:
+                age.add_metric([store.store_id], store.seconds_since_seen)
+            for name in self._states:
+                state.add_metric([store.store_id, name], 1.0 if store.state == name else 0.0)
+        yield age
+        yield state

@@ -63,6 +63,10 @@ def _import_batches(db: peewee.Database) -> None:
     db.create_tables([models.ImportBatch, models.StagedRow])
 
 
+def _store_refusals(db: peewee.Database) -> None:
+    db.create_tables([models.StoreRefusal])
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _initial),
     (2, "orders and order lines", _orders),
@@ -71,6 +75,7 @@ MIGRATIONS: list[Migration] = [
     (5, "user token versions and login throttling", _token_versions_and_login_throttle),
     (6, "the last heartbeat of each agent instance", _agent_instances),
     (7, "staged import batches", _import_batches),
+    (8, "when central last refused each store's API key", _store_refusals),
 ]
 
 

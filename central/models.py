@@ -184,6 +184,19 @@ class AgentInstance(BaseModel):
         primary_key = peewee.CompositeKey("store_id", "instance_id")
 
 
+class StoreRefusal(BaseModel):
+    """When central last refused a store's API key (a revoked key, or its store deactivated):
+    the fleet view shows the store `auth_failed` while no heartbeat was accepted since. The
+    time is written at most every few seconds (services.fleet.REFUSAL_RESOLUTION), so a
+    revoked key still in use does not turn each request into a write."""
+
+    store_id = peewee.CharField(max_length=64, primary_key=True)
+    last_refused = Timestamp()
+
+    class Meta:
+        table_name = "store_refusals"
+
+
 class KafkaRevocation(BaseModel):
     """A Kafka user whose credential and ACLs are still to be deleted (usernames are not
     secret); the revocation retrier drains this table."""
@@ -281,6 +294,7 @@ ALL_MODELS: list[type[BaseModel]] = [
     OrderLine,
     StoreStatus,
     AgentInstance,
+    StoreRefusal,
     KafkaRevocation,
     LoginCounter,
     ImportBatch,

@@ -18,6 +18,7 @@ class ExitCode(IntEnum):
     REFUSED = 4
     UNAVAILABLE = 5
     AUTH = 6
+    UNHEALTHY = 7  # a health check (`sync status --all --check`) ran and found a problem
     INTERRUPTED = 130
 
 

@@ -14,9 +14,11 @@ from invctl.commands import (
     buy,
     category,
     config,
+    export,
     importer,
     orders,
     product,
+    report,
     sales,
     stock,
     store,
@@ -183,7 +185,8 @@ def root(
     or as JSON (--json); times in local time to the second (--utc for UTC). Tables show
     ids by their first 8 characters.
 
-    Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 refused, 5 unavailable, 6 auth.
+    Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 refused, 5 unavailable, 6 auth,
+    7 unhealthy (sync status --all --check).
 
     Example: invctl --central https://central.example.net --json product list
     """
@@ -227,6 +230,7 @@ for module in (
     buy,
     orders,
     sales,
+    report,
     category,
     product,
     stock,
@@ -234,6 +238,7 @@ for module in (
     user,
     sync,
     importer,
+    export,
     config,
 ):
     module.register(app)

@@ -35,12 +35,14 @@ SHORT_WORD = 10  # a value this short without spaces is kept whole, like a numbe
 class Column:
     """A table column. `wrap`: its cells may wrap onto more lines instead of being cut when
     the table is too wide (for views that are not lists, e.g. long paths); list views keep
-    every row on one line."""
+    every row on one line. `keep`: its values are kept whole like numbers and short words
+    (a state such as `auth-failed`, a little longer than SHORT_WORD)."""
 
     key: str
     header: str = ""
     justify: Literal["left", "right"] = "left"
     wrap: bool = False
+    keep: bool = False
 
     @property
     def title(self) -> str:
@@ -144,6 +146,8 @@ class TableView:
     def _kind(self, column: Column) -> str:
         if column.wrap:
             return "wrap"
+        if column.keep:
+            return "keep"
         whole = all(_keep_whole(row.get(column.key)) for row in self.rows)
         return "keep" if whole else "cut"
 

@@ -13,10 +13,12 @@ from central.api import errors
 from central.api.routes import (
     auth,
     catalog,
+    exports,
     fleet,
     health,
     imports,
     orders,
+    reports,
     stock,
     stores,
     users,
@@ -58,8 +60,9 @@ def create_app(central: Central, *, manage_relay: bool = True) -> FastAPI:
         RequestContext, observe=central.metrics.http_request, log=EventLog("central.http")
     )
     app.include_router(health.router)
-    for module in (auth, users, fleet, stores, catalog, stock, imports, orders):
+    for module in (auth, users, fleet, stores, catalog, stock, imports, orders, exports):
         app.include_router(module.router)
+    app.include_router(reports.router)
     declare_too_large(app)
     return app
 

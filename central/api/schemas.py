@@ -23,6 +23,7 @@ from pydantic import (
 )
 from pydantic.json_schema import JsonDict
 
+from central.services.fleet import StoreState
 from central.services.principal import USER_ROLES, Role
 from invwire.events import MAX_INTEGER
 from invwire.rules import IDEMPOTENCY_KEY_REGEX, MAX_PRICE, SKU_REGEX, STORE_ID_REGEX
@@ -303,7 +304,14 @@ class StoreSync(BaseModel):
     last_seen: Timestamp | None
     seconds_since_seen: float | None
     ready: bool | None = Field(
-        description="a live agent says it is ready and no problem stands; null: never heard from"
+        description="the store is in state `ok` (a live agent says it is ready, no problem "
+        "stands); null: never heard from"
+    )
+    state: StoreState = Field(description="the store's health in one word (docs/wire.md)")
+    healthy: bool = Field(description="state `ok`, or `inactive` (deactivated on purpose)")
+    last_refused: Timestamp | None = Field(
+        description="when central last refused one of its keys (revoked, or the store "
+        "deactivated), recorded at most every 5 s; null: never"
     )
     problems: list[FleetProblem] = Field(description="`duplicate_agents`: two live agents")
     instances: list[AgentInstanceSync] = Field(

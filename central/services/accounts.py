@@ -30,6 +30,7 @@ from central.errors import (
 )
 from central.models import ApiKey, Store, User, as_utc
 from central.security import TokenClaims
+from central.services import fleet
 from central.services.identities import (
     KafkaIdentities,
     key_identity,
@@ -262,14 +263,20 @@ def _new_password_hash(password: str) -> str:
 
 
 def store_principal(uow: UnitOfWork, api_key: str) -> Principal:
+    """The store whose active key this is. A key of the store's that central refuses (revoked,
+    or the store deactivated) is noted for the fleet view (`auth_failed`); an unknown key
+    names no store, so nothing is noted. Either way the answer is the same 401."""
     key_hash = security.hash_api_key(api_key)
     with uow.db.connection_context():
         row = (
             ApiKey.select(ApiKey, Store)
             .join(Store)
-            .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_null(), Store.active)
+            .where(ApiKey.key_hash == key_hash)
             .get_or_none()
         )
+    if row is not None and (row.revoked_at is not None or not row.store.active):
+        fleet.record_refusal(uow, row.store.id)
+        row = None
     if row is None:
         raise AuthInvalid("the API key is invalid or revoked")
     return Principal(row.store.id, Role.STORE, row.store.id)
@@ -393,6 +400,26 @@ def rotate_key(
         "api_key": key,
         "key_id": row.id,
         "kafka_username": _kafka_user(identities, store_id, key),
+    }
+
+
+def list_keys(uow: UnitOfWork, store_id: str) -> list[dict[str, Any]]:
+    """The store's API keys, revoked ones too, by id: what finds the id of the key to revoke.
+    Never the key nor its hash: only the prefix shown when it was issued."""
+    with uow.db.connection_context():
+        if Store.get_or_none(Store.id == store_id) is None:
+            raise StoreNotFound(store_id=store_id)
+        keys = ApiKey.select().where(ApiKey.store == store_id).order_by(ApiKey.id)
+        return [_key_view(key) for key in keys]
+
+
+def _key_view(key: ApiKey) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "prefix": key.prefix,
+        "created_at": as_utc(key.created_at),
+        "revoked_at": as_utc(key.revoked_at),
+        "active": key.revoked_at is None,
     }
 
 

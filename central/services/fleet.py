@@ -8,6 +8,13 @@ run at once when each heartbeated between the other's first and last heartbeat: 
 restarted is not flagged (its old instance last heartbeated before the new one first did),
 and a second agent is flagged by the first one's next heartbeat, within one interval. All
 times are central's: the agents' clocks play no part.
+
+Each store has one state (`store_state`), for people, `invctl sync status --all --check`
+and the Prometheus fleet metrics: a deactivated store is `inactive`; a store whose key
+central refused more recently than it last accepted a heartbeat is `auth_failed`; one never
+heard from is `never_seen`; one whose last heartbeat is older than the down window is
+`down`, older than the live window `stale`; a live one is `not_ready` while its agent says
+so or a problem stands, else `ok`.
 """
 
 from __future__ import annotations
@@ -16,14 +23,20 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any, Protocol
+
+import peewee
 
 from central.db import is_mysql
 from central.errors import Forbidden, InvalidInput
-from central.models import AgentInstance, Store, StoreStatus, as_utc
+from central.models import AgentInstance, Store, StoreRefusal, StoreStatus, as_utc
 from central.services.principal import Principal, Role
 from central.uow import UnitOfWork
 from invwire.identity import consumer_group
+from invwire.logs import EventLog
+
+log = EventLog("central.fleet")
 
 NUMBER = (int, float)
 REPORT_FIELDS: dict[str, type | tuple[type, ...]] = {
@@ -45,6 +58,72 @@ LIVE_GRACE_S = 1.0
 DEFAULT_EVERY_S = 10.0  # the agent's default, for a heartbeat that does not say
 INSTANCE_RETENTION = timedelta(hours=1)  # a quiet instance is shown (not live) this long
 DUPLICATE_AGENTS = "duplicate_agents"
+# Down: silent for DOWN_INTERVALS of the announced interval, and never sooner than
+# DOWN_FLOOR_S, so an agent heartbeating every 0.5 s is not called down for a 3 s pause.
+DOWN_INTERVALS = 6
+DOWN_FLOOR_S = 30.0
+# A refused key is recorded at most this often per store: a revoked key still in use (or
+# held by an attacker) must not make each of its requests a write.
+REFUSAL_RESOLUTION = timedelta(seconds=5)
+
+
+class StoreState(StrEnum):
+    OK = "ok"
+    NOT_READY = "not_ready"
+    STALE = "stale"
+    DOWN = "down"
+    AUTH_FAILED = "auth_failed"
+    NEVER_SEEN = "never_seen"
+    INACTIVE = "inactive"
+
+
+# A deactivated store was stopped on purpose: nothing to alarm anyone about.
+HEALTHY_STATES = frozenset({StoreState.OK, StoreState.INACTIVE})
+ACTIVE_STATES = tuple(state.value for state in StoreState if state is not StoreState.INACTIVE)
+
+
+@dataclass(frozen=True)
+class Heard:
+    """What central knows of a store, on its own clock: enough to tell the store's state."""
+
+    active: bool
+    last_seen: datetime | None  # the last heartbeat central accepted
+    every_s: float  # the interval the agent announced (DEFAULT_EVERY_S if it did not)
+    says_ready: bool
+    has_problems: bool
+    last_refused: datetime | None  # the last time central refused one of its keys
+
+
+def live_window_s(every_s: float) -> float:
+    return LIVE_INTERVALS * every_s + LIVE_GRACE_S
+
+
+def down_window_s(every_s: float) -> float:
+    return max(DOWN_INTERVALS * every_s, DOWN_FLOOR_S)
+
+
+def store_state(heard: Heard, now: datetime) -> StoreState:
+    if not heard.active:
+        return StoreState.INACTIVE
+    if heard.last_refused is not None and (
+        heard.last_seen is None or heard.last_refused > heard.last_seen
+    ):
+        return StoreState.AUTH_FAILED
+    if heard.last_seen is None:
+        return StoreState.NEVER_SEEN
+    return _heartbeat_state(heard, (now - heard.last_seen).total_seconds())
+
+
+def _heartbeat_state(heard: Heard, silent_s: float) -> StoreState:
+    """The state of a store heard from, its key accepted: by how long it has been silent,
+    then by what its agent says."""
+    if silent_s > down_window_s(heard.every_s):
+        return StoreState.DOWN
+    if silent_s > live_window_s(heard.every_s):
+        return StoreState.STALE
+    if not heard.says_ready or heard.has_problems:
+        return StoreState.NOT_READY
+    return StoreState.OK
 
 
 def group_of(store_id: str) -> str:
@@ -133,18 +212,93 @@ def duplicate_agents(uow: UnitOfWork) -> dict[str, list[str]]:
     return {store: _running_together(found, now) for store, found in instances.items()}
 
 
-def fleet_status(uow: UnitOfWork, lag_reader: LagReader | None) -> dict[str, Any]:
-    with uow.db.connection_context():
-        stores = list(Store.select().order_by(Store.id))
-        seen = {s.store_id: s for s in StoreStatus.select()}
-        instances = _by_store(AgentInstance.select().order_by(AgentInstance.last_seen.desc()))
-    kafka, lags = _lags(lag_reader, [group_of(s.id) for s in stores])
+def record_refusal(uow: UnitOfWork, store_id: str) -> None:
+    """Keep the time central refused one of the store's keys (revoked, or the store
+    deactivated): the fleet shows it `auth_failed`. Written only when the kept time is
+    REFUSAL_RESOLUTION old (read first, then a conditional UPDATE, so concurrent refusals
+    write once); a failure is logged, never raised: the caller answers 401 all the same."""
     now = uow.clock.now()
-    items = [
-        _store_row(s, seen.get(s.id), instances.get(s.id, []), lags.get(group_of(s.id)), now)
-        for s in stores
-    ]
+    due = now - REFUSAL_RESOLUTION
+    try:
+        with uow.db.connection_context():
+            kept = StoreRefusal.get_or_none(StoreRefusal.store_id == store_id)
+        if kept is not None and kept.last_refused > due:
+            return
+        with uow:
+            updated = (
+                StoreRefusal.update(last_refused=now)
+                .where((StoreRefusal.store_id == store_id) & (StoreRefusal.last_refused <= due))
+                .execute()
+            )
+            if not updated and kept is None:
+                StoreRefusal.insert(
+                    store_id=store_id, last_refused=now
+                ).on_conflict_ignore().execute()
+    except peewee.DatabaseError as exc:
+        log.warning("fleet.refusal_not_recorded", store_id=store_id, error=str(exc)[:200])
+
+
+@dataclass(frozen=True)
+class _Known:
+    """Everything central keeps about the stores, read at once."""
+
+    stores: list[Store]
+    seen: dict[str, StoreStatus]
+    instances: dict[str, list[AgentInstance]]
+    refused: dict[str, datetime]
+
+
+def _read_known(uow: UnitOfWork) -> _Known:
+    with uow.db.connection_context():
+        return _Known(
+            stores=list(Store.select().order_by(Store.id)),
+            seen={s.store_id: s for s in StoreStatus.select()},
+            instances=_by_store(AgentInstance.select().order_by(AgentInstance.last_seen.desc())),
+            refused={r.store_id: r.last_refused for r in StoreRefusal.select()},
+        )
+
+
+def fleet_status(uow: UnitOfWork, lag_reader: LagReader | None) -> dict[str, Any]:
+    known = _read_known(uow)
+    kafka, lags = _lags(lag_reader, [group_of(s.id) for s in known.stores])
+    now = uow.clock.now()
+    items = [_store_row(store, known, lags.get(group_of(store.id)), now) for store in known.stores]
     return {"kafka": kafka, "items": items}
+
+
+@dataclass(frozen=True)
+class StoreHealth:
+    store_id: str
+    state: StoreState
+    seconds_since_seen: float | None  # None: never heard from
+
+
+def active_store_health(uow: UnitOfWork) -> list[StoreHealth]:
+    """Each active store's state and heartbeat age, from the database alone (no Kafka), for
+    the metrics read at scrape time."""
+    known = _read_known(uow)
+    now = uow.clock.now()
+    health = []
+    for store in known.stores:
+        if not store.active:
+            continue
+        status = known.seen.get(store.id)
+        heard = _heard(store, status, known, now)
+        age = (now - status.last_seen).total_seconds() if status is not None else None
+        health.append(StoreHealth(store.id, store_state(heard, now), age))
+    return health
+
+
+def _heard(store: Store, status: StoreStatus | None, known: _Known, now: datetime) -> Heard:
+    report = _reported(status)
+    return Heard(
+        active=bool(store.active),
+        last_seen=status.last_seen if status is not None else None,
+        every_s=_every_s(status) if status is not None else DEFAULT_EVERY_S,
+        says_ready=report.get("ready") is True,
+        has_problems=bool(_problems(known.instances.get(store.id, []), now)),
+        last_refused=known.refused.get(store.id),
+    )
 
 
 def _by_store(instances: Iterable[AgentInstance]) -> dict[str, list[AgentInstance]]:
@@ -155,9 +309,12 @@ def _by_store(instances: Iterable[AgentInstance]) -> dict[str, list[AgentInstanc
 
 
 def _is_live(heartbeat: AgentInstance | StoreStatus, now: datetime) -> bool:
+    return (now - heartbeat.last_seen).total_seconds() <= live_window_s(_every_s(heartbeat))
+
+
+def _every_s(heartbeat: AgentInstance | StoreStatus) -> float:
     every_s = getattr(heartbeat, "every_s", None) or _reported(heartbeat).get("every_s")
-    window = LIVE_INTERVALS * float(every_s or DEFAULT_EVERY_S) + LIVE_GRACE_S
-    return (now - heartbeat.last_seen).total_seconds() <= window
+    return float(every_s or DEFAULT_EVERY_S)
 
 
 def _reported(heartbeat: AgentInstance | StoreStatus | None) -> dict[str, Any]:
@@ -175,15 +332,10 @@ def _lags(reader: LagReader | None, groups: list[str]) -> tuple[str, dict[str, G
         return f"unavailable: {type(exc).__name__}", {}
 
 
-def _store_row(
-    store: Store,
-    status: StoreStatus | None,
-    instances: list[AgentInstance],
-    lag: GroupLag | None,
-    now: datetime,
-) -> dict[str, Any]:
-    report = _reported(status)
-    problems = _problems(instances, now)
+def _store_row(store: Store, known: _Known, lag: GroupLag | None, now: datetime) -> dict[str, Any]:
+    status = known.seen.get(store.id)
+    instances = known.instances.get(store.id, [])
+    state = store_state(_heard(store, status, known, now), now)
     return {
         "store_id": store.id,
         "name": store.name,
@@ -192,21 +344,16 @@ def _store_row(
         "lag": lag.lag if lag is not None else None,
         "last_seen": as_utc(status.last_seen) if status is not None else None,
         "seconds_since_seen": (now - status.last_seen).total_seconds() if status else None,
-        "ready": _ready(status, report, problems, now),
-        "problems": problems,
+        # None: never heard from; true only in state ok (a live agent says it is ready, no
+        # problem stands, its key is accepted and its store active)
+        "ready": None if status is None else state is StoreState.OK,
+        "state": state.value,
+        "healthy": state in HEALTHY_STATES,
+        "last_refused": as_utc(known.refused.get(store.id)),
+        "problems": _problems(instances, now),
         "instances": [_instance_row(instance, now) for instance in instances],
-        "reported": report,
+        "reported": _reported(status),
     }
-
-
-def _ready(
-    status: StoreStatus | None, report: dict[str, Any], problems: list[Any], now: datetime
-) -> bool | None:
-    """None: never heard from; true only while an agent is live, says it is ready, and no
-    problem stands."""
-    if status is None:
-        return None
-    return _is_live(status, now) and report.get("ready") is True and not problems
 
 
 def _running_together(instances: list[AgentInstance], now: datetime) -> list[str]:

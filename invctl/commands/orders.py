@@ -276,8 +276,10 @@ def cancel(ctx: typer.Context, order_id: ShownIdArg, json_out: JsonFlag = False)
     Through the store agent by default: it finds the sale (by order id or local reference,
     or a prefix of either), asks central to cancel it as the store, and shows it cancelled
     at once. With --central URL (or INVCTL_CENTRAL) it asks central directly, as the store
-    (INVCTL_API_KEY), its staff or an admin. A cancel is never queued: with central
-    unreachable nothing changes (exit 5). Cancelling a cancelled order changes nothing.
+    (INVCTL_API_KEY), its staff or an admin; a prefix is looked up among central's latest
+    200 orders first. A prefix of several orders cancels nothing (exit 2, naming them).
+    A cancel is never queued: with central unreachable nothing changes (exit 5).
+    Cancelling a cancelled order changes nothing.
 
     Example: invctl orders cancel 5f0c9a1e
     """

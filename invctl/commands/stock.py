@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
+from invctl.charts import BarChart, whole
 from invctl.client import items_of, segment
 from invctl.commands.product import (
     CategoryOpt,
@@ -17,7 +18,7 @@ from invctl.commands.product import (
 from invctl.context import state_of
 from invctl.errors import UsageError
 from invctl.options import JsonFlag, NoteOpt, SkuArg
-from invctl.output import Column
+from invctl.output import Column, OutputFormat
 from invctl.paging import DEFAULT_LIMIT, AllOpt, LimitOpt, warn_if_cut
 
 app = typer.Typer(
@@ -158,14 +159,46 @@ def history(
     ctx: typer.Context,
     sku: SkuArg,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Newest N movements.")] = 50,
+    chart: Annotated[
+        bool,
+        typer.Option(
+            "--chart",
+            help="Chart the stock level: one bar per movement, oldest first, each the "
+            "quantity after it (tables only; tsv and --json print the ledger as without).",
+        ),
+    ] = False,
     json_out: JsonFlag = False,
 ) -> None:
     """Show the stock ledger of a SKU (central).
 
-    Each movement says who changed the stock, when, why and by how much.
+    Each movement says who changed the stock, when, why and by how much; --chart draws the
+    level it left, movement by movement.
 
-    Example: invctl stock history MILK-1L --limit 20
+    Example: invctl stock history MILK-1L --limit 20 --chart
     """
     state = state_of(ctx, json_out)
     answer = state.central().get(f"/stock/{segment(sku)}/movements", params={"limit": limit})
-    state.out.emit(items_of(answer), table=HISTORY_COLUMNS, title=f"Movements of {sku}")
+    movements = items_of(answer)
+    if chart and state.out.style.format is OutputFormat.table:
+        state.out.emit(movements, render=lambda rows: [level_chart(rows, sku)])
+        return
+    state.out.emit(movements, table=HISTORY_COLUMNS, title=f"Movements of {sku}")
+
+
+CHART_COLUMNS = (
+    Column("at"),
+    Column("reason"),
+    Column("delta", justify="right"),
+    Column("quantity", justify="right"),
+)
+
+
+def level_chart(movements: list[dict[str, Any]], sku: str) -> BarChart:
+    """The stock level after each movement, oldest first (central lists the newest first)."""
+    rows = [{**row, "delta": _signed(row.get("delta"))} for row in reversed(movements)]
+    title = f"Stock of {sku}, after each of its last {len(rows)} movements (bars: quantity)"
+    return BarChart(rows, CHART_COLUMNS, lambda row: whole(row.get("quantity")), title)
+
+
+def _signed(delta: object) -> object:
+    return f"{delta:+d}" if isinstance(delta, int) and not isinstance(delta, bool) else delta

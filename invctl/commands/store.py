@@ -1,5 +1,5 @@
-"""`invctl store add | list | rotate-key | revoke-key | deactivate | activate`: stores and
-their API keys."""
+"""`invctl store add | list | keys | rotate-key | revoke-key | deactivate | activate`: stores
+and their API keys."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ import typer
 from invctl.client import items_of, segment
 from invctl.context import State, state_of
 from invctl.options import JsonFlag, StoreIdArg
+from invctl.output import Column, people_time
 
 app = typer.Typer(
     help="Manage stores and their API keys (central).\n\nExample: invctl store list",
     no_args_is_help=True,
 )
 COLUMNS = ("id", "name", "active", "active_keys", "created_at")
+KEY_COLUMNS = (Column("id", justify="right"), "prefix", Column("created_at", "created"), "status")
 KEY_WARNING = (
     "this API key is shown only once and cannot be retrieved again; store it now "
     "(the agent reads it from STOREAGENT_API_KEY or --api-key-file)"
@@ -63,7 +65,31 @@ def rotate_key(ctx: typer.Context, store_id: StoreIdArg, json_out: JsonFlag = Fa
     issued = state.central().post(f"/stores/{segment(store_id)}/keys")
     _show_key(state, issued, f"New key for store {store_id}.")
     _agent_setup(state, store_id, issued)
-    state.out.note(f"revoke the old key with: invctl store revoke-key {store_id} OLD_KEY_ID")
+    state.out.note(
+        f"revoke the old key with: invctl store revoke-key {store_id} OLD_KEY_ID "
+        f"(`invctl store keys {store_id}` lists the ids)"
+    )
+
+
+@app.command("keys")
+def keys(ctx: typer.Context, store_id: StoreIdArg, json_out: JsonFlag = False) -> None:
+    """List a store's API keys: id, prefix, when issued, and active or when revoked.
+
+    The id is what `revoke-key` takes; the prefix is the key's first characters, enough to
+    tell which key an agent holds (the key itself is never shown again).
+
+    Example: invctl store keys store-042
+    """
+    state = state_of(ctx, json_out)
+    items = items_of(state.central().get(f"/stores/{segment(store_id)}/keys"))
+    rows = items if state.out.json_mode else [_key_row(item) for item in items]
+    state.out.emit(rows, table=KEY_COLUMNS)
+
+
+def _key_row(key: dict[str, Any]) -> dict[str, Any]:
+    revoked = key.get("revoked_at")
+    status = "active" if key.get("active") else f"revoked {people_time(revoked)}"
+    return {**key, "status": status}
 
 
 @app.command("revoke-key")

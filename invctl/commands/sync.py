@@ -8,9 +8,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from invctl.commands import dead_letters
 from invctl.context import state_of
+from invctl.errors import ExitCode, UsageError
+from invctl.help import HelpCommand
 from invctl.options import JsonFlag
 from invctl.output import OutputFormat, people_time, rendered, rows_table
+from invctl.views import Column
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -23,6 +27,7 @@ PARTITION_COLUMNS = ("topic", "partition", "offset", "end_offset", "lag")
 
 
 def register(root: typer.Typer) -> None:
+    dead_letters.register(app)
     root.add_typer(app, name="sync")
 
 
@@ -31,50 +36,117 @@ FLEET_COLUMNS = (
     "name",
     "lag",
     "last seen",
-    "ready",
+    Column("state", keep=True),
     "agents",
     "offline queue",
     "dead letters",
     "problems",
 )
+DEFAULT_WATCH_S = 2.0
+WATCH = "--watch"
 
 AllFlag = Annotated[
-    bool, typer.Option("--all", help="Every store, from central: group lag and heartbeats.")
+    bool, typer.Option("--all", help="Every store, from central: state, lag and heartbeats.")
 ]
 WatchOption = Annotated[
     float | None,
-    typer.Option("--watch", metavar="SECONDS", min=0.5, help="Refresh every SECONDS until Ctrl-C."),
+    typer.Option(
+        WATCH,
+        metavar="[SECONDS]",
+        min=0.5,
+        help=f"Refresh every SECONDS ({DEFAULT_WATCH_S:g} without a value) until Ctrl-C.",
+    ),
+]
+CheckFlag = Annotated[
+    bool,
+    typer.Option(
+        "--check",
+        help=f"With --all: exit {int(ExitCode.UNHEALTHY)} when a store is unhealthy, naming "
+        "them on stderr.",
+    ),
 ]
 
 
-@app.command("status")
+class WatchValueOptional(HelpCommand):
+    """`--watch` alone refreshes every DEFAULT_WATCH_S, `--watch 5` every 5 s. Typer's parser
+    has no option whose value may be left out, so a bare `--watch` (last, or followed by
+    something that is not a number) is given the default before parsing."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, with_watch_value(args))
+
+
+def with_watch_value(args: list[str]) -> list[str]:
+    given: list[str] = []
+    for index, arg in enumerate(args):
+        if arg == "--":  # what follows is not options
+            return [*given, *args[index:]]
+        following = args[index + 1] if index + 1 < len(args) else None
+        bare = arg == WATCH and not _is_number(following)
+        given.append(f"{WATCH}={DEFAULT_WATCH_S:g}" if bare else arg)
+    return given
+
+
+def _is_number(text: str | None) -> bool:
+    try:
+        float(text or "")
+    except ValueError:
+        return False
+    return True
+
+
+@app.command("status", cls=WatchValueOptional)
 def status(
     ctx: typer.Context,
     all_stores: AllFlag = False,
     watch: WatchOption = None,
+    check: CheckFlag = False,
     json_out: JsonFlag = False,
 ) -> None:
     """Show how current this store's replica is, or with --all every store's.
 
     This store: lag per partition, age of the last applied event, dead letters, readiness,
     and the offline queue (sales waiting for central, those it rejected, the retry backoff).
-    --all (ops, against central): each registered store's consumer-group lag, last
+    --all (ops, against central): each registered store's state, consumer-group lag, last
     heartbeat, live agent processes and problems (duplicate_agents: two agents run for one
-    store); --watch keeps the table live (with --json: one JSON object per line each time).
+    store).
 
-    Example: invctl --central http://central:8000 sync status --all --watch 2
+    States: ok; not-ready (the agent says so, or a problem stands); stale (a heartbeat is
+    overdue); down (silent for 6 intervals, at least 30 s); auth-failed (central refused
+    the store's key since its last heartbeat); never-seen; inactive (deactivated on
+    purpose). --check exits 7 when a store is neither ok nor inactive.
+
+    --watch keeps the table live (with --json: one JSON object per line each time).
+
+    Example: invctl --central http://central:8000 sync status --all --check
     """
     state = state_of(ctx, json_out)
+    if check and (not all_stores or watch is not None):
+        raise UsageError("--check takes one look at every store: use it with --all, no --watch")
     if all_stores:
         client = state.central()
         fetch, render = (lambda: client.get("/sync/stores")), fleet_view(state.deps.now)
     else:
         agent = state.agent()
         fetch, render = (lambda: agent.get("/sync/status")), status_view(state.deps.now)
-    if watch is None:
-        state.out.emit(fetch(), render=render)
+    if watch is not None:
+        _watch(state, fetch, render, watch)  # until Ctrl-C
         return
-    _watch(state, fetch, render, watch)
+    answer = fetch()
+    state.out.emit(answer, render=render)
+    if check:
+        _exit_if_unhealthy(state, answer)
+
+
+def _exit_if_unhealthy(state: Any, fleet: Any) -> None:
+    """One line on stderr naming the stores that are not healthy, and exit 7."""
+    items = fleet.get("items") if isinstance(fleet, dict) else None
+    unhealthy = [item for item in items or [] if item.get("healthy") is not True]
+    if not unhealthy:
+        return
+    named = ", ".join(f"{item.get('store_id')} ({_state_word(item)})" for item in unhealthy)
+    state.out.note(f"{len(unhealthy)} of {len(items or [])} stores unhealthy: {named}")
+    raise typer.Exit(int(ExitCode.UNHEALTHY))
 
 
 NoWaitFlag = Annotated[bool, typer.Option("--no-wait", help="Return once the rebuild has started.")]
@@ -157,12 +229,18 @@ def _fleet_row(item: dict[str, Any], now: datetime) -> dict[str, Any]:
         "name": item.get("name"),
         "lag": "?" if lag is None else lag,
         "last seen": "never" if seen is None else f"{age(seen)} ago",
-        "ready": _yes_no(item.get("ready", reported.get("ready"))),
+        "state": _state_word(item),
         "agents": sum(1 for i in instances if i.get("live")) if instances else "-",
         "offline queue": reported.get("offline_queue", "-"),
         "dead letters": reported.get("dead_letters", "-"),
         "problems": "; ".join(_fleet_problem(p) for p in item.get("problems") or []) or "-",
     }
+
+
+def _state_word(item: dict[str, Any]) -> str:
+    """The store's state for people: `auth-failed`, `not-ready`, `never-seen`, ..."""
+    word = item.get("state")
+    return word.replace("_", "-") if isinstance(word, str) else "unknown"
 
 
 def _fleet_problem(problem: object) -> str:
@@ -191,12 +269,6 @@ def status_view(now: Callable[[], datetime]) -> Callable[[Any], Iterable[Rendera
         yield rows_table(partitions, PARTITION_COLUMNS, title="Partitions")
 
     return render
-
-
-def _yes_no(value: object) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return "-"
 
 
 def _summary_rows(report: dict[str, Any], partitions: list[Any], now: datetime) -> list[Any]:

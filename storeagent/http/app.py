@@ -1,5 +1,6 @@
 """The store terminal's HTTP API (loopback): stock and products from the replica, sales
-(POST/GET /orders, when the app has an order desk) and sync status.
+(POST/GET /orders, when the app has an order desk), sync status and the dead letters
+(storeagent.http.dead_letters).
 
 create_app() is the factory; the app holds no state of its own. Every error body is
 {"error": {"code", "message", "details"}}; inputs are validated so no request gets a 500.
@@ -35,6 +36,7 @@ from invwire.logs import EventLog, request_id_var
 from invwire.rules import is_request_id, is_sku
 from storeagent.errors import ProductNotFound, ReplicaNotReady
 from storeagent.http.catalog import add_catalog_routes
+from storeagent.http.dead_letters import add_dead_letter_routes
 from storeagent.http.guard import LoopbackOnly, TerminalWrites
 from storeagent.http.schemas import (
     OrderIn,
@@ -116,6 +118,7 @@ def create_app(
         _add_resync_route(app, replica, resync)
 
     add_catalog_routes(app, reads, require_bootstrapped)
+    add_dead_letter_routes(app, reads)
 
     @app.get("/sync/status")
     def get_sync_status() -> SyncStatus:

@@ -14,7 +14,7 @@ from typing_extensions import TypedDict
 
 from invwire.orders import CANCELLED
 from storeagent.replica.db import Replica, iso
-from storeagent.replica.models import Stock, bind_models
+from storeagent.replica.models import DeadLetter, Stock, bind_models
 
 
 class StockView(TypedDict):
@@ -116,6 +116,39 @@ class DeadLetterRow:
     reason: str
     detail: str
     created_at: str
+
+
+@dataclass(frozen=True)
+class DeadLetterSummary:
+    """A dead letter as a list shows it: its key's first bytes and its value's size only."""
+
+    id: int
+    topic: str
+    partition: int
+    offset: int
+    key_head: bytes | None  # the key's first `key_bytes` bytes
+    key_size: int | None
+    value_size: int | None
+    reason: str
+    detail: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class DeadLetterPage:
+    """Newest first; `next_before` is the last id shown when older ones follow, else None."""
+
+    items: list[DeadLetterSummary]
+    total: int
+    next_before: int | None
+
+
+@dataclass(frozen=True)
+class DeadLetterEntry:
+    """One dead letter, whole, with the id the replica gave it."""
+
+    id: int
+    letter: DeadLetterRow
 
 
 @dataclass(frozen=True)
@@ -237,19 +270,70 @@ class ReplicaReads:
     def dead_letters(self) -> list[DeadLetterRow]:
         """Oldest first."""
         rows = self._dead_letter.select().order_by(self._dead_letter.id)
-        return [
-            DeadLetterRow(
-                row.topic,
-                row.partition,
-                row.offset,
-                None if row.key is None else bytes(row.key),
-                None if row.value is None else bytes(row.value),
-                row.reason,
-                row.detail,
-                row.created_at,
+        return [_dead_letter_row(row) for row in rows]
+
+    def dead_letter_page(
+        self, *, limit: int, before: int | None = None, key_bytes: int = 256
+    ) -> DeadLetterPage:
+        """The newest `limit` dead letters with an id below `before`. Values are not read:
+        a record may be as large as Kafka allows, and a page holds many."""
+        table = self._dead_letter
+        query = (
+            table.select(
+                table.id,
+                table.topic,
+                table.partition,
+                table.offset,
+                fn.substr(table.key, 1, key_bytes).coerce(False).alias("key_head"),
+                fn.length(table.key).coerce(False).alias("key_size"),
+                fn.length(table.value).coerce(False).alias("value_size"),
+                table.reason,
+                table.detail,
+                table.created_at,
             )
-            for row in rows
-        ]
+            .order_by(table.id.desc())
+            .limit(limit + 1)
+            .dicts()
+        )
+        if before is not None:
+            query = query.where(table.id < before)
+        rows = list(cast(Iterable[dict[str, Any]], query))
+        items = [_dead_letter_summary(row) for row in rows[:limit]]
+        total = int(table.select().count())
+        return DeadLetterPage(items, total, _next(rows, limit, "id"))
+
+    def dead_letter(self, letter_id: int) -> DeadLetterEntry | None:
+        row = self._dead_letter.get_or_none(self._dead_letter.id == letter_id)
+        return None if row is None else DeadLetterEntry(row.id, _dead_letter_row(row))
+
+
+def _dead_letter_row(row: DeadLetter) -> DeadLetterRow:
+    return DeadLetterRow(
+        row.topic,
+        row.partition,
+        row.offset,
+        None if row.key is None else bytes(row.key),
+        None if row.value is None else bytes(row.value),
+        row.reason,
+        row.detail,
+        row.created_at,
+    )
+
+
+def _dead_letter_summary(row: dict[str, Any]) -> DeadLetterSummary:
+    head = row["key_head"]
+    return DeadLetterSummary(
+        id=row["id"],
+        topic=row["topic"],
+        partition=row["partition"],
+        offset=row["offset"],
+        key_head=None if head is None else bytes(head),
+        key_size=row["key_size"],
+        value_size=row["value_size"],
+        reason=row["reason"],
+        detail=row["detail"],
+        created_at=row["created_at"],
+    )
 
 
 @dataclass(frozen=True)

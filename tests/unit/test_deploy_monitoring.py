@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from central.metrics import Metrics
+from central.services.fleet import ACTIVE_STATES, StoreHealth, StoreState
 from storeagent.ops.metrics import AgentMetrics, WatchedState
 from storeagent.ops.vitals import Vitals
 from storeagent.replica.db import META_LAST_EVENT_AT, open_replica
@@ -52,6 +53,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     """Every sample name central's and an agent's registries can produce."""
     central = Metrics()
     central.watch_backlog(lambda: 0)
+    central.watch_agents(lambda: {"store-1": []})
+    central.watch_fleet(lambda: [StoreHealth("store-1", StoreState.OK, 1.0)], ACTIVE_STATES)
     replica = open_replica(tmp_path_factory.mktemp("replica") / "replica.db")
     with replica.transaction():
         replica.set_meta({META_LAST_EVENT_AT: "2026-11-29T10:00:00+00:00"})
@@ -105,7 +108,19 @@ def test_the_alerts_cover_the_situations_operators_asked_for():
         "invctl_outbox_backlog",
         "storeagent_offline_queue_depth",
         "storeagent_dead_letters",
+        "invctl_store_heartbeat_age_seconds",  # central's: they outlive a stopped agent
+        "invctl_store_state",
     } <= metrics_alerted
+
+
+def test_the_fleet_alerts_name_each_state_that_needs_someone():
+    alerted = {
+        state
+        for rule in alert_rules()
+        for state in re.findall(r'invctl_store_state\{state="([a-z_]+)"\}', rule["expr"])
+    }
+
+    assert alerted == set(ACTIVE_STATES) - {"ok", "stale"}, "stale is the step before down"
 
 
 def test_alerts_and_dashboard_use_only_exported_metrics(exported):

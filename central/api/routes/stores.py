@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Response
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from central.api.deps import (
     API_PREFIX,
@@ -20,6 +20,7 @@ from central.api.schemas import (
     StoreIdStr,
     StoreKey,
     StoreList,
+    Timestamp,
     errors,
 )
 from central.services import accounts
@@ -34,6 +35,18 @@ KeyIdPath = Annotated[int, Path(ge=1, le=MAX_INTEGER, description="the key's id"
 class StoreIn(RequestBody):
     id: Annotated[StoreIdStr, Field(max_length=64)]
     name: str = Field(max_length=1000)
+
+
+class StoreKeyInfo(BaseModel):
+    id: int = Field(description="the key's id, as `DELETE /stores/{store_id}/keys/{key_id}` takes")
+    prefix: str = Field(description="the key's first characters, shown when it was issued")
+    created_at: Timestamp
+    revoked_at: Timestamp | None = Field(description="null: the key is active")
+    active: bool
+
+
+class StoreKeyList(BaseModel):
+    items: list[StoreKeyInfo]
 
 
 @router.post("", status_code=201, response_model=NewStore, responses=errors(400, 409, 422, 503))
@@ -62,6 +75,13 @@ def rotate_key(
     """A new API key with its own Kafka user; old keys stay valid until revoked.
     503 `kafka.unavailable` means no key was made; 409 `store.inactive`: activate it first."""
     return accounts.rotate_key(uow, store_id, identities)
+
+
+@router.get("/{store_id}/keys", response_model=StoreKeyList, responses=errors(404, 422))
+def list_keys(store_id: StoreIdPath, uow: UowDep, _: CanManageStores) -> dict[str, Any]:
+    """The store's API keys, active and revoked, by id: never a key nor its hash, only the
+    prefix it was issued with. 404 `store.not_found` for an unknown store."""
+    return {"items": accounts.list_keys(uow, store_id)}
 
 
 @router.delete("/{store_id}/keys/{key_id}", status_code=204, responses=errors(404, 422))

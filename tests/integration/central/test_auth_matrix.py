@@ -67,6 +67,10 @@ ROUTES = [
     ("POST", "/api/v1/orders/no-such-order/cancel", None, {"admin", "staff", "store"}),
     ("POST", "/api/v1/stores/heartbeat", {"ready": True, "lag": 0}, {"store"}),
     ("GET", "/api/v1/sync/stores", None, {"admin", "ops"}),
+    # a store's key and its staff see their own store's (reports, movements)
+    ("GET", "/api/v1/reports/sales", None, {"admin", "ops", "staff", "store"}),
+    ("GET", "/api/v1/movements", None, {"admin", "ops", "staff", "store"}),
+    ("GET", "/api/v1/exports/products", None, {"admin", "ops", "staff", "store"}),
 ]
 ROLES = ["admin", "ops", "staff", "store"]
 

@@ -36,6 +36,8 @@ LIST_COMMANDS: list[tuple[tuple[str, ...], bool]] = [
     (("store", "list"), True),
     (("user", "list"), True),
     (("sync", "status", "--all"), True),
+    (("sync", "dead-letters", "list"), False),
+    (("store", "keys", "store-north-harbour-042"), True),
 ]
 
 
@@ -75,6 +77,8 @@ def wide_item(n: int) -> dict[str, Any]:
         "seconds_since_seen": 3.2,
         "last_seen": MOMENT,
         "ready": True,
+        "state": "auth_failed",  # the longest state word: auth-failed
+        "healthy": False,
         "reported": {"ready": True, "offline_queue": 3, "dead_letters": 1},
         "problems": [
             {
@@ -84,6 +88,13 @@ def wide_item(n: int) -> dict[str, Any]:
             }
         ],
         "instances": [{"instance_id": str(uuid.uuid4()), "live": True, "ready": True}],
+        "topic": "store-north-harbour-042.inventory-updated",
+        "partition": 11,
+        "offset": 123456789,
+        "code": "envelope.invalid",
+        "message": "the value is not UTF-8 JSON: Expecting value: line 1 column 1 (char 0)",
+        "prefix": "ik_AbCdEfG",
+        "revoked_at": MOMENT,
     }
 
 
@@ -126,6 +137,19 @@ def test_every_row_of_a_list_fits_one_line_of_80_columns(
     assert all(not row.startswith(" ") for row in rows)
 
 
+def test_the_fleets_state_column_is_never_cut_at_80_columns(
+    cli: CliHarness, server: FakeServer
+) -> None:
+    server.fallback = any_get
+    env = {"COLUMNS": str(WIDTH), "INVCTL_TOKEN": "t"}
+
+    result = cli(*AT_CENTRAL, "sync", "status", "--all", env=env)
+
+    rows = table_lines(result.stdout)
+    assert len(rows) == len(ITEMS)
+    assert all(" auth-failed " in row for row in rows), "\n".join(rows)
+
+
 def test_every_list_command_is_checked_at_80_columns() -> None:
     def leaves(command: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
         subs = getattr(command, "commands", {})
@@ -150,3 +174,57 @@ def test_a_table_wider_than_the_terminal_is_cut_not_wrapped(
     assert "BREAD-WHITE-SLICED-800G x1" in wide.stdout
     assert "BREAD-WHITE-SLICED-800G x1" not in narrow.stdout
     assert all(row.rstrip().endswith("…") for row in table_lines(narrow.stdout))
+
+
+WIDE_KEYS = {
+    "day": "2026-11-29",
+    "sku": "ORGANIC-OAT-MILK-BARISTA-EDITION-WITH-A-VERY-LONG-NAME-1L-CARTON",  # 64, the most
+    "store": "store-north-harbour-042-with-the-longest-id-a-store-may-have-x64",
+}
+
+
+def wide_sales(by: str) -> dict[str, Any]:
+    figures = {"orders": 123456789, "units": 1234567890, "revenue": "9999999999999.99"}
+    rows = [{**figures, "key": f"{WIDE_KEYS[by][:-1]}{n}", "revenue": f"{n + 1}000.00"}
+            for n in range(len(ITEMS))]  # fmt: skip
+    return {
+        "by": by,
+        "since": MOMENT,
+        "until": MOMENT,
+        "store": WIDE_KEYS["store"],
+        "rows": rows,
+        "truncated": False,
+        "keys": len(rows),
+        "totals": figures,
+        "cancelled": figures,
+    }
+
+
+@pytest.mark.parametrize("by", sorted(WIDE_KEYS))
+def test_a_sales_report_and_its_bars_fit_80_columns(
+    cli: CliHarness, server: FakeServer, by: str
+) -> None:
+    server.on("GET", f"{CENTRAL}/api/v1/reports/sales", body=wide_sales(by))
+    env = {"COLUMNS": str(WIDTH), "INVCTL_TOKEN": "t", "TZ": "Europe/Paris"}
+
+    result = cli(*AT_CENTRAL, "report", "sales", "--by", by, env=env)
+
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert [line for line in lines if cell_len(line) > WIDTH] == []
+    rows = [line for line in lines if "█" in line]
+    assert len(rows) == len(ITEMS), "\n".join(lines)  # one line each, every bar drawn
+    assert all(row.rstrip()[-1] in "█▉▊▋▌▍▎▏" for row in rows), "\n".join(lines)
+
+
+def test_a_stock_history_chart_fits_80_columns(cli: CliHarness, server: FakeServer) -> None:
+    server.fallback = any_get
+    env = {"COLUMNS": str(WIDTH), "INVCTL_TOKEN": "t", "TZ": "Europe/Paris"}
+
+    result = cli(*AT_CENTRAL, "stock", "history", "ORGANIC-OAT-MILK-1L", "--chart", env=env)
+
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert [line for line in lines if cell_len(line) > WIDTH] == []
+    assert len(table_lines(result.stdout)) == len(ITEMS)
+    assert all(row.rstrip().endswith("█") for row in table_lines(result.stdout))
