@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
@@ -10,7 +11,7 @@ import typer
 
 from invctl.commands import dead_letters
 from invctl.context import state_of
-from invctl.errors import ExitCode, UsageError
+from invctl.errors import ExitCode, InvctlError, UsageError
 from invctl.help import HelpCommand
 from invctl.options import JsonFlag
 from invctl.output import OutputFormat, people_time, rendered, rows_table
@@ -156,20 +157,30 @@ NoWaitFlag = Annotated[bool, typer.Option("--no-wait", help="Return once the reb
 def resync(ctx: typer.Context, no_wait: NoWaitFlag = False, json_out: JsonFlag = False) -> None:
     """Rebuild this store's replica from Kafka's compacted topics.
 
-    Meanwhile stock reads, the product list and sales answer "not ready"; offline sales
-    already queued are kept. Waits with a progress bar until the replica is ready again.
+    The replica is rebuilt beside the live one, which goes on serving stock reads, the
+    product list and sales, and replaces it in one step once it has caught up; offline
+    sales already queued are kept. Waits with a progress bar until the rebuilt replica is
+    in use (exit 1 if the rebuild failed: the live replica is then unchanged).
 
     Example: invctl sync resync
     """
-    import time
-
     state = state_of(ctx, json_out)
     agent = state.agent()
     started = agent.post("/sync/resync", json={})  # the agent takes a POST only as JSON
-    state.out.note(f"resync started; meanwhile {started.get('unavailable_meanwhile', '')}")
+    meanwhile = started.get("meanwhile") or started.get("unavailable_meanwhile") or ""
+    state.out.note(f"resync started; meanwhile {meanwhile}")
     if no_wait:
         state.out.emit(started)
         return
+    requested = _instant(started.get("requested_at"))
+    if requested is None:  # an agent that empties its replica first: ready again means done
+        report = _wait_ready(state, agent)
+    else:
+        report = _wait_rebuilt(state, agent, requested)
+    state.out.emit(report, render=status_view(state.deps.now))
+
+
+def _wait_ready(state: Any, agent: Any) -> Any:
     report = agent.get("/sync/status")
     with state.out.progress(max(1, _total_end(report)), "Rebuilding") as advance:
         done = 0
@@ -179,7 +190,44 @@ def resync(ctx: typer.Context, no_wait: NoWaitFlag = False, json_out: JsonFlag =
             applied = max(0, _total_end(report) - _total_lag(report))
             advance(max(0, applied - done))
             done = max(done, applied)
-    state.out.emit(report, render=status_view(state.deps.now))
+    return report
+
+
+def _wait_rebuilt(state: Any, agent: Any, requested: datetime) -> Any:
+    """Until the rebuild that answers the request (started then or later) is adopted."""
+    report = agent.get("/sync/status")
+    with state.out.progress(max(1, _total_end(report)), "Rebuilding") as advance:
+        done = 0
+        while (rebuild := _rebuild_since(report, requested)) is None or rebuild.get(
+            "state"
+        ) not in ("adopted", "failed"):
+            time.sleep(0.5)
+            report = agent.get("/sync/status")
+            applied = int((_rebuild_since(report, requested) or {}).get("applied") or 0)
+            advance(max(0, applied - done))
+            done = max(done, applied)
+    if rebuild.get("state") == "failed":
+        raise InvctlError(
+            f"the rebuild failed: {rebuild.get('message') or 'see the agent log'}; the "
+            "replica in use is unchanged",
+            code="sync.rebuild_failed",
+        )
+    return report
+
+
+def _rebuild_since(report: dict[str, Any], requested: datetime) -> dict[str, Any] | None:
+    rebuild = report.get("rebuild")
+    if not isinstance(rebuild, dict):
+        return None
+    started = _instant(rebuild.get("started_at"))
+    return rebuild if started is not None and started >= requested else None
+
+
+def _instant(value: object) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def _total_end(report: dict[str, Any]) -> int:
@@ -191,8 +239,6 @@ def _total_lag(report: dict[str, Any]) -> int:
 
 
 def _watch(state: Any, fetch: Callable[[], Any], render: Any, interval: float) -> None:
-    import time
-
     if state.out.style.format is not OutputFormat.table:  # a pipe: no live table
         while True:
             state.out.emit_line(fetch(), render=render)  # JSON: one object per line

@@ -77,7 +77,7 @@ def create_app(
     topics: Collection[str],
     terminal_token: str,
     orders: OrderDesk | None = None,
-    resync: Callable[[], None] | None = None,
+    resync: Callable[[], datetime | None] | None = None,
     metrics: AgentMetrics | None = None,
     max_body: int = DEFAULT_MAX_BODY,
     replica_file: ReplicaFileWatch | None = None,
@@ -231,18 +231,24 @@ def _add_probe_routes(
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-RESYNC_UNAVAILABLE = (
-    "stock reads, the product list and sales answer 503 replica.not_ready until the replica "
-    "is rebuilt; offline sales already queued are kept and still replayed"
+RESYNC_MEANWHILE = (
+    "the replica is rebuilt beside the live one, which goes on serving stock reads, the "
+    "product list and sales; it is replaced in one step once the rebuild has caught up "
+    "(`rebuild` in GET /sync/status)"
 )
 
 
-def _add_resync_route(app: FastAPI, replica: Replica, resync: Callable[[], None]) -> None:
+def _add_resync_route(
+    app: FastAPI, replica: Replica, resync: Callable[[], datetime | None]
+) -> None:
     @app.post("/sync/resync", status_code=202)
     def post_resync() -> dict[str, object]:
         """Rebuild the replica from Kafka's compacted topics. The body is JSON, `{}`."""
-        resync()
-        return {"status": "resync started", "unavailable_meanwhile": RESYNC_UNAVAILABLE}
+        requested = resync()
+        answer: dict[str, object] = {"status": "resync started", "meanwhile": RESYNC_MEANWHILE}
+        if requested is not None:
+            answer["requested_at"] = requested.isoformat()
+        return answer
 
 
 def _add_order_routes(

@@ -58,6 +58,7 @@ class SyncStatus(TypedDict):
     partitions: list[PartitionStatus]
     central: NotRequired[CircuitStatus]
     offline_queue: NotRequired[OfflineQueueStatus]
+    rebuild: NotRequired[dict[str, object]]  # the last resync's (sync.rebuild), when one ran
 
 
 def sync_status(
@@ -94,6 +95,9 @@ def sync_status(
             _partition(tp.topic, tp.partition, stored.get(tp, 0), ends.get(tp)) for tp in partitions
         ],
     )
+    rebuild = progress.rebuild()
+    if rebuild is not None:
+        status["rebuild"] = rebuild
     if central is not None:
         status["central"] = central
     if offline_queue is not None:

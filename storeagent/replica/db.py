@@ -231,6 +231,39 @@ class Replica:
             model.delete().execute()
         self.set_meta({META_BOOTSTRAPPED: "0", META_LOG_BEHIND: ""})
 
+    def adopt(self, rebuilt: Path) -> None:
+        """Take what came from Kafka (catalog, stock, offsets, the last event's time) from the
+        replica rebuilt at `rebuilt`, in one transaction: readers see the old replica, then the
+        new one, never a gap. Local orders, central's status of them and the dead letters
+        stay; the rebuilt replica's dead letters are added to them."""
+        self.db.execute_sql("ATTACH DATABASE ? AS rebuilt", (str(rebuilt),))
+        try:
+            with self.transaction():
+                self._copy_replicated(self._tables)
+        finally:
+            self.db.execute_sql("DETACH DATABASE rebuilt")
+
+    def _copy_replicated(self, tables: ReplicaModels) -> None:
+        for model in (tables.stock, tables.product, tables.category, tables.offset):
+            name = model._meta.table_name
+            self.db.execute_sql(f"DELETE FROM main.{name}")  # noqa: S608 (our table names)
+            self._copy_rows(name, "INSERT")
+        self._copy_rows(
+            tables.dead_letter._meta.table_name, "INSERT OR IGNORE", skip=frozenset({"id"})
+        )
+        copied = {META_BOOTSTRAPPED: "1", META_LOG_BEHIND: ""}
+        last_event = self.db.execute_sql(
+            "SELECT value FROM rebuilt.meta WHERE key = ?", (META_LAST_EVENT_AT,)
+        ).fetchone()
+        if last_event is not None:
+            copied[META_LAST_EVENT_AT] = last_event[0]
+        self.set_meta(copied)
+
+    def _copy_rows(self, table: str, verb: str, skip: frozenset[str] = frozenset()) -> None:
+        columns = ", ".join(c.name for c in self.db.get_columns(table) if c.name not in skip)
+        into, source = f"main.{table} ({columns})", f"rebuilt.{table}"  # our own names
+        self.db.execute_sql(f"{verb} INTO {into} SELECT {columns} FROM {source}")  # noqa: S608
+
     def is_bootstrapped(self) -> bool:
         return self.get_meta(META_BOOTSTRAPPED) == "1"
 

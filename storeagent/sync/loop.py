@@ -20,7 +20,8 @@ starts, the same in a later probe, and a batch that starts before the offset the
 for (the client found the offset out of range and went back to the beginning on its own).
 The replica then may hold changes the log no longer has, and newer ones may be taken for
 stale: the agent is not ready, says why, and stays so (across restarts, in the replica's
-meta) until a resync rebuilds the replica from the log as it is. The loop goes on applying
+meta) until a resync rebuilds the replica from the log as it is (sync.rebuild: beside the
+live replica, which serves meanwhile, then adopted between two batches). The loop goes on applying
 meanwhile: central's versions come from its database, so what arrives is still newer or not.
 
 Any other error ends run() (a bug, or a database that is broken rather than busy): the
@@ -32,7 +33,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 from invwire.logs import EventLog
 from invwire.topics import TOPICS
@@ -48,6 +52,7 @@ from storeagent.replica.db import (
 )
 from storeagent.sync.apply import BatchResult, apply_batch
 from storeagent.sync.progress import SyncProblem, SyncProgress
+from storeagent.sync.rebuild import Rebuild, RebuildState, RebuildStatus, rebuild_path
 from storeagent.sync.source import Record, RecordSource, TopicPartition
 
 
@@ -94,10 +99,14 @@ class SyncLoop:
         clock: Clock = utc_now,
         metrics: AgentMetrics | None = None,
         store_id: str | None = None,
+        mirror_offsets: bool = True,
     ) -> None:
-        """`store_id`: the store whose orders' updates the replica keeps (sync.apply)."""
+        """`store_id`: the store whose orders' updates the replica keeps (sync.apply);
+        `mirror_offsets`: commit the replica's offsets to the store's Kafka group (not for a
+        rebuild's own loop, sync.rebuild)."""
         self.replica = replica
         self._store_id = store_id
+        self._mirror = mirror_offsets
         self.stop = stop
         self.progress = progress
         self._connect = connect
@@ -112,11 +121,17 @@ class SyncLoop:
         self._committed_at = 0.0
         self._bootstrap_ends: dict[TopicPartition, int] | None = None
         self._resync = threading.Event()
+        self._rebuild: Rebuild | None = None
         self._problem_logged_at: dict[str, float] = {}
 
-    def request_resync(self) -> None:
-        """Rebuild the replica from the topics: taken up between two batches."""
+    def request_resync(self) -> datetime:
+        """Rebuild the replica from the topics beside it (sync.rebuild): started between two
+        batches (after the running one, if one runs: the log as it is now is wanted), and
+        adopted between two batches once done; the replica serves meanwhile. Returns the
+        time asked: the rebuild that answers it starts at that time or later."""
+        requested = self._clock()
         self._resync.set()
+        return requested
 
     def run(self) -> None:
         """Consume until `stop` is set. Transient failures are retried; anything else escapes."""
@@ -132,6 +147,8 @@ class SyncLoop:
                     source.close()
                 self.stop.wait(self._tuning.backoff_max_s)  # access was denied: retry later
         finally:
+            if self._rebuild is not None:
+                self._rebuild.discard()
             self.progress.stopped()
             self._log.info("consumer.stopped")
 
@@ -163,8 +180,9 @@ class SyncLoop:
     def step(self, source: RecordSource) -> bool:
         """One poll-and-apply round; False when it failed and the caller should back off.
         Raises KafkaAccessDenied when Kafka refused the store: the caller reconnects later."""
-        if self._resync.is_set():
-            self._restart_from_scratch(source)
+        self._adopt_if_rebuilt(source)
+        if self._resync.is_set() and self._rebuild is None:
+            self._begin_rebuild()
         try:
             records = source.poll(self._tuning.poll_timeout_ms, self._tuning.max_records)
         except KafkaAccessDenied:
@@ -249,16 +267,54 @@ class SyncLoop:
             raise TopicsMissing(topics=missing)
         return found
 
-    def _restart_from_scratch(self, source: RecordSource) -> None:
-        """Forget every replicated row and offset in one transaction (local sales stay), then
-        read every topic from the beginning; reads answer 503 until bootstrapped again."""
+    def _begin_rebuild(self) -> None:
         self._resync.clear()
-        with self.replica.transaction():
-            self.replica.clear_replicated_state()
-        self._uncommitted = {}
-        ended = self.progress.log_trusted()
-        self._log.info("consumer.resync_started", ended=ended.code if ended else None)
-        self.start(source)
+        path = rebuild_path(Path(self.replica.db.database))
+        self._rebuild = Rebuild(
+            path, self._rebuild_loop, self._connect, log=self._log, clock=self._clock
+        )
+        rebuild = self._rebuild
+        self.progress.show_rebuild(lambda: _shown(rebuild.status()))
+        rebuild.start()
+
+    def _rebuild_loop(
+        self, replica: Replica, stop: threading.Event, progress: SyncProgress
+    ) -> SyncLoop:
+        return SyncLoop(
+            replica,
+            self._connect,
+            prefix=self._prefix,
+            stop=stop,
+            progress=progress,
+            log=EventLog("storeagent.rebuild"),
+            tuning=self._tuning,
+            clock=self._clock,
+            store_id=self._store_id,
+            mirror_offsets=False,
+        )
+
+    def _adopt_if_rebuilt(self, source: RecordSource) -> None:
+        """Between two batches: take a finished rebuild's rows and offsets, and go on from
+        there; what was applied past them is read again and changes nothing."""
+        rebuild = self._rebuild
+        if rebuild is None or rebuild.status().state is RebuildState.RUNNING:
+            return
+        final = rebuild.status()
+        if final.state is RebuildState.DONE:
+            self.replica.adopt(rebuild.path)  # if this fails, the next round tries again
+            stored = self.replica.stored_offsets()
+            self._positions = {tp: stored.get(tp) for tp in self._positions}
+            self._rewind(source)
+            self._bootstrap_ends = None
+            ended = self.progress.log_trusted()
+            self._mirror_to_group(source, stored)
+            self._log.info(
+                "consumer.rebuild_adopted", applied=final.applied, ended=ended and ended.code
+            )
+            final = replace(final, state=RebuildState.ADOPTED)
+        self._rebuild = None
+        rebuild.discard()
+        self.progress.show_rebuild(lambda: _shown(final))
 
     def _rewind(self, source: RecordSource) -> None:
         for tp, offset in self._positions.items():
@@ -356,7 +412,7 @@ class SyncLoop:
     def _flush_commit(self, source: RecordSource) -> None:
         """Mirror the replica's offsets to the Kafka group, for lag tooling only: the replica's
         own offsets are the truth, so this runs at most twice a second and when idle."""
-        if not self._uncommitted:
+        if not self._mirror or not self._uncommitted:
             return
         self._committed_at = time.monotonic()
         try:
@@ -459,3 +515,12 @@ class SyncLoop:
             self.replica.set_meta({META_BOOTSTRAPPED: "1"})
         self._bootstrap_ends = None
         self._log.info("consumer.bootstrapped", partitions=len(ends))
+
+
+def _shown(status: RebuildStatus) -> dict[str, Any]:
+    return {
+        "state": status.state.value,
+        "started_at": status.started_at.isoformat(),
+        "applied": status.applied,
+        "message": status.message,
+    }

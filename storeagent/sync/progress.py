@@ -61,6 +61,7 @@ class SyncProgress:
         self._access: SyncProblem | None = None
         self._apply: SyncProblem | None = None
         self._log_behind: SyncProblem | None = None
+        self._rebuild: Callable[[], dict[str, object]] | None = None
 
     def started(self) -> None:
         with self._lock:
@@ -137,6 +138,16 @@ class SyncProgress:
         with self._lock:
             ended, self._log_behind = self._log_behind, None
             return ended
+
+    def show_rebuild(self, status: Callable[[], dict[str, object]] | None) -> None:
+        """What /sync/status shows of the last resync's rebuild (sync.rebuild), read live."""
+        with self._lock:
+            self._rebuild = status
+
+    def rebuild(self) -> dict[str, object] | None:
+        with self._lock:
+            status = self._rebuild
+        return None if status is None else status()
 
     def problems(self) -> list[SyncProblem]:
         """What keeps the replica from following Kafka now, Kafka access first."""

@@ -82,6 +82,16 @@ class FakeRecordSource:
             for p in range(partitions):
                 self._logs.setdefault(TopicPartition(topic, p), [])
 
+    def connection(self) -> FakeRecordSource:
+        """Another consumer of the same broker (as each KafkaRecordSource.connect() is): the
+        same logs and group commits, positions of its own. Pass `fake.connection` as an
+        agent's connect when its loop may open a second one (a resync's rebuild does)."""
+        other = FakeRecordSource.__new__(FakeRecordSource)
+        other.__dict__.update(self.__dict__)
+        other._positions = {}
+        other.closed = False
+        return other
+
     def recreate_topic(self, topic: str) -> None:
         """The topic deleted and created again (or a broker that lost its data): every
         partition's log starts over empty, at offset 0."""

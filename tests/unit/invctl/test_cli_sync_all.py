@@ -63,7 +63,7 @@ READY = {
 }
 
 
-def test_resync_says_what_is_unavailable_and_waits_until_ready(
+def test_resync_with_an_agent_that_empties_its_replica_first_waits_until_ready(
     cli: CliHarness, server: FakeServer
 ) -> None:
     server.on(
@@ -273,3 +273,36 @@ def test_watch_with_a_value_below_half_a_second_is_refused(cli: CliHarness) -> N
     result = cli("--central", CENTRAL, "sync", "status", "--all", "--watch", "0.1", env=TOKEN)
 
     assert result.exit_code == 2
+
+
+REQUESTED = "2026-12-02T10:00:00.000000+00:00"
+
+
+def _rebuilt(state: str, message: str = "") -> dict[str, object]:
+    rebuild = {"state": state, "started_at": "2026-12-02T10:00:00.250000+00:00"}
+    return {**READY, "rebuild": {**rebuild, "applied": 5, "message": message}}
+
+
+def test_resync_waits_until_the_rebuild_that_answers_the_request_is_in_use(
+    cli: CliHarness, server: FakeServer
+) -> None:
+    answer = {"status": "resync started", "meanwhile": "the live replica goes on serving"}
+    server.on("POST", f"{AGENT}/sync/resync", 202, {**answer, "requested_at": REQUESTED})
+    server.on("GET", f"{AGENT}/sync/status", 200, _rebuilt("adopted"))
+
+    result = cli("--agent", AGENT, "sync", "resync")
+
+    assert result.exit_code == 0, result.output
+    assert "the live replica goes on serving" in result.stderr
+
+
+def test_resync_says_so_when_the_rebuild_failed(cli: CliHarness, server: FakeServer) -> None:
+    answer = {"status": "resync started", "meanwhile": "", "requested_at": REQUESTED}
+    server.on("POST", f"{AGENT}/sync/resync", 202, answer)
+    server.on("GET", f"{AGENT}/sync/status", 200, _rebuilt("failed", "TopicsMissing: gone"))
+
+    result = cli("--agent", AGENT, "--json", "sync", "resync")
+
+    assert result.exit_code == 1, result.output
+    assert '"sync.rebuild_failed"' in result.stdout + result.stderr
+    assert "TopicsMissing: gone" in result.stdout + result.stderr

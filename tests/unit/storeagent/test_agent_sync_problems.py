@@ -300,7 +300,7 @@ def test_a_topic_recreated_while_the_agent_was_stopped_is_reported_until_a_resyn
     assert quantity(replica, "A") == 3  # version 1 after version 3: taken for stale
     stop(second)
 
-    third = run_agent(replica, lambda: fake)  # a restart does not forget it
+    third = run_agent(replica, fake.connection)  # a restart does not forget it
     eventually(lambda: third.problem_codes() == ["kafka.log_behind"], 5, "still shown")
     assert third.readyz()[0] == 503
 
