@@ -11,7 +11,7 @@ from central import migrations, models
 from central.db import connect
 from central.domain.kafka_access import relay_grants
 from central.metrics import Metrics
-from central.outbox import Publisher, Relay, outbox_backlog
+from central.outbox import Publisher, Relay, TopicLog, events_stuck, outbox_backlog
 from central.revocations import RevocationRetrier
 from central.security import TokenConfig
 from central.services.fleet import (
@@ -101,6 +101,9 @@ def bootstrap(
             settings, db, clock, publisher, central.metrics, central.identities
         )
     central.metrics.watch_backlog(lambda: outbox_backlog(db))
+    if settings.kafka or central.relay is not None:
+        failing_after = settings.relay_failing_after_seconds
+        central.metrics.watch_relay(lambda: events_stuck(db, clock, failing_after))
     central.metrics.watch_agents(lambda: duplicate_agents(central.uow()))
     central.metrics.watch_fleet(lambda: active_store_health(central.uow()), ACTIVE_STATES)
     if settings.kafka:
@@ -136,6 +139,7 @@ def build_relay(
     metrics: Metrics | None = None,
     identities: KafkaIdentities | None = None,
 ) -> Relay | None:
+    topic_log: TopicLog | None = None
     if publisher is None:
         if not settings.kafka:
             log.warning("relay.disabled", reason="no Kafka configured: events wait in the outbox")
@@ -150,6 +154,7 @@ def build_relay(
             admin_security=client_config(settings, admin=True),
             prepare=relay_access(settings, identities, db),
         )
+        topic_log = publisher
     return Relay(
         db,
         publisher,
@@ -157,6 +162,8 @@ def build_relay(
         poll_seconds=settings.relay_poll_seconds,
         retention_seconds=settings.outbox_retention_seconds,
         metrics=metrics,
+        topic_log=topic_log,
+        audit_seconds=settings.relay_audit_seconds,
     )
 
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from central.errors import CentralError, ConfigError
+from central.errors import CentralError, ConfigError, RecoveryRefused
 
 app = typer.Typer(
     help="invctl central: the inventory API and its Kafka outbox relay.",
@@ -150,6 +150,31 @@ def relay(
         central.close()
 
 
+@app.command()
+def republish(
+    config: ConfigOpt = None, dev: DevOpt = False, database_url: DatabaseOpt = None
+) -> None:
+    """Put central's whole current state back on Kafka: one event per category, product and
+    stock row, at its current version, written to the outbox for the relay to publish
+    (agents that hold a row drop its event as stale; a new store bootstraps from them).
+
+    Example: INVCTL_DATABASE_URL=mysql://invctl:pw@db:3306/invctl central republish
+    """
+    from central.app import bootstrap
+    from central.services.republish import republish as republish_state
+
+    s = _settings(config=config, dev=dev or None, database_url=database_url)
+    central = bootstrap(s, with_relay=False)
+    try:
+        done = republish_state(central.uow)
+    finally:
+        central.close()
+    typer.echo(
+        f"republished {done.categories} categories, {done.products} products and "
+        f"{done.stock} stock rows: {done.events} events in the outbox for the relay"
+    )
+
+
 @app.command("create-admin")
 def create_admin(
     username: Annotated[str, typer.Argument(help="The admin's user name.")],
@@ -196,6 +221,105 @@ def migrate(
     typer.echo("schema is up to date")
 
 
+@app.command()
+def backup(
+    to: Annotated[
+        Path, typer.Option("--to", help="The backup file to write; it must not exist yet.")
+    ],
+    config: ConfigOpt = None,
+    dev: DevOpt = False,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Write an online, consistent backup of central's database to one file.
+
+    Central keeps running. FILE (0600) is a tar of the snapshot and its manifest (SHA-256,
+    the outbox position it covers, row counts). MariaDB: needs mariadb-dump. See
+    docs/operations.md, "Backing up and restoring central".
+
+    Example: central backup --to /var/backups/invctl/central-$(date +%Y%m%dT%H%M).backup
+    """
+    from central.backup import describe, make_backup
+    from central.models import utcnow
+
+    s = _settings(config=config, dev=dev or None, database_url=database_url)
+    manifest = make_backup(s.database_url, to, utcnow())
+    facts = describe(manifest)
+    typer.echo(
+        f"backup {to}: {manifest.database}, schema {facts['schema_version']}, epoch "
+        f"{facts['epoch']}, outbox position {facts['outbox_position']}, "
+        f"{facts['counts']['orders']} orders, sha256 {manifest.sha256}"
+    )
+
+
+@app.command()
+def restore(
+    file: Annotated[Path, typer.Argument(help="A file written by `central backup`.")],
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Replace the database without asking.")
+    ] = False,
+    config: ConfigOpt = None,
+    dev: DevOpt = False,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Replace central's database with a backup; the restored database starts a new epoch.
+
+    Every central process must be stopped first. The backup's checksum is checked before
+    anything changes; a replaced SQLite database is kept beside it. See docs/operations.md,
+    "Backing up and restoring central".
+
+    Example: systemctl stop central && central restore /var/backups/invctl/x.backup --yes
+    """
+    from central.models import utcnow
+    from central.restore import restore_backup
+
+    s = _settings(config=config, dev=dev or None, database_url=database_url)
+    done = restore_backup(
+        s.database_url, file, utcnow(), lambda manifest, where: yes or _confirm_restore(where)
+    )
+    was = "none, lost or empty" if done.previous_epoch is None else str(done.previous_epoch)
+    typer.echo(
+        f"restored {file} (taken {done.manifest.created_at.isoformat(timespec='seconds')}Z, "
+        f"outbox position {done.manifest.facts.outbox_position}): epoch {done.epoch} "
+        f"(the replaced database's: {was})"
+    )
+    if done.kept_aside is not None:
+        typer.echo(f"the replaced database is kept as {done.kept_aside}")
+
+
+@app.command()
+def status(config: ConfigOpt = None, dev: DevOpt = False, database_url: DatabaseOpt = None) -> None:
+    """Show the database's epoch (one more at each restore), its schema and its last restore.
+
+    Example: central status
+    """
+    from central import migrations, models
+    from central.db import connect
+    from central.epochs import current_epoch, last_restore
+    from central.restore import close_database
+
+    s = _settings(config=config, dev=dev or None, database_url=database_url)
+    db = connect(s.database_url)
+    try:
+        with db.bind_ctx(models.ALL_MODELS, bind_refs=False, bind_backrefs=False):
+            epoch, pending, restored = current_epoch(db), migrations.pending(db), last_restore(db)
+    finally:
+        close_database(db)
+    typer.echo(f"epoch {epoch}")
+    typer.echo(f"schema: {len(pending)} migration(s) pending" if pending else "schema: up to date")
+    if restored is not None:
+        typer.echo(
+            f"last restore: {models.as_utc(restored.started_at)}, of a backup taken "
+            f"{models.as_utc(restored.backup_created_at)} (epoch {restored.backup_epoch}, "
+            f"outbox position {restored.backup_outbox_position})"
+        )
+
+
+def _confirm_restore(where: str) -> bool:
+    if not sys.stdin.isatty():
+        return False
+    return bool(typer.confirm(f"Replace the content of the database {where}?", default=False))
+
+
 def _warn_if_plain_http(s: Any) -> None:
     """Plain HTTP beyond loopback is allowed (a TLS proxy may terminate in front), but said."""
     from invwire.logs import EventLog
@@ -232,7 +356,7 @@ def main() -> None:
     configure_logging("WARNING")  # until a command knows the configured level
     try:
         app()
-    except ConfigError as exc:
+    except (ConfigError, RecoveryRefused) as exc:  # refused before anything changed
         _fail(2, exc.message, exc.code)
     except CentralError as exc:
         _fail(1, exc.message, exc.code)

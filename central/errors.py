@@ -29,9 +29,17 @@ __all__ = [
     "AlreadyExists",
     "AuthInvalid",
     "AuthRequired",
+    "BackupChecksumMismatch",
+    "BackupExists",
+    "BackupFailed",
+    "BackupInvalid",
+    "BackupSchemaTooNew",
+    "BackupToolMissing",
+    "BackupWrongDatabase",
     "CategoryExists",
     "CategoryNotFound",
     "CentralError",
+    "CentralRunning",
     "ConfigError",
     "ConfigFileInsecure",
     "Conflict",
@@ -63,6 +71,8 @@ __all__ = [
     "OrderNotFound",
     "ProductExists",
     "ProductNotFound",
+    "RecoveryRefused",
+    "RestoreUnconfirmed",
     "StaffStoreInactive",
     "StoreExists",
     "StoreInactive",
@@ -324,3 +334,68 @@ class DatabaseConfigError(ConfigError):
     """The database named by INVCTL_DATABASE_URL cannot be used."""
 
     code = "config.database"
+
+
+# --- backups and restores (central backup / central restore) ---------------------------------
+
+
+class RecoveryRefused(CentralError):
+    """The backup or restore was refused, and nothing was changed."""
+
+    code = "recovery.refused"
+    status = 409
+
+
+class BackupExists(RecoveryRefused):
+    """The backup file exists already; name a new one."""
+
+    code = "backup.exists"
+
+
+class BackupToolMissing(RecoveryRefused):
+    """A MariaDB client program that backups and restores need is not installed."""
+
+    code = "backup.tool_missing"
+
+
+class BackupInvalid(RecoveryRefused):
+    """The file is not a central backup, or it is damaged."""
+
+    code = "backup.invalid"
+
+
+class BackupChecksumMismatch(BackupInvalid):
+    """The backup's content does not match its checksum: it is damaged."""
+
+    code = "backup.checksum_mismatch"
+
+
+class BackupWrongDatabase(RecoveryRefused):
+    """The backup is of another kind of database than the one configured."""
+
+    code = "backup.wrong_database"
+
+
+class BackupSchemaTooNew(RecoveryRefused):
+    """The backup has a newer schema than this central knows; restore it with that version."""
+
+    code = "backup.schema_too_new"
+
+
+class CentralRunning(RecoveryRefused):
+    """Central is running against this database; stop every central process first."""
+
+    code = "restore.central_running"
+
+
+class RestoreUnconfirmed(RecoveryRefused):
+    """A restore replaces the database's content: confirm it (--yes)."""
+
+    code = "restore.unconfirmed"
+
+
+class BackupFailed(CentralError):
+    """The backup or restore program failed."""
+
+    code = "backup.failed"
+    status = 500

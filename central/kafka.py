@@ -53,7 +53,10 @@ class KafkaPublisher:
 
     Before its first producer it creates missing topics (with `admin_security`, else its own)
     and runs `prepare` (central uses it to grant the relay's principal its ACLs); both are
-    retried with the next batch until they succeed.
+    retried with the next batch until they succeed. A failed batch drops the producer and
+    makes the next batch check the topics again: a broker that lost its data has no topics,
+    and with `auto.create.topics.enable=false` a producer would wait for their metadata
+    forever. It is also the relay's `TopicLog`: how many records each topic ever took.
     """
 
     def __init__(
@@ -95,6 +98,10 @@ class KafkaPublisher:
             # What was acked before the failure is still counted below; the rest is retried.
             log.warning("kafka.publish_failed", error=f"{type(exc).__name__}: {exc}"[:300])
             self._reset()
+        except Exception:
+            # Not the broker's answer but the client's own failure: start over all the same.
+            self._reset()
+            raise
         acked = 0
         for future in futures:
             if not future.succeeded():
@@ -137,14 +144,57 @@ class KafkaPublisher:
             )
         return self._producer
 
+    def records(self) -> dict[str, int]:
+        """Records ever appended to each topic (unprefixed name): its partitions' end offsets
+        summed, 0 for a topic that does not exist. Raises KafkaError when it cannot tell."""
+        from kafka import KafkaAdminClient
+
+        admin = KafkaAdminClient(
+            bootstrap_servers=self.bootstrap,
+            client_id="central-audit",
+            bootstrap_timeout_ms=ADMIN_BOOTSTRAP_TIMEOUT_MS,
+            request_timeout_ms=ADMIN_REQUEST_TIMEOUT_MS,
+            **self._admin_security,
+        )
+        try:
+            return _end_offset_sums(admin, self.prefix)
+        finally:
+            admin.close()
+
     def _reset(self) -> None:
-        """Drop a producer whose batch failed, so the retry starts from a clean sequence."""
+        """Drop a producer whose batch failed, so the retry starts from a clean sequence, and
+        check the topics again before the next batch (they may be gone)."""
+        self._topics_ready = False
         if self._producer is not None:
             try:
                 self._producer.close(timeout=1)
             except Exception as exc:  # closing a broken producer must not mask the failure
                 log.debug("kafka.close_failed", error=str(exc))
             self._producer = None
+
+
+UNKNOWN_TOPIC = 3  # UNKNOWN_TOPIC_OR_PARTITION
+
+
+def _end_offset_sums(admin: Any, prefix: str) -> dict[str, int]:
+    from kafka import OffsetSpec, TopicPartition
+
+    described = admin.describe_topics([prefix + base for base in TOPICS])
+    partitions: dict[Any, str] = {}
+    sums = dict.fromkeys(TOPICS, 0)
+    for topic in described:
+        base = topic["name"][len(prefix) :]
+        if topic["error_code"] == UNKNOWN_TOPIC:
+            continue  # a missing topic holds nothing
+        if topic["error_code"] != 0 or base not in sums:
+            raise KafkaError(f"cannot describe topic {topic['name']}: {topic['error_code']}")
+        for p in topic["partitions"]:
+            partitions[TopicPartition(topic["name"], p["partition_index"])] = base
+    if partitions:
+        ends = admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in partitions})
+        for tp, base in partitions.items():
+            sums[base] += max(0, ends[tp].offset)
+    return sums
 
 
 def ensure_topics(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -65,6 +66,19 @@ class Metrics:
         )
         self.up = Gauge("invctl_central_up", "1 while the process serves", registry=r)
         self.up.set(1)
+        self.republishes = Counter(
+            "invctl_relay_republishes_total",
+            "Times the relay found Kafka's log holding less than central's rows and "
+            "republished central's whole state",
+            registry=r,
+        )
+        self.relay_failing = Gauge(
+            "invctl_relay_failing",
+            "1 while an event has waited in the outbox longer than "
+            "relay_failing_after_seconds (no relay publishes); NaN while the database "
+            "does not answer",
+            registry=r,
+        )
 
     def http_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
@@ -73,6 +87,18 @@ class Metrics:
     def watch_backlog(self, backlog: Callable[[], int]) -> None:
         """The outbox backlog is counted at scrape time, so it is exact and costs nothing idle."""
         self.registry.register(_BacklogCollector(backlog))
+
+    def watch_relay(self, failing: Callable[[], bool]) -> None:
+        """Whether the relay is failing, asked at scrape time (outbox.relay_state)."""
+
+        def value() -> float:
+            try:
+                return 1.0 if failing() else 0.0
+            except (peewee.OperationalError, peewee.InterfaceError) as exc:
+                log.warning("metrics.relay_unavailable", error=str(exc)[:200])
+                return math.nan
+
+        self.relay_failing.set_function(value)
 
     def watch_agents(self, duplicates: Callable[[], Mapping[str, list[str]]]) -> None:
         """Stores with agent processes running at once, read at scrape time (for each store,

@@ -67,6 +67,11 @@ def _store_refusals(db: peewee.Database) -> None:
     db.create_tables([models.StoreRefusal])
 
 
+def _epochs(db: peewee.Database) -> None:
+    db.create_tables([models.Epoch])
+    models.Epoch.create(epoch=1, cause="initial")
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _initial),
     (2, "orders and order lines", _orders),
@@ -76,6 +81,7 @@ MIGRATIONS: list[Migration] = [
     (6, "the last heartbeat of each agent instance", _agent_instances),
     (7, "staged import batches", _import_batches),
     (8, "when central last refused each store's API key", _store_refusals),
+    (9, "database epochs: one more at each restore", _epochs),
 ]
 
 

@@ -270,6 +270,23 @@ class StagedRow(BaseModel):
         indexes = ((("batch_id", "id"), False),)
 
 
+class Epoch(BaseModel):
+    """Each incarnation of this database: epoch 1 from its first schema, one more at each
+    `central restore` (central.epochs), which records here the backup it came from. Events
+    made after a restore must not be ordered before those of an earlier epoch."""
+
+    epoch = peewee.BigIntegerField(primary_key=True)
+    started_at = Timestamp(default=utcnow)
+    cause = peewee.CharField(max_length=16)  # "initial" or "restore"
+    backup_created_at = Timestamp(null=True)
+    backup_epoch = peewee.BigIntegerField(null=True)
+    backup_outbox_position = peewee.BigIntegerField(null=True)
+    backup_sha256 = peewee.CharField(max_length=64, null=True)
+
+    class Meta:
+        table_name = "epochs"
+
+
 class SchemaMigration(BaseModel):
     version = peewee.IntegerField(primary_key=True)
     name = peewee.CharField(max_length=100)
@@ -299,4 +316,5 @@ ALL_MODELS: list[type[BaseModel]] = [
     LoginCounter,
     ImportBatch,
     StagedRow,
+    Epoch,
 ]

@@ -3,12 +3,17 @@
 Delivery is at least once: a crash between publishing and marking re-publishes those rows,
 and consumers drop what they already hold (versions). One relay publishes at a time: a lease
 row in the database elects it, so `central serve` and `central relay` can run side by side.
+
+The lease holder also audits Kafka's log (services.republish.shortfall): when it takes the
+lease, after any failed round, and every `audit_seconds`. A topic holding fewer records than
+central has rows lost data (deleted and re-created, a broker that lost its disk), and the
+relay republishes central's whole state once (`relay.republished`).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -18,13 +23,20 @@ import peewee
 from central.db import write_turn
 from central.metrics import Metrics
 from central.models import Outbox, RelayLease
-from central.uow import Clock
+from central.services import republish
+from central.uow import Clock, UnitOfWork
 from central.worker import BackgroundLoop
 from invwire.logs import EventLog
 
 log = EventLog("central.relay")
 
 LEASE_NAME = "outbox"
+# Events waiting longer than this make the relay `failing` (settings.relay_failing_after_seconds).
+FAILING_AFTER_SECONDS = 30.0
+AUDIT_SECONDS = 300.0
+# An automatic republish at most this often: should Kafka keep losing what is published, the
+# relay says so in its log instead of filling the outbox again and again.
+REPUBLISH_GUARD_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -45,12 +57,20 @@ class Publisher(Protocol):
     def close(self) -> None: ...
 
 
+class TopicLog(Protocol):
+    def records(self) -> Mapping[str, int]:
+        """Records ever appended to each topic (unprefixed): its end offsets summed."""
+        ...
+
+
 @dataclass
 class RelayStats:
     published: int = 0
     failures: int = 0
     last_error: str = ""
     leader: bool = False
+    republishes: int = 0
+    last_republish: datetime | None = None
 
 
 class Relay(BackgroundLoop):
@@ -68,6 +88,9 @@ class Relay(BackgroundLoop):
         lease_seconds: int = 60,
         max_backoff_seconds: float = 10.0,
         metrics: Metrics | None = None,
+        topic_log: TopicLog | None = None,
+        audit_seconds: float = AUDIT_SECONDS,
+        republish_guard_seconds: float = REPUBLISH_GUARD_SECONDS,
     ) -> None:
         super().__init__(
             poll_seconds=poll_seconds,
@@ -85,6 +108,11 @@ class Relay(BackgroundLoop):
         self.stats = RelayStats()
         self._last_purge = clock.now()
         self._lease_until = clock.now()
+        self.topic_log = topic_log
+        self.audit_every = timedelta(seconds=audit_seconds)
+        self.republish_guard = timedelta(seconds=republish_guard_seconds)
+        self._audit_due = True
+        self._next_audit = clock.now()
 
     def step(self) -> bool:
         return self.run_once() >= self.batch_size
@@ -112,6 +140,7 @@ class Relay(BackgroundLoop):
         with self.db.connection_context():
             if not self._hold_lease():
                 return 0
+            self._audit_if_due()
             records = self._pending()
             if not records:
                 self._purge_if_due()
@@ -184,6 +213,7 @@ class Relay(BackgroundLoop):
         self._lease_until = until if renewed else now
         if bool(renewed) != self.stats.leader:
             log.info("relay.lease", leader=bool(renewed))
+            self._audit_due = True  # a new leader does not know what the last one saw
         self.stats.leader = bool(renewed)
         return bool(renewed)
 
@@ -197,7 +227,31 @@ class Relay(BackgroundLoop):
         if purged:
             log.info("relay.purged", rows=purged)
 
+    def _audit_if_due(self) -> None:
+        """Republish once when Kafka's log holds less than central's rows (see module doc)."""
+        now = self.clock.now()
+        if self.topic_log is None or not (self._audit_due or now >= self._next_audit):
+            return
+        rows = republish.live_rows(self.db)
+        pending = republish.pending_keys(self.db)
+        missing = republish.shortfall(rows, pending, self.topic_log.records())
+        self._audit_due = False
+        self._next_audit = now + self.audit_every
+        if not missing:
+            return
+        last = self.stats.last_republish
+        if last is not None and now - last < self.republish_guard:
+            log.warning("relay.republish_suppressed", missing=missing, last=last.isoformat())
+            return
+        done = republish.republish(lambda: UnitOfWork(self.db, self.clock))
+        self.stats.republishes += 1
+        self.stats.last_republish = now
+        if self.metrics is not None:
+            self.metrics.republishes.inc()
+        log.warning("relay.republished", missing=missing, **republish.describe(done))
+
     def on_failure(self, exc: Exception, backoff: float) -> None:
+        self._audit_due = True  # the topics may be gone: look before publishing again
         self.stats.failures += 1
         if self.metrics is not None:
             self.metrics.relay_failures.inc()
@@ -208,6 +262,51 @@ class Relay(BackgroundLoop):
 def outbox_backlog(db: peewee.Database) -> int:
     with db.connection_context():
         return int(Outbox.select().where(Outbox.published_at.is_null()).count())
+
+
+def oldest_pending_age(db: peewee.Database, now: datetime) -> float | None:
+    """Seconds the oldest unpublished event has waited; None when none waits."""
+    query = (
+        Outbox.select(Outbox.created_at)
+        .where(Outbox.published_at.is_null())
+        .order_by(Outbox.id)
+        .limit(1)
+    )
+    with db.connection_context():
+        oldest = query.scalar()
+    return None if oldest is None else (now - oldest).total_seconds()
+
+
+def events_stuck(db: peewee.Database, clock: Clock, failing_after: float) -> bool:
+    """An event has waited `failing_after` seconds or more. Raises the database's errors."""
+    age = oldest_pending_age(db, clock.now())
+    return age is not None and age >= failing_after
+
+
+def relay_state(
+    db: peewee.Database,
+    clock: Clock,
+    relay: Relay | None,
+    *,
+    kafka: bool,
+    failing_after: float = FAILING_AFTER_SECONDS,
+) -> str:
+    """One word for /readyz and the metric. `failing`: an event has waited in the outbox for
+    `failing_after` seconds, so whichever relay holds the lease (in this process or another)
+    is not publishing, or none runs; read from the database, every central says the same.
+    Otherwise `leader` or `standby` for this process's relay, `ok` when it runs none, and
+    `off` when no Kafka is configured (events wait in the outbox by design)."""
+    if relay is None and not kafka:
+        return "off"
+    try:
+        stuck = events_stuck(db, clock, failing_after)
+    except (peewee.DatabaseError, peewee.InterfaceError):
+        stuck = False  # the database check says so; the relay's own word stands meanwhile
+    if stuck:
+        return "failing"
+    if relay is None:
+        return "ok"
+    return "leader" if relay.stats.leader else "standby"
 
 
 class PublishIncomplete(Exception):

@@ -70,6 +70,10 @@ class Settings:
     relay: bool = True
     relay_poll_seconds: float = 0.5
     outbox_retention_seconds: int = 3600
+    # /readyz says `relay: failing` once an event has waited this long (docs/operations.md).
+    relay_failing_after_seconds: float = 30.0
+    # How often the relay checks Kafka's topics for lost records besides after a failure.
+    relay_audit_seconds: float = 300.0
     replication_factor: int = 0
     dev: bool = False
     log_level: str = "INFO"
@@ -203,7 +207,23 @@ def _finish(settings: Settings) -> Settings:
         raise ConfigError(f"port must be 0 to 65535, got {settings.port}")
     settings = replace(settings, log_level=_log_level(settings.log_level))
     _check_http_limits(settings)
+    _check_relay_timing(settings)
     return _kafka_security(_tls(settings))
+
+
+# The relay's timings (config file only), in seconds: 0 or less would report every event as
+# failing, or audit Kafka's topics without pause.
+RELAY_TIMINGS = {
+    "relay_failing_after_seconds": (1.0, 86_400.0),
+    "relay_audit_seconds": (10.0, 86_400.0),
+}
+
+
+def _check_relay_timing(settings: Settings) -> None:
+    for name, (low, high) in RELAY_TIMINGS.items():
+        value = getattr(settings, name)
+        if not low <= value <= high:
+            raise ConfigError(f"setting {name} must be {low:g} to {high:g} seconds, got {value}")
 
 
 # Each HTTP limit's range: 0 or less is a mistake, and so is a number no server should take.

@@ -171,9 +171,11 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ready", "unavailable"]
     checks: dict[str, Any] = Field(
-        description="`database`: `ok` or `unavailable`; `relay` (where one runs): `leader` "
-        "(it publishes) or `standby` (another relay holds the lease, or none yet); the reasons "
-        "are in the log only"
+        description="`database`: `ok` or `unavailable`; `relay`: `leader` (this process "
+        "publishes), `standby` (another relay holds the lease, or none yet), `ok` (this "
+        "process runs no relay), `failing` (an event has waited longer than "
+        "relay_failing_after_seconds: no relay publishes) or `off` (no Kafka configured); a "
+        "failing relay leaves the answer 200. The reasons are in the log only"
     )
 
 

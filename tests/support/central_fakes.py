@@ -37,3 +37,23 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.current += timedelta(seconds=seconds)
+
+
+class FakeTopicLog:
+    """The relay's view of Kafka's log over a FakePublisher: each topic holds what was
+    published to it since the last `lose_everything()` (a broker that lost its data)."""
+
+    def __init__(self, publisher: FakePublisher) -> None:
+        self.publisher = publisher
+        self.kept_from = 0
+        self.asked = 0
+
+    def lose_everything(self) -> None:
+        self.kept_from = len(self.publisher.published)
+
+    def records(self) -> dict[str, int]:
+        self.asked += 1
+        counts: dict[str, int] = {}
+        for record in self.publisher.published[self.kept_from :]:
+            counts[record.topic] = counts.get(record.topic, 0) + 1
+        return counts

@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 
 from central.api.deps import CentralDep
 from central.api.schemas import Health, Readiness
+from central.outbox import relay_state
 from invwire.logs import EventLog
 
 router = APIRouter(tags=["health"])
@@ -27,11 +28,17 @@ def healthz() -> dict[str, str]:
 )
 def readyz(central: CentralDep) -> JSONResponse:
     """Ready when the database answers. Kafka is reported, not required: while the broker is
-    down, central keeps taking writes and the outbox holds the events. Anyone may ask, so each
+    down, central keeps taking writes and the outbox holds the events, so a failing relay is
+    `relay: failing` in the body (and invctl_relay_failing), still 200. Anyone may ask, so each
     check is a word; why one fails is in the log (`ready.database_failed`, `relay.failed`)."""
     checks: dict[str, Any] = {"database": _database(central)}
-    if central.relay is not None:
-        checks["relay"] = "leader" if central.relay.stats.leader else "standby"
+    checks["relay"] = relay_state(
+        central.db,
+        central.clock,
+        central.relay,
+        kafka=bool(central.settings.kafka),
+        failing_after=central.settings.relay_failing_after_seconds,
+    )
     ready = checks["database"] == "ok"
     body = {"status": "ready" if ready else "unavailable", "checks": checks}
     return JSONResponse(body, status_code=200 if ready else 503)

@@ -73,3 +73,31 @@ def test_a_value_that_is_not_a_whole_number_in_range_is_a_config_error(name, val
 def test_the_message_names_the_variable_and_the_range():
     with pytest.raises(ConfigError, match=r"INVCTL_MAX_BODY_BYTES .* from 1 to 1073741824, got 0"):
         load(env={**BASE_ENV, "INVCTL_MAX_BODY_BYTES": "0"})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("relay_failing_after_seconds", 0),
+        ("relay_failing_after_seconds", -3),
+        ("relay_audit_seconds", 1),
+        ("relay_audit_seconds", 10**9),
+    ],
+)
+def test_a_relay_timing_out_of_range_is_a_config_error(tmp_path, name, value):
+    config = tmp_path / "central.toml"
+    config.write_text(f"{name} = {value}\n")
+    config.chmod(0o600)
+
+    with pytest.raises(ConfigError, match=f"setting {name} must be"):
+        load(config_file=config, env=BASE_ENV)
+
+
+def test_the_relay_timings_in_range_are_taken(tmp_path):
+    config = tmp_path / "central.toml"
+    config.write_text("relay_failing_after_seconds = 5\nrelay_audit_seconds = 60\n")
+    config.chmod(0o600)
+
+    settings = load(config_file=config, env=BASE_ENV)
+
+    assert (settings.relay_failing_after_seconds, settings.relay_audit_seconds) == (5, 60)
