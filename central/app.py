@@ -10,6 +10,8 @@ import peewee
 from central import migrations, models
 from central.db import connect
 from central.domain.kafka_access import relay_grants
+from central.epochs import INITIAL_EPOCH, current_epoch
+from central.kafka_position import PublishedPositions
 from central.metrics import Metrics
 from central.outbox import Publisher, Relay, TopicLog, events_stuck, outbox_backlog
 from central.revocations import RevocationRetrier
@@ -39,6 +41,8 @@ class Central:
     lag_reader: LagReader | None = None
     identities: KafkaIdentities | None = None
     revocations: RevocationRetrier | None = None
+    # Read once at start: a restore (or confirm-restore) needs every central stopped.
+    epoch: int = INITIAL_EPOCH
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.db, self.clock, self.relay.wake if self.relay else None)
@@ -91,14 +95,14 @@ def bootstrap(
         audience=settings.jwt_audience,
         ttl_seconds=settings.token_ttl_seconds,
     )
-    central = Central(settings, db, clock, tokens)
+    central = Central(settings, db, clock, tokens, epoch=current_epoch(db))
     central.identities = identities or build_identities(settings)
     if central.identities is not None:
         central.revocations = RevocationRetrier(central.uow, central.identities)
     relay_wanted = settings.relay if with_relay is None else with_relay
     if relay_wanted:
         central.relay = build_relay(
-            settings, db, clock, publisher, central.metrics, central.identities
+            settings, db, clock, publisher, central.metrics, central.identities, central.epoch
         )
     central.metrics.watch_backlog(lambda: outbox_backlog(db))
     if settings.kafka or central.relay is not None:
@@ -138,8 +142,10 @@ def build_relay(
     publisher: Publisher | None = None,
     metrics: Metrics | None = None,
     identities: KafkaIdentities | None = None,
+    epoch: int = INITIAL_EPOCH,
 ) -> Relay | None:
     topic_log: TopicLog | None = None
+    positions: PublishedPositions | None = None
     if publisher is None:
         if not settings.kafka:
             log.warning("relay.disabled", reason="no Kafka configured: events wait in the outbox")
@@ -155,6 +161,7 @@ def build_relay(
             prepare=relay_access(settings, identities, db),
         )
         topic_log = publisher
+        positions = build_positions(settings)
     return Relay(
         db,
         publisher,
@@ -164,6 +171,28 @@ def build_relay(
         metrics=metrics,
         topic_log=topic_log,
         audit_seconds=settings.relay_audit_seconds,
+        epoch=epoch,
+        positions=positions,
+    )
+
+
+# Short: at start, an unreachable Kafka delays `central serve` by this much, then the relay
+# checks again (central.kafka_position.check_at_start).
+POSITION_TIMEOUT_SECONDS = 5.0
+
+
+def build_positions(settings: Settings) -> PublishedPositions | None:
+    """What central published last (central.kafka_position), read with the admin credential
+    when there is one (the relay's own user may only write); None without Kafka."""
+    if not settings.kafka:
+        return None
+    from central.kafka import KafkaLastRecords, client_config
+
+    return KafkaLastRecords(
+        settings.kafka,
+        settings.topic_prefix,
+        client_config(settings, admin=True),
+        timeout_seconds=POSITION_TIMEOUT_SECONDS,
     )
 
 

@@ -92,6 +92,7 @@ def serve(
     configure_logging(s.log_level)
     _favour_latency()
     central = bootstrap(s)
+    _refuse_if_behind_kafka(central)
     _warn_if_plain_http(s)  # once the configuration is known to be good: else one line only
     server_config = uvicorn.Config(
         create_app(central),
@@ -140,6 +141,7 @@ def relay(
     if not s.kafka:
         raise ConfigError("INVCTL_KAFKA is not set: the relay has nowhere to publish")
     central = bootstrap(s, with_relay=True)
+    _refuse_if_behind_kafka(central)
     assert central.relay is not None
     relay_ = central.relay
     signal.signal(signal.SIGTERM, lambda *_: relay_.stop())
@@ -286,6 +288,36 @@ def restore(
         typer.echo(f"the replaced database is kept as {done.kept_aside}")
 
 
+@app.command("confirm-restore")
+def confirm_restore(
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Record the new epoch without asking.")
+    ] = False,
+    config: ConfigOpt = None,
+    dev: DevOpt = False,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Confirm that the database was restored by other means than `central restore` (a file
+    copied back, a dump loaded by hand): record a new epoch, without loading anything.
+
+    Central refuses to start on a database behind what it already published to Kafka until
+    this is done; its relay then republishes the whole state at the new epoch, from which
+    the stores rebuild. Every central process must be stopped first. See
+    docs/operations.md, "Backing up and restoring central".
+
+    Example: systemctl stop central && central confirm-restore --yes && systemctl start central
+    """
+    from central.confirm_restore import confirm_restored
+    from central.models import utcnow
+
+    s = _settings(config=config, dev=dev or None, database_url=database_url)
+    done = confirm_restored(s.database_url, utcnow(), lambda where: yes or _confirm_epoch(where))
+    typer.echo(
+        f"confirmed the restore of {done.where}: epoch {done.epoch} (was {done.previous}); "
+        "the relay republishes the whole state at this epoch when central starts"
+    )
+
+
 @app.command()
 def status(config: ConfigOpt = None, dev: DevOpt = False, database_url: DatabaseOpt = None) -> None:
     """Show the database's epoch (one more at each restore), its schema and its last restore.
@@ -318,6 +350,30 @@ def _confirm_restore(where: str) -> bool:
     if not sys.stdin.isatty():
         return False
     return bool(typer.confirm(f"Replace the content of the database {where}?", default=False))
+
+
+def _confirm_epoch(where: str) -> bool:
+    if not sys.stdin.isatty():
+        return False
+    question = f"Record a new epoch for the restored database {where}?"
+    return bool(typer.confirm(question, default=False))
+
+
+def _refuse_if_behind_kafka(central: Any) -> None:
+    """Before serving or relaying: refuse (exit 2, central.behind_kafka) a database behind
+    what central already published to Kafka; when Kafka cannot be read, start all the same
+    and leave the check to the relay (central.kafka_position.check_at_start)."""
+    from central.app import build_positions
+    from central.kafka_position import check_at_start
+
+    positions = build_positions(central.settings)
+    if positions is None:
+        return
+    try:
+        check_at_start(positions, central.db, central.epoch)
+    except BaseException:
+        central.close()
+        raise
 
 
 def _warn_if_plain_http(s: Any) -> None:

@@ -14,6 +14,8 @@ import peewee
 from central.models import Epoch, RelayLease
 
 INITIAL_EPOCH = 1
+# Epoch.cause of an epoch started by `central confirm-restore` (a restore by other means).
+CONFIRMED = "confirmed"
 
 
 @dataclass(frozen=True)
@@ -60,3 +62,14 @@ def start_restored_epoch(
             backup_sha256=source.sha256,
         )
         RelayLease.delete().execute()
+
+
+def start_confirmed_epoch(db: peewee.Database, now: datetime) -> int:
+    """Record a restore done by other means (`central confirm-restore`) as a new epoch, one
+    more than the database's, in one transaction; nothing is known of the backup it came
+    from. The relay lease goes as in start_restored_epoch."""
+    with db.connection_context(), db.atomic():
+        epoch = current_epoch(db) + 1
+        Epoch.create(epoch=epoch, started_at=now, cause=CONFIRMED)
+        RelayLease.delete().execute()
+    return epoch

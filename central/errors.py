@@ -36,6 +36,7 @@ __all__ = [
     "BackupSchemaTooNew",
     "BackupToolMissing",
     "BackupWrongDatabase",
+    "BehindKafka",
     "CategoryExists",
     "CategoryNotFound",
     "CentralError",
@@ -392,6 +393,13 @@ class RestoreUnconfirmed(RecoveryRefused):
     """A restore replaces the database's content: confirm it (--yes)."""
 
     code = "restore.unconfirmed"
+
+
+class BehindKafka(RecoveryRefused):
+    """The database is behind what central already published to Kafka: it was restored
+    without `central restore`. Confirm the restore (`central confirm-restore`) to start."""
+
+    code = "central.behind_kafka"
 
 
 class BackupFailed(CentralError):

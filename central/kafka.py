@@ -11,8 +11,10 @@ from kafka.errors import KafkaError
 
 from central.domain.kafka_access import Grant, Operation, Resource
 from central.errors import KafkaUnavailable
+from central.kafka_position import Position, PositionUnreadable, record_position
 from central.outbox import OutboxRecord
 from central.settings import Settings
+from invwire.headers import EPOCH_HEADER, SEQ_HEADER, encode_counter
 from invwire.logs import EventLog
 from invwire.topics import PARTITIONS, TOPICS
 
@@ -90,7 +92,7 @@ class KafkaPublisher:
                         self.prefix + record.topic,
                         key=record.key.encode(),
                         value=record.value.encode(),
-                        headers=[("event_id", record.event_id.encode())],
+                        headers=record_headers(record),
                     )
                 )
             producer.flush(timeout=FLUSH_TIMEOUT_SECONDS)
@@ -173,23 +175,42 @@ class KafkaPublisher:
             self._producer = None
 
 
+def record_headers(record: OutboxRecord) -> list[tuple[str, bytes]]:
+    """The event's id, and its position (docs/wire.md, "Record headers"): the database's
+    epoch and the outbox row id, by which a reader orders records and central tells whether
+    its database is behind what it published (central.kafka_position)."""
+    return [
+        ("event_id", record.event_id.encode()),
+        (EPOCH_HEADER, encode_counter(record.epoch)),
+        (SEQ_HEADER, encode_counter(record.id)),
+    ]
+
+
 UNKNOWN_TOPIC = 3  # UNKNOWN_TOPIC_OR_PARTITION
 
 
-def _end_offset_sums(admin: Any, prefix: str) -> dict[str, int]:
-    from kafka import OffsetSpec, TopicPartition
+def _partitions(admin: Any, prefix: str) -> dict[Any, str]:
+    """Every partition of the wire topics that exist, with its topic's unprefixed name."""
+    from kafka import TopicPartition
 
     described = admin.describe_topics([prefix + base for base in TOPICS])
     partitions: dict[Any, str] = {}
-    sums = dict.fromkeys(TOPICS, 0)
     for topic in described:
         base = topic["name"][len(prefix) :]
         if topic["error_code"] == UNKNOWN_TOPIC:
             continue  # a missing topic holds nothing
-        if topic["error_code"] != 0 or base not in sums:
+        if topic["error_code"] != 0 or base not in TOPICS:
             raise KafkaError(f"cannot describe topic {topic['name']}: {topic['error_code']}")
         for p in topic["partitions"]:
             partitions[TopicPartition(topic["name"], p["partition_index"])] = base
+    return partitions
+
+
+def _end_offset_sums(admin: Any, prefix: str) -> dict[str, int]:
+    from kafka import OffsetSpec
+
+    partitions = _partitions(admin, prefix)
+    sums = dict.fromkeys(TOPICS, 0)
     if partitions:
         ends = admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in partitions})
         for tp, base in partitions.items():
@@ -236,6 +257,96 @@ def ensure_topics(
         return sorted(wanted)
     finally:
         admin.close()
+
+
+class KafkaLastRecords:
+    """The newest position central published (a central.kafka_position.PublishedPositions):
+    the admin client finds each partition's start and end offsets, a group-less consumer
+    fetches the record at end - 1 of every partition that holds one, and only its headers
+    are read. Every step is bounded by `timeout_seconds`."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        prefix: str = "",
+        security: Security | None = None,
+        *,
+        timeout_seconds: float = 10.0,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.prefix = prefix
+        self.timeout_seconds = timeout_seconds
+        self._security = dict(security or {})
+
+    def newest(self) -> Position | None:
+        from kafka.errors import AuthorizationError
+
+        try:
+            last = self._last_offsets()
+            return self._newest_of(last) if last else None
+        except AuthorizationError as exc:
+            raise PositionUnreadable(f"{type(exc).__name__}: {exc}"[:300]) from exc
+
+    def _last_offsets(self) -> dict[Any, int]:
+        """The offset of the last record of every partition that holds one."""
+        from kafka import KafkaAdminClient, OffsetSpec
+
+        timeout_ms = int(self.timeout_seconds * 1000)
+        admin = KafkaAdminClient(
+            bootstrap_servers=self.bootstrap,
+            client_id="central-position",
+            bootstrap_timeout_ms=timeout_ms,
+            request_timeout_ms=timeout_ms,
+            **self._security,
+        )
+        try:
+            partitions = list(_partitions(admin, self.prefix))
+            if not partitions:
+                return {}
+            ends = admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in partitions})
+            starts = admin.list_partition_offsets({tp: OffsetSpec.EARLIEST for tp in partitions})
+        finally:
+            admin.close()
+        return {tp: ends[tp].offset - 1 for tp in partitions if ends[tp].offset > starts[tp].offset}
+
+    def _newest_of(self, last: dict[Any, int]) -> Position | None:
+        import time
+
+        from kafka import KafkaConsumer
+        from kafka.errors import KafkaTimeoutError
+
+        timeout_ms = int(self.timeout_seconds * 1000)
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            client_id="central-position",
+            group_id=None,
+            enable_auto_commit=False,
+            allow_auto_create_topics=False,
+            bootstrap_timeout_ms=timeout_ms,
+            request_timeout_ms=timeout_ms,
+            reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
+            **self._security,
+        )
+        try:
+            consumer.assign(list(last))
+            for tp, offset in last.items():
+                consumer.seek(tp, offset)
+            waiting = dict(last)
+            positions: list[Position] = []
+            deadline = time.monotonic() + self.timeout_seconds
+            while waiting:
+                left_ms = int((deadline - time.monotonic()) * 1000)
+                if left_ms <= 0:
+                    raise KafkaTimeoutError(
+                        f"the last record of {len(waiting)} partition(s) did not arrive"
+                    )
+                for tp, records in consumer.poll(timeout_ms=min(left_ms, 500)).items():
+                    positions += [record_position(r.headers or []) for r in records]
+                    if records and records[-1].offset >= waiting.get(tp, 0):
+                        waiting.pop(tp, None)
+            return max(positions, default=None)
+        finally:
+            consumer.close()
 
 
 class KafkaLagReader:

@@ -8,6 +8,14 @@ The lease holder also audits Kafka's log (services.republish.shortfall): when it
 lease, after any failed round, and every `audit_seconds`. A topic holding fewer records than
 central has rows lost data (deleted and re-created, a broker that lost its disk), and the
 relay republishes central's whole state once (`relay.republished`).
+
+When it takes the lease it also reads the newest position central published (epoch and
+outbox id, central.kafka_position) before publishing anything: a database behind it was
+restored without a new epoch, and the relay publishes nothing from it (`relay:
+behind_kafka`) until an operator confirms the restore; a database at a newer epoch than
+Kafka's newest record was restored, and the relay republishes the whole state once so that
+every record of the current state carries the new epoch (`relay.republished`, reason
+`new_epoch`): the stores rebuild their replicas from it.
 """
 
 from __future__ import annotations
@@ -21,6 +29,14 @@ from typing import Protocol
 import peewee
 
 from central.db import write_turn
+from central.epochs import INITIAL_EPOCH
+from central.kafka_position import (
+    PositionUnreadable,
+    PublishedPositions,
+    behind_message,
+    database_position,
+    is_behind,
+)
 from central.metrics import Metrics
 from central.models import Outbox, RelayLease
 from central.services import republish
@@ -47,6 +63,7 @@ class OutboxRecord:
     key: str
     value: str
     created_at: datetime | None = None
+    epoch: int = INITIAL_EPOCH  # of the database that publishes it (a record header)
 
 
 class Publisher(Protocol):
@@ -71,6 +88,9 @@ class RelayStats:
     leader: bool = False
     republishes: int = 0
     last_republish: datetime | None = None
+    # Set when the database is found behind what Kafka holds (the one-line reason); the
+    # relay then publishes nothing until central is restarted after a confirmed restore.
+    behind_kafka: str = ""
 
 
 class Relay(BackgroundLoop):
@@ -91,6 +111,8 @@ class Relay(BackgroundLoop):
         topic_log: TopicLog | None = None,
         audit_seconds: float = AUDIT_SECONDS,
         republish_guard_seconds: float = REPUBLISH_GUARD_SECONDS,
+        epoch: int = INITIAL_EPOCH,
+        positions: PublishedPositions | None = None,
     ) -> None:
         super().__init__(
             poll_seconds=poll_seconds,
@@ -113,6 +135,9 @@ class Relay(BackgroundLoop):
         self.republish_guard = timedelta(seconds=republish_guard_seconds)
         self._audit_due = True
         self._next_audit = clock.now()
+        self.epoch = epoch
+        self.positions = positions
+        self._position_due = True
 
     def step(self) -> bool:
         return self.run_once() >= self.batch_size
@@ -137,8 +162,12 @@ class Relay(BackgroundLoop):
 
     def run_once(self) -> int:
         """One round: hold the lease, publish one batch, mark what was acked."""
+        if self.stats.behind_kafka:
+            return 0  # said once when found; the lease runs out for want of renewal
         with self.db.connection_context():
             if not self._hold_lease():
+                return 0
+            if not self._position_checked():
                 return 0
             self._audit_if_due()
             records = self._pending()
@@ -180,7 +209,8 @@ class Relay(BackgroundLoop):
             .limit(self.batch_size)
         )
         return [
-            OutboxRecord(r.id, r.event_id, r.topic, r.key, r.payload, r.created_at) for r in query
+            OutboxRecord(r.id, r.event_id, r.topic, r.key, r.payload, r.created_at, self.epoch)
+            for r in query
         ]
 
     def _mark_published(self, records: Sequence[OutboxRecord]) -> None:
@@ -214,6 +244,7 @@ class Relay(BackgroundLoop):
         if bool(renewed) != self.stats.leader:
             log.info("relay.lease", leader=bool(renewed))
             self._audit_due = True  # a new leader does not know what the last one saw
+            self._position_due = True
         self.stats.leader = bool(renewed)
         return bool(renewed)
 
@@ -222,10 +253,63 @@ class Relay(BackgroundLoop):
         if now - self._last_purge < timedelta(seconds=60):
             return
         self._last_purge = now
+        # The newest row always stays, published or not: MAX(id) is the database's outbox
+        # position (central.kafka_position), and it must not fall back to an older id (or to
+        # 0) once old rows are gone; nor may SQLite, which without AUTOINCREMENT hands out
+        # MAX(rowid) + 1, give a new event an id that Kafka already holds.
+        newest = Outbox.select(peewee.fn.MAX(Outbox.id)).scalar()
+        if newest is None:
+            return
         with write_turn(self.db), self.db.atomic():
-            purged = Outbox.delete().where(Outbox.published_at < now - self.retention).execute()
+            purged = (
+                Outbox.delete()
+                .where((Outbox.published_at < now - self.retention) & (Outbox.id < newest))
+                .execute()
+            )
         if purged:
             log.info("relay.purged", rows=purged)
+
+    def _position_checked(self) -> bool:
+        """Once per lease taken, before publishing: False when the database is behind what
+        Kafka holds (see the module doc). A Kafka that cannot be asked fails the round."""
+        if self.positions is None or not self._position_due:
+            return True
+        try:
+            published = self.positions.newest()
+        except PositionUnreadable as exc:
+            # Nothing better can be known with this login; publishing stays as before.
+            log.warning("relay.position_unchecked", reason=str(exc)[:300])
+            self._position_due = False
+            return True
+        database = database_position(self.db, self.epoch)
+        self._position_due = False
+        if is_behind(published, database):
+            assert published is not None
+            self.stats.behind_kafka = behind_message(published, database)
+            log.error(
+                "relay.behind_kafka",
+                published=str(published),
+                database=str(database),
+                fix="stop central, then `central confirm-restore --yes`",
+            )
+            return False
+        if published is not None and self._new_epoch(published.epoch):
+            self._republish(reason="new_epoch", published_epoch=published.epoch, epoch=self.epoch)
+        return True
+
+    def _new_epoch(self, published_epoch: int) -> bool:
+        """Kafka's newest record is of an older epoch than the database: a restore happened.
+        A first epoch's records may lack the headers (an older central published them): that
+        is no restore, and nothing to republish."""
+        return self.epoch > INITIAL_EPOCH and published_epoch < self.epoch
+
+    def _republish(self, **why: object) -> None:
+        done = republish.republish(lambda: UnitOfWork(self.db, self.clock))
+        self.stats.republishes += 1
+        self.stats.last_republish = self.clock.now()
+        if self.metrics is not None:
+            self.metrics.republishes.inc()
+        log.warning("relay.republished", **why, **republish.describe(done))
 
     def _audit_if_due(self) -> None:
         """Republish once when Kafka's log holds less than central's rows (see module doc)."""
@@ -243,12 +327,7 @@ class Relay(BackgroundLoop):
         if last is not None and now - last < self.republish_guard:
             log.warning("relay.republish_suppressed", missing=missing, last=last.isoformat())
             return
-        done = republish.republish(lambda: UnitOfWork(self.db, self.clock))
-        self.stats.republishes += 1
-        self.stats.last_republish = now
-        if self.metrics is not None:
-            self.metrics.republishes.inc()
-        log.warning("relay.republished", missing=missing, **republish.describe(done))
+        self._republish(reason="shortfall", missing=missing)
 
     def on_failure(self, exc: Exception, backoff: float) -> None:
         self._audit_due = True  # the topics may be gone: look before publishing again
@@ -295,7 +374,11 @@ def relay_state(
     `failing_after` seconds, so whichever relay holds the lease (in this process or another)
     is not publishing, or none runs; read from the database, every central says the same.
     Otherwise `leader` or `standby` for this process's relay, `ok` when it runs none, and
-    `off` when no Kafka is configured (events wait in the outbox by design)."""
+    `off` when no Kafka is configured (events wait in the outbox by design). First of all,
+    `behind_kafka`: this process's relay found the database behind what Kafka holds and
+    publishes nothing until an operator confirms the restore (central.kafka_position)."""
+    if relay is not None and relay.stats.behind_kafka:
+        return "behind_kafka"
     if relay is None and not kafka:
         return "off"
     try:

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from central import __version__
 from central.api import errors
+from central.api.epoch import EpochHeader
 from central.api.routes import (
     auth,
     catalog,
@@ -59,6 +60,8 @@ def create_app(central: Central, *, manage_relay: bool = True) -> FastAPI:
     app.add_middleware(
         RequestContext, observe=central.metrics.http_request, log=EventLog("central.http")
     )
+    # Outermost of ours: every answer says the epoch, a 413 and an error body included.
+    app.add_middleware(EpochHeader, epoch=central.epoch)
     app.include_router(health.router)
     for module in (auth, users, fleet, stores, catalog, stock, imports, orders, exports):
         app.include_router(module.router)

@@ -174,8 +174,10 @@ class Readiness(BaseModel):
         description="`database`: `ok` or `unavailable`; `relay`: `leader` (this process "
         "publishes), `standby` (another relay holds the lease, or none yet), `ok` (this "
         "process runs no relay), `failing` (an event has waited longer than "
-        "relay_failing_after_seconds: no relay publishes) or `off` (no Kafka configured); a "
-        "failing relay leaves the answer 200. The reasons are in the log only"
+        "relay_failing_after_seconds: no relay publishes), `behind_kafka` (this process's relay "
+        "found the database behind what central already published, and publishes nothing "
+        "until a restore is confirmed) or `off` (no Kafka configured); a failing relay leaves "
+        "the answer 200. The reasons are in the log only"
     )
 
 

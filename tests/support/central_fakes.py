@@ -1,10 +1,12 @@
-"""Fakes for central's unit tests: a publisher that records, a clock that you move."""
+"""Fakes for central's unit tests: a publisher that records, a clock that you move, the
+log's record counts and the last records' positions."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from central.kafka_position import Position
 from central.models import utcnow
 from central.outbox import OutboxRecord
 
@@ -57,3 +59,20 @@ class FakeTopicLog:
         for record in self.publisher.published[self.kept_from :]:
             counts[record.topic] = counts.get(record.topic, 0) + 1
         return counts
+
+
+class FakePositions:
+    """The last records central published, as central.kafka_position reads them: `newest` is
+    the position they hold (None: the topics hold no record); `error`, when set, is raised
+    instead (Kafka unreachable, or a login that may not read the topics)."""
+
+    def __init__(self, newest: Position | None = None) -> None:
+        self.position = newest
+        self.error: Exception | None = None
+        self.asked = 0
+
+    def newest(self) -> Position | None:
+        self.asked += 1
+        if self.error is not None:
+            raise self.error
+        return self.position

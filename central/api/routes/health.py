@@ -29,8 +29,11 @@ def healthz() -> dict[str, str]:
 def readyz(central: CentralDep) -> JSONResponse:
     """Ready when the database answers. Kafka is reported, not required: while the broker is
     down, central keeps taking writes and the outbox holds the events, so a failing relay is
-    `relay: failing` in the body (and invctl_relay_failing), still 200. Anyone may ask, so each
-    check is a word; why one fails is in the log (`ready.database_failed`, `relay.failed`)."""
+    `relay: failing` in the body (and invctl_relay_failing), still 200; so is `relay:
+    behind_kafka`, a relay that found the database behind what central already published and
+    publishes nothing from it (`relay.behind_kafka` in the log: confirm the restore). Anyone
+    may ask, so each check is a word; why one fails is in the log (`ready.database_failed`,
+    `relay.failed`)."""
     checks: dict[str, Any] = {"database": _database(central)}
     checks["relay"] = relay_state(
         central.db,
