@@ -131,6 +131,12 @@ class RecordNotApplied(PoisonRecord):
     code = "record.not_applied"
 
 
+class HeaderInvalid(PoisonRecord):
+    """A header central sets on its records (invctl-epoch) is not a decimal counter."""
+
+    code = "header.invalid"
+
+
 class TopicsMissing(AgentError):
     """Some Kafka topics do not exist yet."""
 

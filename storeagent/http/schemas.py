@@ -13,6 +13,7 @@ from typing_extensions import TypedDict
 from storeagent.clock import utc_now
 from storeagent.ops.vitals import staleness_s
 from storeagent.replica.db import (
+    META_EPOCH,
     META_EVENTS_APPLIED,
     META_LAST_APPLIED_AT,
     META_LAST_EVENT_AT,
@@ -55,6 +56,7 @@ class SyncStatus(TypedDict):
     clock_offset_s: float | None  # central's clock minus this machine's; null: not yet known
     events_applied: int
     dead_letters: int
+    epoch: int  # the newest epoch of central's database in a record applied (0: none yet)
     partitions: list[PartitionStatus]
     central: NotRequired[CircuitStatus]
     offline_queue: NotRequired[OfflineQueueStatus]
@@ -91,6 +93,7 @@ def sync_status(
         clock_offset_s=_rounded(progress.central_clock.offset_s()),
         events_applied=int(meta.get(META_EVENTS_APPLIED, 0)),
         dead_letters=replica.dead_letter_count(),
+        epoch=int(meta.get(META_EPOCH) or 0),
         partitions=[
             _partition(tp.topic, tp.partition, stored.get(tp, 0), ends.get(tp)) for tp in partitions
         ],

@@ -3,7 +3,9 @@ the versioned upserts of the replicated rows.
 
 Write helpers never commit: the caller holds the transaction (apply_batch one per batch,
 OrderDesk one per step of a sale).
-Versioned upserts change a row only when the incoming version is newer than the stored one.
+Versioned upserts change a row only when the incoming change is newer than the stored one:
+(central's epoch, version) compared in that order, so that after central was restored from a
+backup (a new epoch, versions that start again lower) its changes still win.
 The local orders have their own repository (replica.local_orders) and the reads their own
 module (replica.queries); each binds the tables to this handle's database.
 """
@@ -35,7 +37,7 @@ from storeagent.replica import order_status
 from storeagent.replica.models import ReplicaModels, bind_models
 from storeagent.sync.source import Record, TopicPartition
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 PRAGMAS = {"journal_mode": "wal", "synchronous": "normal", "busy_timeout": 5000}
 
 META_SCHEMA_VERSION = "schema_version"
@@ -46,6 +48,8 @@ META_BOOTSTRAPPED = "bootstrapped"
 # Set when Kafka's log was found behind what this replica read (a topic re-created, a broker
 # that lost its data): kept until a resync, so that a restart does not forget it.
 META_LOG_BEHIND = "kafka_log_behind"
+# The newest epoch of central's database this replica has seen in a record (sync.apply).
+META_EPOCH = "epoch"
 
 
 # SQLite errors that another attempt may not meet: a lock held too long by another
@@ -166,6 +170,11 @@ class Replica:
     def __init__(self, db: peewee.SqliteDatabase) -> None:
         self.db = db
         self._tables: ReplicaModels = bind_models(db)
+        # The epoch the upserts of Kafka events (upsert_category, upsert_product,
+        # upsert_stock) write and compare with: the record's being applied, set by sync.apply
+        # before its upsert (an attribute, not an argument: it runs once per record, and the
+        # upserts keep the signatures their callers and test doubles use).
+        self.event_epoch = 0
 
     def transaction(self) -> AbstractContextManager[Any]:
         """BEGIN IMMEDIATE: take the write lock up front so a batch never fails half-way."""
@@ -206,6 +215,19 @@ class Replica:
                 _MIGRATIONS[version](self.db, self._tables)
                 self.set_meta({META_SCHEMA_VERSION: str(version)})
 
+    def epoch(self) -> int:
+        """The newest epoch of central's database seen in a record; 0 when none was."""
+        return int(self.get_meta(META_EPOCH) or 0)
+
+    def holds_older_rows(self) -> bool:
+        """Whether a category, product or stock row holds a change of an older database
+        incarnation than the newest epoch seen. Epochs 0 (no header) and 1 are the same
+        incarnation, the first: a replica only ever at those has none."""
+        epoch = self.epoch()
+        if epoch < 2:
+            return False
+        return bool(self.db.execute_sql(_OLDER_ROWS, (epoch,)).fetchone()[0])
+
     def get_meta(self, key: str) -> str | None:
         row = self._tables.meta.get_or_none(self._tables.meta.key == key)
         return None if row is None else row.value
@@ -235,7 +257,8 @@ class Replica:
         """Take what came from Kafka (catalog, stock, offsets, the last event's time) from the
         replica rebuilt at `rebuilt`, in one transaction: readers see the old replica, then the
         new one, never a gap. Local orders, central's status of them and the dead letters
-        stay; the rebuilt replica's dead letters are added to them."""
+        stay; the rebuilt replica's dead letters are added to them. The newest epoch seen is
+        the newer of the two replicas'."""
         self.db.execute_sql("ATTACH DATABASE ? AS rebuilt", (str(rebuilt),))
         try:
             with self.transaction():
@@ -252,12 +275,17 @@ class Replica:
             tables.dead_letter._meta.table_name, "INSERT OR IGNORE", skip=frozenset({"id"})
         )
         copied = {META_BOOTSTRAPPED: "1", META_LOG_BEHIND: ""}
-        last_event = self.db.execute_sql(
-            "SELECT value FROM rebuilt.meta WHERE key = ?", (META_LAST_EVENT_AT,)
-        ).fetchone()
+        last_event = self._rebuilt_meta(META_LAST_EVENT_AT)
         if last_event is not None:
-            copied[META_LAST_EVENT_AT] = last_event[0]
+            copied[META_LAST_EVENT_AT] = last_event
+        rebuilt_epoch = int(self._rebuilt_meta(META_EPOCH) or 0)
+        if rebuilt_epoch > self.epoch():
+            copied[META_EPOCH] = str(rebuilt_epoch)
         self.set_meta(copied)
+
+    def _rebuilt_meta(self, key: str) -> str | None:
+        row = self.db.execute_sql("SELECT value FROM rebuilt.meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
 
     def _copy_rows(self, table: str, verb: str, skip: frozenset[str] = frozenset()) -> None:
         columns = ", ".join(c.name for c in self.db.get_columns(table) if c.name not in skip)
@@ -289,7 +317,8 @@ class Replica:
     # The upserts are plain SQL: they run once per consumed record, and building them with
     # the query builder each time cost about twenty times the SQLite work itself.
     def upsert_category(self, event: CategoryChanged) -> bool:
-        return self._changed(_UPSERT_CATEGORY, (event.id, event.name, event.version))
+        params = (event.id, event.name, event.version, self.event_epoch)
+        return self._changed(_UPSERT_CATEGORY, params)
 
     def upsert_product(self, event: ProductChanged) -> bool:
         params = (
@@ -300,17 +329,32 @@ class Replica:
             event.description,
             int(event.active),
             event.version,
+            self.event_epoch,
         )
         return self._changed(_UPSERT_PRODUCT, params)
 
     def upsert_stock(self, event: StockChanged, occurred_at: datetime) -> bool:
         return self.set_stock(
-            event.sku, event.quantity, event.stock_version, updated_at=iso(occurred_at)
+            event.sku,
+            event.quantity,
+            event.stock_version,
+            epoch=self.event_epoch,
+            updated_at=iso(occurred_at),
         )
 
-    def set_stock(self, sku: str, quantity: int, stock_version: int, *, updated_at: str) -> bool:
-        """The versioned upsert shared by Kafka events and central's order answers."""
-        return self._changed(_UPSERT_STOCK, (sku, quantity, stock_version, updated_at))
+    def set_stock(
+        self,
+        sku: str,
+        quantity: int,
+        stock_version: int,
+        *,
+        updated_at: str,
+        epoch: int | None = None,
+    ) -> bool:
+        """The versioned upsert shared by Kafka events and central's order answers; `epoch`
+        is central's (None: the newest this replica has seen)."""
+        at = self.epoch() if epoch is None else epoch
+        return self._changed(_UPSERT_STOCK, (sku, quantity, stock_version, updated_at, at))
 
     def _changed(self, sql: str, params: tuple[Any, ...]) -> bool:
         return bool(self.db.execute_sql(sql, params).rowcount)
@@ -338,24 +382,33 @@ class Replica:
         return [str(row[0]) for row in self.db.execute_sql("PRAGMA quick_check").fetchall()]
 
 
+_OLDER_ROWS = (
+    "SELECT EXISTS (SELECT 1 FROM categories WHERE epoch < ?1) "
+    "OR EXISTS (SELECT 1 FROM products WHERE epoch < ?1) "
+    "OR EXISTS (SELECT 1 FROM stock WHERE epoch < ?1)"
+)
+# A change wins when (epoch, version) is greater, compared as a row value (lexicographically):
+# a newer epoch wins whatever its version, the same epoch by version.
 _UPSERT_CATEGORY = (
-    "INSERT INTO categories (id, name, version) VALUES (?, ?, ?) "
-    "ON CONFLICT (id) DO UPDATE SET name = excluded.name, version = excluded.version "
-    "WHERE excluded.version > categories.version"
+    "INSERT INTO categories (id, name, version, epoch) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET name = excluded.name, version = excluded.version, "
+    "epoch = excluded.epoch "
+    "WHERE (excluded.epoch, excluded.version) > (categories.epoch, categories.version)"
 )
 _UPSERT_PRODUCT = (
-    "INSERT INTO products (sku, name, price, category_id, description, active, version) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?) "
+    "INSERT INTO products (sku, name, price, category_id, description, active, version, epoch) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (sku) DO UPDATE SET name = excluded.name, price = excluded.price, "
     "category_id = excluded.category_id, description = excluded.description, "
-    "active = excluded.active, version = excluded.version "
-    "WHERE excluded.version > products.version"
+    "active = excluded.active, version = excluded.version, epoch = excluded.epoch "
+    "WHERE (excluded.epoch, excluded.version) > (products.epoch, products.version)"
 )
 _UPSERT_STOCK = (
-    "INSERT INTO stock (sku, quantity, stock_version, updated_at) VALUES (?, ?, ?, ?) "
+    "INSERT INTO stock (sku, quantity, stock_version, updated_at, epoch) VALUES (?, ?, ?, ?, ?) "
     "ON CONFLICT (sku) DO UPDATE SET quantity = excluded.quantity, "
-    "stock_version = excluded.stock_version, updated_at = excluded.updated_at "
-    "WHERE excluded.stock_version > stock.stock_version"
+    "stock_version = excluded.stock_version, updated_at = excluded.updated_at, "
+    "epoch = excluded.epoch "
+    "WHERE (excluded.epoch, excluded.stock_version) > (stock.epoch, stock.stock_version)"
 )
 
 
@@ -396,6 +449,15 @@ def _schema_v6(db: peewee.SqliteDatabase, tables: ReplicaModels) -> None:
     order_status.create_table(db)
 
 
+def _schema_v7(db: peewee.SqliteDatabase, tables: ReplicaModels) -> None:
+    """Central's epoch of each replicated row's change: rows already there hold epoch 0,
+    which any change carrying central's epoch (1 or more) outranks."""
+    for model in (tables.category, tables.product, tables.stock):
+        table = model._meta.table_name
+        if "epoch" not in {column.name for column in db.get_columns(table)}:
+            db.execute_sql(f"ALTER TABLE {table} ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0")
+
+
 _MIGRATIONS: dict[int, Callable[[peewee.SqliteDatabase, ReplicaModels], None]] = {
     1: _schema_v1,
     2: _schema_v2,
@@ -403,4 +465,5 @@ _MIGRATIONS: dict[int, Callable[[peewee.SqliteDatabase, ReplicaModels], None]] =
     4: _schema_v4,
     5: _schema_v5,
     6: _schema_v6,
+    7: _schema_v7,
 }

@@ -19,10 +19,17 @@ class _Table(peewee.Model):
         legacy_table_names = False
 
 
+def _epoch_field() -> peewee.BigIntegerField:
+    """Central's epoch (database incarnation) of the change a replicated row holds (schema
+    7): 0 for a row written before, or from a record without the `invctl-epoch` header."""
+    return peewee.BigIntegerField(default=0, constraints=[peewee.SQL("DEFAULT 0")])
+
+
 class Category(_Table):
     id = peewee.IntegerField(primary_key=True)
     name = peewee.TextField()
     version = peewee.BigIntegerField()
+    epoch = _epoch_field()
 
     class Meta:
         table_name = "categories"
@@ -36,6 +43,7 @@ class Product(_Table):
     description = peewee.TextField()
     active = peewee.BooleanField()
     version = peewee.BigIntegerField()
+    epoch = _epoch_field()
 
     class Meta:
         table_name = "products"
@@ -46,6 +54,7 @@ class Stock(_Table):
     quantity = peewee.BigIntegerField()
     stock_version = peewee.BigIntegerField()
     updated_at = peewee.TextField()
+    epoch = _epoch_field()
 
     class Meta:
         table_name = "stock"

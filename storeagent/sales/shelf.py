@@ -30,7 +30,11 @@ class Shelf:
         return less_queued(shown, queued)
 
     def restock(self, result: Confirmed) -> None:
-        """Central's stock of each line right after the sale (a versioned upsert)."""
+        """Central's stock of each line right after the sale (a versioned upsert, at the
+        epoch central answered with; without one, at the newest the replica has seen)."""
         at = iso(result.created_at)
+        epoch = self._replica.epoch() if result.epoch is None else result.epoch
         for level in result.stock:
-            self._replica.set_stock(level.sku, level.quantity, level.stock_version, updated_at=at)
+            self._replica.set_stock(
+                level.sku, level.quantity, level.stock_version, updated_at=at, epoch=epoch
+            )

@@ -13,6 +13,12 @@ escapes, the whole batch rolls back, and the sync loop decides whether to retry.
 
 Every store reads every store's `order.updated` events (topic order-updated): only this
 store's (`store_id`) are kept; another store's change nothing and count as stale.
+
+Each record's epoch (its `invctl-epoch` header, sync.epochs) goes with its change into the
+versioned upserts; a record of an older incarnation of central's database than the newest
+the replica has seen is not applied (stale), and a malformed header is dead-lettered
+(`header.invalid`). The newest epoch seen is stored with the batch, and the result says when
+it grew: the sync loop then rebuilds the replica for the new epoch.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from invwire.events import (
 from storeagent.errors import RecordNotApplied
 from storeagent.replica import order_status
 from storeagent.replica.db import (
+    META_EPOCH,
     META_EVENTS_APPLIED,
     META_LAST_APPLIED_AT,
     META_LAST_EVENT_AT,
@@ -42,6 +49,7 @@ from storeagent.replica.db import (
     is_record_fault,
     iso,
 )
+from storeagent.sync.epochs import EpochWatch, record_epoch
 from storeagent.sync.source import Record, TopicPartition
 
 
@@ -54,6 +62,7 @@ class BatchResult:
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
     newest_event_at: datetime | None = None
     stock_event_times: list[datetime] = field(default_factory=list)  # for the sync latency
+    new_epoch: tuple[int, int] | None = None  # (before, after) when a newer epoch came
 
     def count(self, received: Received, changed: bool) -> None:
         if not changed:
@@ -74,15 +83,21 @@ def apply_batch(
     prefix: str,
     now: datetime,
     store_id: str | None = None,
+    epoch_floor: int = 0,
 ) -> BatchResult:
     """`prefix` is the deployment's topic prefix, stripped before parsing; `store_id` the
-    store whose orders' updates are kept (None: none are)."""
+    store whose orders' updates are kept (None: none are); `epoch_floor` the epoch a rebuild
+    is made for (sync.rebuild), below which records are stale even in a new replica."""
     result = BatchResult(offsets=next_offsets(records))
     with replica.transaction():
+        epochs = EpochWatch(replica.epoch(), epoch_floor)
         for record in records:
-            _apply_record(replica, record, prefix, now, result, store_id)
+            _apply_record(replica, record, prefix, now, result, store_id, epochs)
         replica.save_offsets(result.offsets)
         _update_counters(replica, result, now)
+        result.new_epoch = epochs.grew()
+        if result.new_epoch is not None:
+            replica.set_meta({META_EPOCH: str(epochs.seen)})
     return result
 
 
@@ -100,9 +115,15 @@ def _apply_record(
     now: datetime,
     result: BatchResult,
     store_id: str | None,
+    epochs: EpochWatch,
 ) -> None:
     try:
+        epoch = record_epoch(record)
+        if not epochs.admits(epoch):
+            result.stale += 1  # central's database it describes was replaced since
+            return
         received = parse_record(record.topic.removeprefix(prefix), record.key, record.value)
+        replica.event_epoch = epoch
         with replica.savepoint():
             changed = _upsert(replica, received, store_id)
     except PoisonRecord as poison:
@@ -113,6 +134,7 @@ def _apply_record(
             raise
         _dead_letter(replica, record, _not_applied(exc), now, result)
         return
+    epochs.saw(epoch)
     result.count(received, changed)
 
 

@@ -191,7 +191,7 @@ class KafkaRecordSource:
         with _kafka_errors():
             batches = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
         return [
-            Record(r.topic, r.partition, r.offset, r.key, r.value)
+            Record(r.topic, r.partition, r.offset, r.key, r.value, _headers(r.headers))
             for records in batches.values()
             for r in records
         ]
@@ -204,6 +204,16 @@ class KafkaRecordSource:
     def close(self) -> None:
         with suppress(Exception):  # closing a client that failed: nothing left to save
             self._consumer.close(autocommit=False, timeout_ms=CALL_TIMEOUT_MS)
+
+
+def _headers(
+    headers: Sequence[tuple[str, bytes | None]] | None,
+) -> tuple[tuple[str, bytes | None], ...]:
+    """kafka-python 3's ConsumerRecord.headers: a list of (str, bytes) pairs, empty (or None
+    from older message formats) when the record has none."""
+    if not headers:
+        return ()
+    return tuple((str(key), value) for key, value in headers)
 
 
 def _checked(

@@ -24,6 +24,15 @@ meta) until a resync rebuilds the replica from the log as it is (sync.rebuild: b
 live replica, which serves meanwhile, then adopted between two batches). The loop goes on applying
 meanwhile: central's versions come from its database, so what arrives is still newer or not.
 
+Central restored from a backup starts a new epoch (sync.epochs) and republishes its whole state
+under it. The first record of a newer epoch is stored as the replica's epoch and logged
+(`consumer.new_epoch`); when the replica holds rows of an older incarnation (at start, too:
+a rebuild cut short by a restart), the loop rebuilds it (sync.rebuild) from the records of
+that epoch alone, skipping older ones, which describe a database that no longer exists. Until
+it adopts the rebuilt replica, the live one goes on serving and applying: a newer epoch's
+change outranks an older one's whatever the versions (replica.db). A newer epoch still
+arriving during a rebuild starts it over for that epoch.
+
 Any other error ends run() (a bug, or a database that is broken rather than busy): the
 supervisor logs it (`consumer.crashed`) and stops the agent, and systemd restarts it.
 """
@@ -35,6 +44,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +92,9 @@ def topic_names(prefix: str) -> tuple[str, ...]:
 
 
 KAFKA_COMMIT_INTERVAL_S = 0.5
+# A rebuild that reached the end offsets read when it started reads them again, and goes on
+# while they grew (central may still be republishing), this many times at most.
+REBUILD_SETTLE_ROUNDS = 10
 PROBLEM_LOG_EVERY_S = 60.0  # a lasting problem is logged when it starts, then this often
 
 
@@ -100,13 +113,18 @@ class SyncLoop:
         metrics: AgentMetrics | None = None,
         store_id: str | None = None,
         mirror_offsets: bool = True,
+        epoch_floor: int | None = None,
     ) -> None:
         """`store_id`: the store whose orders' updates the replica keeps (sync.apply);
         `mirror_offsets`: commit the replica's offsets to the store's Kafka group (not for a
-        rebuild's own loop, sync.rebuild)."""
+        rebuild's own loop, sync.rebuild); `epoch_floor`: set for a rebuild's own loop, the
+        epoch it rebuilds for (older records are skipped); the live loop's is None."""
         self.replica = replica
         self._store_id = store_id
         self._mirror = mirror_offsets
+        self._epoch_floor = epoch_floor
+        self._rebuild_epoch = 0  # the epoch the running rebuild is made for
+        self._settle_rounds = 0
         self.stop = stop
         self.progress = progress
         self._connect = connect
@@ -165,6 +183,7 @@ class SyncLoop:
         self.progress.set_end_offsets(ends)
         self._recall_log_behind()
         self._check_log(ends)
+        self._rebuild_if_older_rows()
         self._mirror_to_group(source, stored)
         self._bootstrap_ends = None if self.replica.is_bootstrapped() else ends
         if self._bootstrap_ends is not None:
@@ -270,15 +289,15 @@ class SyncLoop:
     def _begin_rebuild(self) -> None:
         self._resync.clear()
         path = rebuild_path(Path(self.replica.db.database))
-        self._rebuild = Rebuild(
-            path, self._rebuild_loop, self._connect, log=self._log, clock=self._clock
-        )
+        self._rebuild_epoch = self.replica.epoch()
+        make_loop = partial(self._rebuild_loop, epoch_floor=self._rebuild_epoch)
+        self._rebuild = Rebuild(path, make_loop, self._connect, log=self._log, clock=self._clock)
         rebuild = self._rebuild
         self.progress.show_rebuild(lambda: _shown(rebuild.status()))
         rebuild.start()
 
     def _rebuild_loop(
-        self, replica: Replica, stop: threading.Event, progress: SyncProgress
+        self, replica: Replica, stop: threading.Event, progress: SyncProgress, *, epoch_floor: int
     ) -> SyncLoop:
         return SyncLoop(
             replica,
@@ -291,6 +310,7 @@ class SyncLoop:
             clock=self._clock,
             store_id=self._store_id,
             mirror_offsets=False,
+            epoch_floor=epoch_floor,
         )
 
     def _adopt_if_rebuilt(self, source: RecordSource) -> None:
@@ -301,6 +321,7 @@ class SyncLoop:
             return
         final = rebuild.status()
         if final.state is RebuildState.DONE:
+            epoch_was = self.replica.epoch()
             self.replica.adopt(rebuild.path)  # if this fails, the next round tries again
             stored = self.replica.stored_offsets()
             self._positions = {tp: stored.get(tp) for tp in self._positions}
@@ -315,6 +336,42 @@ class SyncLoop:
         self._rebuild = None
         rebuild.discard()
         self.progress.show_rebuild(lambda: _shown(final))
+        if final.state is RebuildState.ADOPTED:
+            self._adopted_epoch(epoch_was)
+
+    def _adopted_epoch(self, epoch_was: int) -> None:
+        """The rebuild may have read a newer epoch than the live loop had (it read ahead):
+        that is a new epoch seen, and its rows older than it call for another rebuild."""
+        epoch = self.replica.epoch()
+        if epoch > epoch_was:
+            self._saw_epoch(epoch_was, epoch)
+        else:
+            self._rebuild_if_older_rows()
+
+    def _saw_epoch(self, old: int, new: int) -> None:
+        """A record of a newer epoch than any before: central was restored (or, from 0 to
+        1, started to send epochs). Only the live loop acts on it."""
+        if self._epoch_floor is not None:
+            return
+        rebuilding = self._rebuild_if_older_rows()
+        self._log.warning("consumer.new_epoch", old=old, new=new, rebuild=rebuilding)
+
+    def _rebuild_if_older_rows(self) -> bool:
+        """Rebuild for the newest epoch seen when the replica holds rows of an older
+        incarnation; a rebuild running for an older epoch is dropped and started over.
+        Whether a rebuild runs or is asked for that epoch."""
+        if self._epoch_floor is not None or not self.replica.holds_older_rows():
+            return False
+        epoch = self.replica.epoch()
+        rebuild = self._rebuild
+        if rebuild is not None and self._rebuild_epoch >= epoch:
+            return True
+        if rebuild is not None:
+            self._rebuild = None
+            rebuild.discard()
+            self._log.info("consumer.rebuild_dropped", epoch=self._rebuild_epoch, newer=epoch)
+        self._resync.set()
+        return True
 
     def _rewind(self, source: RecordSource) -> None:
         for tp, offset in self._positions.items():
@@ -330,6 +387,7 @@ class SyncLoop:
                 prefix=self._prefix,
                 now=self._clock(),
                 store_id=self._store_id,
+                epoch_floor=self._epoch_floor or 0,
             )
         except DATABASE_ERRORS as exc:
             if not is_transient(exc):
@@ -346,6 +404,8 @@ class SyncLoop:
         self._positions.update(result.offsets)
         self._report(result)
         self._commit(source, result)
+        if result.new_epoch is not None:
+            self._saw_epoch(*result.new_epoch)
         return True
 
     def _report(self, result: BatchResult) -> None:
@@ -511,10 +571,31 @@ class SyncLoop:
             position = source.position(tp)
             if position is None or position < end:
                 return
+        if self._ends_grew(source, ends):
+            return
         with self.replica.transaction():
             self.replica.set_meta({META_BOOTSTRAPPED: "1"})
         self._bootstrap_ends = None
         self._log.info("consumer.bootstrapped", partitions=len(ends))
+
+    def _ends_grew(self, source: RecordSource, ends: dict[TopicPartition, int]) -> bool:
+        """A rebuild's loop that reached `ends` reads the end offsets again and goes on to
+        them while they grew: central may be republishing its state for a new epoch, and the
+        rebuilt replica is adopted in place of the live one only once it holds all of it
+        (REBUILD_SETTLE_ROUNDS at most, so that a busy topic does not hold it forever)."""
+        if self._epoch_floor is None or self._settle_rounds >= REBUILD_SETTLE_ROUNDS:
+            return False
+        self._settle_rounds += 1
+        try:
+            now = source.end_offsets(list(ends))
+        except KafkaAccessDenied:
+            raise
+        except SourceUnavailable:
+            return True  # asked again at the next step
+        if all(now.get(tp, end) <= end for tp, end in ends.items()):
+            return False
+        self._bootstrap_ends = {tp: max(end, now.get(tp, end)) for tp, end in ends.items()}
+        return True
 
 
 def _shown(status: RebuildStatus) -> dict[str, Any]:

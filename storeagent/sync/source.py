@@ -15,13 +15,15 @@ class TopicPartition(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One consumed record, as raw bytes: parsing is the events module's job."""
+    """One consumed record, as raw bytes: parsing is the events module's job. `headers` are
+    the record's Kafka headers in order (central's epoch and sequence, invwire.headers)."""
 
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...] = ()
 
     @property
     def tp(self) -> TopicPartition:

@@ -18,11 +18,14 @@ from typing import Any, Protocol
 
 import httpx
 
+from invwire.headers import parse_counter
 from invwire.orders import Line
 from storeagent.errors import AgentError
 
 API_PREFIX = "/api/v1"
 REPLAYED_HEADER = "Idempotent-Replayed"  # central's answer to a key it already held
+# central's epoch (database incarnation) on every answer; HTTP headers ignore case
+HTTP_EPOCH_HEADER = "Invctl-Epoch"
 
 
 # Reasons that prove central never got the request; any other (a timeout, a 5xx, a dropped
@@ -56,6 +59,8 @@ class Confirmed:
     `replayed`: central already held an order for the key and answered it again (header
     `Idempotent-Replayed: true`). `resent`: an earlier attempt of the same call may have
     reached central (upstream.resilience), so a replayed answer may be that attempt's own.
+    `epoch`: central's epoch when it answered (header `Invctl-Epoch`; None without it), the
+    epoch of the line stock it sends.
     """
 
     order: dict[str, Any]
@@ -64,6 +69,7 @@ class Confirmed:
     stock: tuple[StockLevel, ...]
     replayed: bool = False
     resent: bool = False
+    epoch: int | None = None
 
 
 @dataclass(frozen=True)
@@ -207,7 +213,7 @@ def interpret(response: httpx.Response) -> OrderResult:
     status = response.status_code
     if 200 <= status < 300:
         replayed = response.headers.get(REPLAYED_HEADER, "").strip().lower() == "true"
-        return confirmed(_json(response), replayed=replayed)
+        return confirmed(_json(response), replayed=replayed, epoch=answer_epoch(response))
     code, message, details = _error_body(response)
     if 400 <= status < 500:
         return Refused(
@@ -216,6 +222,19 @@ def interpret(response: httpx.Response) -> OrderResult:
     raise CentralUnavailable(
         f"central answered HTTP {status}" + (f" ({code})" if code else ""), reason=f"http.{status}"
     )
+
+
+def answer_epoch(response: httpx.Response) -> int | None:
+    """Central's epoch in its answer; None when it sends none, or one that is not a decimal
+    counter: the sale is central's all the same, and its stock is then written at the
+    replica's own epoch (sales.shelf)."""
+    raw = response.headers.get(HTTP_EPOCH_HEADER)
+    if raw is None:
+        return None
+    try:
+        return parse_counter(raw.strip().encode("ascii", "replace"))
+    except ValueError:
+        return None
 
 
 def _answer(response: httpx.Response) -> object:
@@ -240,10 +259,10 @@ def _order(order: object) -> dict[str, Any]:
     return order
 
 
-def confirmed(order: object, *, replayed: bool = False) -> Confirmed:
+def confirmed(order: object, *, replayed: bool = False, epoch: int | None = None) -> Confirmed:
     """Central's order, checked for what the agent relies on: its id, time and line stock."""
     try:
-        return _confirmed(order, replayed)
+        return _confirmed(order, replayed, epoch)
     except (KeyError, TypeError, ValueError):
         # The order may exist at central: the caller keeps it retryable with the same key.
         raise CentralUnavailable(
@@ -251,12 +270,12 @@ def confirmed(order: object, *, replayed: bool = False) -> Confirmed:
         ) from None
 
 
-def _confirmed(order: object, replayed: bool) -> Confirmed:
+def _confirmed(order: object, replayed: bool, epoch: int | None) -> Confirmed:
     if not isinstance(order, dict) or not isinstance(order.get("id"), str) or not order["id"]:
         raise ValueError("no order id")
     stock = tuple(_stock_level(line) for line in order["lines"])
     created = datetime.fromisoformat(order["created_at"])
-    return Confirmed(order, order["id"], _utc(created), stock, replayed=replayed)
+    return Confirmed(order, order["id"], _utc(created), stock, replayed=replayed, epoch=epoch)
 
 
 def _stock_level(line: dict[str, Any]) -> StockLevel:

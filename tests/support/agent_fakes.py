@@ -16,6 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from invwire.headers import EPOCH_HEADER, SEQ_HEADER
 from invwire.orders import Line, fingerprint
 from invwire.topics import (
     PARTITIONS,
@@ -100,7 +101,13 @@ class FakeRecordSource:
                 if tp.topic == topic:
                     self._logs[tp] = []
 
-    def produce(self, topic: str, key: str | bytes | None, value: bytes | None) -> Record:
+    def produce(
+        self,
+        topic: str,
+        key: str | bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes | None]] = (),
+    ) -> Record:
         raw_key = key.encode() if isinstance(key, str) else key
         with self._changed:
             count = len(self._partition_ids(topic))
@@ -108,7 +115,7 @@ class FakeRecordSource:
                 raise ValueError(f"no topic {topic!r}; create_topic() it first")
             tp = TopicPartition(topic, zlib.crc32(raw_key or b"") % count)
             log = self._logs[tp]
-            record = Record(topic, tp.partition, len(log), raw_key, value)
+            record = Record(topic, tp.partition, len(log), raw_key, value, tuple(headers))
             log.append(record)
             self._changed.notify_all()
         return record
@@ -183,6 +190,11 @@ class FakeRecordSource:
             batch += taken
             self._positions[tp] = pos + len(taken)
         return batch
+
+
+def epoch_headers(epoch: int, seq: int = 1) -> tuple[tuple[str, bytes | None], ...]:
+    """The headers central puts on a record it publishes in `epoch` (invwire.headers)."""
+    return ((EPOCH_HEADER, str(epoch).encode()), (SEQ_HEADER, str(seq).encode()))
 
 
 def envelope(kind: str, data: Mapping[str, Any], /, **overrides: Any) -> bytes:

@@ -326,6 +326,7 @@ def test_sync_status_reports_lag_per_partition(client, replica, progress, ready)
         "clock_offset_s": None,
         "events_applied": 2,
         "dead_letters": 0,
+        "epoch": 0,
         "partitions": [
             {"topic": "inventory-updated", "partition": 0, "offset": 2, "end_offset": 5, "lag": 3},
             {"topic": "new-product", "partition": 1, "offset": 0, "end_offset": 0, "lag": 0},

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from invwire.orders import STORE_STATUSES
 from storeagent.app import Sales, build_sales
 from storeagent.http.app import create_app
-from storeagent.replica.db import META_BOOTSTRAPPED, Replica, open_replica
+from storeagent.replica.db import META_BOOTSTRAPPED, SCHEMA_VERSION, Replica, open_replica
 from storeagent.replica.local_orders import LocalOrders
 from storeagent.sales.offline_policy import OfflinePolicy
 from storeagent.sales.schedule import ReplaySchedule, ReplayTuning
@@ -410,7 +410,7 @@ def test_a_sale_placed_after_a_replica_from_schema_5_is_upgraded(tmp_path):
 
     upgraded = open_replica(path)
 
-    assert upgraded.get_meta("schema_version") == "6"
+    assert upgraded.get_meta("schema_version") == str(SCHEMA_VERSION)
     assert "order_status" in upgraded.db.get_tables()
     upgraded.close()
 
