@@ -507,11 +507,13 @@ class SyncLoop:
         self._check_log(ends)
 
     def _recall_log_behind(self) -> None:
-        """A log found behind before this process started is still behind: only a resync
-        (which clears the note) ends it."""
+        """A log found behind before this process started is still behind: only a rebuild
+        (whose adoption clears the note) ends it, and this process starts one."""
         noted = self.replica.get_meta(META_LOG_BEHIND)
         if noted:
             self.progress.log_behind(noted)
+            if self._epoch_floor is None and self._rebuild is None:  # not at a reconnect
+                self._resync.set()  # mid-rebuild: that one began after the loss was found
 
     def _check_log(self, ends: dict[TopicPartition, int]) -> None:
         """A next offset past a partition's end: the log lost what the replica read."""
@@ -545,16 +547,30 @@ class SyncLoop:
         message = (
             f"Kafka's log is behind this replica ({found}): a topic was re-created or the "
             "broker lost its data, so the replica may hold changes the log no longer has; "
-            "rebuild it with `invctl sync resync`"
+            "it is being rebuilt from the log as it is (the till keeps selling from it "
+            "meanwhile; central republishes its state when it finds its topics short)"
         )
         first = self.replica.get_meta(META_LOG_BEHIND) in (None, "")
         if first:
             with self.replica.transaction():
                 self.replica.set_meta({META_LOG_BEHIND: message})
+            self._rebuild_from_the_log_as_it_is()
         problem = self.progress.log_behind(message)
         due = self._due(problem)
         if first or due:
             self._log.error(problem.code, message=message, partitions=partitions)
+
+    def _rebuild_from_the_log_as_it_is(self) -> None:
+        """Kafka's log lost what the replica read: rebuild from the log as it is now. A rebuild
+        already running began on the old log: it is dropped, and a new one asked for."""
+        if self._epoch_floor is not None:  # a rebuild's own loop: its owner decides
+            return
+        rebuild = self._rebuild
+        if rebuild is not None:
+            self._rebuild = None
+            rebuild.discard()
+            self._log.info("consumer.rebuild_dropped", reason="kafka.log_behind")
+        self._resync.set()
 
     def _broker_answered(self) -> None:
         self._probed_at = time.monotonic()

@@ -573,3 +573,31 @@ class FailingKafkaConsumer:
             raise self.error
 
         return fail
+
+
+class HeldConnections:
+    """connect() for a sync loop over `fake`: the first connection is the live loop's; later
+    ones (a rebuild's) return nothing from poll() while `held` is set, so that a rebuild
+    stays running until the test lets it go on."""
+
+    def __init__(self, fake: FakeRecordSource) -> None:
+        self.fake = fake
+        self.held = threading.Event()
+        self.opened = 0
+
+    def __call__(self) -> FakeRecordSource:
+        self.opened += 1
+        source = self.fake.connection()
+        return source if self.opened == 1 else HeldSource(source, self.held)
+
+
+class HeldSource(FakeRecordSource):
+    def __init__(self, source: FakeRecordSource, held: threading.Event) -> None:
+        self.__dict__.update(source.__dict__)
+        self._held = held
+
+    def poll(self, timeout_ms: int, max_records: int) -> list[Record]:
+        if self._held.is_set():
+            self._held.wait(timeout_ms / 1000)  # nothing comes while held
+            return []
+        return super().poll(timeout_ms, max_records)

@@ -19,11 +19,12 @@ from storeagent.sync.apply import apply_batch
 from storeagent.sync.kafka_source import KafkaRecordSource
 from storeagent.sync.loop import LoopTuning, SyncLoop
 from storeagent.sync.progress import SyncProgress
-from storeagent.sync.source import Record, RecordSource
+from storeagent.sync.source import Record
 from storeagent.upstream.client import confirmed, interpret
 from tests.support.agent_fakes import (
     FakeRecordSource,
     FixedClock,
+    HeldConnections,
     category_event,
     epoch_headers,
     product_event,
@@ -275,33 +276,6 @@ def test_the_kafka_source_passes_the_records_headers():
 
 
 # --- a new epoch: the loop rebuilds ---------------------------------------------------------
-
-
-class HeldConnections:
-    """connect() for a loop: the first connection is the live loop's; later ones (the
-    rebuilds') return nothing from poll() while `held` is set, so a rebuild stays running."""
-
-    def __init__(self, fake: FakeRecordSource) -> None:
-        self.fake = fake
-        self.held = threading.Event()
-        self.opened = 0
-
-    def __call__(self) -> RecordSource:
-        self.opened += 1
-        source = self.fake.connection()
-        return source if self.opened == 1 else HeldSource(source, self.held)
-
-
-class HeldSource(FakeRecordSource):
-    def __init__(self, source: FakeRecordSource, held: threading.Event) -> None:
-        self.__dict__.update(source.__dict__)
-        self._held = held
-
-    def poll(self, timeout_ms: int, max_records: int) -> list[Record]:
-        if self._held.is_set():
-            self._held.wait(timeout_ms / 1000)
-            return []
-        return super().poll(timeout_ms, max_records)
 
 
 def produce(fake: FakeRecordSource, epoch: int, event: tuple[str, bytes, bytes]) -> None:

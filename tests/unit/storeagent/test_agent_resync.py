@@ -14,41 +14,11 @@ from storeagent.replica.queries import ReplicaReads
 from storeagent.sync.loop import LoopTuning, SyncLoop
 from storeagent.sync.progress import SyncProgress
 from storeagent.sync.rebuild import rebuild_path
-from storeagent.sync.source import Record, RecordSource
-from tests.support.agent_fakes import FakeRecordSource, product_event, stock_event
+from tests.support.agent_fakes import FakeRecordSource, HeldConnections, product_event, stock_event
 from tests.support.terminal import TERMINAL_TOKEN, terminal_client
 from tests.support.waiting import eventually
 
 FAST = LoopTuning(poll_timeout_ms=20, max_records=500, backoff_initial_s=0.01, backoff_max_s=0.05)
-
-
-class HeldConnections:
-    """connect() for a loop: the first connection is the live loop's; every later one (the
-    rebuild's) fails its polls while `held` is set, so the rebuild stays running."""
-
-    def __init__(self, fake: FakeRecordSource) -> None:
-        self.fake = fake
-        self.held = threading.Event()
-        self.opened = 0
-
-    def __call__(self) -> RecordSource:
-        self.opened += 1
-        source = self.fake.connection()
-        if self.opened == 1:
-            return source
-        return HeldSource(source, self.held)
-
-
-class HeldSource(FakeRecordSource):
-    def __init__(self, source: FakeRecordSource, held: threading.Event) -> None:
-        self.__dict__.update(source.__dict__)
-        self._held = held
-
-    def poll(self, timeout_ms: int, max_records: int) -> list[Record]:
-        if self._held.is_set():
-            self._held.wait(timeout_ms / 1000)  # nothing comes while held
-            return []
-        return super().poll(timeout_ms, max_records)
 
 
 @pytest.fixture

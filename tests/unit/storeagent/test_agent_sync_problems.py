@@ -27,7 +27,12 @@ from storeagent.sync.kafka_source import KafkaRecordSource
 from storeagent.sync.loop import LoopTuning, SyncLoop, topic_names
 from storeagent.sync.progress import SyncProgress
 from storeagent.sync.source import RecordSource, TopicPartition
-from tests.support.agent_fakes import FailingKafkaConsumer, FakeRecordSource, stock_event
+from tests.support.agent_fakes import (
+    FailingKafkaConsumer,
+    FakeRecordSource,
+    HeldConnections,
+    stock_event,
+)
 from tests.support.terminal import TERMINAL_TOKEN, terminal_client
 from tests.support.waiting import eventually
 
@@ -275,18 +280,20 @@ def stop(agent: Agent) -> None:
     assert not agent.thread.is_alive()
 
 
-def test_a_topic_recreated_while_the_agent_was_stopped_is_reported_until_a_resync(
+def test_a_topic_recreated_while_the_agent_was_stopped_is_reported_and_rebuilt_from(
     replica, fake, run_agent, caplog
 ):
     for version in (1, 2, 3):
         fake.produce(*stock_event(sku="A", quantity=version, stock_version=version))
-    first = run_agent(replica, lambda: fake)
+    first = run_agent(replica, fake.connection)
     eventually(lambda: first.readyz()[0] == 200 and quantity(replica, "A") == 3, 5, "caught up")
     stop(first)
 
     fake.recreate_topic(TOPIC_INVENTORY)
     fake.produce(*stock_event(sku="A", quantity=7, stock_version=1))  # lower than the replica's
-    second = run_agent(replica, lambda: fake)
+    held = HeldConnections(fake)
+    held.held.set()  # the rebuild it starts stays running until let go
+    second = run_agent(replica, held)
 
     eventually(lambda: second.problem_codes() == ["kafka.log_behind"], 5, "log_behind shown")
     status, body = second.readyz()
@@ -294,20 +301,25 @@ def test_a_topic_recreated_while_the_agent_was_stopped_is_reported_until_a_resyn
     assert body["error"]["details"]["checks"]["kafka_log"] is False
     message = second.status()["problems"][0]["message"]
     assert "inventory-updated[" in message and "the replica read up to offset 3" in message
-    assert "invctl sync resync" in message
+    assert "being rebuilt from the log" in message
     assert second.gauge("kafka.log_behind") == 1.0
     assert messages(caplog, "kafka.log_behind") == 1
+    eventually(lambda: second.status().get("rebuild", {}).get("state") == "running", 5, "rebuild")
     assert quantity(replica, "A") == 3  # version 1 after version 3: taken for stale
     stop(second)
 
-    third = run_agent(replica, fake.connection)  # a restart does not forget it
+    held = HeldConnections(fake)
+    held.held.set()
+    third = run_agent(replica, held)  # a restart does not forget it, and rebuilds again
     eventually(lambda: third.problem_codes() == ["kafka.log_behind"], 5, "still shown")
+    eventually(lambda: third.status().get("rebuild", {}).get("state") == "running", 5, "rebuild")
     assert third.readyz()[0] == 503
 
-    third.loop.request_resync()
+    held.held.clear()
 
     eventually(lambda: third.readyz()[0] == 200, 5, "ready once rebuilt from the log")
     assert third.status()["problems"] == []
+    assert third.status()["rebuild"]["state"] == "adopted"
     assert third.gauge("kafka.log_behind") == 0.0
     assert quantity(replica, "A") == 7  # the log as it is now
 
@@ -317,7 +329,10 @@ def test_a_broker_that_lost_its_data_under_a_running_agent_is_reported_not_a_cra
 ):
     for version in (1, 2, 3):
         fake.produce(*stock_event(sku="A", quantity=version, stock_version=version))
-    agent = run_agent(replica, lambda: fake)
+        fake.produce(*stock_event(sku="B", quantity=version, stock_version=version))
+    held = HeldConnections(fake)
+    held.held.set()
+    agent = run_agent(replica, held)
     eventually(lambda: quantity(replica, "A") == 3, 5, "caught up")
 
     fake.recreate_topic(TOPIC_INVENTORY)
@@ -327,7 +342,14 @@ def test_a_broker_that_lost_its_data_under_a_running_agent_is_reported_not_a_cra
     assert agent.readyz()[0] == 503
     assert "the replica read up to offset 3" in agent.status()["problems"][0]["message"]
     eventually(lambda: quantity(replica, "A") == 4, 5, "the loop goes on applying")
+    assert quantity(replica, "B") == 3  # the till keeps what it had while the rebuild runs
     assert agent.thread.is_alive()
+
+    held.held.clear()
+
+    eventually(lambda: agent.readyz()[0] == 200, 5, "ready once rebuilt from the log")
+    assert quantity(replica, "A") == 4
+    assert quantity(replica, "B") is None  # the log lost it: until central republishes it
 
 
 @pytest.mark.parametrize("error", [KeyError("inventory-updated"), AssertionError("no leader")])
