@@ -39,7 +39,7 @@ from central.errors import (
     DatabaseConfigError,
     RecoveryRefused,
 )
-from invwire.files import UnusableFile, check_sqlite_path
+from invwire.files import UnusableFile, check_sqlite_path, sync_directory
 
 FORMAT = "invctl-central-backup"
 FORMAT_VERSION = 1
@@ -392,7 +392,7 @@ def _write_archive(target: Path, manifest: Manifest, payload: Path, work: Path) 
         os.link(partial, target)
     except FileExistsError:
         raise BackupExists(f"{target} exists already: name a new backup file") from None
-    _sync_directory(target.parent)
+    sync_directory(target.parent)
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, when: datetime) -> None:
@@ -405,14 +405,6 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, when: datetime) -> 
 def _private_member(info: tarfile.TarInfo) -> tarfile.TarInfo:
     info.mode, info.uid, info.gid, info.uname, info.gname = 0o600, 0, 0, "", ""
     return info
-
-
-def _sync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --- reading a backup ------------------------------------------------------------------------

@@ -108,3 +108,12 @@ def _tighten(path: Path) -> None:
 
 def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
+
+
+def sync_directory(directory: Path) -> None:
+    """fsync a directory, so that a file created or renamed in it survives a power cut."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

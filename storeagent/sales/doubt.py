@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from invwire.files import sync_directory
 from invwire.logs import EventLog
 from storeagent.replica.local_orders import LocalOrders
 
@@ -174,7 +175,7 @@ def _append(path: Path, line: bytes) -> None:
     finally:
         os.close(fd)
     if created:
-        _sync_directory(path.parent)
+        sync_directory(path.parent)
 
 
 def _rewrite(path: Path, lines: Collection[bytes]) -> None:
@@ -184,7 +185,7 @@ def _rewrite(path: Path, lines: Collection[bytes]) -> None:
             path.unlink()
         except FileNotFoundError:
             return
-        _sync_directory(path.parent)
+        sync_directory(path.parent)
         return
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_MODE)
@@ -194,18 +195,10 @@ def _rewrite(path: Path, lines: Collection[bytes]) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    _sync_directory(path.parent)
+    sync_directory(path.parent)
 
 
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
-
-
-def _sync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
