@@ -4,7 +4,6 @@ reports `kafka.log_behind` and rebuilds its replica from the log by itself; cent
 whole state back on Kafka (`central republish`); after `invctl sync resync` the store's
 replica equals central again, and the till could read stock all along."""
 
-import json
 import subprocess
 import threading
 from contextlib import suppress
@@ -26,15 +25,6 @@ def write_catalog(path):
     rows = [HEADER, "category,Dairy,,,,,,"]
     rows += [f"product,Item {i},ITEM-{i:03d},1.00,Dairy,,true,{10 + i}" for i in range(PRODUCTS)]
     path.write_text("\n".join(rows) + "\n")
-
-
-def stock_at(s, url):
-    shown = s.invctl("--agent", url, "--json", "stock", "list", "--all")
-    return {row["sku"]: row["quantity"] for row in json.loads(shown.stdout)}
-
-
-def stock_at_central(s):
-    return {row["sku"]: row["quantity"] for row in s.invctl_json("stock", "list", "--all")}
 
 
 def logged(agent, event):
@@ -86,7 +76,7 @@ def test_a_topic_recreated_under_a_running_store_is_shown_and_mended_without_a_g
             s.invctl("stock", "set", "ITEM-001", str(quantity))
         store = s.invctl_json("store", "add", "store-1", "--name", "First Street")
         agent = s.start_agent("store-1", store["api_key"])
-        eventually(lambda: stock_at(s, agent.url) == stock_at_central(s), what="replicated")
+        eventually(lambda: s.stock_at_agent(agent.url) == s.stock_at_central(), what="replicated")
 
         recreate(kafka_cluster, topic_prefix + TOPIC_INVENTORY)
         s.invctl("stock", "set", "ITEM-001", "45")  # lands at the start of the new log
@@ -108,11 +98,11 @@ def test_a_topic_recreated_under_a_running_store_is_shown_and_mended_without_a_g
         resynced = s.invctl("--agent", agent.url, "sync", "resync", check=False)
         till.stop.set()
         till.thread.join(10)
-        central = stock_at_central(s)
+        central = s.stock_at_central()
         # the rebuild read the log up to where it stood when it began; the relay may still
         # have been publishing the republished rows, which the live loop then reads
-        eventually(lambda: stock_at(s, agent.url) == central, what="equal to central")
-        after = stock_at(s, agent.url)
+        eventually(lambda: s.stock_at_agent(agent.url) == central, what="equal to central")
+        after = s.stock_at_agent(agent.url)
         ready = httpx.get(f"{agent.url}/readyz")
 
     assert any("being rebuilt from the log" in line for line in agent.log_lines())

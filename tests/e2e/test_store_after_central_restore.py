@@ -3,7 +3,6 @@ central republishes its state at a new epoch, and the store's agent, whose repli
 changes of the lost database at higher versions, rebuilds it from the new epoch and ends
 equal to central; `/sync/status` shows the new epoch."""
 
-import json
 import subprocess
 
 import httpx
@@ -19,15 +18,6 @@ def write_catalog(path):
     rows = [HEADER, "category,Dairy,,,,,,"]
     rows += [f"product,Item {i},ITEM-{i:03d},1.00,Dairy,,true,{20 + i}" for i in range(PRODUCTS)]
     path.write_text("\n".join(rows) + "\n")
-
-
-def stock_at(s, url):
-    shown = s.invctl("--agent", url, "--json", "stock", "list", "--all")
-    return {row["sku"]: row["quantity"] for row in json.loads(shown.stdout)}
-
-
-def stock_at_central(s):
-    return {row["sku"]: row["quantity"] for row in s.invctl_json("stock", "list", "--all")}
 
 
 def central_cli(s, *args):
@@ -65,7 +55,7 @@ def test_a_store_rebuilds_its_replica_at_the_new_epoch_after_central_is_restored
         agent = s.start_agent("store-1", store["api_key"])
         s.invctl("--agent", agent.url, "buy", "ITEM-000:2")
         s.invctl("stock", "set", "ITEM-001", "30")
-        eventually(lambda: stock_at(s, agent.url) == stock_at_central(s), 30, "replicated")
+        eventually(lambda: s.stock_at_agent(agent.url) == s.stock_at_central(), 30, "replicated")
 
         backed_up = central_cli(s, "backup", "--to", str(backup))
         for quantity in (40, 41, 42):  # versions above the backup's, lost with the database
@@ -77,15 +67,15 @@ def test_a_store_rebuilds_its_replica_at_the_new_epoch_after_central_is_restored
             "--category", str(dairy["id"]),
         )  # fmt: skip
         s.invctl("stock", "set", "LOST-1", "7")
-        eventually(lambda: stock_at(s, agent.url).get("LOST-1") == 7, 30, "the lost changes")
+        eventually(lambda: s.stock_at_agent(agent.url).get("LOST-1") == 7, 30, "the lost changes")
 
         assert central.stop() == 0
         restored = central_cli(s, "restore", str(backup), "--yes")
         restart_central(s)
 
         def equal_to_central():
-            at_central = stock_at_central(s)
-            return at_central if stock_at(s, agent.url) == at_central else None
+            at_central = s.stock_at_central()
+            return at_central if s.stock_at_agent(agent.url) == at_central else None
 
         expected = eventually(equal_to_central, 60, "the replica equals central")
         status = httpx.get(f"{agent.url}/sync/status").json()

@@ -213,6 +213,14 @@ class Stack:
     def invctl_json(self, *args: str) -> Any:
         return json.loads(self.invctl("--json", *args).stdout)
 
+    def stock_at_agent(self, agent_url: str) -> dict[str, int]:
+        """Every SKU's quantity as the agent at `agent_url` shows it (its replica)."""
+        shown = self.invctl("--agent", agent_url, "--json", "stock", "list", "--all")
+        return {row["sku"]: row["quantity"] for row in json.loads(shown.stdout)}
+
+    def stock_at_central(self) -> dict[str, int]:
+        return {row["sku"]: row["quantity"] for row in self.invctl_json("stock", "list", "--all")}
+
     def login_admin(self) -> None:
         self.invctl("login", "--username", ADMIN, "--password-stdin", input=ADMIN_PASSWORD)
 
