@@ -23,6 +23,7 @@ from central.services.fleet import (
     duplicate_agents,
 )
 from central.services.identities import KafkaIdentities, grant_store_access
+from central.services.recovery import unrecovered_count
 from central.settings import Settings
 from central.uow import Clock, SystemClock, UnitOfWork
 from invwire.logs import EventLog
@@ -105,6 +106,7 @@ def bootstrap(
             settings, db, clock, publisher, central.metrics, central.identities, central.epoch
         )
     central.metrics.watch_backlog(lambda: outbox_backlog(db))
+    central.metrics.watch_unrecovered(lambda: unrecovered_count(central.uow()))
     if settings.kafka or central.relay is not None:
         failing_after = settings.relay_failing_after_seconds
         central.metrics.watch_relay(lambda: events_stuck(db, clock, failing_after))

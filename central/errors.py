@@ -69,7 +69,10 @@ __all__ = [
     "NameTooLong",
     "NegativeStock",
     "NotFound",
+    "NotRestored",
+    "OrderIdTaken",
     "OrderNotFound",
+    "OutsideRecoveryWindow",
     "ProductExists",
     "ProductNotFound",
     "RecoveryRefused",
@@ -407,3 +410,25 @@ class BackupFailed(CentralError):
 
     code = "backup.failed"
     status = 500
+
+
+# --- sales recovered from the stores after a restore (central.services.recovery) -------------
+
+
+class NotRestored(Conflict):
+    """Central was never restored, so it lost no sale a store could send back."""
+
+    code = "recovery.no_restore"
+
+
+class OutsideRecoveryWindow(Conflict):
+    """The sale was placed outside what the restore could have lost: before the backup's
+    time less 1 h, or after the restore."""
+
+    code = "recovery.outside_window"
+
+
+class OrderIdTaken(Conflict):
+    """The order id is another order's at central."""
+
+    code = "order.id_taken"

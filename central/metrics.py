@@ -44,6 +44,13 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.recovered = Counter(
+            "invctl_orders_recovered_total",
+            "Sales sent back by the stores after a restore, by outcome (present, recovered, "
+            "unrecovered, conflict)",
+            ["outcome"],
+            registry=r,
+        )
         self.stock_conflicts = Counter(
             "invctl_stock_conflicts_total",
             "Stock changes refused: not enough or below zero",
@@ -88,6 +95,10 @@ class Metrics:
         """The outbox backlog is counted at scrape time, so it is exact and costs nothing idle."""
         self.registry.register(_BacklogCollector(backlog))
 
+    def watch_unrecovered(self, count: Callable[[], int]) -> None:
+        """Unrecovered orders (left for review after a restore), counted at scrape time."""
+        self.registry.register(_UnrecoveredCollector(count))
+
     def watch_relay(self, failing: Callable[[], bool]) -> None:
         """Whether the relay is failing, asked at scrape time (outbox.relay_state)."""
 
@@ -127,6 +138,24 @@ class _BacklogCollector(Collector):
         except (peewee.OperationalError, peewee.InterfaceError) as exc:
             # A scrape during a database outage reports no value, not an error.
             log.warning("metrics.backlog_unavailable", error=str(exc)[:200])
+            return
+        yield family
+
+
+class _UnrecoveredCollector(Collector):
+    def __init__(self, count: Callable[[], int]) -> None:
+        self._count = count
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "invctl_orders_unrecovered",
+            "Sales a store sent back after a restore that central could not take again: "
+            "left for review (GET /orders?status=unrecovered) until an admin cancels them",
+        )
+        try:
+            family.add_metric([], float(self._count()))
+        except (peewee.OperationalError, peewee.InterfaceError) as exc:
+            log.warning("metrics.unrecovered_unavailable", error=str(exc)[:200])
             return
         yield family
 

@@ -72,6 +72,22 @@ def _epochs(db: peewee.Database) -> None:
     models.Epoch.create(epoch=1, cause="initial")
 
 
+def _recovered_orders(db: peewee.Database) -> None:
+    # Migration 2 creates `orders` from the current model, so a database made since this
+    # migration was written has the columns already.
+    columns = {
+        "recovered_at": models.Timestamp(null=True),
+        "review_code": peewee.CharField(max_length=64, null=True),
+        "review_message": peewee.TextField(null=True),
+        "review_details": peewee.TextField(null=True),
+    }
+    present = {column.name for column in db.get_columns("orders")}
+    migrator = SchemaMigrator.from_database(db)
+    missing = [(name, field) for name, field in columns.items() if name not in present]
+    if missing:
+        apply_operations(*(migrator.add_column("orders", n, f) for n, f in missing))
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _initial),
     (2, "orders and order lines", _orders),
@@ -82,6 +98,7 @@ MIGRATIONS: list[Migration] = [
     (7, "staged import batches", _import_batches),
     (8, "when central last refused each store's API key", _store_refusals),
     (9, "database epochs: one more at each restore", _epochs),
+    (10, "orders recovered from the stores, and those left to review", _recovered_orders),
 ]
 
 

@@ -133,6 +133,12 @@ class Order(BaseModel):
     created_at = Timestamp(default=utcnow)
     cancelled_at = Timestamp(null=True)
     cancelled_by = peewee.CharField(max_length=100, null=True)
+    # A sale a store sent back after a restore (central.services.recovery): when central took
+    # it again, or why it could not (status `unrecovered`: code, message, details as JSON).
+    recovered_at = Timestamp(null=True)
+    review_code = peewee.CharField(max_length=64, null=True)
+    review_message = peewee.TextField(null=True)
+    review_details = peewee.TextField(null=True)
 
     class Meta:
         table_name = "orders"

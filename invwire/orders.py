@@ -21,13 +21,18 @@ from invwire.rules import MAX_LINE_QUANTITY, MAX_LINES, is_sku
 # Order statuses: the same name means the same thing at central and at the store.
 CONFIRMED = "confirmed"  # central reserved the stock
 CANCELLED = "cancelled"  # central released it again
-CENTRAL_STATUSES = (CONFIRMED, CANCELLED)
+CENTRAL_STATUSES = (CONFIRMED, CANCELLED)  # the statuses an `order.updated` event carries
+# A sale a store had confirmed that a restored central lost and could not take again (its
+# stock was sold meanwhile, ...): recorded for review, no stock taken. An admin's cancel
+# closes it (`cancelled`, a later status than this one).
+UNRECOVERED = "unrecovered"
+ORDER_STATUSES = (CONFIRMED, CANCELLED, UNRECOVERED)  # what central lists and filters by
 # An order's status at central only moves forward (confirmed, then maybe cancelled): a later
 # status has a higher number, the `version` of an `order.updated` event.
 STATUS_VERSIONS = {CONFIRMED: 1, CANCELLED: 2}
 # A sale at the store also has the states before central confirmed it (sales.rules): saved and
 # sent but not answered, queued offline, refused by central, failed (central unreachable).
-STORE_STATUSES = ("pending", CONFIRMED, CANCELLED, "queued", "rejected", "failed")
+STORE_STATUSES = ("pending", CONFIRMED, CANCELLED, "queued", "rejected", "failed", UNRECOVERED)
 
 
 @dataclass(frozen=True, slots=True)

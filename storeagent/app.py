@@ -58,6 +58,7 @@ from storeagent.sales.desk import OrderDesk
 from storeagent.sales.doubt import DoubtJournal, journal_path
 from storeagent.sales.lost_queue import QueueCheck
 from storeagent.sales.offline_policy import DEFAULT_POLICY, OfflinePolicy
+from storeagent.sales.recovery import SalesRecovery
 from storeagent.sales.replay import Replayer
 from storeagent.sales.schedule import ReplaySchedule
 from storeagent.sales.shelf import Shelf
@@ -99,6 +100,7 @@ class Sales:
     schedule: ReplaySchedule
     doubts: DoubtJournal
     instance_id: str
+    recovery: SalesRecovery
 
 
 def new_instance_id() -> str:
@@ -147,7 +149,8 @@ def build_sales(
         instance_id=instance_id,
         clock=clock,
     )
-    return Sales(desk, replayer, orders, claims, schedule, doubts, instance_id)
+    recovery = SalesRecovery(orders, shelf, central, replica_epoch=replica.epoch)
+    return Sales(desk, replayer, orders, claims, schedule, doubts, instance_id, recovery)
 
 
 def start_sales(
@@ -336,13 +339,16 @@ def bootstrap(
         queue_check.at_start()
         undo.pop_all()
     vitals = Vitals(reader, sales.orders, progress, replica_file=watch)
-    metrics.watch(WatchedState(vitals, circuit=resilient.status, clock=clock))
+    metrics.watch(
+        WatchedState(vitals, circuit=resilient.status, clock=clock, recovery=sales.recovery.status)
+    )
     app = create_app(
         reader,
         progress,
         store_id=settings.store_id,
         topics=topic_names(settings.topic_prefix),
         orders=sales.desk,
+        recovery=sales.recovery.status,
         resync=loop.request_resync,
         metrics=metrics,
         terminal_token=token,
@@ -370,7 +376,7 @@ def bootstrap(
         stop,
         server,
         consumer=supervise.task("storeagent-consumer", consumer, "consumer.crashed"),
-        side_tasks=supervise.side_tasks(sales.replayer, beats, notify),
+        side_tasks=supervise.side_tasks(sales, beats, notify),
         resources=[writer, reader, resilient, *([systemd.notifier] if systemd else [])],
         instance_id=instance_id,
         refusals=refusals,
@@ -552,16 +558,22 @@ class _Supervisor:
         )
 
     def side_tasks(
-        self, replayer: Replayer, heartbeat: Heartbeat | None, notify: SystemdNotify | None
+        self, sales: Sales, heartbeat: Heartbeat | None, notify: SystemdNotify | None
     ) -> list[SupervisedTask]:
         tasks = [
             self.task(
                 "storeagent-replay",
-                partial(replayer.run, self.stop),
+                partial(sales.replayer.run, self.stop),
                 "offline.replayer_crashed",
                 # the agent may close the replica under a last replay
                 errors_once_stopping_fail=False,
-            )
+            ),
+            self.task(
+                "storeagent-recovery",
+                partial(sales.recovery.run, self.stop),
+                "order.recovery_crashed",
+                errors_once_stopping_fail=False,  # as the replayer's
+            ),
         ]
         if heartbeat is not None:
             body = partial(heartbeat.run, self.stop)

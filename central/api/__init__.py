@@ -72,11 +72,15 @@ def create_app(central: Central, *, manage_relay: bool = True) -> FastAPI:
 
 def body_limit(settings: Settings) -> LimitFor:
     """`max_body_bytes` for every request but a batch import's rows (`POST /import`, and a
-    staged import's `POST /import/batches/{id}/rows`), which get `max_import_bytes`."""
+    staged import's `POST /import/batches/{id}/rows`), which get `max_import_bytes`, and a
+    store's sales sent back after a restore (`POST /orders/recover`), which get 4 MiB or
+    `max_body_bytes` if more."""
 
     def limit_for(method: str, path: str) -> int:
         if imports.takes_import_body(method, path):
             return settings.max_import_bytes
+        if orders.takes_recovered_sales(method, path):
+            return max(settings.max_body_bytes, orders.MAX_RECOVER_BYTES)
         return settings.max_body_bytes
 
     return limit_for

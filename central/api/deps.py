@@ -112,3 +112,6 @@ CanPlaceOrders = Annotated[Principal, Depends(allow(*ANYONE))]
 CanReadOrders = Annotated[Principal, Depends(allow(*ANYONE))]
 CanCancelOrders = Annotated[Principal, Depends(allow(*ANYONE))]
 CanSendHeartbeat = Annotated[Principal, Depends(allow(*ANYONE))]
+# A store's agent sends back the sales a restore lost; anyone else is refused (403) before
+# the body is checked.
+CanRecoverOrders = Annotated[Principal, Depends(allow(Role.STORE))]

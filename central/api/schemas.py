@@ -419,13 +419,34 @@ class OrderLine(BaseModel):
     stock: LineStock = Field(description="the SKU's stock right after this order was placed")
 
 
+class Review(BaseModel):
+    code: str = Field(
+        examples=["stock.insufficient"],
+        description="`stock.insufficient`, `order.sku_unknown`, `order.sku_inactive` or "
+        "`recovery.outside_window`",
+    )
+    message: str
+    details: dict[str, Any] = Field(
+        description="the code's own fields, e.g. `lines` (each short line: `sku`, `requested`, "
+        "`available`) or `skus`"
+    )
+
+
 class Order(BaseModel):
     id: str
     store_id: str
-    status: Literal["confirmed", "cancelled"]
+    status: Literal["confirmed", "cancelled", "unrecovered"]
     created_at: Timestamp
     created_by: str = Field(examples=["store:store-042", "user:sam"])
     cancelled_at: Timestamp | None
+    recovered_at: Timestamp | None = Field(
+        description="when central took it again from its store's copy after a restore; "
+        "null for any other order"
+    )
+    review: Review | None = Field(
+        description="why central could not take the store's copy again after a restore "
+        "(status `unrecovered`, kept once an admin closed it); null for any other order"
+    )
     total: Money
     lines: list[OrderLine]
 
@@ -433,3 +454,20 @@ class Order(BaseModel):
 class OrderPage(BaseModel):
     items: list[Order]
     next_before: int | None = Field(description="pass as `before` for the next page")
+
+
+class RecoveredItem(BaseModel):
+    id: str = Field(description="the order's id, as sent")
+    idempotency_key: str = Field(description="as sent")
+    outcome: Literal["present", "recovered", "unrecovered", "conflict"]
+    code: str | None = Field(
+        description="`unrecovered` and `conflict`: why (`stock.insufficient`, "
+        "`recovery.outside_window`, `idempotency.mismatch`, `order.id_taken`, ...); else null"
+    )
+    message: str | None
+    order: Order | None = Field(description="central's order now; null for a conflict")
+
+
+class Recovery(BaseModel):
+    epoch: int = Field(description="central's epoch as it settled them")
+    items: list[RecoveredItem] = Field(description="one per order sent, in the same order")

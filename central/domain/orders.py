@@ -10,8 +10,9 @@ from central.errors import IdempotencyKeyRequired, InvalidInput
 from invwire.events import OrderUpdated, StockChanged, order_updated
 from invwire.orders import (
     CANCELLED,
-    CENTRAL_STATUSES,
     CONFIRMED,
+    ORDER_STATUSES,
+    UNRECOVERED,
     Line,
     fingerprint,
     require_stock,
@@ -22,6 +23,7 @@ from invwire.rules import is_idempotency_key
 __all__ = [
     "CANCELLED",
     "CONFIRMED",
+    "UNRECOVERED",
     "Line",
     "fingerprint",
     "known_line_fields",
@@ -32,7 +34,7 @@ __all__ = [
     "valid_lines",
 ]
 
-STATUSES = CENTRAL_STATUSES  # confirmed, cancelled: the names the store uses too
+STATUSES = ORDER_STATUSES  # confirmed, cancelled, unrecovered: the names the store uses too
 LINE_FIELDS = frozenset({"sku", "quantity"})
 
 

@@ -1,7 +1,9 @@
-"""Order use cases: place (idempotent, all-or-nothing), cancel, read and list."""
+"""Order use cases: place (idempotent, all-or-nothing), cancel, read and list. Sales a store
+sends back after a restore are taken again through the same steps (services.recovery)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -93,26 +95,42 @@ def _reserve(
             created_by=principal.actor,
             created_at=now,
         )
-        prices = _sellable(lines)
-        levels = _locked_levels([line.sku for line in lines])
-        changes = rules.reserve(levels, lines, order_id)
-        _write_changes(uow, principal, changes, now)
-        rows = [
-            OrderLine(
-                order_id=order_id,
-                sku=line.sku,
-                quantity=line.quantity,
-                unit_price=prices[line.sku],
-                stock_after=level.quantity,
-                stock_version=level.version,
-            )
-            for line, (level, _) in zip(lines, changes, strict=True)
-        ]
-        OrderLine.insert_many([row.__data__ for row in rows]).execute()
-    return _view(order, rows)
+        prices = sellable_prices(lines)
+        rows = take_stock(uow, principal, order_id, lines, prices, now)
+    return view_of(order, rows)
 
 
-def _sellable(lines: list[rules.Line]) -> dict[str, Decimal]:
+def take_stock(
+    uow: UnitOfWork,
+    principal: Principal,
+    order_id: str,
+    lines: list[rules.Line],
+    prices: dict[str, Decimal],
+    now: datetime,
+    note: str = "",
+) -> list[OrderLine]:
+    """Every line's stock taken (or InsufficientStock, nothing taken) and the order's lines
+    written, at `prices`; inside the caller's unit of work, after its order row."""
+    levels = _locked_levels([line.sku for line in lines])
+    changes = rules.reserve(levels, lines, order_id)
+    _write_changes(uow, principal, changes, now, note)
+    rows = [
+        OrderLine(
+            order_id=order_id,
+            sku=line.sku,
+            quantity=line.quantity,
+            unit_price=prices[line.sku],
+            stock_after=level.quantity,
+            stock_version=level.version,
+        )
+        for line, (level, _) in zip(lines, changes, strict=True)
+    ]
+    OrderLine.insert_many([row.__data__ for row in rows]).execute()
+    return rows
+
+
+def sellable_prices(lines: list[rules.Line]) -> dict[str, Decimal]:
+    """Each line's product price, or UnknownSku / InactiveSku naming those not for sale."""
     skus = [line.sku for line in lines]
     products = {p.sku: p for p in Product.select().where(Product.sku.in_(skus))}
     unknown = [sku for sku in skus if sku not in products]
@@ -134,6 +152,7 @@ def _write_changes(
     principal: Principal,
     changes: list[tuple[StockLevel, StockChanged]],
     now: datetime,
+    note: str = "",
 ) -> None:
     for level, _ in changes:
         # Conditional on the version read under the lock: a change can only apply on top
@@ -145,7 +164,7 @@ def _write_changes(
         )
         if updated != 1:
             raise RuntimeError(f"stock row {level.sku} changed under its lock")
-    Movement.insert_many([movement_row(e, principal, "", now) for _, e in changes]).execute()
+    Movement.insert_many([movement_row(e, principal, note, now) for _, e in changes]).execute()
     uow.record(*(event for _, event in changes))
 
 
@@ -153,21 +172,37 @@ def cancel_order(uow: UnitOfWork, principal: Principal, order_id: str) -> dict[s
     if principal.role not in (Role.ADMIN, Role.STORE, Role.STAFF):
         raise Forbidden("only the owning store or an admin may cancel an order")
     with uow:
-        order = locked(Order.select().where(Order.id == order_id)).get_or_none()
+        order = locked_order(order_id)
         if order is None or not _may_see(principal, order):
             raise OrderNotFound(order_id=order_id)
-        if order.status == rules.CANCELLED:
-            return order_view(order)
+        cancel_locked(uow, principal, order)
+    return order_view(order)
+
+
+def locked_order(order_id: str) -> Order | None:
+    """The order, its row locked until the caller's transaction ends."""
+    return locked(Order.select().where(Order.id == order_id)).get_or_none()
+
+
+def cancel_locked(uow: UnitOfWork, principal: Principal, order: Order) -> None:
+    """Cancel `order`, locked in the caller's unit of work (a cancelled one stays as it is).
+    A confirmed order's stock comes back; an unrecovered one took none, and is closed by an
+    admin only: it waits for someone to review it, not for its store to drop it."""
+    if order.status == rules.CANCELLED:
+        return
+    now = uow.clock.now()
+    if order.status == rules.UNRECOVERED:
+        if principal.role != Role.ADMIN:
+            raise Forbidden("only an admin closes an unrecovered order, once it is reviewed")
+    else:
         lines = [rules.Line(row.sku, row.quantity) for row in _lines(order.id)]
         levels = _locked_levels([line.sku for line in lines])
-        now = uow.clock.now()
         _write_changes(uow, principal, rules.release(levels, lines, order.id), now)
-        order.status, order.cancelled_at, order.cancelled_by = rules.CANCELLED, now, principal.actor
-        order.save()
-        # In the same transaction as the release: the store's replica learns of it (topic
-        # order-updated) exactly when the stock comes back.
-        uow.record(rules.status_changed(order.id, order.store_id, rules.CANCELLED, now))
-    return order_view(order)
+    order.status, order.cancelled_at, order.cancelled_by = rules.CANCELLED, now, principal.actor
+    order.save()
+    # In the same transaction as the release: the store's replica learns of it (topic
+    # order-updated) exactly when the stock comes back.
+    uow.record(rules.status_changed(order.id, order.store_id, rules.CANCELLED, now))
 
 
 def get_order(uow: UnitOfWork, principal: Principal, order_id: str) -> dict[str, Any]:
@@ -235,10 +270,10 @@ def _lines(order_id: str) -> list[OrderLine]:
 
 
 def order_view(order: Order) -> dict[str, Any]:
-    return _view(order, _lines(order.id))
+    return view_of(order, _lines(order.id))
 
 
-def _view(order: Order, lines: list[OrderLine]) -> dict[str, Any]:
+def view_of(order: Order, lines: list[OrderLine]) -> dict[str, Any]:
     total = sum((Decimal(row.unit_price) * row.quantity for row in lines), Decimal("0"))
     return {
         "id": order.id,
@@ -247,6 +282,8 @@ def _view(order: Order, lines: list[OrderLine]) -> dict[str, Any]:
         "created_at": as_utc(order.created_at),
         "created_by": order.created_by,
         "cancelled_at": as_utc(order.cancelled_at),
+        "recovered_at": as_utc(order.recovered_at),
+        "review": _review(order),
         "total": f"{total:.2f}",
         "lines": [
             {
@@ -258,3 +295,12 @@ def _view(order: Order, lines: list[OrderLine]) -> dict[str, Any]:
             for row in lines
         ],
     }
+
+
+def _review(order: Order) -> dict[str, Any] | None:
+    """Why a sale sent back after a restore was left unrecovered (kept once an admin closed
+    it); None for any other order."""
+    if order.review_code is None:
+        return None
+    details = json.loads(order.review_details) if order.review_details else {}
+    return {"code": order.review_code, "message": order.review_message or "", "details": details}

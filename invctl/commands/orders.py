@@ -16,7 +16,7 @@ from invctl.moments import FORMS, wire_moment
 from invctl.options import JsonFlag
 from invctl.order_errors import explained
 from invctl.output import Column, Columns, record_view, rows_table
-from invwire.orders import CENTRAL_STATUSES, STORE_STATUSES
+from invwire.orders import ORDER_STATUSES, STORE_STATUSES
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -47,9 +47,13 @@ ORDER_FIELDS = (
     "created_at",
     "created_by",
     "cancelled_at",
+    "recovered_at",
+    "review",
     "reason",
     "total",
 )
+# Fields only a sale sent back after a restore has: left out of `orders show` while null.
+RECOVERY_FIELDS = ("recovered_at", "review")
 LINE_COLUMNS = (
     Column("sku"),
     Column("quantity", "qty", "right"),
@@ -81,8 +85,9 @@ StatusOpt = Annotated[
     typer.Option(
         "--status",
         metavar="STATUS",
-        help="Only orders in this state: confirmed or cancelled (central and store agent); "
-        "at the store agent also pending, queued, rejected or failed.",
+        help="Only orders in this state: confirmed, cancelled or unrecovered (central and "
+        "store agent; unrecovered: a sale a restored central could not take again, left "
+        "for review); at the store agent also pending, queued, rejected or failed.",
         show_default=False,
     ),
 ]
@@ -162,9 +167,9 @@ def list_orders(
         limit,
     )
     if client.target.name == "central":
-        _check_status(status, CENTRAL_STATUSES, "central")
+        _check_status(status, ORDER_STATUSES, "central")
         items, more = central_orders(client, query, all_pages=all_pages)
-        columns: Columns = CENTRAL_COLUMNS
+        columns: Columns = central_columns(items)
     else:
         _check_agent_query(query, all_pages)
         items, more = items_of(client.get("/orders", params=query.params())), False
@@ -221,9 +226,34 @@ def _check_agent_query(query: OrderQuery, all_pages: bool) -> None:
         )
 
 
+def central_columns(orders: list[Any]) -> Columns:
+    """Central's columns, and `review` when an order has one (an unrecovered sale's code)."""
+    if any(isinstance(order, dict) and _reviewed(order) for order in orders):
+        return (*CENTRAL_COLUMNS, "review")
+    return CENTRAL_COLUMNS
+
+
 def summaries(orders: Iterable[Any]) -> list[dict[str, Any]]:
-    """Orders as table rows, their lines folded into one `items` cell: `MILK-1L x2, ...`."""
-    return [{**order, "items": _items(order.get("lines"))} for order in orders]
+    """Orders as table rows, their lines folded into one `items` cell: `MILK-1L x2, ...`,
+    and central's review of an unrecovered order into its code."""
+    return [
+        {**order, "items": _items(order.get("lines")), **_review_code(order)} for order in orders
+    ]
+
+
+def _reviewed(order: dict[str, Any]) -> bool:
+    return isinstance(order.get("review"), dict)
+
+
+def _review_code(order: dict[str, Any]) -> dict[str, Any]:
+    return {"review": order["review"].get("code")} if _reviewed(order) else {}
+
+
+def _review_text(order: dict[str, Any]) -> dict[str, Any]:
+    if not _reviewed(order):
+        return {}
+    review = order["review"]
+    return {"review": f"{review.get('code')}: {review.get('message')}"}
 
 
 def _items(lines: object) -> str:
@@ -279,7 +309,9 @@ def cancel(ctx: typer.Context, order_id: ShownIdArg, json_out: JsonFlag = False)
     (INVCTL_API_KEY), its staff or an admin; a prefix is looked up among central's latest
     200 orders first. A prefix of several orders cancels nothing (exit 2, naming them).
     A cancel is never queued: with central unreachable nothing changes (exit 5).
-    Cancelling a cancelled order changes nothing.
+    Cancelling a cancelled order changes nothing. An admin closes an unrecovered order
+    (a sale a restored central could not take again) the same way, with --central: it
+    took no stock, so none moves.
 
     Example: invctl orders cancel 5f0c9a1e
     """
@@ -296,15 +328,22 @@ def _cancelled(data: Any) -> Iterable[RenderableType]:
     from rich.text import Text
 
     order = data if isinstance(data, dict) else {}
-    yield Text(f"Order {order.get('id')} is {order.get('status')}; its stock is released.")
+    stock = "it took no stock" if _reviewed(order) else "its stock is released"
+    yield Text(f"Order {order.get('id')} is {order.get('status')}; {stock}.")
     yield from render_order(order)
 
 
 def render_order(data: Any) -> Iterable[RenderableType]:
     """An order (central's, or the agent's record of a sale): its fields, then its lines."""
     order = data if isinstance(data, dict) else {}
-    yield from record_view(order, [key for key in ORDER_FIELDS if key in order], None)
+    fields = {**order, **_review_text(order)}
+    shown = [key for key in ORDER_FIELDS if key in order and _worth_showing(key, order[key])]
+    yield from record_view(fields, shown, None)
     yield lines_table(order)
+
+
+def _worth_showing(key: str, value: object) -> bool:
+    return value is not None or key not in RECOVERY_FIELDS
 
 
 def lines_table(

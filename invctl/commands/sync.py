@@ -334,6 +334,7 @@ def _summary_rows(report: dict[str, Any], partitions: list[Any], now: datetime) 
         ("dead letters", Text(str(dead), style="red" if dead else "")),
         ("total lag", Text(str(lag), style="yellow" if lag else "")),
         *_offline_rows(report.get("offline_queue")),
+        *_recovery_rows(report.get("recovery")),
     ]
 
 
@@ -389,6 +390,29 @@ def _offline_rows(queue: object) -> list[Any]:
         retry = queue.get("next_attempt_in_s")
         when = f"retry in {age(retry)}" if isinstance(retry, int | float) else "retrying"
         rows.append(("replay", f"{when} after {failures} failures: {queue.get('last_error')}"))
+    return rows
+
+
+def _recovery_rows(recovery: object) -> list[Any]:
+    """Sales given back to a restored central: shown once central was restored (epoch 2 or
+    more), or while any sale is unrecovered."""
+    from rich.text import Text
+
+    if not isinstance(recovery, dict):
+        return []
+    epoch, left = recovery.get("epoch") or 0, recovery.get("to_check") or 0
+    lost = recovery.get("unrecovered") or 0
+    if epoch < 2 and not lost:
+        return []
+    done = f"{recovery.get('recovered') or 0} recovered, {recovery.get('present') or 0} present"
+    shown = f"{left} sales to send to central (epoch {epoch}); {done}" if left else done
+    rows: list[Any] = [
+        ("recovery", Text(shown, style="yellow" if left else "")),
+        ("unrecovered", Text(str(lost), style="red" if lost else "")),
+    ]
+    failures = recovery.get("consecutive_failures") or 0
+    if failures:
+        rows.append(("recovery error", f"{failures} failures: {recovery.get('last_error')}"))
     return rows
 
 

@@ -51,6 +51,7 @@ from storeagent.replica.db import DATABASE_ERRORS, Replica
 from storeagent.replica.integrity import ReplicaFileWatch
 from storeagent.replica.queries import OrderItem, OrderList, ReplicaReads, SaleQuery, StockView
 from storeagent.sales.desk import OrderDesk, Placed, PlaceOrder, Queued
+from storeagent.sales.recovery import RecoveryStatus
 from storeagent.sync.progress import SyncProgress
 
 MAX_ORDER_PAGE = 200
@@ -77,6 +78,7 @@ def create_app(
     topics: Collection[str],
     terminal_token: str,
     orders: OrderDesk | None = None,
+    recovery: Callable[[], RecoveryStatus] | None = None,
     resync: Callable[[], datetime | None] | None = None,
     metrics: AgentMetrics | None = None,
     max_body: int = DEFAULT_MAX_BODY,
@@ -133,6 +135,7 @@ def create_app(
                 ready=ready,
                 central=central,
                 offline_queue=orders.offline_status() if orders else None,
+                recovery=recovery() if recovery else None,
             )
         except DATABASE_ERRORS as exc:  # a connection made since the file was deleted
             problem = replica_file.problem() if replica_file is not None else None

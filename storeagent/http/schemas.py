@@ -19,6 +19,7 @@ from storeagent.replica.db import (
     META_LAST_EVENT_AT,
     Replica,
 )
+from storeagent.sales.recovery import RecoveryStatus
 from storeagent.sales.status import OfflineQueueStatus
 from storeagent.sync.progress import SyncProblem, SyncProgress
 from storeagent.upstream.resilience import CircuitStatus
@@ -61,6 +62,7 @@ class SyncStatus(TypedDict):
     central: NotRequired[CircuitStatus]
     offline_queue: NotRequired[OfflineQueueStatus]
     rebuild: NotRequired[dict[str, object]]  # the last resync's (sync.rebuild), when one ran
+    recovery: NotRequired[RecoveryStatus]  # sales given back to a restored central
 
 
 def sync_status(
@@ -72,6 +74,7 @@ def sync_status(
     ready: bool,
     central: CircuitStatus | None = None,
     offline_queue: OfflineQueueStatus | None = None,
+    recovery: RecoveryStatus | None = None,
     now: datetime | None = None,
 ) -> SyncStatus:
     """Per-partition lag of the current topics: live end offsets minus stored next offsets;
@@ -105,6 +108,8 @@ def sync_status(
         status["central"] = central
     if offline_queue is not None:
         status["offline_queue"] = offline_queue
+    if recovery is not None:
+        status["recovery"] = recovery
     return status
 
 

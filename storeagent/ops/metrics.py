@@ -24,6 +24,7 @@ from storeagent.upstream.resilience import Circuit, CircuitStatus
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
+    from storeagent.sales.recovery import RecoveryStatus
     from storeagent.sync.apply import BatchResult
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -113,6 +114,8 @@ class WatchedState:
     vitals: Vitals
     circuit: Callable[[], CircuitStatus] | None = None
     clock: Clock = utc_now
+    # The sales recovered after central's restore (sales.recovery), when the agent sells.
+    recovery: Callable[[], RecoveryStatus] | None = None
 
 
 class _StateCollector(Collector):
@@ -127,6 +130,7 @@ class _StateCollector(Collector):
             self._clock_offset,
             self._dead_letters,
             self._local_orders,
+            self._recovery,
             self._circuit,
             self._sync_problems,
             self._ready,
@@ -195,6 +199,22 @@ class _StateCollector(Collector):
             "storeagent_offline_rejected_orders",
             "Sales taken offline that central then refused: staff must see to them",
             value=counts.rejected_offline,
+        )
+
+    def _recovery(self) -> Iterator[Metric]:
+        if self._state.recovery is None:
+            return
+        status = self._state.recovery()
+        yield GaugeMetricFamily(
+            "storeagent_sales_to_recover",
+            "Sales confirmed by an older incarnation of central, not yet sent to the restored one",
+            value=status["to_check"],
+        )
+        yield GaugeMetricFamily(
+            "storeagent_sales_unrecovered",
+            "Sales a restored central lost and could not take again: the customer has the "
+            "goods, central lists them for review",
+            value=status["unrecovered"],
         )
 
     def _circuit(self) -> Iterator[Metric]:

@@ -37,7 +37,7 @@ from storeagent.replica import order_status
 from storeagent.replica.models import ReplicaModels, bind_models
 from storeagent.sync.source import Record, TopicPartition
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 PRAGMAS = {"journal_mode": "wal", "synchronous": "normal", "busy_timeout": 5000}
 
 META_SCHEMA_VERSION = "schema_version"
@@ -50,6 +50,15 @@ META_BOOTSTRAPPED = "bootstrapped"
 META_LOG_BEHIND = "kafka_log_behind"
 # The newest epoch of central's database this replica has seen in a record (sync.apply).
 META_EPOCH = "epoch"
+# Per partition, the offset and digest of the last record read (sync.apply), and per topic,
+# Kafka's topic id: by these the sync loop tells a log replaced under it (sync.log_checks).
+# They describe the rows that came from Kafka, and go with them (adopt, clear).
+META_LOG_MARK_PREFIX = "log_mark:"
+META_TOPIC_ID_PREFIX = "topic_id:"
+LOG_META_PREFIXES = (META_LOG_MARK_PREFIX, META_TOPIC_ID_PREFIX)
+# Set when a rebuild after a log loss held fewer rows than the replica before it (JSON of those
+# counts): rows are missing until central republishes them (sync.log_guard).
+META_LOG_SHORT = "kafka_log_short"
 
 
 # SQLite errors that another attempt may not meet: a lock held too long by another
@@ -251,6 +260,8 @@ class Replica:
         tables = self._tables
         for model in (tables.stock, tables.product, tables.category, tables.offset):
             model.delete().execute()
+        for prefix in LOG_META_PREFIXES:
+            self.db.execute_sql(_DELETE_PREFIXED, (len(prefix), prefix))
         self.set_meta({META_BOOTSTRAPPED: "0", META_LOG_BEHIND: ""})
 
     def adopt(self, rebuilt: Path) -> None:
@@ -274,6 +285,9 @@ class Replica:
         self._copy_rows(
             tables.dead_letter._meta.table_name, "INSERT OR IGNORE", skip=frozenset({"id"})
         )
+        for prefix in LOG_META_PREFIXES:  # the marks and topic ids of the log it read
+            self.db.execute_sql(_DELETE_PREFIXED, (len(prefix), prefix))
+            self.db.execute_sql(_COPY_PREFIXED, (len(prefix), prefix))
         copied = {META_BOOTSTRAPPED: "1", META_LOG_BEHIND: ""}
         last_event = self._rebuilt_meta(META_LAST_EVENT_AT)
         if last_event is not None:
@@ -294,6 +308,11 @@ class Replica:
 
     def is_bootstrapped(self) -> bool:
         return self.get_meta(META_BOOTSTRAPPED) == "1"
+
+    def row_counts(self) -> dict[str, int]:
+        """Rows that came from Kafka, by table (categories, products, stock)."""
+        counted = self.db.execute_sql(_ROW_COUNTS).fetchone()
+        return dict(zip(("categories", "products", "stock"), map(int, counted), strict=True))
 
     def stored_offsets(self) -> dict[TopicPartition, int]:
         return {
@@ -387,6 +406,15 @@ _OLDER_ROWS = (
     "OR EXISTS (SELECT 1 FROM products WHERE epoch < ?1) "
     "OR EXISTS (SELECT 1 FROM stock WHERE epoch < ?1)"
 )
+_ROW_COUNTS = (
+    "SELECT (SELECT COUNT(*) FROM categories), (SELECT COUNT(*) FROM products), "
+    "(SELECT COUNT(*) FROM stock)"
+)
+_DELETE_PREFIXED = "DELETE FROM main.meta WHERE substr(key, 1, ?) = ?"
+_COPY_PREFIXED = (
+    "INSERT INTO main.meta (key, value) SELECT key, value FROM rebuilt.meta "
+    "WHERE substr(key, 1, ?) = ?"
+)
 # A change wins when (epoch, version) is greater, compared as a row value (lexicographically):
 # a newer epoch wins whatever its version, the same epoch by version.
 _UPSERT_CATEGORY = (
@@ -458,6 +486,27 @@ def _schema_v7(db: peewee.SqliteDatabase, tables: ReplicaModels) -> None:
             db.execute_sql(f"ALTER TABLE {table} ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0")
 
 
+def _schema_v8(db: peewee.SqliteDatabase, tables: ReplicaModels) -> None:
+    """Sales recovered after central's restore (sales.recovery): the epoch of central that
+    last confirmed or held each sale (0: before epochs were recorded, the first incarnation),
+    and the outcome of the last recovery check."""
+    table = tables.local_order._meta.table_name
+    present = {column.name for column in db.get_columns(table)}
+    for name, kind in (("central_epoch", "INTEGER NOT NULL DEFAULT 0"), ("recovery", "TEXT")):
+        if name not in present:
+            db.execute_sql(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+    # Looked at every few seconds (the newest epoch, the sales to send) and at each scrape
+    # (the outcomes): never a scan of every sale the store ever made.
+    db.execute_sql(f"CREATE INDEX IF NOT EXISTS {table}_epoch ON {table} (central_epoch)")
+    db.execute_sql(
+        f"CREATE INDEX IF NOT EXISTS {table}_status_epoch ON {table} (status, central_epoch)"
+    )
+    db.execute_sql(
+        f"CREATE INDEX IF NOT EXISTS {table}_recovery ON {table} (recovery) "
+        "WHERE recovery IS NOT NULL"
+    )
+
+
 _MIGRATIONS: dict[int, Callable[[peewee.SqliteDatabase, ReplicaModels], None]] = {
     1: _schema_v1,
     2: _schema_v2,
@@ -466,4 +515,5 @@ _MIGRATIONS: dict[int, Callable[[peewee.SqliteDatabase, ReplicaModels], None]] =
     5: _schema_v5,
     6: _schema_v6,
     7: _schema_v7,
+    8: _schema_v8,
 }

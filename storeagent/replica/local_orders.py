@@ -8,7 +8,7 @@ Helpers never commit: the caller (OrderDesk, Replayer) holds the transaction.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,6 +44,8 @@ class LocalSale:
     outcome_unknown: bool  # failed, and an attempt may have reached central
     instance_id: str | None = None  # the agent process that last sent it (sales.rules.orphaned)
     store_id: str | None = None  # the store it was recorded under (None: before schema 5)
+    central_epoch: int = 0  # central's epoch that last confirmed or held it (0: unknown)
+    recovery: str | None = None  # the last recovery check's outcome (sales.recovery)
 
 
 @dataclass(frozen=True)
@@ -182,13 +184,80 @@ class LocalOrders:
             instance_id=instance_id,
         )
 
-    def confirm(self, local_ref: str, order_id: str, central_order: Mapping[str, Any]) -> None:
+    def confirm(
+        self,
+        local_ref: str,
+        order_id: str,
+        central_order: Mapping[str, Any],
+        *,
+        epoch: int | None = None,
+    ) -> None:
+        """`epoch`: central's epoch in its answer (None when it sent none: 0, the first)."""
         self._record(
             local_ref,
             rules.CONFIRMED,
             order_id=order_id,
             central_order=json.dumps(central_order),
+            central_epoch=epoch or 0,
         )
+
+    def to_recover(self, epoch: int, limit: int) -> list[LocalSale]:
+        """This store's sales central confirmed in an incarnation older than `epoch` (sales.
+        recovery), oldest first: the ones a restored central may have lost."""
+        return [_sale(row) for row in self._older(epoch).order_by(self._lo.seq).limit(limit)]
+
+    def to_recover_count(self, epoch: int) -> int:
+        return int(self._older(epoch).count())
+
+    def newest_central_epoch(self) -> int:
+        """The newest epoch of central that confirmed a sale here (0 when none said)."""
+        return int(self._lo.select(peewee.fn.MAX(self._lo.central_epoch)).scalar() or 0)
+
+    def held(self, local_ref: str, epoch: int, outcome: str) -> None:
+        """Central at `epoch` holds the sale (it had it, or took it again): `outcome`."""
+        self._update(local_ref, central_epoch=epoch, recovery=outcome, updated_at=self._now())
+
+    def unrecovered(
+        self, local_ref: str, epoch: int, outcome: str, code: str, message: str
+    ) -> None:
+        """Central at `epoch` lost the sale and could not take it again: for review."""
+        self._record(
+            local_ref, rules.UNRECOVERED, code, message, central_epoch=epoch, recovery=outcome
+        )
+
+    def cancelled_at(self, order_ids: Collection[str]) -> dict[str, str]:
+        """When central cancelled each of these orders, as the replica heard it
+        (replica.order_status); orders not cancelled are left out."""
+        if not order_ids:
+            return {}
+        marks = ", ".join("?" for _ in order_ids)
+        sql = (
+            "SELECT order_id, cancelled_at FROM order_status "  # noqa: S608 (bound values)
+            f"WHERE status = 'cancelled' AND order_id IN ({marks})"
+        )
+        rows = self._replica.db.execute_sql(sql, tuple(order_ids)).fetchall()
+        return {str(order_id): str(at) for order_id, at in rows if at is not None}
+
+    def recovery_counts(self) -> dict[str, int]:
+        """Sales by the outcome of their last recovery check (never checked: left out)."""
+        lo = self._lo
+        query = (
+            lo.select(lo.recovery, peewee.fn.COUNT(lo.seq))
+            .where(lo.recovery.is_null(False) & self._mine())
+            .group_by(lo.recovery)
+            .tuples()
+        )
+        rows: Iterable[tuple[str, int]] = query  # type: ignore[assignment] # .tuples()
+        return {str(outcome): int(count) for outcome, count in rows}
+
+    def _older(self, epoch: int) -> peewee.ModelSelect[LocalOrder]:
+        """Confirmed by central in an incarnation older than `epoch`: epochs 0 (unknown) and 1
+        are the first, so nothing is older than an epoch below 2."""
+        lo = self._lo
+        if epoch < 2:
+            return lo.select().where(lo.seq.is_null())
+        confirmed = (lo.status == rules.CONFIRMED) & lo.order_id.is_null(False)
+        return lo.select().where(confirmed & (lo.central_epoch < epoch) & self._mine())
 
     def queue(self, local_ref: str, code: str, message: str) -> None:
         """Accepted offline: the customer takes the goods, central hears of it later."""
@@ -302,4 +371,6 @@ def _sale(row: LocalOrder) -> LocalSale:
         outcome_unknown=bool(row.outcome_unknown),
         instance_id=row.instance_id,
         store_id=row.store_id,
+        central_epoch=int(row.central_epoch or 0),
+        recovery=row.recovery,
     )

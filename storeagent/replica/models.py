@@ -112,6 +112,11 @@ class LocalOrder(_Table):
     # The store the sale was recorded under (schema 5): the replayer sends only its own
     # store's sales; older sales are adopted when the agent first opens the replica.
     store_id = peewee.TextField(null=True)
+    # Central's epoch that last confirmed or held the sale (schema 8; 0: unknown, the first
+    # incarnation), and the outcome of the last recovery check after a restore
+    # (sales.recovery: present, recovered, unrecovered, conflict; null: never checked).
+    central_epoch = peewee.BigIntegerField(default=0)
+    recovery = peewee.TextField(null=True)
 
     class Meta:
         table_name = "local_orders"

@@ -350,8 +350,11 @@ class SaleQuery:
 # A confirmed sale shows central's later status (cancelled); a sale central never confirmed
 # keeps the agent's own (a voided one stays failed: its till was told so). The SQL below is
 # made of these fixed fragments only; every value is a bound parameter.
+# An unrecovered sale (sales.recovery) shows `cancelled` once an admin closed it at central.
 _SHOWN_STATUS = (
-    "CASE WHEN lo.status = 'confirmed' AND os.status IS NOT NULL THEN os.status ELSE lo.status END"
+    "CASE WHEN lo.status = 'confirmed' AND os.status IS NOT NULL THEN os.status "
+    "WHEN lo.status = 'unrecovered' AND os.status = 'cancelled' THEN os.status "
+    "ELSE lo.status END"
 )
 _SALES = (
     "SELECT lo.local_ref, " + _SHOWN_STATUS + " AS shown, lo.order_id, lo.lines, lo.created_at, "

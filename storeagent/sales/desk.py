@@ -305,7 +305,9 @@ class OrderDesk:
     def _confirm(self, attempt: _Attempt, result: Confirmed) -> Placed:
         with self._orders.transaction():
             self._shelf.restock(result)
-            self._orders.confirm(attempt.local_ref, result.order_id, result.order)
+            self._orders.confirm(
+                attempt.local_ref, result.order_id, result.order, epoch=result.epoch
+            )
         self._log.info("order.confirmed", local_ref=attempt.local_ref, order_id=result.order_id)
         return Placed(attempt.local_ref, result.order, replayed=False)
 
@@ -402,7 +404,7 @@ def _settled(sale: LocalSale, print_: str) -> Placed | Queued | None:
     """The answer for a key seen before, when it needs no call to central."""
     if sale.fingerprint != print_:
         raise IdempotencyMismatch(local_ref=sale.local_ref)
-    if sale.status == rules.CONFIRMED:
+    if sale.status in (rules.CONFIRMED, rules.UNRECOVERED):  # the till's answer, again
         return Placed(sale.local_ref, dict(sale.central_order or {}), replayed=True)
     if sale.status == rules.QUEUED:  # the replayer owns it now
         return Queued(sale.local_ref, list(sale.lines), replayed=True)

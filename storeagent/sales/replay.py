@@ -146,7 +146,7 @@ class Replayer:
     def _confirmed(self, row: LocalSale, result: Confirmed) -> None:
         with self._orders.transaction():
             self._shelf.restock(result)
-            self._orders.confirm(row.local_ref, result.order_id, result.order)
+            self._orders.confirm(row.local_ref, result.order_id, result.order, epoch=result.epoch)
         self._log.info(
             "offline.replayed" if row.status == rules.QUEUED else "order.resolved",
             local_ref=row.local_ref,

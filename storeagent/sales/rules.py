@@ -11,18 +11,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from invwire.errors import InactiveSku, InvalidIdempotencyKey, UnknownSku
-from invwire.orders import STORE_STATUSES, Line, fingerprint, require_stock, valid_lines
+from invwire.orders import (
+    STORE_STATUSES,
+    UNRECOVERED,
+    Line,
+    fingerprint,
+    require_stock,
+    valid_lines,
+)
 from invwire.rules import is_idempotency_key
 from storeagent.errors import AgentError
 
-__all__ = ["Line", "fingerprint", "valid_lines"]
+__all__ = ["UNRECOVERED", "Line", "fingerprint", "valid_lines"]
 
 PENDING = "pending"  # persisted, central not yet answered (or the agent stopped meanwhile)
 CONFIRMED = "confirmed"
 REJECTED = "rejected"
 FAILED = "failed"  # central unreachable; a replay with the same key tries again
 QUEUED = "queued"  # accepted offline: the customer has the goods; replayed when central is back
-STATUSES = (PENDING, CONFIRMED, REJECTED, FAILED, QUEUED)
+STATUSES = (PENDING, CONFIRMED, REJECTED, FAILED, QUEUED, UNRECOVERED)
+# UNRECOVERED: confirmed, then lost by a restored central that could not take it again
+# (sales.recovery): the customer has the goods, the sale waits for review at central.
 VOIDED = "order.voided"  # the reason of a failed sale that central had recorded: cancelled there
 # The reason of a failed sale whose outcome the replica could not record: its till was told it
 # failed, so it is voided (never completed); the replayer cancels any copy central holds.

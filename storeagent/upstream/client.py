@@ -11,7 +11,7 @@ The fake is FakeCentral in tests/support/agent_fakes.py.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -89,6 +89,24 @@ class Refused:
 OrderResult = Confirmed | Refused
 
 
+@dataclass(frozen=True)
+class RecoveredSale:
+    """Central's word on one sale sent for recovery (sales.recovery): `outcome` is present,
+    recovered, unrecovered or conflict; `order` central's order when it holds one."""
+
+    idempotency_key: str
+    outcome: str
+    code: str | None = None
+    message: str | None = None
+    order: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class RecoveryAnswer:
+    epoch: int  # central's epoch as it answered
+    items: tuple[RecoveredSale, ...]  # one per sale sent, in the same order
+
+
 class CentralRefusedCall(CentralUnavailable):
     """Central answered a lookup or a cancel with a refusal (4xx): not retried. A subclass of
     CentralUnavailable, so that the replayer keeps the sale and backs off; the till's cancel
@@ -110,6 +128,10 @@ class CentralClient(Protocol):
 
     def cancel_order(self, order_id: str) -> dict[str, Any]:
         """Cancel one of this store's orders (a no-op if cancelled already)."""
+        ...
+
+    def recover_orders(self, orders: Sequence[Mapping[str, Any]]) -> RecoveryAnswer:
+        """Give a restored central back the sales it may have lost (at most 100)."""
         ...
 
     def close(self) -> None: ...
@@ -185,6 +207,10 @@ class HttpCentralClient:
     def cancel_order(self, order_id: str) -> dict[str, Any]:
         return _order(_answer(self._request("POST", f"/orders/{order_id}/cancel")))
 
+    def recover_orders(self, orders: Sequence[Mapping[str, Any]]) -> RecoveryAnswer:
+        body = {"orders": list(orders)}
+        return recovery_answer(_answer(self._request("POST", "/orders/recover", json=body)))
+
     def close(self) -> None:
         self._http.close()
 
@@ -259,6 +285,35 @@ def _order(order: object) -> dict[str, Any]:
     return order
 
 
+def recovery_answer(body: object) -> RecoveryAnswer:
+    """Central's answer to POST /orders/recover, checked for what the agent relies on."""
+    try:
+        epoch, items = body["epoch"], body["items"]  # type: ignore[index]
+        if type(epoch) is not int or not isinstance(items, list):
+            raise TypeError("no epoch or items")
+        return RecoveryAnswer(epoch, tuple(_recovered_sale(item) for item in items))
+    except (KeyError, TypeError, ValueError):
+        raise CentralUnavailable(
+            "central's answer to the recovery is not one", reason="bad_answer"
+        ) from None
+
+
+def _recovered_sale(item: object) -> RecoveredSale:
+    if not isinstance(item, dict):
+        raise TypeError("an item is not an object")
+    key, outcome = item["idempotency_key"], item["outcome"]
+    code, message, order = item.get("code"), item.get("message"), item.get("order")
+    if not isinstance(key, str) or not isinstance(outcome, str):
+        raise TypeError("an item without its key and outcome")
+    return RecoveredSale(
+        key,
+        outcome,
+        code if isinstance(code, str) else None,
+        message if isinstance(message, str) else None,
+        order if isinstance(order, dict) else None,
+    )
+
+
 def confirmed(order: object, *, replayed: bool = False, epoch: int | None = None) -> Confirmed:
     """Central's order, checked for what the agent relies on: its id, time and line stock."""
     try:
@@ -322,6 +377,9 @@ class NoCentral:
         raise _not_configured()
 
     def cancel_order(self, order_id: str) -> dict[str, Any]:
+        raise _not_configured()
+
+    def recover_orders(self, orders: Sequence[Mapping[str, Any]]) -> RecoveryAnswer:
         raise _not_configured()
 
     def close(self) -> None:

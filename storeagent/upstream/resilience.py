@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -31,6 +31,7 @@ from storeagent.upstream.client import (
     CentralUnavailable,
     Confirmed,
     OrderResult,
+    RecoveryAnswer,
 )
 
 Sleep = Callable[[float], None]
@@ -180,6 +181,11 @@ class ResilientCentral:
 
     def cancel_order(self, order_id: str, *, background: bool = False) -> dict[str, Any]:
         return self._guarded(lambda: self.inner.cancel_order(order_id), background)
+
+    def recover_orders(
+        self, orders: Sequence[Mapping[str, Any]], *, background: bool = False
+    ) -> RecoveryAnswer:
+        return self._guarded(lambda: self.inner.recover_orders(orders), background)
 
     def close(self) -> None:
         self.inner.close()

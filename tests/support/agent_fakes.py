@@ -9,7 +9,7 @@ import sqlite3
 import threading
 import uuid
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -34,6 +34,8 @@ from storeagent.upstream.client import (
     CentralUnavailable,
     Confirmed,
     OrderResult,
+    RecoveredSale,
+    RecoveryAnswer,
     Refused,
     StockLevel,
     confirmed,
@@ -307,6 +309,10 @@ class FakeCentral:
         self.cancels: list[str] = []
         self.closed = False
         self._cancel_refusal: Refused | None = None
+        # Central's epoch in its answers (None: it sends none); restore() raises it.
+        self.epoch: int | None = None
+        self.recoveries: list[list[dict[str, Any]]] = []  # each POST /orders/recover's orders
+        self.recover_refusal: Refused | None = None  # refuse every recovery call so
 
     def set_stock(self, sku: str, quantity: int, stock_version: int = 1) -> None:
         self.stock[sku] = StockLevel(sku, quantity, stock_version)
@@ -392,11 +398,47 @@ class FakeCentral:
         if self._lost_answers:
             self._lost_answers -= 1
             raise CentralUnavailable("central did not answer in time", reason="timeout")
-        placed = self._orders[idempotency_key]
+        placed = replace(self._orders[idempotency_key], epoch=self.epoch)
         return replace(placed, replayed=True) if replayed else placed  # Idempotent-Replayed
 
     def close(self) -> None:
         self.closed = True
+
+    def restore(self, keep: Collection[str] = (), epoch: int = 2) -> None:
+        """Central restored from a backup that held only the orders of the keys in `keep`:
+        the others are lost (their stock stays taken, as a round of later changes would
+        leave it), and central answers with `epoch` from now on."""
+        self._orders = {k: placed for k, placed in self._orders.items() if k in keep}
+        self.epoch = epoch
+
+    def recover_orders(self, orders: Sequence[Mapping[str, Any]]) -> RecoveryAnswer:
+        """POST /orders/recover as central settles it (docs/wire.md)."""
+        self.recoveries.append([dict(order) for order in orders])
+        self._check_up()
+        if self.recover_refusal is not None:
+            raise CentralRefusedCall("refused", self.recover_refusal)
+        if (self.epoch or 1) < 2:
+            refusal = Refused(409, "recovery.no_restore", "central was never restored")
+            raise CentralRefusedCall("central answered HTTP 409", refusal)
+        return RecoveryAnswer(self.epoch or 1, tuple(self._recover(o) for o in orders))
+
+    def _recover(self, sent: Mapping[str, Any]) -> RecoveredSale:
+        key = str(sent["idempotency_key"])
+        lines = [Line(line["sku"], line["quantity"]) for line in sent["lines"]]
+        held = self._orders.get(key)
+        if held is not None:
+            same = [(x["sku"], x["quantity"]) for x in held.order["lines"]] == [
+                (line.sku, line.quantity) for line in lines
+            ]
+            if not same:
+                return RecoveredSale(key, "conflict", "idempotency.mismatch", "other lines")
+            return RecoveredSale(key, "present", order=self.order_for(key))
+        result = self._reserve(lines)
+        if isinstance(result, Refused):
+            return RecoveredSale(key, "unrecovered", result.code, result.message)
+        order = {**result.order, "id": sent["id"], "created_at": sent["created_at"]}
+        self._orders[key] = confirmed(order, epoch=self.epoch)
+        return RecoveredSale(key, "recovered", order=order)
 
     def _reserve(self, lines: Sequence[Line]) -> OrderResult:
         unknown = [line.sku for line in lines if line.sku not in self.stock]

@@ -77,9 +77,10 @@ class Service:
 
 @dataclass
 class Stack:
-    """One central (SQLite) and any number of agents, each a real process. Central logs in to
-    Kafka as the cluster's admin (and a relay user of its own), so it makes each store's Kafka
-    user when the store is added; an agent gets the protocol and the CA, and its API key."""
+    """One central (SQLite, or `database_url`) and any number of agents, each a real process.
+    Central logs in to Kafka as the cluster's admin (and a relay user of its own), so it makes
+    each store's Kafka user when the store is added; an agent gets the protocol and the CA,
+    and its API key."""
 
     workdir: Path
     kafka: KafkaCluster
@@ -87,6 +88,7 @@ class Stack:
     env: dict[str, str] = field(default_factory=dict)
     services: list[Service] = field(default_factory=list)
     central_url: str = ""
+    database_url: str = ""  # central's database; SQLite's central.db in `workdir` when empty
 
     def spawn(self, name: str, args: list[str], url: str, env: dict[str, str]) -> Service:
         log = self.workdir / f"{name}.log"
@@ -106,10 +108,11 @@ class Stack:
     def central_env(self) -> dict[str, str]:
         """What a central process of this stack gets on top of `env`: its database and its
         Kafka logins (only central holds those)."""
-        db = self.workdir / "central.db"
-        return {"INVCTL_DATABASE_URL": f"sqlite:///{db}", **self.kafka.central_env()}
+        url = self.database_url or f"sqlite:///{self.workdir / 'central.db'}"
+        return {"INVCTL_DATABASE_URL": url, **self.kafka.central_env()}
 
-    def start_central(self) -> Service:
+    def start_central(self, extra_args: list[str] | None = None) -> Service:
+        """`extra_args` go to `central serve` (e.g. `--config FILE`)."""
         subprocess.run(
             [str(BIN / "central"), "create-admin", ADMIN, "--password-stdin"],
             input=ADMIN_PASSWORD.encode(),
@@ -121,7 +124,7 @@ class Stack:
         self.central_url = f"http://127.0.0.1:{port}"
         central = self.spawn(
             "central",
-            [str(BIN / "central"), "serve", "--port", str(port)],
+            [str(BIN / "central"), "serve", "--port", str(port), *(extra_args or [])],
             self.central_url,
             self.central_env(),
         )
@@ -230,8 +233,11 @@ class Stack:
 
 
 @contextmanager
-def stack(workdir: Path, kafka: KafkaCluster, prefix: str) -> Iterator[Stack]:
-    """`kafka`: e.g. the `kafka_cluster` fixture."""
+def stack(
+    workdir: Path, kafka: KafkaCluster, prefix: str, database_url: str = ""
+) -> Iterator[Stack]:
+    """`kafka`: e.g. the `kafka_cluster` fixture; `database_url`: central's (a SQLite file
+    in `workdir` when empty)."""
     if isinstance(kafka, str):
         raise TypeError("pass the KafkaCluster (the kafka_cluster fixture), not a bootstrap string")
     inherited = {
@@ -248,7 +254,7 @@ def stack(workdir: Path, kafka: KafkaCluster, prefix: str) -> Iterator[Stack]:
     }
     env.pop("INVCTL_AGENT", None)
     env.pop("INVCTL_TOKEN", None)
-    running = Stack(workdir, kafka, prefix, env)
+    running = Stack(workdir, kafka, prefix, env, database_url=database_url)
     try:
         yield running
     finally:

@@ -11,22 +11,26 @@ from central.api.deps import (
     CanCancelOrders,
     CanPlaceOrders,
     CanReadOrders,
+    CanRecoverOrders,
     CentralDep,
     UowDep,
 )
 from central.api.schemas import (
     Cursor,
+    ErrorBody,
     IdempotencyKeyStr,
     Order,
     OrderPage,
+    Recovery,
     RequestBody,
     StoreIdStr,
     UtcMoment,
     errors,
 )
+from central.domain import recovery as recovery_rules
 from central.errors import CentralError
-from central.services import orders
-from invwire.rules import MAX_LINE_QUANTITY, MAX_LINES, SKU_REGEX
+from central.services import orders, recovery
+from invwire.rules import IDEMPOTENCY_KEY_REGEX, MAX_LINE_QUANTITY, MAX_LINES, SKU_REGEX
 
 router = APIRouter(
     prefix=API_PREFIX + "/orders", tags=["orders"], responses=errors(401, 403, 422, 503)
@@ -34,12 +38,13 @@ router = APIRouter(
 
 # The lines are checked by the contract's rules (invwire.orders), not by this schema, so each
 # problem keeps its own code (order.invalid, order.duplicate_line, quantity.invalid, ...).
+LINE_PROPERTIES: JsonDict = {
+    "sku": {"type": "string", "pattern": SKU_REGEX, "maxLength": 64},
+    "quantity": {"type": "integer", "minimum": 1, "maximum": MAX_LINE_QUANTITY},
+}
 LINE_DOC: JsonDict = {
     "type": "object",
-    "properties": {
-        "sku": {"type": "string", "pattern": SKU_REGEX, "maxLength": 64},
-        "quantity": {"type": "integer", "minimum": 1, "maximum": MAX_LINE_QUANTITY},
-    },
+    "properties": LINE_PROPERTIES,
     "required": ["sku", "quantity"],
     "additionalProperties": False,
 }
@@ -48,6 +53,66 @@ LINE_DOC: JsonDict = {
 class OrderIn(RequestBody):
     lines: list[dict[str, Any]] = Field(
         max_length=1000, json_schema_extra={"items": LINE_DOC, "minItems": 1, "maxItems": MAX_LINES}
+    )
+
+
+MOMENT_DOC: JsonDict = {
+    "type": "string",
+    "format": "date-time",
+    "maxLength": recovery_rules.MAX_MOMENT_TEXT,
+}
+# Checked by central.domain.recovery, so a malformed order is refused naming its field and
+# index (422 request.invalid) and the batch is refused whole.
+RECOVERED_LINE_DOC: JsonDict = {
+    **LINE_DOC,
+    "properties": {
+        **LINE_PROPERTIES,
+        "unit_price": {
+            "type": "string",
+            "pattern": recovery_rules.UNIT_PRICE_REGEX,
+            "maxLength": recovery_rules.MAX_UNIT_PRICE_TEXT,
+        },
+    },
+    "required": ["sku", "quantity", "unit_price"],
+}
+RECOVERED_ORDER_DOC: JsonDict = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "format": "uuid", "maxLength": recovery_rules.UUID_TEXT},
+        "idempotency_key": {"type": "string", "pattern": IDEMPOTENCY_KEY_REGEX, "maxLength": 128},
+        "created_at": MOMENT_DOC,
+        "cancelled_at": {"anyOf": [MOMENT_DOC, {"type": "null"}]},
+        "lines": {
+            "type": "array",
+            "items": RECOVERED_LINE_DOC,
+            "minItems": 1,
+            "maxItems": MAX_LINES,
+        },
+    },
+    "required": list(recovery_rules.REQUIRED_FIELDS),
+    "additionalProperties": False,
+}
+RECOVER_PATH = API_PREFIX + "/orders/recover"
+# 100 orders of 100 lines, each line at its longest (a 64-character SKU, 10,000, a price of
+# 13 characters), is about 1.3 MB as an agent sends it; 4 MiB leaves room for indented JSON.
+# The body is read before its caller is authenticated, so this is what anyone may make
+# central parse on this route.
+MAX_RECOVER_BYTES = 4 * 1024 * 1024
+
+
+def takes_recovered_sales(method: str, path: str) -> bool:
+    """Whether a request carries sales sent back after a restore (MAX_RECOVER_BYTES)."""
+    return method == "POST" and path == RECOVER_PATH
+
+
+class RecoveredSalesIn(RequestBody):
+    orders: list[dict[str, Any]] = Field(
+        max_length=1000,
+        json_schema_extra={
+            "items": RECOVERED_ORDER_DOC,
+            "minItems": 1,
+            "maxItems": recovery_rules.MAX_ORDERS,
+        },
     )
 
 
@@ -86,6 +151,27 @@ def place_order(
     if placed.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return placed.order
+
+
+NO_RESTORE: dict[int | str, dict[str, Any]] = {
+    409: {
+        "model": ErrorBody,
+        "description": "`recovery.no_restore`: central was never restored (its epoch is 1)",
+    }
+}
+
+
+@router.post("/recover", response_model=Recovery, responses={**errors(400), **NO_RESTORE})
+def recover_orders(
+    body: RecoveredSalesIn, central: CentralDep, uow: UowDep, principal: CanRecoverOrders
+) -> dict[str, Any]:
+    """After a restore, a store's agent sends back the sales it holds that central had
+    confirmed or cancelled (1 to 100 a request); central takes again those it lacks, each in
+    a transaction of its own, and answers each one's outcome, in the order sent."""
+    answer = recovery.recover_orders(uow, principal, body.orders)
+    for item in answer["items"]:
+        central.metrics.recovered.labels(item["outcome"]).inc()
+    return answer
 
 
 @router.get("", response_model=OrderPage)

@@ -12,6 +12,12 @@ from tests.support.central_harness import SECRET, running_central
 PASSWORDS = {"ops": "ops-password-1", "staff": "staff-password-1"}
 
 # (method, path, body, roles allowed). "store" is a store's API key.
+RECOVERED_SALE = {
+    "id": "0b6f3c4e-5d7a-4c8e-9f10-2a3b4c5d6e7f",
+    "idempotency_key": "recovered-1",
+    "created_at": "2026-11-29T10:00:00+00:00",
+    "lines": [{"sku": "SKU-1", "quantity": 1, "unit_price": "1.00"}],
+}
 ROUTES = [
     ("GET", "/api/v1/auth/me", None, {"admin", "ops", "staff", "store"}),
     (
@@ -66,6 +72,8 @@ ROUTES = [
     ("GET", "/api/v1/orders/no-such-order", None, {"admin", "ops", "staff", "store"}),
     ("POST", "/api/v1/orders/no-such-order/cancel", None, {"admin", "staff", "store"}),
     ("POST", "/api/v1/stores/heartbeat", {"ready": True, "lag": 0}, {"store"}),
+    # a store sends back its sales after a restore (this central was not: 409 for it)
+    ("POST", "/api/v1/orders/recover", {"orders": [RECOVERED_SALE]}, {"store"}),
     ("GET", "/api/v1/sync/stores", None, {"admin", "ops"}),
     # a store's key and its staff see their own store's (reports, movements)
     ("GET", "/api/v1/reports/sales", None, {"admin", "ops", "staff", "store"}),

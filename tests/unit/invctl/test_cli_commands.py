@@ -332,3 +332,36 @@ def test_sync_status_of_an_agent_without_an_offline_queue_shows_no_queue_rows(
     server.on("GET", f"{AGENT}/sync/status", 200, SYNC)
 
     assert "offline queue" not in cli("sync", "status").stdout
+
+
+def test_sync_status_shows_the_sales_left_to_give_back_to_a_restored_central(
+    cli: CliHarness, server: FakeServer
+) -> None:
+    recovery = {
+        "epoch": 2,
+        "to_check": 40,
+        "present": 7,
+        "recovered": 3,
+        "unrecovered": 2,
+        "next_attempt_in_s": 4.0,
+        "consecutive_failures": 3,
+        "last_error": "cannot reach central",
+    }
+    server.on("GET", f"{AGENT}/sync/status", 200, {**SYNC, "recovery": recovery})
+
+    result = cli("sync", "status")
+
+    assert result.exit_code == 0, result.output
+    rows = [" ".join(line.split()) for line in result.stdout.splitlines()]
+    assert "recovery 40 sales to send to central (epoch 2); 3 recovered, 7 present" in rows
+    assert "unrecovered 2" in rows
+    assert "recovery error 3 failures: cannot reach central" in rows
+
+
+def test_sync_status_shows_no_recovery_rows_before_central_was_ever_restored(
+    cli: CliHarness, server: FakeServer
+) -> None:
+    recovery = {"epoch": 1, "to_check": 0, "present": 0, "recovered": 0, "unrecovered": 0}
+    server.on("GET", f"{AGENT}/sync/status", 200, {**SYNC, "recovery": recovery})
+
+    assert "recovery" not in cli("sync", "status").stdout

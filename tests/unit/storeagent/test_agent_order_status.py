@@ -224,9 +224,14 @@ def test_every_status_shown_can_be_filtered_on(client, stocked, central):
     central.go_down()
     buy(client, key="queued")
     buy(client, 6, key="failed")  # over the offline limit: not queued, failed
+    central.come_back()
+    buy(client, key="unrecovered")  # then lost by a restored central (sales.recovery)
     orders = LocalOrders(stocked, FixedClock(), STORE)
     with orders.transaction():
         orders.add_pending("ref-p", "pending", "print", [])
+        lost = orders.by_key("unrecovered")
+        assert lost is not None
+        orders.unrecovered(lost.local_ref, 2, "unrecovered", "stock.insufficient", "re-sold")
 
     shown = {s["status"] for s in sale_list(client)}
     assert shown == set(STORE_STATUSES)
