@@ -11,6 +11,7 @@ from urllib.parse import unquote, urlparse
 import peewee
 from playhouse.pool import PooledMySQLDatabase, PooledSqliteDatabase
 from playhouse.shortcuts import ReconnectMixin
+from pymysql.constants import SERVER_STATUS
 
 from central.errors import ConfigError, DatabaseConfigError
 from invwire.files import UnusableFile, prepare_sqlite_file
@@ -50,6 +51,18 @@ class ReconnectingMySQL(ReconnectMixin, PooledMySQLDatabase):
         finally:
             if contexts and not self._state.ctx:
                 self._state.ctx.extend(contexts)
+
+    def _can_reuse(self, conn: Any) -> bool:
+        """On check-in, peewee's pool sends ROLLBACK whatever the connection did (PyMySQL does
+        not say whether a transaction is open): a round trip at the end of every request and
+        relay round. The server says it in every answer (SERVER_STATUS_IN_TRANS), so the
+        rollback is sent only when a transaction was left open, or the status is in doubt
+        (a closed connection, another driver)."""
+        status = getattr(conn, "server_status", None)
+        idle = isinstance(status, int) and not status & SERVER_STATUS.SERVER_STATUS_IN_TRANS
+        if idle and getattr(conn, "open", False):
+            return True
+        return bool(super()._can_reuse(conn))
 
 
 def connect(url: str) -> peewee.Database:

@@ -3,7 +3,7 @@ per kind of action, named for what it allows (the roles it admits are listed onc
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -24,7 +24,11 @@ bearer = HTTPBearer(auto_error=False, description="JWT from POST /api/v1/auth/to
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="store API key")
 
 
-def get_central(request: Request) -> Central:
+# The dependencies that only read what is already in memory are `async def`: FastAPI runs a
+# plain `def` dependency in its thread pool, and each such hop (a queue, a thread woken, the
+# event loop woken again) cost more than the function itself. Whatever may wait on the
+# database (get_principal) stays `def`, off the event loop.
+async def get_central(request: Request) -> Central:
     central: Central = request.app.state.central
     return central
 
@@ -32,14 +36,14 @@ def get_central(request: Request) -> Central:
 CentralDep = Annotated[Central, Depends(get_central)]
 
 
-def get_uow(central: CentralDep) -> UnitOfWork:
+async def get_uow(central: CentralDep) -> UnitOfWork:
     return central.uow()
 
 
 UowDep = Annotated[UnitOfWork, Depends(get_uow)]
 
 
-def get_identities(central: CentralDep) -> KafkaIdentities | None:
+async def get_identities(central: CentralDep) -> KafkaIdentities | None:
     """Where stores' Kafka users are made; None while provisioning is disabled."""
     return central.identities
 
@@ -47,14 +51,14 @@ def get_identities(central: CentralDep) -> KafkaIdentities | None:
 IdentitiesDep = Annotated[KafkaIdentities | None, Depends(get_identities)]
 
 
-def get_throttle(central: CentralDep) -> LoginThrottle:
+async def get_throttle(central: CentralDep) -> LoginThrottle:
     return LoginThrottle(ThrottlePolicy.from_settings(central.settings))
 
 
 ThrottleDep = Annotated[LoginThrottle, Depends(get_throttle)]
 
 
-def client_address(request: Request) -> str | None:
+async def client_address(request: Request) -> str | None:
     """The caller's address, for login throttling: behind a reverse proxy, the proxy's
     unless uvicorn trusts its X-Forwarded-For (FORWARDED_ALLOW_IPS)."""
     return request.client.host if request.client is not None else None
@@ -76,10 +80,10 @@ def get_principal(
     raise AuthRequired()
 
 
-def allow(*roles: Role) -> Callable[..., Principal]:
+def allow(*roles: Role) -> Callable[..., Awaitable[Principal]]:
     allowed = [role.value for role in roles]
 
-    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         if principal.role not in roles:
             raise Forbidden(role=principal.role, allowed=allowed)
         return principal
