@@ -58,7 +58,9 @@ class KafkaPublisher:
     retried with the next batch until they succeed. A failed batch drops the producer and
     makes the next batch check the topics again: a broker that lost its data has no topics,
     and with `auto.create.topics.enable=false` a producer would wait for their metadata
-    forever. It is also the relay's `TopicLog`: how many records each topic ever took.
+    forever. It is also the relay's `TopicLog`: how many records each topic ever took, and
+    whether a record was acked at a lower offset than an earlier one in its partition (the
+    log lost records under it: a topic re-created, a broker that lost its data).
     """
 
     def __init__(
@@ -81,6 +83,8 @@ class KafkaPublisher:
         self._prepare = prepare
         self._producer: Any = None
         self._topics_ready = False
+        self._acked_up_to: dict[tuple[str, int], int] = {}  # the highest offset acked
+        self._went_back = False
 
     def publish(self, records: Sequence[OutboxRecord]) -> int:
         producer = self._ensure_producer()
@@ -109,6 +113,7 @@ class KafkaPublisher:
             if not future.succeeded():
                 break
             acked += 1
+            self._saw_acked(future.value)
         if acked < len(records):
             self._reset()
         return acked
@@ -145,6 +150,20 @@ class KafkaPublisher:
                 **self._security,
             )
         return self._producer
+
+    def _saw_acked(self, acked: Any) -> None:
+        """An offset below one acked before in the same partition: the log went back."""
+        partition = (acked.topic, acked.partition)
+        before = self._acked_up_to.get(partition)
+        if before is not None and acked.offset <= before:
+            self._went_back = True
+            self._acked_up_to.clear()  # the log was replaced: said once, not per partition
+        self._acked_up_to[partition] = acked.offset
+
+    def went_back(self) -> bool:
+        """Whether a partition's log went back since the last call (then cleared)."""
+        went, self._went_back = self._went_back, False
+        return went
 
     def records(self) -> dict[str, int]:
         """Records ever appended to each topic (unprefixed name): its partitions' end offsets

@@ -5,7 +5,9 @@ and consumers drop what they already hold (versions). One relay publishes at a t
 row in the database elects it, so `central serve` and `central relay` can run side by side.
 
 The lease holder also audits Kafka's log (services.republish.shortfall): when it takes the
-lease, after any failed round, and every `audit_seconds`. A topic holding fewer records than
+lease, after any failed round, after a round whose records were acked at lower offsets than
+earlier ones (a broker that lost its data and came back takes the waiting records without a
+failure), and every `audit_seconds`. A topic holding fewer records than
 central has rows lost data (deleted and re-created, a broker that lost its disk), and the
 relay republishes central's whole state once (`relay.republished`).
 
@@ -77,6 +79,11 @@ class Publisher(Protocol):
 class TopicLog(Protocol):
     def records(self) -> Mapping[str, int]:
         """Records ever appended to each topic (unprefixed): its end offsets summed."""
+        ...
+
+    def went_back(self) -> bool:
+        """Whether, since the last call, a record was acked at an offset lower than one acked
+        before in its partition: the log lost records under the relay."""
         ...
 
 
@@ -177,6 +184,7 @@ class Relay(BackgroundLoop):
             acked = self.publisher.publish(records)
             self._observe(records[:acked])
             self._mark_published(records[:acked])
+            self._audit_if_went_back()
         self.stats.published += acked
         if acked < len(records):
             raise PublishIncomplete(f"{len(records) - acked} of {len(records)} records not acked")
@@ -328,6 +336,11 @@ class Relay(BackgroundLoop):
             log.warning("relay.republish_suppressed", missing=missing, last=last.isoformat())
             return
         self._republish(reason="shortfall", missing=missing)
+
+    def _audit_if_went_back(self) -> None:
+        if self.topic_log is not None and self.topic_log.went_back():
+            log.warning("relay.log_went_back", audit="next round")
+            self._audit_due = True
 
     def on_failure(self, exc: Exception, backoff: float) -> None:
         self._audit_due = True  # the topics may be gone: look before publishing again

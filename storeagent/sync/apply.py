@@ -19,6 +19,9 @@ versioned upserts; a record of an older incarnation of central's database than t
 the replica has seen is not applied (stale), and a malformed header is dead-lettered
 (`header.invalid`). The newest epoch seen is stored with the batch, and the result says when
 it grew: the sync loop then rebuilds the replica for the new epoch.
+
+With the offsets goes each partition's mark: the last record's offset and digest, by which the
+loop tells a log replaced under the replica (sync.log_checks).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from storeagent.replica.db import (
     iso,
 )
 from storeagent.sync.epochs import EpochWatch, record_epoch
+from storeagent.sync.log_checks import batch_marks
 from storeagent.sync.source import Record, TopicPartition
 
 
@@ -94,6 +98,7 @@ def apply_batch(
         for record in records:
             _apply_record(replica, record, prefix, now, result, store_id, epochs)
         replica.save_offsets(result.offsets)
+        replica.set_meta(batch_marks(records))  # what was read there (sync.log_checks)
         _update_counters(replica, result, now)
         result.new_epoch = epochs.grew()
         if result.new_epoch is not None:

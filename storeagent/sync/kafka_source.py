@@ -179,6 +179,25 @@ class KafkaRecordSource:
             raise _checked(error, self._servers, self._login, self._client_id) from error
         return {TopicPartition(tp.topic, tp.partition): int(end) for tp, end in ends.items()}
 
+    def beginning_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        with _kafka_errors():
+            starts = self._consumer.beginning_offsets(
+                [_ktp(tp) for tp in partitions], CALL_TIMEOUT_MS
+            )
+        return {TopicPartition(tp.topic, tp.partition): int(start) for tp, start in starts.items()}
+
+    def topic_id(self, topic: str) -> str | None:
+        """From the cluster metadata the consumer keeps (Metadata v10 and later carry topic
+        ids, Kafka 2.8+): kafka-python 3 has `ClusterMetadata.topic_id()` and, as for the
+        cluster id, no accessor on the consumer. No request: the metadata of the assigned
+        topics is refreshed by the client itself (on errors, and every 5 minutes)."""
+        cluster = getattr(self._consumer, "_cluster", None)
+        try:
+            found = None if cluster is None else cluster.topic_id(topic)
+        except Exception:  # a client without topic ids: the offset checks remain
+            return None
+        return str(found) if found else None
+
     def highwater(self, partition: TopicPartition) -> int | None:
         try:
             with _kafka_errors():

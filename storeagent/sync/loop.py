@@ -14,15 +14,18 @@ never skipped. What may pass is retried with back-off:
   disk): the batch rolls back, the loop seeks back to the stored offsets and polls it again,
   reported as `apply_failing` while the lag keeps counting what Kafka holds.
 
-Kafka's log behind the replica (`kafka.log_behind`: a topic deleted and re-created, a broker
-that lost its data) is found three ways: a stored offset past a partition's end when the loop
-starts, the same in a later probe, and a batch that starts before the offset the loop asked
-for (the client found the offset out of range and went back to the beginning on its own).
-The replica then may hold changes the log no longer has, and newer ones may be taken for
-stale: the agent is not ready, says why, and stays so (across restarts, in the replica's
-meta) until a resync rebuilds the replica from the log as it is (sync.rebuild: beside the
-live replica, which serves meanwhile, then adopted between two batches). The loop goes on applying
-meanwhile: central's versions come from its database, so what arrives is still newer or not.
+Kafka's log no longer the one the replica read (`kafka.log_behind`: a topic deleted and
+re-created, a broker that lost its data, records deleted before they were read) is found by
+sync.log_checks: stored offsets against each partition's start and end offsets and the
+topics' ids when the loop starts and in later probes, each batch against the offsets asked
+for, and the last record read in each partition read again after a start (or once Kafka was
+unreachable). The replica then may hold changes the log no longer has, and newer ones may be
+taken for stale: the agent is not ready, says why, and stays so (across restarts, in the
+replica's meta) until a resync rebuilds the replica from the log as it is (sync.rebuild:
+beside the live replica, which serves meanwhile, then adopted between two batches) and, if
+that holds fewer rows than the replica did, until central's republish brings them back
+(sync.log_guard). The loop goes on applying meanwhile: central's versions come from its
+database, so what arrives is still newer or not.
 
 Central restored from a backup starts a new epoch (sync.epochs) and republishes its whole state
 under it. The first record of a newer epoch is stored as the replica's epoch and logged
@@ -56,11 +59,11 @@ from storeagent.ops.metrics import AgentMetrics
 from storeagent.replica.db import (
     DATABASE_ERRORS,
     META_BOOTSTRAPPED,
-    META_LOG_BEHIND,
     Replica,
     is_transient,
 )
 from storeagent.sync.apply import BatchResult, apply_batch
+from storeagent.sync.log_guard import LogGuard
 from storeagent.sync.progress import SyncProblem, SyncProgress
 from storeagent.sync.rebuild import Rebuild, RebuildState, RebuildStatus, rebuild_path
 from storeagent.sync.source import Record, RecordSource, TopicPartition
@@ -141,6 +144,13 @@ class SyncLoop:
         self._resync = threading.Event()
         self._rebuild: Rebuild | None = None
         self._problem_logged_at: dict[str, float] = {}
+        self._guard = LogGuard(
+            replica,
+            progress,
+            self._log,
+            due=self._due,
+            on_loss=self._rebuild_from_the_log_as_it_is,
+        )
 
     def request_resync(self) -> datetime:
         """Rebuild the replica from the topics beside it (sync.rebuild): started between two
@@ -177,12 +187,14 @@ class SyncLoop:
         self.progress.assigned(len(partitions))
         stored = self.replica.stored_offsets()
         self._positions = {tp: stored.get(tp) for tp in partitions}
-        self._rewind(source)
+        self._arm_marks(source)
         ends = source.end_offsets(partitions)
+        starts = source.beginning_offsets(partitions)
         self._broker_answered()
         self.progress.set_end_offsets(ends)
         self._recall_log_behind()
-        self._check_log(ends)
+        self._guard.check_offsets(self._positions, ends, starts)
+        self._guard.check_topics(source, topic_names(self._prefix), record=True)
         self._rebuild_if_older_rows()
         self._mirror_to_group(source, stored)
         self._bootstrap_ends = None if self.replica.is_bootstrapped() else ends
@@ -208,7 +220,7 @@ class SyncLoop:
             raise
         except SourceUnavailable as exc:
             self._log.warning("consumer.poll_failed", code=exc.code, message=exc.message)
-            self._rewind(source)
+            self._arm_marks(source)
             return False
         if records and not self._apply(source, records):
             return False
@@ -322,16 +334,18 @@ class SyncLoop:
         final = rebuild.status()
         if final.state is RebuildState.DONE:
             epoch_was = self.replica.epoch()
+            rows_before = self._guard.rows_before_adopting()
             self.replica.adopt(rebuild.path)  # if this fails, the next round tries again
             stored = self.replica.stored_offsets()
             self._positions = {tp: stored.get(tp) for tp in self._positions}
-            self._rewind(source)
+            self._arm_marks(source)
             self._bootstrap_ends = None
             ended = self.progress.log_trusted()
             self._mirror_to_group(source, stored)
             self._log.info(
                 "consumer.rebuild_adopted", applied=final.applied, ended=ended and ended.code
             )
+            self._guard.adopted(rows_before)  # short of rows the log lost: says so
             final = replace(final, state=RebuildState.ADOPTED)
         self._rebuild = None
         rebuild.discard()
@@ -375,11 +389,19 @@ class SyncLoop:
 
     def _rewind(self, source: RecordSource) -> None:
         for tp, offset in self._positions.items():
-            source.seek(tp, offset)
+            source.seek(tp, self._guard.seek_target(tp, offset))
+
+    def _arm_marks(self, source: RecordSource) -> None:
+        """Read the last record read in each partition again before going on (its mark is
+        checked, sync.log_checks): after a start, and when Kafka may have lost its data."""
+        self._guard.arm(self._positions)
+        self._rewind(source)
 
     def _apply(self, source: RecordSource, records: Sequence[Record]) -> bool:
         started = time.perf_counter()
-        self._check_went_back(records)
+        records = self._guard.check_batch(source, self._positions, records)
+        if not records:
+            return True  # only records read again to check them
         try:
             result = apply_batch(
                 self.replica,
@@ -402,6 +424,7 @@ class SyncLoop:
         applied_at = self.progress.central_clock.central_time(self._clock())  # as occurred_at
         self._metrics.batch_applied(result, time.perf_counter() - started, applied_at)
         self._positions.update(result.offsets)
+        self._guard.check_refilled()
         self._report(result)
         self._commit(source, result)
         if result.new_epoch is not None:
@@ -495,70 +518,25 @@ class SyncLoop:
         self._probed_at = time.monotonic()
         try:
             ends = source.end_offsets(list(self._positions))
+            starts = source.beginning_offsets(list(self._positions))
         except KafkaAccessDenied:
             raise
         except SourceUnavailable as exc:
             if self.progress.broker_error() is None:
                 self._log.warning("consumer.broker_unreachable", message=exc.message)
+                self._arm_marks(source)  # it may come back without the data it had
             self.progress.broker_failed(exc.message)
             return
         self._broker_answered()
         self.progress.set_end_offsets(ends)
-        self._check_log(ends)
+        self._guard.check_offsets(self._positions, ends, starts)
+        self._guard.check_topics(source, topic_names(self._prefix), record=False)
 
     def _recall_log_behind(self) -> None:
-        """A log found behind before this process started is still behind: only a rebuild
-        (whose adoption clears the note) ends it, and this process starts one."""
-        noted = self.replica.get_meta(META_LOG_BEHIND)
-        if noted:
-            self.progress.log_behind(noted)
-            if self._epoch_floor is None and self._rebuild is None:  # not at a reconnect
-                self._resync.set()  # mid-rebuild: that one began after the loss was found
-
-    def _check_log(self, ends: dict[TopicPartition, int]) -> None:
-        """A next offset past a partition's end: the log lost what the replica read."""
-        past = [
-            (tp, offset, ends[tp])
-            for tp, offset in self._positions.items()
-            if offset is not None and tp in ends and offset > ends[tp]
-        ]
-        if past:
-            tp, offset, end = past[0]
-            self._log_went_behind(
-                f"{tp.topic}[{tp.partition}]: the replica read up to offset {offset} but the "
-                f"log now ends at {end}",
-                partitions=len(past),
-            )
-
-    def _check_went_back(self, records: Sequence[Record]) -> None:
-        """A batch that starts before the offset asked for: the client found that offset out
-        of range (past the end of a log that lost records) and started over on its own."""
-        for record in records:
-            expected = self._positions.get(record.tp)
-            if expected is not None and record.offset < expected:
-                self._log_went_behind(
-                    f"{record.topic}[{record.partition}]: the replica read up to offset "
-                    f"{expected} but the log now starts over at {record.offset}",
-                    partitions=1,
-                )
-                return
-
-    def _log_went_behind(self, found: str, *, partitions: int) -> None:
-        message = (
-            f"Kafka's log is behind this replica ({found}): a topic was re-created or the "
-            "broker lost its data, so the replica may hold changes the log no longer has; "
-            "it is being rebuilt from the log as it is (the till keeps selling from it "
-            "meanwhile; central republishes its state when it finds its topics short)"
-        )
-        first = self.replica.get_meta(META_LOG_BEHIND) in (None, "")
-        if first:
-            with self.replica.transaction():
-                self.replica.set_meta({META_LOG_BEHIND: message})
-            self._rebuild_from_the_log_as_it_is()
-        problem = self.progress.log_behind(message)
-        due = self._due(problem)
-        if first or due:
-            self._log.error(problem.code, message=message, partitions=partitions)
+        """A loss found before this process started: this process starts the rebuild."""
+        noted = self._guard.recall()
+        if noted and self._epoch_floor is None and self._rebuild is None:  # not a reconnect
+            self._resync.set()  # mid-rebuild: that one began after the loss was found
 
     def _rebuild_from_the_log_as_it_is(self) -> None:
         """Kafka's log lost what the replica read: rebuild from the log as it is now. A rebuild

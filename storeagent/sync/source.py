@@ -51,6 +51,15 @@ class RecordSource(Protocol):
 
     def end_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]: ...
 
+    def beginning_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        """Each partition's log start offset: the first offset it still holds."""
+        ...
+
+    def topic_id(self, topic: str) -> str | None:
+        """Kafka's id of `topic` (a new one when it is re-created) from the metadata the
+        source last fetched; None when it is not known."""
+        ...
+
     def highwater(self, partition: TopicPartition) -> int | None:
         """The end offset seen by the last fetch, if any (cheap, no request)."""
         ...

@@ -62,10 +62,14 @@ class FakeRecordSource:
     partition's log, poll() hands out batches from the assigned positions.
 
     deny(error) makes every request raise `error` (e.g. KafkaAuthFailed, as a revoked key
-    would) until allow()."""
+    would) until allow(). Each topic has an id (`topic_ids`), new when it is re-created;
+    records can be deleted from a partition's start (delete_records) or compacted away
+    (compact_away): a log may have gaps, which poll() skips."""
 
     def __init__(self, topics: Mapping[str, int] | None = None) -> None:
-        self._logs: dict[TopicPartition, list[Record]] = {}
+        self._logs: dict[TopicPartition, list[Record | None]] = {}
+        self._starts: dict[TopicPartition, int] = {}
+        self.topic_ids: dict[str, str] = {}
         self._positions: dict[TopicPartition, int] = {}
         self._changed = threading.Condition()
         self.committed: dict[TopicPartition, int] = {}
@@ -84,6 +88,7 @@ class FakeRecordSource:
         with self._changed:
             for p in range(partitions):
                 self._logs.setdefault(TopicPartition(topic, p), [])
+            self.topic_ids.setdefault(topic, str(uuid.uuid4()))
 
     def connection(self) -> FakeRecordSource:
         """Another consumer of the same broker (as each KafkaRecordSource.connect() is): the
@@ -96,12 +101,30 @@ class FakeRecordSource:
         return other
 
     def recreate_topic(self, topic: str) -> None:
-        """The topic deleted and created again (or a broker that lost its data): every
-        partition's log starts over empty, at offset 0."""
+        """The topic deleted and created again: every partition's log starts over empty, at
+        offset 0, and the topic has a new id."""
+        self.lose_data(topic)
+        with self._changed:
+            self.topic_ids[topic] = str(uuid.uuid4())
+
+    def lose_data(self, topic: str) -> None:
+        """A broker that lost the topic's data but kept its metadata: every partition's log
+        starts over empty, at offset 0; the topic id stays."""
         with self._changed:
             for tp in self._logs:
                 if tp.topic == topic:
                     self._logs[tp] = []
+                    self._starts[tp] = 0
+
+    def delete_records(self, tp: TopicPartition, before: int) -> None:
+        """Kafka's DeleteRecords (or retention): the partition's log starts at `before`."""
+        with self._changed:
+            self._starts[tp] = before
+
+    def compact_away(self, tp: TopicPartition, offset: int) -> None:
+        """The record at `offset` removed by compaction: a gap the log keeps."""
+        with self._changed:
+            self._logs[tp][offset] = None
 
     def produce(
         self,
@@ -159,6 +182,15 @@ class FakeRecordSource:
         with self._changed:
             return {tp: len(self._logs[tp]) for tp in partitions}
 
+    def beginning_offsets(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        self._check_access()
+        with self._changed:
+            return {tp: self._starts.get(tp, 0) for tp in partitions}
+
+    def topic_id(self, topic: str) -> str | None:
+        with self._changed:
+            return self.topic_ids.get(topic)
+
     def highwater(self, partition: TopicPartition) -> int | None:
         with self._changed:
             return len(self._logs[partition])
@@ -186,11 +218,15 @@ class FakeRecordSource:
     def _take(self, max_records: int) -> list[Record]:
         batch: list[Record] = []
         for tp, asked in self._positions.items():
+            log, start = self._logs[tp], self._starts.get(tp, 0)
             # out of range: the agent's client resets to the earliest offset on its own
-            pos = 0 if asked > len(self._logs[tp]) else asked
-            taken = self._logs[tp][pos : pos + max_records - len(batch)]
-            batch += taken
-            self._positions[tp] = pos + len(taken)
+            pos = start if asked > len(log) or asked < start else asked
+            while pos < len(log) and len(batch) < max_records:
+                record = log[pos]
+                pos += 1
+                if record is not None:
+                    batch.append(record)
+            self._positions[tp] = pos
         return batch
 
 

@@ -43,15 +43,23 @@ class FakeClock:
 
 class FakeTopicLog:
     """The relay's view of Kafka's log over a FakePublisher: each topic holds what was
-    published to it since the last `lose_everything()` (a broker that lost its data)."""
+    published to it since the last `lose_everything()` (a broker that lost its data); what
+    is published after that is acked at lower offsets than before (went_back())."""
 
     def __init__(self, publisher: FakePublisher) -> None:
         self.publisher = publisher
         self.kept_from = 0
         self.asked = 0
+        self.lost = False
 
     def lose_everything(self) -> None:
         self.kept_from = len(self.publisher.published)
+        self.lost = True
+
+    def went_back(self) -> bool:
+        went = self.lost and len(self.publisher.published) > self.kept_from
+        self.lost = self.lost and not went
+        return went
 
     def records(self) -> dict[str, int]:
         self.asked += 1

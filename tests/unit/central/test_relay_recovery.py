@@ -157,6 +157,28 @@ def test_a_relay_that_finds_the_log_emptier_than_the_database_republishes_once(
     assert relay.stats.republishes == 1  # the log now holds every row: no second republish
 
 
+def test_records_acked_below_earlier_offsets_without_a_failure_make_the_relay_republish(
+    central, clock, caplog
+):
+    make_catalog(central)
+    publisher = FakePublisher()
+    kafka = FakeTopicLog(publisher)
+    relay = audited_relay(central, publisher, kafka, clock, audit_seconds=3600)
+    relay.run_once()
+    kafka.lose_everything()  # the broker came back empty and took the waiting change at once
+
+    inventory.adjust_stock(central.uow(), ADMIN, "A", -1)
+    with caplog.at_level(logging.WARNING, "central.relay"):
+        assert relay.run_once() == 1
+        assert relay.stats.republishes == 0
+        assert relay.run_once() == 7  # the next round audits and republishes every row
+
+    assert relay.stats.republishes == 1
+    assert [r.msg for r in caplog.records] == ["relay.log_went_back", "relay.republished"]
+    relay.run_once()
+    assert relay.stats.republishes == 1
+
+
 def test_a_new_leader_audits_first_and_republishes_to_an_empty_cluster(central, clock):
     make_catalog(central)
     relay = Relay(central.db, FakePublisher(), clock)

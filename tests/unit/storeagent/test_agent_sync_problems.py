@@ -347,9 +347,19 @@ def test_a_broker_that_lost_its_data_under_a_running_agent_is_reported_not_a_cra
 
     held.held.clear()
 
-    eventually(lambda: agent.readyz()[0] == 200, 5, "ready once rebuilt from the log")
+    eventually(lambda: agent.status().get("rebuild", {}).get("state") == "adopted", 5, "rebuilt")
     assert quantity(replica, "A") == 4
     assert quantity(replica, "B") is None  # the log lost it: until central republishes it
+    assert agent.readyz()[0] == 503, "short of a row: not ready"
+    message = agent.status()["problems"][0]["message"]
+    assert "holds fewer rows than this replica did (stock: 1 of 2)" in message
+    assert "until central republishes its state" in message
+
+    fake.produce(*stock_event(sku="B", quantity=3, stock_version=3))  # central's republish
+
+    eventually(lambda: agent.readyz()[0] == 200, 5, "ready once the log holds every row again")
+    assert quantity(replica, "B") == 3
+    assert agent.status()["problems"] == []
 
 
 @pytest.mark.parametrize("error", [KeyError("inventory-updated"), AssertionError("no leader")])
