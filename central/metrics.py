@@ -93,11 +93,26 @@ class Metrics:
 
     def watch_backlog(self, backlog: Callable[[], int]) -> None:
         """The outbox backlog is counted at scrape time, so it is exact and costs nothing idle."""
-        self.registry.register(_BacklogCollector(backlog))
+        self.registry.register(
+            _CountCollector(
+                "invctl_outbox_backlog",
+                "Committed events not yet published to Kafka",
+                backlog,
+                "backlog",
+            )
+        )
 
     def watch_unrecovered(self, count: Callable[[], int]) -> None:
         """Unrecovered orders (left for review after a restore), counted at scrape time."""
-        self.registry.register(_UnrecoveredCollector(count))
+        self.registry.register(
+            _CountCollector(
+                "invctl_orders_unrecovered",
+                "Sales a store sent back after a restore that central could not take again: "
+                "left for review (GET /orders?status=unrecovered) until an admin cancels them",
+                count,
+                "unrecovered",
+            )
+        )
 
     def watch_relay(self, failing: Callable[[], bool]) -> None:
         """Whether the relay is failing, asked at scrape time (outbox.relay_state)."""
@@ -125,37 +140,20 @@ class Metrics:
         self.registry.register(_FleetCollector(health, states))
 
 
-class _BacklogCollector(Collector):
-    def __init__(self, backlog: Callable[[], int]) -> None:
-        self._backlog = backlog
+class _CountCollector(Collector):
+    """A gauge counted in the database at each scrape: `what` names it in the log line of a
+    scrape that found the database unavailable (which reports no value, not an error)."""
+
+    def __init__(self, name: str, documentation: str, count: Callable[[], int], what: str):
+        self._name, self._documentation = name, documentation
+        self._count, self._what = count, what
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily(
-            "invctl_outbox_backlog", "Committed events not yet published to Kafka"
-        )
-        try:
-            family.add_metric([], float(self._backlog()))
-        except (peewee.OperationalError, peewee.InterfaceError) as exc:
-            # A scrape during a database outage reports no value, not an error.
-            log.warning("metrics.backlog_unavailable", error=str(exc)[:200])
-            return
-        yield family
-
-
-class _UnrecoveredCollector(Collector):
-    def __init__(self, count: Callable[[], int]) -> None:
-        self._count = count
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily(
-            "invctl_orders_unrecovered",
-            "Sales a store sent back after a restore that central could not take again: "
-            "left for review (GET /orders?status=unrecovered) until an admin cancels them",
-        )
+        family = GaugeMetricFamily(self._name, self._documentation)
         try:
             family.add_metric([], float(self._count()))
         except (peewee.OperationalError, peewee.InterfaceError) as exc:
-            log.warning("metrics.unrecovered_unavailable", error=str(exc)[:200])
+            log.warning(f"metrics.{self._what}_unavailable", error=str(exc)[:200])
             return
         yield family
 

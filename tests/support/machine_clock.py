@@ -48,3 +48,17 @@ class SlowCentral:
 
     def close(self) -> None:
         pass
+
+
+class Monotonic:
+    """A monotonic clock (seconds) a test moves by hand: `clock.now += 5`."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        """A sleep that takes no time: the clock moves on by `seconds`."""
+        self.now += seconds

@@ -38,20 +38,13 @@ from tests.support.agent_fakes import (
     product_event,
     stock_event,
 )
+from tests.support.machine_clock import Monotonic
 from tests.support.terminal import TERMINAL_TOKEN, terminal_client
 
 MILK = "MILK-1L"
 OFFLINE_ON = OfflinePolicy(enabled=True, max_units_per_order=5, max_queued_units=20)
 OFFLINE_OFF = OfflinePolicy()
 BUSY_MS = 50  # the agent's busy timeout here: a held lock fails its write in 50 ms, not 5 s
-
-
-class Monotonic:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def open_quick_replica(path: Path) -> Replica:

@@ -27,19 +27,12 @@ from tests.support.agent_fakes import (
     product_event,
     stock_event,
 )
+from tests.support.machine_clock import Monotonic
 from tests.support.terminal import TERMINAL_TOKEN, terminal_client
 
 STORE = "s1"
 MILK = "MILK-1L"
 OFFLINE = OfflinePolicy(enabled=True, max_units_per_order=5, max_queued_units=8)
-
-
-class Monotonic:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def load(replica: Replica, *events: tuple[str, bytes, bytes], offset: int = 0) -> BatchResult:

@@ -23,17 +23,10 @@ from tests.support.agent_fakes import (
     product_event,
     stock_event,
 )
+from tests.support.machine_clock import Monotonic
 from tests.support.terminal import TERMINAL_TOKEN, terminal_client
 
 MILK = "MILK-1L"
-
-
-class Monotonic:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def load(replica: Replica, *events: tuple[str, bytes, bytes]) -> None:

@@ -12,24 +12,14 @@ from storeagent.upstream.resilience import (
     full_jitter,
 )
 from tests.support.agent_fakes import FakeCentral
+from tests.support.machine_clock import Monotonic
 
 LINES = [Line("MILK-1L", 1)]
 
 
-class Monotonic:
-    def __init__(self) -> None:
-        self.now = 50.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture
 def mono() -> Monotonic:
-    return Monotonic()
+    return Monotonic(50.0)
 
 
 @pytest.fixture

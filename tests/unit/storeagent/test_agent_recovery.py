@@ -22,17 +22,10 @@ from storeagent.sync.source import Record
 from storeagent.upstream.client import Refused
 from storeagent.upstream.resilience import ResilientCentral
 from tests.support.agent_fakes import FakeCentral, FixedClock, product_event, stock_event
+from tests.support.machine_clock import Monotonic
 from tests.support.terminal import TERMINAL_TOKEN, terminal_client
 
 MILK, BREAD = "MILK-1L", "BREAD"
-
-
-class Monotonic:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
