@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import add_mode_options, write_section
+from bench.common import add_mode_options, services_kept, write_section
 
 BENCHMARKS = {
     "sync_latency": "Sync latency: central commit to store replica",
@@ -78,19 +78,24 @@ def parse(argv: list[str]) -> Run:
 
 def main(argv: list[str] | None = None) -> int:
     run = parse(sys.argv[1:] if argv is None else argv)
-    for name in run.names:
-        started = time.perf_counter()
-        module = importlib.import_module(f"bench.{name}")
-        body = module.run(quick=run.quick, plaintext=run.plaintext)
-        took = time.perf_counter() - started
-        section = f"{body}\n\n_Measured in {took:.0f} s._"
-        if run.out is None:
-            print(f"## {BENCHMARKS[name]}\n{section}\n", flush=True)
-        else:
-            write_section(BENCHMARKS[name], section, run.out)
-        where = run.out or "stdout"
-        print(f"bench: {name} done in {took:.0f} s -> {where}", file=sys.stderr)
+    with services_kept():
+        for name in run.names:
+            _run_one(run, name)
     return 0
+
+
+def _run_one(run: Run, name: str) -> None:
+    started = time.perf_counter()
+    module = importlib.import_module(f"bench.{name}")
+    body = module.run(quick=run.quick, plaintext=run.plaintext)
+    took = time.perf_counter() - started
+    section = f"{body}\n\n_Measured in {took:.0f} s._"
+    if run.out is None:
+        print(f"## {BENCHMARKS[name]}\n{section}\n", flush=True)
+    else:
+        write_section(BENCHMARKS[name], section, run.out)
+    where = run.out or "stdout"
+    print(f"bench: {name} done in {took:.0f} s -> {where}", file=sys.stderr)
 
 
 if __name__ == "__main__":

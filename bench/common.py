@@ -10,7 +10,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,6 +114,36 @@ def _first_line(cmd: list[str]) -> str:
     return out.stdout.strip().splitlines()[0] if out.stdout.strip() else ""
 
 
+class _Kept:
+    """Services kept up across benchmarks (services_kept()): their real stops, by name."""
+
+    active = False
+    stops: dict[str, Callable[[], None]] = {}
+
+
+@contextmanager
+def services_kept() -> Iterator[None]:
+    """Inside it, the Kafka clusters and the MariaDB server a benchmark starts stay up until
+    it ends: `python -m bench` runs its benchmarks on them and pays each start once (a start
+    of a running one is a no-op). Each benchmark still makes its own topics and databases."""
+    _Kept.active = True
+    try:
+        yield
+    finally:
+        stops = list(_Kept.stops.values())
+        _Kept.active, _Kept.stops = False, {}
+        for stop in reversed(stops):
+            stop()
+
+
+def _kept(name: str, stop: Callable[[], None]) -> Callable[[], None]:
+    """`stop`, or a no-op while services are kept (the real one then runs at the end)."""
+    if not _Kept.active:
+        return stop
+    _Kept.stops.setdefault(name, stop)
+    return lambda: None
+
+
 def start_kafka(
     name: str = "kafka", port: int = 29092, plaintext: bool = False
 ) -> tuple[KafkaCluster, Callable[[], None]]:
@@ -145,7 +176,7 @@ def start_kafka(
         )
 
     clients = KafkaCluster.from_client_env(cluster / "client.env", RUN / f"{name}-clients")
-    return clients, stop
+    return clients, _kept(str(cluster), stop)
 
 
 def security_mode(plaintext: bool) -> str:
@@ -169,7 +200,7 @@ def start_mariadb(port: int = 13406) -> tuple[str, Callable[[], None]]:
             check=False,
         )
 
-    return started.stdout.strip().splitlines()[-1], stop
+    return started.stdout.strip().splitlines()[-1], _kept(str(directory), stop)
 
 
 def add_mode_options(parser: argparse.ArgumentParser) -> None:
