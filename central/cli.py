@@ -11,6 +11,11 @@ from typing import Annotated, Any
 import typer
 
 from central.errors import CentralError, ConfigError, RecoveryRefused
+from invwire import tracing
+from invwire.tracing import TracingUnavailable
+
+# The service name central's spans carry unless OTEL_SERVICE_NAME names another.
+TRACING_SERVICE = "invctl-central"
 
 app = typer.Typer(
     help="invctl central: the inventory API and its Kafka outbox relay.",
@@ -91,6 +96,7 @@ def serve(
     )
     configure_logging(s.log_level)
     _favour_latency()
+    _start_tracing()
     central = bootstrap(s)
     _refuse_if_behind_kafka(central)
     _warn_if_plain_http(s)  # once the configuration is known to be good: else one line only
@@ -119,6 +125,7 @@ def serve(
         server.run()
     finally:
         central.close()
+        tracing.shutdown()
 
 
 @app.command()
@@ -140,6 +147,7 @@ def relay(
     configure_logging(s.log_level)
     if not s.kafka:
         raise ConfigError("INVCTL_KAFKA is not set: the relay has nowhere to publish")
+    _start_tracing()
     central = bootstrap(s, with_relay=True)
     _refuse_if_behind_kafka(central)
     assert central.relay is not None
@@ -150,6 +158,7 @@ def relay(
         relay_.run()
     finally:
         central.close()
+        tracing.shutdown()
 
 
 @app.command()
@@ -390,6 +399,12 @@ def _warn_if_plain_http(s: Any) -> None:
         )
 
 
+def _start_tracing() -> None:
+    """Export spans when the OTEL_* variables ask for it (invwire.tracing); asked for and
+    impossible (no exporter installed) is a configuration error: TracingUnavailable, exit 2."""
+    tracing.setup(TRACING_SERVICE)
+
+
 def _favour_latency() -> None:
     """Hand the GIL over every 0.5 ms instead of 5 ms: the relay, Kafka's IO thread and the
     request threads pass work to each other, and each hand-off could otherwise wait 5 ms."""
@@ -412,7 +427,7 @@ def main() -> None:
     configure_logging("WARNING")  # until a command knows the configured level
     try:
         app()
-    except (ConfigError, RecoveryRefused) as exc:  # refused before anything changed
+    except (ConfigError, RecoveryRefused, TracingUnavailable) as exc:  # before any change
         _fail(2, exc.message, exc.code)
     except CentralError as exc:
         _fail(1, exc.message, exc.code)

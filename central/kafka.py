@@ -14,6 +14,7 @@ from central.errors import KafkaUnavailable
 from central.kafka_position import Position, PositionUnreadable, record_position
 from central.outbox import OutboxRecord
 from central.settings import Settings
+from invwire import tracing
 from invwire.headers import EPOCH_HEADER, SEQ_HEADER, encode_counter
 from invwire.logs import EventLog
 from invwire.topics import PARTITIONS, TOPICS
@@ -197,11 +198,13 @@ class KafkaPublisher:
 def record_headers(record: OutboxRecord) -> list[tuple[str, bytes]]:
     """The event's id, and its position (docs/wire.md, "Record headers"): the database's
     epoch and the outbox row id, by which a reader orders records and central tells whether
-    its database is behind what it published (central.kafka_position)."""
+    its database is behind what it published (central.kafka_position); and, when the span
+    that wrote the row was traced, its W3C `traceparent` (and `tracestate`)."""
     return [
         ("event_id", record.event_id.encode()),
         (EPOCH_HEADER, encode_counter(record.epoch)),
         (SEQ_HEADER, encode_counter(record.id)),
+        *tracing.kafka_headers(record.trace_context),
     ]
 
 

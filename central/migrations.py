@@ -13,6 +13,7 @@ from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as apply_operations
 
 from central import models
+from central.db import is_mysql
 
 Migration = tuple[int, str, Callable[[peewee.Database], None]]
 
@@ -88,6 +89,19 @@ def _recovered_orders(db: peewee.Database) -> None:
         apply_operations(*(migrator.add_column("orders", n, f) for n, f in missing))
 
 
+def _outbox_trace_context(db: peewee.Database) -> None:
+    # Migration 1 creates `outbox` from the current model, so a database made since this
+    # migration was written has the column already. On MariaDB it goes after `payload`:
+    # a backup reads `published_at` as the row's last column (central.backup.dump_facts).
+    if "trace_context" in {column.name for column in db.get_columns("outbox")}:
+        return
+    if is_mysql(db):
+        db.execute_sql("ALTER TABLE outbox ADD COLUMN trace_context TEXT NULL AFTER payload")
+        return
+    migrator = SchemaMigrator.from_database(db)
+    apply_operations(migrator.add_column("outbox", "trace_context", peewee.TextField(null=True)))
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _initial),
     (2, "orders and order lines", _orders),
@@ -99,6 +113,7 @@ MIGRATIONS: list[Migration] = [
     (8, "when central last refused each store's API key", _store_refusals),
     (9, "database epochs: one more at each restore", _epochs),
     (10, "orders recovered from the stores, and those left to review", _recovered_orders),
+    (11, "the trace context of each outbox row", _outbox_trace_context),
 ]
 
 

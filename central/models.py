@@ -220,6 +220,10 @@ class Outbox(BaseModel):
     topic = peewee.CharField(max_length=64)
     key = peewee.CharField(max_length=128)
     payload = peewee.TextField()
+    # The W3C trace context (JSON of traceparent/tracestate) of the span that wrote the row,
+    # sent as Kafka record headers; NULL when tracing was off. Before published_at, which a
+    # MariaDB backup reads as the row's last column (central.backup.dump_facts).
+    trace_context = peewee.TextField(null=True)
     created_at = Timestamp(default=utcnow)
     published_at = Timestamp(null=True)
 

@@ -18,15 +18,20 @@ behind_kafka`) until an operator confirms the restore; a database at a newer epo
 Kafka's newest record was restored, and the relay republishes the whole state once so that
 every record of the current state carries the new epoch (`relay.republished`, reason
 `new_epoch`): the stores rebuild their replicas from it.
+
+With tracing on, each publish round is a PRODUCER span `outbox.publish` linked to the spans
+that wrote its rows (their trace context is kept with each row, central.uow); the rows'
+contexts travel on as Kafka record headers whether or not this process traces.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import peewee
 
@@ -44,7 +49,11 @@ from central.models import Outbox, RelayLease
 from central.services import republish
 from central.uow import Clock, UnitOfWork
 from central.worker import BackgroundLoop
+from invwire import tracing
 from invwire.logs import EventLog
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Link
 
 log = EventLog("central.relay")
 
@@ -55,6 +64,9 @@ AUDIT_SECONDS = 300.0
 # An automatic republish at most this often: should Kafka keep losing what is published, the
 # relay says so in its log instead of filling the outbox again and again.
 REPUBLISH_GUARD_SECONDS = 600.0
+# A publish round's span links to at most this many rows' spans (distinct ones, oldest rows
+# first): a batch is up to 500 rows, and a span with hundreds of links helps no one.
+MAX_PUBLISH_LINKS = 128
 
 
 @dataclass(frozen=True)
@@ -66,6 +78,8 @@ class OutboxRecord:
     value: str
     created_at: datetime | None = None
     epoch: int = INITIAL_EPOCH  # of the database that publishes it (a record header)
+    # The W3C headers of the span that wrote the row (record headers too); None: untraced.
+    trace_context: Mapping[str, str] | None = None
 
 
 class Publisher(Protocol):
@@ -181,7 +195,7 @@ class Relay(BackgroundLoop):
             if not records:
                 self._purge_if_due()
                 return 0
-            acked = self.publisher.publish(records)
+            acked = self._publish(records)
             self._observe(records[:acked])
             self._mark_published(records[:acked])
             self._audit_if_went_back()
@@ -192,6 +206,14 @@ class Relay(BackgroundLoop):
 
     def backlog(self) -> int:
         return outbox_backlog(self.db)
+
+    def _publish(self, records: Sequence[OutboxRecord]) -> int:
+        if not tracing.enabled():
+            return self.publisher.publish(records)
+        attributes = {"invctl.records": len(records), "messaging.system": "kafka"}
+        links = publish_links(records)
+        with tracing.span("outbox.publish", kind="producer", attributes=attributes, links=links):
+            return self.publisher.publish(records)
 
     def _observe(self, records: Sequence[OutboxRecord]) -> None:
         if self.metrics is None or not records:
@@ -211,13 +233,23 @@ class Relay(BackgroundLoop):
                 Outbox.key,
                 Outbox.payload,
                 Outbox.created_at,
+                Outbox.trace_context,
             )
             .where(Outbox.published_at.is_null())
             .order_by(Outbox.id)
             .limit(self.batch_size)
         )
         return [
-            OutboxRecord(r.id, r.event_id, r.topic, r.key, r.payload, r.created_at, self.epoch)
+            OutboxRecord(
+                r.id,
+                r.event_id,
+                r.topic,
+                r.key,
+                r.payload,
+                r.created_at,
+                self.epoch,
+                trace_context_of(r.trace_context),
+            )
             for r in query
         ]
 
@@ -349,6 +381,37 @@ class Relay(BackgroundLoop):
             self.metrics.relay_failures.inc()
         self.stats.last_error = f"{type(exc).__name__}: {exc}"[:300]
         log.warning("relay.failed", error=self.stats.last_error, retry_in=backoff)
+
+
+def trace_context_of(raw: str | None) -> dict[str, str] | None:
+    """An outbox row's trace context (central.uow.written_by); None when it has none or it
+    is not a JSON object of strings (a row is published all the same, untraced)."""
+    if not raw:
+        return None
+    try:
+        context = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(context, dict) or not all(
+        isinstance(value, str) for value in context.values()
+    ):
+        return None
+    return context
+
+
+def publish_links(records: Sequence[OutboxRecord]) -> list[Link]:
+    """Links to the distinct spans that wrote `records`, at most MAX_PUBLISH_LINKS."""
+    writers: dict[str, Mapping[str, str]] = {}
+    for record in records:
+        context = record.trace_context or {}
+        traceparent = context.get(tracing.TRACEPARENT)
+        if traceparent and traceparent not in writers and len(writers) < MAX_PUBLISH_LINKS:
+            writers[traceparent] = context
+    return [
+        link
+        for context in writers.values()
+        for link in tracing.link_from_headers(tracing.kafka_headers(context))
+    ]
 
 
 def outbox_backlog(db: peewee.Database) -> int:

@@ -3,10 +3,14 @@
 Use cases change rows and `record()` events; on a clean exit the events are written to the
 outbox in the same transaction, the transaction commits once, and only then is the relay
 woken. An exception rolls everything back, events included.
+
+With tracing on, each outbox row keeps the trace context of the span that wrote it (the use
+case's, e.g. order.reserve): the relay sends it on as Kafka record headers.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
@@ -17,6 +21,7 @@ import peewee
 
 from central.db import write_turn
 from central.models import Outbox, utcnow
+from invwire import tracing
 from invwire.events import Event, encode
 
 OUTBOX_INSERT_CHUNK = 500
@@ -90,6 +95,7 @@ class UnitOfWork:
             return
         now = self.clock.now()
         occurred_at = now.replace(tzinfo=UTC)
+        trace_context = written_by()
         rows = []
         for event in self._events:
             env = encode(event, occurred_at)
@@ -99,6 +105,7 @@ class UnitOfWork:
                     "topic": env.topic,
                     "key": env.key,
                     "payload": env.value,
+                    "trace_context": trace_context,
                     "created_at": now,
                 }
             )
@@ -106,3 +113,10 @@ class UnitOfWork:
         # and one INSERT of them all would pass SQLite's bound on parameters.
         for chunk in peewee.chunked(rows, OUTBOX_INSERT_CHUNK):
             Outbox.insert_many(chunk).execute()
+
+
+def written_by() -> str | None:
+    """The current span's W3C context as JSON, kept with the outbox rows it writes; None
+    when tracing is off or no span is on."""
+    context = tracing.current_context_headers()
+    return json.dumps(context, sort_keys=True) if context else None

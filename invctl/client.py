@@ -1,7 +1,8 @@
 """A thin HTTP client for central and the store agent.
 
 Responses become plain data; failures become `InvctlError`s. httpx is imported on first
-use so that `invctl --help` stays fast.
+use so that `invctl --help` stays fast. With tracing on, every request carries the W3C
+`traceparent` of the command's span (invctl.traced).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from invctl.errors import (
     ServerError,
     UnavailableError,
 )
+from invwire import tracing
 
 if TYPE_CHECKING:
     import ssl
@@ -98,6 +100,11 @@ class ApiClient:
 
         if self._write_headers is not None and method not in ("GET", "HEAD"):
             kwargs["headers"] = {**self._write_headers(), **(kwargs.get("headers") or {})}
+        if tracing.enabled():  # the command's span (invctl.traced) is the server's parent
+            kwargs["headers"] = {
+                **(kwargs.get("headers") or {}),
+                **tracing.current_context_headers(),
+            }
         try:
             response = self._client().request(method, self.target.prefix + path, **kwargs)
         except httpx.TimeoutException as exc:

@@ -33,6 +33,7 @@ from invctl.config import (
 )
 from invctl.errors import ConfigError
 from invctl.output import Output
+from invwire import tracing
 from invwire.rules import is_request_id
 from invwire.transport import is_plain_http_to_remote
 
@@ -48,9 +49,12 @@ def _utcnow() -> datetime:
 
 def new_request_id() -> str:
     """This invocation's X-Request-ID: INVCTL_REQUEST_ID when set and usable (a script can
-    then find its requests in the agent's and central's logs), else a random one."""
+    then find its requests in the agent's and central's logs), else the trace id when
+    tracing is on (invctl.traced: logs and traces join), else a random one."""
     chosen = os.environ.get("INVCTL_REQUEST_ID", "")
-    return chosen if is_request_id(chosen) else uuid.uuid4().hex
+    if is_request_id(chosen):
+        return chosen
+    return tracing.trace_id() or uuid.uuid4().hex
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from invctl.errors import InvctlError
 from invctl.help import HelpGroup, adopt
 from invctl.options import JsonFlag
 from invctl.output import Output, OutputFormat, Style, default_format, use_style
+from invctl.traced import traced_command
 
 
 class InvctlGroup(HelpGroup):
@@ -42,7 +43,8 @@ class InvctlGroup(HelpGroup):
 
     def invoke(self, ctx: Any) -> Any:
         try:
-            return super().invoke(ctx)
+            with traced_command(ctx, self):
+                return super().invoke(ctx)
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise
         except InvctlError as err:

@@ -1,5 +1,7 @@
 """One logging style for every process: JSON lines on stderr, one object per line with
-`ts`, `level`, a stable `event` key and the event's fields.
+`ts`, `level`, a stable `event` key and the event's fields. A line logged while serving
+a request carries its `request_id`; with tracing on (invwire.tracing), a line logged inside a
+span carries its `trace_id` too.
 
 Log through `EventLog("central.relay").info("relay.lease", leader=True)`; lines from
 libraries keep their text under `message` with the event `library.log`.
@@ -14,6 +16,8 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import IO, Any
+
+from invwire import tracing
 
 _FIELDS = "event_fields"
 QUIET_LIBRARIES = ("kafka", "peewee", "httpx", "httpcore", "uvicorn.access")
@@ -48,6 +52,9 @@ class JsonFormatter(logging.Formatter):
         request_id = request_id_var.get()
         if request_id is not None:
             payload.setdefault("request_id", request_id)
+        trace_id = tracing.trace_id()  # None at once when tracing is off
+        if trace_id is not None:
+            payload.setdefault("trace_id", trace_id)
         payload |= {k: v for k, v in self._fields.items() if k not in payload}
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)

@@ -3,7 +3,8 @@
 Exit codes: 0 stopped by SIGTERM/SIGINT, 1 runtime failure (systemd restarts the agent),
 2 invalid configuration, or a replica file refused (another store's or cluster's, damaged,
 or missing queued sales central heard of). Errors are one JSON log line on stderr with a
-stable `code`.
+stable `code`. Traces asked for (OTEL_EXPORTER_OTLP_ENDPOINT) without the OTLP exporter
+installed are a configuration error (`config.tracing_unavailable`).
 
 `storeagent salvage` reads the sales a replica still has to send out of it, damaged or not.
 """
@@ -17,7 +18,9 @@ from typing import Annotated
 
 import typer
 
+from invwire import tracing
 from invwire.logs import EventLog, configure_logging
+from invwire.tracing import TracingUnavailable
 from invwire.transport import is_plain_http_to_remote
 from storeagent.app import bootstrap
 from storeagent.errors import AgentError, ConfigError, ReplicaRefused
@@ -189,13 +192,14 @@ def run(
     try:
         settings = load_settings(flags, os.environ, config)
         configure_logging(fields={"store_id": settings.store_id})
+        tracing.setup("storeagent")  # OTEL_* variables (docs/operations.md "Tracing")
         agent = bootstrap(settings, systemd=systemd_link(os.environ))
         _warn_if_plain_http(settings, log)  # after every configuration check: else one line
         code = agent.serve()
     except ReplicaRefused as exc:
         log.error("agent.replica_refused", code=exc.code, message=exc.message, **exc.details)
         raise typer.Exit(2) from None
-    except ConfigError as exc:
+    except (ConfigError, TracingUnavailable) as exc:
         log.error("agent.config_invalid", code=exc.code, message=exc.message, **exc.details)
         raise typer.Exit(2) from None
     except AgentError as exc:
@@ -205,6 +209,8 @@ def run(
         message = f"{type(exc).__name__}: {exc}"
         log.error("agent.crashed", exc=True, code="internal", message=message)
         raise typer.Exit(1) from None
+    finally:
+        tracing.shutdown()  # the spans still buffered are sent before the process ends
     raise typer.Exit(code)
 
 

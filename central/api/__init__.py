@@ -27,7 +27,7 @@ from central.api.routes import (
 from central.api.schemas import ERROR_CODES
 from central.app import Central
 from central.settings import Settings
-from invwire.http import RequestContext
+from invwire.http import RequestContext, without_own_telemetry
 from invwire.limits import BodyLimit, LimitFor
 from invwire.logs import EventLog
 
@@ -50,6 +50,7 @@ def create_app(central: Central, *, manage_relay: bool = True) -> FastAPI:
         title="invctl central",
         version=__version__,
         lifespan=lifespan,
+        **without_own_telemetry(),  # central's spans are RequestContext's and its use cases'
         **documentation(central.settings),
     )
     app.state.central = central

@@ -26,7 +26,9 @@ from central.errors import (
 from central.models import Movement, Order, OrderLine, Product, Stock, as_utc
 from central.services.inventory import movement_row
 from central.services.principal import Principal, Role
+from central.spans import use_case
 from central.uow import UnitOfWork
+from invwire import tracing
 from invwire.events import StockChanged
 
 MAX_PAGE = 200
@@ -46,6 +48,22 @@ def place_order(
     rules.known_line_fields(raw_lines)
     lines = rules.valid_lines(raw_lines)
     print_ = rules.fingerprint(lines)
+    units = sum(line.quantity for line in lines)
+    with use_case("order.reserve", store_id=store_id, lines=len(lines), units=units) as span:
+        placed = _place(uow, principal, store_id, key, print_, lines)
+        outcome = "replayed" if placed.replayed else rules.CONFIRMED
+        tracing.annotate(span, order_id=placed.order["id"], outcome=outcome)
+    return placed
+
+
+def _place(
+    uow: UnitOfWork,
+    principal: Principal,
+    store_id: str,
+    key: str,
+    print_: str,
+    lines: list[rules.Line],
+) -> Placed:
     try:
         return Placed(_reserve(uow, principal, store_id, key, print_, lines), replayed=False)
     except peewee.IntegrityError:
@@ -171,11 +189,14 @@ def _write_changes(
 def cancel_order(uow: UnitOfWork, principal: Principal, order_id: str) -> dict[str, Any]:
     if principal.role not in (Role.ADMIN, Role.STORE, Role.STAFF):
         raise Forbidden("only the owning store or an admin may cancel an order")
-    with uow:
+    with use_case("order.cancel") as span, uow:
         order = locked_order(order_id)
         if order is None or not _may_see(principal, order):
             raise OrderNotFound(order_id=order_id)
+        # Named once found: the id in the path is the caller's, whatever it holds.
+        tracing.annotate(span, order_id=order.id, store_id=order.store_id)
         cancel_locked(uow, principal, order)
+        tracing.annotate(span, outcome=order.status)
     return order_view(order)
 
 

@@ -29,13 +29,22 @@ from central.errors import (
 from central.models import Epoch, Order, OrderLine, Stock
 from central.services import orders
 from central.services.principal import Principal, Role
+from central.spans import use_case
 from central.uow import UnitOfWork
+from invwire import tracing
 
 PRESENT = "present"  # central holds it already
 RECOVERED = "recovered"  # central did not, and took it again
 UNRECOVERED = "unrecovered"  # central did not, could not take it now: recorded for review
 CONFLICT = "conflict"  # its key or its id is another order's: nothing written
 OUTCOMES = (PRESENT, RECOVERED, UNRECOVERED, CONFLICT)
+# The order.recover span's count of each outcome (invctl.present, ..., invctl.conflicts).
+COUNTED_AS = {
+    PRESENT: "present",
+    RECOVERED: "recovered",
+    UNRECOVERED: "unrecovered",
+    CONFLICT: "conflicts",
+}
 # Why central may be unable to take a lost sale again; the sale is then kept for review.
 REVIEWED = (InsufficientStock, UnknownSku, InactiveSku, OutsideRecoveryWindow)
 LEDGER_NOTE = "recovered"
@@ -71,10 +80,20 @@ class Settled:
 
 def recover_orders(uow: UnitOfWork, principal: Principal, raw_orders: object) -> dict[str, Any]:
     store_id = _recovering_store(principal)
-    sales = held_sales(raw_orders)
-    epoch, window = _restore_window(uow)
-    settled = [_settle(uow, principal, store_id, window, sale) for sale in sales]
+    with use_case("order.recover", store_id=store_id) as span:
+        sales = held_sales(raw_orders)
+        epoch, window = _restore_window(uow)
+        settled = [_settle(uow, principal, store_id, window, sale) for sale in sales]
+        tracing.annotate(span, epoch=epoch, orders=len(sales), **_counts(settled))
     return {"epoch": epoch, "items": [item.view() for item in settled]}
+
+
+def _counts(settled: list[Settled]) -> dict[str, int]:
+    """How many sales came to each outcome, as the span's attributes name them."""
+    return {
+        COUNTED_AS[outcome]: sum(item.outcome == outcome for item in settled)
+        for outcome in OUTCOMES
+    }
 
 
 def _recovering_store(principal: Principal) -> str:

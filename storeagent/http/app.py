@@ -8,6 +8,8 @@ Before routing, its edge (storeagent.http.guard) serves only requests addressed 
 Host from no foreign Origin, and takes a POST only as JSON with the terminal token; bodies
 are bounded (invwire.limits). create_metrics_app() serves only the probes and /metrics, for a
 listener of their own that Prometheus may reach from the store network.
+With tracing on, each request is one SERVER span (invwire.http.RequestContext) under the
+till's `traceparent`; FastAPI's own tracing is off, so there is no second one.
 With a replica file watch, /readyz answers 503 `replica.missing` or `replica.replaced` while
 the replica's path does not name the file the agent opened, and /sync/status lists it among
 its problems (with the sales recorded under another store's id, which are never sent).
@@ -30,7 +32,7 @@ from pydantic import AfterValidator
 from starlette.exceptions import HTTPException
 
 from invwire.errors import InvalidSku, WireError
-from invwire.http import RequestContext
+from invwire.http import RequestContext, without_own_telemetry
 from invwire.limits import DEFAULT_MAX_BODY, BodyLimit, fixed_limit
 from invwire.logs import EventLog, request_id_var
 from invwire.rules import is_request_id, is_sku
@@ -90,7 +92,11 @@ def create_app(
     `replica_file` watches the replica's file for /readyz and /sync/status."""
     if not terminal_token:
         raise ValueError("the store terminal API needs a terminal token")
-    app = FastAPI(title="storeagent", summary=f"Store {store_id}: local replica API")
+    app = FastAPI(
+        title="storeagent",
+        summary=f"Store {store_id}: local replica API",
+        **without_own_telemetry(),  # RequestContext makes the one server span
+    )
     metrics = metrics or AgentMetrics()
     reads = ReplicaReads(replica)
     # The last added runs first: request id and access log, Host/Origin, JSON + token, size.
@@ -163,7 +169,13 @@ def create_metrics_app(
     """/metrics, /healthz and /readyz, and nothing else: no route reads the catalog or sells.
     `loopback_only` (the listener is on loopback) checks Host and Origin as the terminal API
     does; a listener open to the store network answers whatever name Prometheus uses."""
-    app = FastAPI(title="storeagent metrics", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="storeagent metrics",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        **without_own_telemetry(),
+    )
     if loopback_only:
         app.add_middleware(LoopbackOnly)
     app.add_middleware(

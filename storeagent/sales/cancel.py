@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from invwire import tracing
 from invwire.events import order_updated
 from invwire.logs import EventLog
 from invwire.orders import CENTRAL_STATUSES
@@ -24,7 +25,7 @@ from storeagent.replica.local_orders import LocalOrders
 from storeagent.replica.queries import MAX_MATCHES, OrderItem, SaleReads
 from storeagent.sales import rules
 from storeagent.sales.central_errors import CentralAuthFailed, CentralRefused
-from storeagent.upstream.client import CentralRefusedCall, CentralUnavailable
+from storeagent.upstream.client import CentralRefusedCall, CentralUnavailable, calling_central
 from storeagent.upstream.resilience import ResilientCentral
 
 NOT_CANCELLED = (
@@ -74,7 +75,14 @@ class OrderCancels:
 
     def _ask(self, order_id: str, local_ref: str) -> dict[str, Any]:
         try:
-            order = self._central.cancel_order(order_id)
+            with calling_central(
+                "cancel_order",
+                store_id=self._orders.store_id,
+                local_ref=local_ref,
+                order_id=order_id,
+            ) as span:
+                order = self._central.cancel_order(order_id)
+                tracing.annotate(span, outcome=str(order.get("status")))
         except CentralRefusedCall as exc:
             raise _refused(exc, order_id, self._orders.store_id) from None
         except CentralUnavailable as exc:

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from invwire import tracing
 from invwire.errors import IdempotencyMismatch
 from invwire.logs import EventLog
 from invwire.orders import Line
@@ -42,7 +43,13 @@ from storeagent.sales.offline_policy import OfflinePolicy, QueueRefusal, queued_
 from storeagent.sales.schedule import ReplaySchedule
 from storeagent.sales.shelf import Shelf
 from storeagent.sales.status import OfflineQueueStatus, offline_status
-from storeagent.upstream.client import CentralUnavailable, Confirmed, Refused
+from storeagent.upstream.client import (
+    CentralUnavailable,
+    Confirmed,
+    Refused,
+    calling_central,
+    order_outcome,
+)
 from storeagent.upstream.resilience import CircuitStatus, ResilientCentral
 
 
@@ -241,7 +248,13 @@ class OrderDesk:
 
     def _ask(self, attempt: _Attempt, request_id: str | None) -> CentralAnswer:
         try:
-            result = self._central.place_order(attempt.key, attempt.lines, request_id=request_id)
+            with calling_central(
+                "place_order", store_id=self._orders.store_id, local_ref=attempt.local_ref
+            ) as span:
+                result = self._central.place_order(
+                    attempt.key, attempt.lines, request_id=request_id
+                )
+                tracing.annotate(span, outcome=order_outcome(result))
         except CentralUnavailable as exc:
             exc.details["local_ref"] = attempt.local_ref  # the till can replay this sale
             return exc

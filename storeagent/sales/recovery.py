@@ -30,6 +30,7 @@ from typing import Any
 
 from typing_extensions import TypedDict
 
+from invwire import tracing
 from invwire.logs import EventLog
 from storeagent.replica.db import DATABASE_ERRORS
 from storeagent.replica.local_orders import LocalOrders, LocalSale
@@ -41,6 +42,7 @@ from storeagent.upstream.client import (
     CentralUnavailable,
     RecoveredSale,
     RecoveryAnswer,
+    calling_central,
     confirmed,
 )
 from storeagent.upstream.resilience import ResilientCentral
@@ -108,15 +110,23 @@ class SalesRecovery:
         if not sendable:
             return True
         try:
-            answer = self._central.recover_orders(
-                [_wire(sale, cancelled) for sale, cancelled in sendable], background=True
-            )
+            answer = self._send(sendable)
         except CentralRefusedCall as exc:
             return self._refused(exc, sendable, epoch)
         except CentralUnavailable as exc:
             self._backoff(exc.message)
             return False
         return self._settle(answer, [sale for sale, _ in sendable], epoch)
+
+    def _send(self, sendable: list[tuple[LocalSale, str | None]]) -> RecoveryAnswer:
+        with calling_central(
+            "recover_orders", store_id=self._orders.store_id, records=len(sendable)
+        ) as span:
+            answer = self._central.recover_orders(
+                [_wire(sale, cancelled) for sale, cancelled in sendable], background=True
+            )
+            tracing.annotate(span, outcome="answered", epoch=answer.epoch)
+        return answer
 
     def status(self) -> RecoveryStatus:
         counts = self._orders.recovery_counts()

@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
+from typing import Any
 
 import peewee
 
+from invwire import tracing
 from invwire.logs import EventLog
 from storeagent.clock import Clock, utc_now
 from storeagent.replica.db import DATABASE_ERRORS
@@ -37,7 +39,13 @@ from storeagent.sales.claims import KeyClaims
 from storeagent.sales.doubt import DoubtJournal
 from storeagent.sales.schedule import ReplaySchedule
 from storeagent.sales.shelf import Shelf
-from storeagent.upstream.client import CentralUnavailable, Confirmed, Refused
+from storeagent.upstream.client import (
+    CentralUnavailable,
+    Confirmed,
+    Refused,
+    calling_central,
+    order_outcome,
+)
 from storeagent.upstream.resilience import ResilientCentral
 
 CANCELLED = "cancelled"
@@ -135,9 +143,13 @@ class Replayer:
         self._log.error("order.outcome_not_recorded", local_ref=row.local_ref, message=message)
 
     def _replay(self, row: LocalSale) -> None:
-        result = self._central.place_order(
-            row.idempotency_key, row.lines, request_id=row.local_ref, background=True
-        )
+        with calling_central(
+            "place_order", store_id=self._orders.store_id, local_ref=row.local_ref
+        ) as span:
+            result = self._central.place_order(
+                row.idempotency_key, row.lines, request_id=row.local_ref, background=True
+            )
+            tracing.annotate(span, outcome=order_outcome(result))
         if isinstance(result, Refused):
             self._refused(row, result)
         else:
@@ -171,18 +183,33 @@ class Replayer:
         )
 
     def _void(self, row: LocalSale) -> None:
-        order = self._central.find_order(row.idempotency_key, background=True)
+        with calling_central(
+            "find_order", store_id=self._orders.store_id, local_ref=row.local_ref
+        ) as span:
+            order = self._central.find_order(row.idempotency_key, background=True)
+            tracing.annotate(span, outcome="found" if order else "not_found")
         if order is None:
             with self._orders.transaction():
                 self._orders.clear_doubt(row.local_ref)
             self._log.info("order.failed_not_at_central", local_ref=row.local_ref)
             return
         if order.get("status") != CANCELLED:
-            order = self._central.cancel_order(str(order["id"]), background=True)
+            order = self._cancel(row, str(order["id"]))
         message = f"central had recorded the failed sale as order {order['id']}; cancelled there"
         with self._orders.transaction():
             self._orders.void(row.local_ref, str(order["id"]), message)
         self._log.warning("order.voided", local_ref=row.local_ref, order_id=order["id"])
+
+    def _cancel(self, row: LocalSale, order_id: str) -> dict[str, Any]:
+        with calling_central(
+            "cancel_order",
+            store_id=self._orders.store_id,
+            local_ref=row.local_ref,
+            order_id=order_id,
+        ) as span:
+            order = self._central.cancel_order(order_id, background=True)
+            tracing.annotate(span, outcome=str(order.get("status")))
+        return order
 
     def _failed(self, row: LocalSale, error: str) -> None:
         self._backoff("offline.replay_unavailable", error, local_ref=row.local_ref)

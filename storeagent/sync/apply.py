@@ -22,16 +22,21 @@ it grew: the sync loop then rebuilds the replica for the new epoch.
 
 With the offsets goes each partition's mark: the last record's offset and digest, by which the
 loop tells a log replaced under the replica (sync.log_checks).
+
+With tracing on, each batch is a CONSUMER span "replica.apply" linked to the sales (central's
+spans) whose records it applies (sync.trace_links); off, it costs one check a batch.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import assert_never
+from typing import Any, assert_never
 
+from invwire import tracing
 from invwire.errors import PoisonRecord
 from invwire.events import (
     CategoryChanged,
@@ -55,6 +60,7 @@ from storeagent.replica.db import (
 from storeagent.sync.epochs import EpochWatch, record_epoch
 from storeagent.sync.log_checks import batch_marks
 from storeagent.sync.source import Record, TopicPartition
+from storeagent.sync.trace_links import batch_links, sole_parent
 
 
 @dataclass
@@ -93,7 +99,7 @@ def apply_batch(
     store whose orders' updates are kept (None: none are); `epoch_floor` the epoch a rebuild
     is made for (sync.rebuild), below which records are stale even in a new replica."""
     result = BatchResult(offsets=next_offsets(records))
-    with replica.transaction():
+    with _apply_span(records, store_id) as span, replica.transaction():
         epochs = EpochWatch(replica.epoch(), epoch_floor)
         for record in records:
             _apply_record(replica, record, prefix, now, result, store_id, epochs)
@@ -103,7 +109,32 @@ def apply_batch(
         result.new_epoch = epochs.grew()
         if result.new_epoch is not None:
             replica.set_meta({META_EPOCH: str(epochs.seen)})
+        tracing.annotate(span, events=result.applied)
     return result
+
+
+def _apply_span(records: Sequence[Record], store_id: str | None) -> AbstractContextManager[Any]:
+    """The batch's CONSUMER span "replica.apply", linked to the span that wrote each record's
+    outbox row (its `traceparent` header: one link per distinct span, at most MAX_LINKS), and
+    the child of that span when it is the only one (one sale's records: the sale's trace then
+    shows its fan-out to every store). Off: nothing, and no record's context is read."""
+    if not tracing.enabled():
+        return nullcontext()
+    links = batch_links(records)
+    attributes: dict[str, object] = {
+        "invctl.records": len(records),
+        "messaging.system": "kafka",
+        "messaging.operation.type": "process",
+    }
+    if store_id is not None:
+        attributes["invctl.store_id"] = store_id
+    return tracing.span(
+        "replica.apply",
+        kind="consumer",
+        attributes=attributes,
+        parent=sole_parent(links),
+        links=links,
+    )
 
 
 def next_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:

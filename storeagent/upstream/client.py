@@ -7,20 +7,29 @@ never appears in logs, errors or reprs. find_order() and cancel_order() serve th
 resolving sales whose outcome is unknown (sales.replay), and cancel_order() the till's
 cancel (sales.cancel); central refusing either raises CentralRefusedCall with its answer.
 The fake is FakeCentral in tests/support/agent_fakes.py.
+
+With tracing on (invwire.tracing), the callers wrap each call in a CLIENT span
+(calling_central) and the adapter sends its context to central as the W3C `traceparent`
+header, so central's spans join the till's trace; off, no header is added.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
+from invwire import tracing
 from invwire.headers import parse_counter
 from invwire.orders import Line
 from storeagent.errors import AgentError
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 API_PREFIX = "/api/v1"
 REPLAYED_HEADER = "Idempotent-Replayed"  # central's answer to a key it already held
@@ -215,6 +224,8 @@ class HttpCentralClient:
         self._http.close()
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        if tracing.enabled():  # the calling span (calling_central) is central's span's parent
+            kwargs["headers"] = traced_headers(kwargs.get("headers"))
         try:
             return self._http.request(method, path, **kwargs)
         except httpx.ConnectError as exc:
@@ -228,6 +239,40 @@ class HttpCentralClient:
             raise CentralUnavailable(
                 _cannot_reach(self.base_url, exc), reason="transport"
             ) from None
+
+
+def traced_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """`headers` and the current span's W3C `traceparent` (and `tracestate`)."""
+    carrier = dict(headers or {})
+    tracing.inject(carrier)
+    return carrier
+
+
+@contextmanager
+def calling_central(operation: str, **attributes: object) -> Iterator[Span | None]:
+    """A CLIENT span "central.`operation`" around a call to central, with `attributes`
+    (names as tracing.annotate takes them: store_id, local_ref, ...); the HTTP adapter sends
+    its context as `traceparent`. An AgentError leaving the block (central unavailable, or
+    refusing a lookup or a cancel) is the span's `invctl.outcome`; on success the caller
+    annotates the outcome. None and nothing done when tracing is off."""
+    if not tracing.enabled():
+        yield None
+        return
+    named = {f"invctl.{name}": value for name, value in attributes.items()}
+    with tracing.span(f"central.{operation}", kind="client", attributes=named) as span:
+        try:
+            yield span
+        except AgentError as exc:
+            tracing.annotate(span, outcome=exc.code)
+            raise
+
+
+def order_outcome(result: OrderResult) -> str:
+    """A placed order's outcome, as its span says it: confirmed, replayed (central answered
+    a key it held) or the code of central's refusal."""
+    if isinstance(result, Refused):
+        return result.code
+    return "replayed" if result.replayed else "confirmed"
 
 
 def _cannot_reach(url: str, exc: Exception) -> str:

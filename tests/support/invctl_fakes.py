@@ -35,6 +35,11 @@ ISOLATED_ENV: dict[str, str | None] = {
     "INVCTL_UTC": None,
     "NO_COLOR": None,
     "FORCE_COLOR": None,
+    # tracing (invwire.tracing) stays off unless a test turns it on
+    "OTEL_EXPORTER_OTLP_ENDPOINT": None,
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": None,
+    "OTEL_SDK_DISABLED": None,
+    "OTEL_TRACES_EXPORTER": None,
 }
 
 
