@@ -151,12 +151,13 @@ def span(
 ) -> Iterator[Span | None]:
     """A span around the block, current inside it (None, and nothing done, when tracing is
     off). `kind`: internal, server, client, producer or consumer. An exception leaving the
-    block is recorded on the span and sets its status to error."""
+    block sets the span's status to error with the exception's type name only: its message
+    and stack are not recorded, since a message may quote user input or a setting."""
     tracer = _state.tracer
     if tracer is None:
         yield None
         return
-    from opentelemetry.trace import SpanKind
+    from opentelemetry.trace import SpanKind, Status, StatusCode
 
     with tracer.start_as_current_span(
         name,
@@ -164,8 +165,14 @@ def span(
         kind=SpanKind[kind.upper()],
         attributes=_safe(attributes),
         links=list(links),
+        record_exception=False,
+        set_status_on_exception=False,
     ) as current:
-        yield current
+        try:
+            yield current
+        except BaseException as exc:
+            current.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            raise
 
 
 def annotate(current: Span | None, **attributes: object) -> None:

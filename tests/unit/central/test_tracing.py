@@ -395,3 +395,15 @@ def test_no_span_holds_a_key_token_or_password(shop, spans):
     assert len(spans.get_finished_spans()) >= 7 and values
     for secret in secrets:
         assert not [value for value in values if secret in value]
+
+
+def test_an_exception_marks_its_span_failed_with_its_type_only_never_its_message():
+    secret = "password=hunter2-from-a-settings-error"
+    with recorded_spans() as spans:
+        with pytest.raises(RuntimeError), tracing.span("work"):
+            raise RuntimeError(secret)
+        [failed] = spans.all()
+
+    assert failed.status.description == "RuntimeError"
+    assert not failed.events, "no exception event: its message and stack stay out"
+    assert secret not in json.dumps(failed.to_json())
