@@ -23,6 +23,7 @@ BENCHMARKS = {
     "replica": "Replica: apply rate, bootstrap, memory",
     "cli": "CLI start-up",
     "fanout": "Fan-out: 20 store agents on one stream",
+    "tracing": "Tracing overhead",
 }
 
 
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run invctl's benchmarks against real processes (Kafka, central, store\n"
         "agents) and print each one's Markdown section; nothing is written unless --out.",
         epilog=f"benchmarks:\n{listed}\n\nexamples:\n"
-        "  python -m bench --quick                 # all five, small sizes, to stdout\n"
+        "  python -m bench --quick                 # all six, small sizes, to stdout\n"
         "  python -m bench replica --out docs/benchmarks.md\n"
         "  python -m bench --plaintext --out docs/benchmarks-plaintext.md",
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -6,7 +6,7 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -75,22 +75,29 @@ def catalog_rows(skus: list[str], quantity: int) -> list[dict[str, Any]]:
 
 
 def clean_environ() -> dict[str, str]:
-    """os.environ without Kafka settings: a shell may hold another cluster's."""
-    kafka = ("INVCTL_KAFKA", "STOREAGENT_KAFKA")
-    return {name: value for name, value in os.environ.items() if not name.startswith(kafka)}
+    """os.environ without Kafka or tracing settings: a shell may hold another cluster's, or
+    point at a collector (a benchmark traces only when it says so, through `extra_env`)."""
+    dropped = ("INVCTL_KAFKA", "STOREAGENT_KAFKA", "OTEL_")
+    return {name: value for name, value in os.environ.items() if not name.startswith(dropped)}
 
 
 @contextmanager
 def central_process(
-    database_url: str, kafka: KafkaCluster, port: int, prefix: str
+    database_url: str,
+    kafka: KafkaCluster,
+    port: int,
+    prefix: str,
+    extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[str]:
-    """Central logged in as the cluster's admin (it makes its relay user and the stores')."""
+    """Central logged in as the cluster's admin (it makes its relay user and the stores');
+    `extra_env` added to its environment (e.g. OTEL_* variables)."""
     env = {
         **clean_environ(),
         "INVCTL_DATABASE_URL": database_url,
         "INVCTL_JWT_SECRET": SECRET,
         "INVCTL_TOPIC_PREFIX": prefix,
         **kafka.central_env(),
+        **(extra_env or {}),
     }
     with (RUN / f"central-{port}.log").open("wb") as log:
         process = subprocess.Popen(
@@ -117,8 +124,10 @@ def agent_process(
     port: int,
     prefix: str,
     db: Path | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[tuple[str, Path, int]]:
-    """Yields (url, replica path, pid). The store's Kafka user must exist (seed_central)."""
+    """Yields (url, replica path, pid). The store's Kafka user must exist (seed_central).
+    `extra_env` is added to the agent's environment (e.g. OTEL_* variables)."""
     db = db or RUN / f"replica-{store}-{uuid.uuid4().hex[:6]}.db"
     key_file = RUN / f"{store}.key"
     key_file.write_text(api_key)
@@ -145,7 +154,7 @@ def agent_process(
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**clean_environ(), **kafka.agent_env()},
+            env={**clean_environ(), **kafka.agent_env(), **(extra_env or {})},
         )
     url = f"http://127.0.0.1:{port}"
     try:

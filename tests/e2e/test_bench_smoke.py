@@ -13,6 +13,7 @@ SECTIONS = [
     "## Replica: apply rate, bootstrap, memory",
     "## CLI start-up",
     "## Fan-out: 20 store agents on one stream",
+    "## Tracing overhead",
 ]
 
 
