@@ -373,7 +373,7 @@ def _malformed(sale: dict[str, Any], field: str, value: Any) -> dict[str, Any]:
     ("field", "value", "named"),
     [
         ("id", "not-a-uuid", "id"),
-        ("id", str(uuid.uuid4()).upper(), "id"),
+        ("id", "D460B582-513A-4625-A0C8-37F818BB1E62", "id"),  # upper case: refused
         ("idempotency_key", "has space", "idempotency_key"),
         ("created_at", "2026-11-29T10:00:00", "created_at"),
         ("created_at", "0001-01-01T00:00:00+01:00", "created_at"),
