@@ -26,7 +26,7 @@ from invwire.topics import (
     TOPIC_PRODUCT,
 )
 from storeagent.errors import SourceUnavailable
-from storeagent.replica.db import Replica
+from storeagent.replica.db import META_BOOTSTRAPPED, Replica
 from storeagent.replica.local_orders import LocalOrders
 from storeagent.sync.source import Record, TopicPartition
 from storeagent.upstream.client import (
@@ -679,3 +679,15 @@ class HeldSource(FakeRecordSource):
             self._held.wait(timeout_ms / 1000)  # nothing comes while held
             return []
         return super().poll(timeout_ms, max_records)
+
+
+def bootstrapped(replica: Replica, *events: tuple[str, bytes, bytes]) -> Replica:
+    """`replica` with `events` (e.g. product_event(), stock_event()) applied as one batch of
+    partition 0, in order, and marked bootstrapped: a store ready to sell."""
+    from storeagent.sync.apply import apply_batch
+
+    records = [Record(t, 0, offset, key, value) for offset, (t, key, value) in enumerate(events)]
+    apply_batch(replica, records, prefix="", now=FixedClock()())
+    with replica.transaction():
+        replica.set_meta({META_BOOTSTRAPPED: "1"})
+    return replica

@@ -11,17 +11,21 @@ from storeagent.http.app import create_app
 from storeagent.ops.metrics import AgentMetrics, WatchedState
 from storeagent.ops.vitals import Vitals
 from storeagent.replica import order_status
-from storeagent.replica.db import META_BOOTSTRAPPED, META_EPOCH, Replica
+from storeagent.replica.db import META_EPOCH, Replica
 from storeagent.sales.desk import PlaceOrder
 from storeagent.sales.recovery import SalesRecovery
 from storeagent.sales.schedule import ReplaySchedule, ReplayTuning
-from storeagent.sync.apply import apply_batch
 from storeagent.sync.loop import topic_names
 from storeagent.sync.progress import SyncProgress
-from storeagent.sync.source import Record
 from storeagent.upstream.client import Refused
 from storeagent.upstream.resilience import ResilientCentral
-from tests.support.agent_fakes import FakeCentral, FixedClock, product_event, stock_event
+from tests.support.agent_fakes import (
+    FakeCentral,
+    FixedClock,
+    bootstrapped,
+    product_event,
+    stock_event,
+)
 from tests.support.machine_clock import Monotonic
 from tests.support.terminal import TERMINAL_TOKEN, terminal_client
 
@@ -38,17 +42,13 @@ def central(clock) -> FakeCentral:
 
 @pytest.fixture
 def stocked(replica) -> Replica:
-    events = [
+    return bootstrapped(
+        replica,
         product_event(sku=MILK, name="Milk 1 L"),
         product_event(sku=BREAD, name="Bread"),
         stock_event(sku=MILK, quantity=40, stock_version=7),
         stock_event(sku=BREAD, quantity=5, stock_version=3),
-    ]
-    records = [Record(t, 0, offset, key, value) for offset, (t, key, value) in enumerate(events)]
-    apply_batch(replica, records, prefix="", now=FixedClock()())
-    with replica.transaction():
-        replica.set_meta({META_BOOTSTRAPPED: "1"})
-    return replica
+    )
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from invwire import tracing
 from invwire.orders import Line
 from storeagent.app import Sales, build_sales
 from storeagent.http.app import create_app
-from storeagent.replica.db import META_BOOTSTRAPPED, Replica
+from storeagent.replica.db import Replica
 from storeagent.sales.desk import PlaceOrder
 from storeagent.sales.recovery import SalesRecovery
 from storeagent.sync.apply import apply_batch
@@ -30,6 +30,7 @@ from storeagent.upstream.resilience import ResilientCentral
 from tests.support.agent_fakes import (
     FakeCentral,
     FixedClock,
+    bootstrapped,
     epoch_headers,
     product_event,
     stock_event,
@@ -109,15 +110,11 @@ class CentralOverHttp:
 
 
 def stocked(replica: Replica) -> Replica:
-    events = [
+    return bootstrapped(
+        replica,
         product_event(sku=MILK, name="Milk 1 L"),
         stock_event(sku=MILK, quantity=40, stock_version=7),
-    ]
-    records = [Record(t, 0, offset, key, value) for offset, (t, key, value) in enumerate(events)]
-    apply_batch(replica, records, prefix="", now=FixedClock()())
-    with replica.transaction():
-        replica.set_meta({META_BOOTSTRAPPED: "1"})
-    return replica
+    )
 
 
 @pytest.fixture
