@@ -4,6 +4,8 @@ central and the store agents get, with store users made the way central makes th
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 import shlex
@@ -120,13 +122,23 @@ class KafkaCluster:
         return env
 
     def relay_password_file(self) -> Path:
+        """The relay user's password, the same for every client of this cluster: each central
+        sets RELAY_USER's SCRAM credential to it when it starts, so test processes sharing a
+        broker (pytest-xdist workers) with passwords of their own would lock each other's
+        relays out. Derived from the admin's password, which only the cluster's clients hold."""
         path = self.home / "relay.password"
         if not path.exists():
             self.home.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_hex(16) + "\n")
+                handle.write(self._relay_password() + "\n")
         return path
+
+    def _relay_password(self) -> str:
+        if not self.secure:
+            return secrets.token_hex(16)
+        admin = Path(self.env["INVCTL_KAFKA_PASSWORD_FILE"]).read_text().strip()
+        return hmac.new(admin.encode(), RELAY_USER.encode(), hashlib.sha256).hexdigest()[:32]
 
     def identities(self, prefix: str = "") -> KafkaAdminIdentities | None:
         """Central's adapter that makes store users and ACLs as the admin; None on PLAINTEXT,
