@@ -83,6 +83,23 @@ def run_clients(
     return sample
 
 
+def process_cpu_seconds(port: int) -> float:
+    """User + system CPU seconds of the process serving on `port` (its command line holds
+    `--port PORT`, as bench.stack starts central), read from /proc."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        if b"--port" in argv and str(port).encode() in argv:
+            fields = stat.rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    raise RuntimeError(f"no process serving on port {port}")
+
+
 def machine_facts() -> dict[str, str]:
     facts = {
         "cores": str(os.cpu_count()),

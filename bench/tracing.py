@@ -34,6 +34,7 @@ from bench.common import (
     module_args,
     ms,
     percentile,
+    process_cpu_seconds,
     run_clients,
     security_mode,
     start_kafka,
@@ -179,6 +180,7 @@ class Measured:
     not_seen: int = 0
     orders: Sample = field(default_factory=Sample)
     exported: Exported = field(default_factory=Exported)
+    central_cpu_s: float = 0.0  # central's CPU time over the orders cells' measured spans
 
     def add_orders(self, sample: Sample) -> None:
         self.orders.latencies += sample.latencies
@@ -225,15 +227,44 @@ def wait_seen(
         time.sleep(0.1)
 
 
-def orders_cell(kafka: KafkaCluster, env: dict[str, str], sizes: Sizes) -> Sample:
+def orders_cell(kafka: KafkaCluster, env: dict[str, str], sizes: Sizes) -> tuple[Sample, float]:
     """Central on a fresh SQLite database and topics: CLIENTS clients placing orders over
-    HTTP back to back (bench.orders), after a warm-up that is not counted."""
+    HTTP back to back (bench.orders), after a warm-up that is not counted; with central's CPU
+    seconds over the counted span."""
     prefix = f"trace{uuid.uuid4().hex[:6]}."
     database_url = sqlite_url()
     keys = seed(database_url)
     with central_process(database_url, kafka, ORDERS_CENTRAL_PORT, prefix, env) as url:
         run_clients(CLIENTS, sizes.warmup, http_orders(url, keys))
-        return run_clients(CLIENTS, sizes.seconds, http_orders(url, keys))
+        before = process_cpu_seconds(ORDERS_CENTRAL_PORT)
+        sample = run_clients(CLIENTS, sizes.seconds, http_orders(url, keys))
+        return sample, process_cpu_seconds(ORDERS_CENTRAL_PORT) - before
+
+
+def off_hooks_seconds(repeat: int = 200_000) -> float:
+    """What the tracing hooks on one order's path cost with tracing off, in this process:
+    the request middleware's check, the order.reserve use case with its annotation, the
+    trace context the unit of work keeps with the outbox rows, and the trace id looked up
+    for two log lines. Each returns at once when tracing is off; this says how fast."""
+    from central.spans import use_case
+    from central.uow import written_by
+    from invwire import tracing
+
+    if tracing.enabled():
+        raise RuntimeError("the off-path measure needs tracing off in the benchmark process")
+
+    def one_order() -> None:
+        tracing.enabled()
+        with use_case("order.reserve", store_id="s", lines=2, units=3) as span:
+            tracing.annotate(span, order_id="o", outcome="confirmed")
+        written_by()
+        tracing.trace_id()
+        tracing.trace_id()
+
+    started = time.perf_counter()
+    for _ in range(repeat):
+        one_order()
+    return (time.perf_counter() - started) / repeat
 
 
 def measure(kafka: KafkaCluster, sizes: Sizes) -> dict[Setting, Measured]:
@@ -246,8 +277,9 @@ def measure(kafka: KafkaCluster, sizes: Sizes) -> dict[Setting, Measured]:
                 got.sync += lat
                 got.not_seen += missing
                 got.exported += receiver.take()  # its processes have stopped: all is in
-                sample = orders_cell(kafka, env, sizes)
+                sample, cpu_s = orders_cell(kafka, env, sizes)
                 got.add_orders(sample)
+                got.central_cpu_s += cpu_s
                 got.exported += receiver.take()
                 print(_progress(setting, lat, sample), file=sys.stderr)
     return measured
@@ -304,6 +336,22 @@ def off_check(measured: dict[Setting, Measured]) -> str:
     )
 
 
+def off_cost_check(measured: dict[Setting, Measured], hooks_s: float) -> str:
+    """The acceptance "with tracing off the hot paths pay no measurable cost": what the off
+    hooks take per order, next to central's CPU per order in this run's off cells."""
+    off = measured[OFF]
+    orders = len(off.orders.latencies)
+    cpu_per_order = off.central_cpu_s / orders if orders else 0.0
+    share = hooks_s / cpu_per_order if cpu_per_order else 0.0
+    met = cpu_per_order > 0 and share < 0.01
+    return (
+        f"**Check** tracing off costs nothing measurable: the hooks an order passes with "
+        f"tracing off take {hooks_s * 1e6:.2f} us (timed in-process), "
+        f"{share * 100:.3f}% of the {cpu_per_order * 1000:.2f} ms of CPU central spent per order "
+        f"in this run's off cells (target under 1%) -> {'met' if met else 'MISSED'}."
+    )
+
+
 def require_exporter() -> None:
     """The "on" settings need the OTLP exporter in this environment (central and the agent
     run from it); say so before anything starts."""
@@ -325,7 +373,11 @@ def run(quick: bool = False, plaintext: bool = False) -> str:
         measured = measure(kafka, sizes)
     finally:
         stop_kafka()
-    return report(measured, sizes, quick, plaintext)
+    return (
+        report(measured, sizes, quick, plaintext)
+        + "\n\n"
+        + off_cost_check(measured, off_hooks_seconds())
+    )
 
 
 def report(measured: dict[Setting, Measured], sizes: Sizes, quick: bool, plaintext: bool) -> str:
