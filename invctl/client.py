@@ -47,11 +47,22 @@ _STATUS_ERRORS: dict[int, type[InvctlError]] = {
 
 @dataclass(frozen=True)
 class Target:
-    """A server invctl talks to: `agent` or `central`, at a root URL."""
+    """A server invctl talks to: `agent` or `central`, at a root URL; `fallbacks` are more
+    URLs of the same server, tried in turn when no connection can be made (invwire.failover)."""
 
     name: str
     url: str
     prefix: str = ""
+    fallbacks: tuple[str, ...] = ()
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return (self.url, *self.fallbacks)
+
+    @property
+    def where(self) -> str:
+        """The URLs for a message: `https://a` or `https://a or https://b`."""
+        return " or ".join(self.urls)
 
 
 class ApiClient:
@@ -67,10 +78,13 @@ class ApiClient:
         auth_hint: str | None = None,
         verify: ssl.SSLContext | bool = True,
         write_headers: Callable[[], dict[str, str]] | None = None,
+        on_switch: Callable[[str, str], None] | None = None,
     ) -> None:
         """`write_headers` are asked for when a request may change something (not GET or
-        HEAD): the agent's terminal token, read only when it is needed."""
+        HEAD): the agent's terminal token, read only when it is needed. `on_switch(from,
+        to)` hears when a target with fallbacks moves to another URL."""
         self.target = target
+        self._on_switch = on_switch
         self._verify = verify
         self._write_headers = write_headers
         self.timeout = timeout
@@ -125,12 +139,17 @@ class ApiClient:
     def _client(self) -> httpx.Client:
         if self._http is None:
             self._http = build_http(
-                self.target, self.timeout, self._headers, self._transport, verify=self._verify
+                self.target,
+                self.timeout,
+                self._headers,
+                self._transport,
+                verify=self._verify,
+                on_switch=self._on_switch,
             )
         return self._http
 
     def _unreachable(self, reason: str) -> UnavailableError:
-        name, url = self.target.name, self.target.url
+        name, url = self.target.name, self.target.where
         if "CERTIFICATE_VERIFY_FAILED" in reason:
             return UnavailableError(
                 f"cannot verify the TLS certificate of the {name} at {url}: {reason}",
@@ -150,9 +169,17 @@ def build_http(
     transport: httpx.BaseTransport | None = None,
     *,
     verify: ssl.SSLContext | bool = True,
+    on_switch: Callable[[str, str], None] | None = None,
 ) -> httpx.Client:
+    """The httpx client for `target`; with fallbacks, its transport sends a request that
+    cannot connect to one URL to the next (invwire.failover, imported only then)."""
     import httpx
 
+    if target.fallbacks:
+        from invwire.failover import Failover
+
+        failover = Failover(target.urls, service=target.name, on_switch=on_switch)
+        transport = failover.transport(transport, verify=verify)
     return httpx.Client(
         base_url=target.url,
         timeout=httpx.Timeout(timeout),
@@ -219,7 +246,7 @@ def _hint(status: int, target: Target, auth_hint: str | None, request_id: str | 
     if status == 421:
         return f"address the {target.name} by a loopback name, e.g. http://127.0.0.1:PORT"
     if status in (502, 503, 504):
-        return f"the {target.name} at {target.url} is not ready; try again shortly"
+        return f"the {target.name} at {target.where} is not ready; try again shortly"
     if status >= 500:
         return f"this is a server bug; report it with request id {request_id}"
     return None

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from invctl.errors import ConfigError
 from invwire.files import shared_mode
-from invwire.transport import is_plain_http_to_remote
+from invwire.transport import is_plain_http_to_remote, split_url_list, without_credentials
 
 DEFAULT_AGENT = "http://127.0.0.1:8787"
 CONFIG_KEYS = ("agent", "central", "agent_token_file")
@@ -109,6 +109,39 @@ def normalize_url(url: str) -> str:
             hint="URLs look like http://127.0.0.1:8787",
         )
     return cleaned
+
+
+def normalize_url_list(value: str, name: str = "central") -> tuple[str, ...]:
+    """Central's URL, or several comma-separated (tried in turn when one cannot be reached:
+    invwire.failover), each normalized as normalize_url does and holding no user name,
+    password, query or fragment; no element empty, none twice."""
+    urls = tuple(_listed_url(part, name) for part in split_url_list(value))
+    if len(set(urls)) < len(urls):
+        raise ConfigError(
+            f"the {name} URL list {without_credentials(value)!r} names a URL twice",
+            code="config.url",
+            hint="name each URL once, in the order to try them",
+        )
+    return urls
+
+
+def _listed_url(part: str, name: str) -> str:
+    hint = "URLs look like https://central.example:8000, several separated by commas"
+    if not part:
+        raise ConfigError(f"the {name} URL list has an empty element", code="config.url", hint=hint)
+    shown = without_credentials(part)  # a password in the URL is never echoed
+    parts = urlsplit(part)
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(
+            f"the {name} URL {shown!r} holds a user name or password",
+            code="config.url",
+            hint="log in with `invctl login` (or INVCTL_TOKEN, INVCTL_API_KEY) instead",
+        )
+    if parts.query or parts.fragment or part.endswith(("?", "#")):
+        raise ConfigError(
+            f"the {name} URL {shown!r} has a query or fragment", code="config.url", hint=hint
+        )
+    return normalize_url(part)
 
 
 def refuse_plain_http(name: str, url: str) -> None:

@@ -29,6 +29,7 @@ from invctl.config import (
     config_dir,
     default_agent_token_file,
     normalize_url,
+    normalize_url_list,
     refuse_plain_http,
 )
 from invctl.errors import ConfigError
@@ -138,6 +139,12 @@ class State:
         return normalize_url(self.options.agent or self._file_values.get("agent") or DEFAULT_AGENT)
 
     def central_url(self) -> str:
+        """Central's URL, or several comma-separated as configured (normalized): a saved
+        login belongs to this whole value, so a token goes only to URLs named with it."""
+        return ",".join(self.central_urls())
+
+    def central_urls(self) -> tuple[str, ...]:
+        """Central's URLs in the order they are tried (invwire.failover)."""
         url = self.options.central or self._file_values.get("central")
         if not url:
             raise ConfigError(
@@ -146,7 +153,15 @@ class State:
                 hint="pass --central URL, set INVCTL_CENTRAL, "
                 "or run `invctl config set central URL`",
             )
-        return normalize_url(url)
+        return normalize_url_list(url)
+
+    def central_target(self) -> Target:
+        first, *more = self.central_urls()
+        return Target("central", first, API_PREFIX, fallbacks=tuple(more))
+
+    def note_switch(self, before: str, now: str) -> None:
+        """A target with several URLs moved to another one: said once, on stderr."""
+        self.out.note(f"{before} could not be reached; using {now}")
 
     def central_auth(self) -> CentralAuth:
         return resolve_auth(self.central_url(), self.credentials, self.deps.now())
@@ -164,8 +179,7 @@ class State:
 
     def central(self) -> ApiClient:
         auth = self.central_auth()
-        target = Target("central", self.central_url(), API_PREFIX)
-        return self._client(target, auth.headers, auth.hint)
+        return self._client(self.central_target(), auth.headers, auth.hint)
 
     def origin(self, name: str) -> Origin:
         """Where setting `name` (agent, central, agent_token_file, or a global option) came
@@ -214,17 +228,20 @@ class State:
                 auth_hint=hint,
                 verify=self._verify,
                 write_headers=write_headers,
+                on_switch=self.note_switch,
             )
         return self._clients[target.name]
 
     def _check_transport(self, target: Target) -> None:
-        if not self.options.insecure:
-            refuse_plain_http(target.name, target.url)
-        elif is_plain_http_to_remote(target.url):
-            self.out.warn(
-                f"--insecure: talking to the {target.name} at {target.url} without TLS; "
-                "passwords, tokens and keys sent to it can be read on the network"
-            )
+        """Each of the target's URLs: plain http:// beyond loopback refused, or warned of."""
+        for url in target.urls:
+            if not self.options.insecure:
+                refuse_plain_http(target.name, url)
+            elif is_plain_http_to_remote(url):
+                self.out.warn(
+                    f"--insecure: talking to the {target.name} at {url} without TLS; "
+                    "passwords, tokens and keys sent to it can be read on the network"
+                )
 
     @cached_property
     def _verify(self) -> ssl.SSLContext | bool:

@@ -105,8 +105,9 @@ def root(
             envvar="INVCTL_CENTRAL",
             metavar="URL",
             show_default=False,
-            help="Central API URL (default: config file). Also sends reads to central, "
-            "unless the agent is named as explicitly.",
+            help="Central API URL (default: config file), or several comma-separated: a "
+            "request that cannot connect to one goes to the next. Also sends reads to "
+            "central, unless the agent is named as explicitly.",
         ),
     ] = None,
     json: JsonFlag = False,

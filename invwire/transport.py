@@ -27,3 +27,18 @@ def is_plain_http_to_remote(url: str) -> bool:
     """Whether `url` is http:// to a host other than this machine."""
     parts = urlsplit(url)
     return parts.scheme.lower() == "http" and not is_loopback_host(parts.hostname)
+
+
+def split_url_list(raw: str) -> list[str]:
+    """The elements of a comma-separated list of URLs (a central's, tried in turn:
+    invwire.failover), stripped; an empty element stays "" for the caller to refuse."""
+    return [part.strip() for part in raw.split(",")]
+
+
+def without_credentials(url: str) -> str:
+    """`url` with any user name and password replaced by `***`: fit for a message or a log."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"***@{host}").geturl()

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 import uvicorn
 from fastapi import FastAPI
 
+from invwire.failover import Failover
 from invwire.logs import EventLog
 from storeagent.clock import Clock, utc_now
 from storeagent.errors import (
@@ -68,7 +69,7 @@ from storeagent.sync.kafka_source import KafkaRecordSource
 from storeagent.sync.loop import SyncLoop, topic_names
 from storeagent.sync.progress import SyncProgress
 from storeagent.sync.source import RecordSource
-from storeagent.upstream.client import CentralClient, connect_central
+from storeagent.upstream.client import CentralClient, connect_central, shared_failover
 from storeagent.upstream.heartbeat import (
     Heartbeat,
     HeartbeatFailed,
@@ -311,9 +312,8 @@ def bootstrap(
             metrics=metrics,
             store_id=settings.store_id,
         )
-        resilient = ResilientCentral(
-            central or connect_central(settings.central_url, settings.api_key)
-        )
+        routes = shared_failover(settings.central_url)  # one current URL for every client
+        resilient = ResilientCentral(central or connect_central(routes, settings.api_key))
         undo.callback(resilient.close)
         instance_id = new_instance_id()
         sales = start_sales(
@@ -328,7 +328,7 @@ def bootstrap(
         _report_foreign_sales(sales, log)
         replica_id = str(claim.identity.replica_id)
         if last_heard is None and central is None:
-            last_heard = connect_last_heard(settings.central_url, settings.api_key)
+            last_heard = connect_last_heard(routes, settings.api_key)
         queue_check = QueueCheck(
             last_heard,
             sales.orders.queue_depth,
@@ -353,6 +353,7 @@ def bootstrap(
         metrics=metrics,
         terminal_token=token,
         replica_file=watch,
+        central_at=routes if central is None else None,
     )
     server = _Servers(
         _Server(app, stop), _metrics_server(settings, reader, progress, metrics, stop, watch)
@@ -368,7 +369,7 @@ def bootstrap(
         queue_check,
         refusals,
     )
-    beats = _heartbeat(settings, heartbeat, vitals, metrics, report)
+    beats = _heartbeat(settings, heartbeat, vitals, metrics, report, routes)
     consumer = refusals.guarding(loop.run)
     return Agent(
         settings,
@@ -514,12 +515,12 @@ def _heartbeat(
     vitals: Vitals,
     metrics: AgentMetrics,
     report: Callable[[], dict[str, Any]],
+    routes: Failover | None = None,
 ) -> Heartbeat | None:
     """Heartbeats to central, when the agent has a central URL, a key and an interval (or a
-    sender was given); their answers feed the estimate of central's clock."""
-    sender = sender or connect_heartbeat(
-        settings.central_url, settings.api_key, settings.heartbeat_seconds
-    )
+    sender was given); their answers feed the estimate of central's clock. `routes`: the
+    central URLs the other clients share."""
+    sender = sender or connect_heartbeat(routes, settings.api_key, settings.heartbeat_seconds)
     if sender is None:
         return None
     return Heartbeat(

@@ -49,7 +49,11 @@ def run(
         str | None, typer.Option(help="This store's id (a-z, 0-9, '-'). Env: STOREAGENT_STORE_ID.")
     ] = None,
     central: Annotated[
-        str | None, typer.Option(help="Central API base URL. Env: STOREAGENT_CENTRAL.")
+        str | None,
+        typer.Option(
+            help="Central API base URL, or several comma-separated: a call that cannot connect "
+            "to one goes to the next (docs/operations.md). Env: STOREAGENT_CENTRAL."
+        ),
     ] = None,
     kafka: Annotated[
         str | None,
@@ -259,12 +263,14 @@ def salvage(
 
 
 def _warn_if_plain_http(settings: AgentSettings, log: EventLog) -> None:
-    if settings.central_url and is_plain_http_to_remote(settings.central_url):
-        log.warning(
-            "central.plain_http",
-            central=settings.central_url,
-            hint="--insecure: the store's API key crosses the network in clear",
-        )
+    """One warning for each central URL that is plain http:// to another machine."""
+    for url in settings.central_urls:
+        if is_plain_http_to_remote(url):
+            log.warning(
+                "central.plain_http",
+                central=url,
+                hint="--insecure: the store's API key crosses the network in clear",
+            )
 
 
 def main() -> None:

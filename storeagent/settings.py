@@ -20,7 +20,9 @@ whose password is the store's API key; see sync.kafka_login). The API key is nev
 
 Central's URL is https://, or http:// to loopback: the API key travels with every request, so
 plain http:// to another machine needs `insecure` (--insecure, STOREAGENT_INSECURE=1, or
-`insecure = true` in the TOML file).
+`insecure = true` in the TOML file). `central` may name several URLs, comma-separated (a chain
+without a load balancer): each is checked so, and a call that cannot connect to one is sent
+to the next (invwire.failover).
 
 `accept_lost_queue` (--accept-lost-queue, STOREAGENT_ACCEPT_LOST_QUEUE=1; never from the TOML
 file: it is a decision for one start) lets the agent start although central last heard of
@@ -44,7 +46,7 @@ import platformdirs
 from invwire.files import UnusableFile, check_sqlite_path, not_private, shared_mode
 from invwire.identity import consumer_group, kafka_username
 from invwire.rules import is_store_id
-from invwire.transport import is_plain_http_to_remote
+from invwire.transport import is_plain_http_to_remote, split_url_list, without_credentials
 from storeagent.errors import (
     ConfigError,
     ConfigFileError,
@@ -99,7 +101,7 @@ BOOL_KEYS = frozenset({"allow_remote", "insecure"})
 @dataclass(frozen=True)
 class AgentSettings:
     store_id: str
-    central_url: str | None = None
+    central_url: str | None = None  # one URL, or several comma-separated (central_urls)
     kafka: str = DEFAULT_KAFKA
     kafka_security_protocol: str = DEFAULT_KAFKA_SECURITY_PROTOCOL
     kafka_ca_file: Path | None = None  # SASL_SSL: the CA that signed the brokers' certificates
@@ -115,6 +117,11 @@ class AgentSettings:
     metrics_port: int | None = None  # the metrics-only listener, when wanted (0: any port)
     insecure: bool = False  # plain http:// to a central beyond loopback was asked for
     accept_lost_queue: bool = False  # start although central heard of queued sales not here
+
+    @property
+    def central_urls(self) -> tuple[str, ...]:
+        """Central's URLs in the order they are tried (none without a central)."""
+        return tuple(split_url_list(self.central_url)) if self.central_url else ()
 
     @property
     def terminal_token_path(self) -> Path:
@@ -312,12 +319,38 @@ def _store_id(raw: object) -> str:
 
 
 def _central(raw: object, insecure: bool) -> str | None:
+    """Central's URL, or several comma-separated (tried in turn when one cannot be reached:
+    invwire.failover), each checked; kept as one normalized comma-separated string."""
     if raw is None or raw == "":
         return None
-    parts = urlsplit(str(raw))
+    urls = [_central_url(part, insecure) for part in split_url_list(str(raw))]
+    if len(urls) > len(set(urls)):
+        raise ConfigError(
+            f"central URL list {without_credentials(str(raw))!r} names a URL twice",
+            field="central",
+        )
+    return ",".join(urls)
+
+
+def _central_url(raw: str, insecure: bool) -> str:
+    if not raw:
+        raise ConfigError(
+            "central URL list has an empty element: give URLs separated by single commas",
+            field="central",
+        )
+    shown = without_credentials(raw)  # a password in the URL is never echoed
+    parts = urlsplit(raw)
     if parts.scheme not in ("http", "https") or not parts.hostname or not _has_valid_port(raw):
-        raise ConfigError(f"central URL {raw!r} must be http(s)://HOST[:PORT]", field="central")
-    url = str(raw).rstrip("/")
+        raise ConfigError(f"central URL {shown!r} must be http(s)://HOST[:PORT]", field="central")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(
+            f"central URL {shown!r} must hold no user name or password (the store's API key "
+            "is sent in a header)",
+            field="central",
+        )
+    if parts.query or parts.fragment or raw.endswith(("?", "#")):
+        raise ConfigError(f"central URL {shown!r} must have no query or fragment", field="central")
+    url = raw.rstrip("/")
     if not insecure and is_plain_http_to_remote(url):
         raise InsecureTransport(
             f"refusing plain HTTP to central at {url}: the store's API key would cross the "

@@ -46,7 +46,7 @@ def login(
     """
     state = state_of(ctx, json_out)
     central = state.central()
-    url = central.target.url
+    url = state.central_url()  # with several URLs, a login belongs to the whole list
     name = username or typer.prompt("Username")
     password = read_password(from_stdin=password_stdin)
     answer = _request_token(central, name, password, state)
@@ -154,7 +154,7 @@ def passwd(
     """
     state = state_of(ctx, json_out)
     central = state.central()
-    url = central.target.url
+    url = state.central_url()  # with several URLs, a login belongs to the whole list
     current = _read_secret("Current password", from_stdin=password_stdin)
     new = _read_secret("New password", from_stdin=password_stdin, confirm=True)
     try:

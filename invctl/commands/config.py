@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from invctl.config import CONFIG_DIR_ENV, normalize_url
+from invctl.config import CONFIG_DIR_ENV, normalize_url, normalize_url_list
 from invctl.context import Origin, State, state_of
 from invctl.options import JsonFlag
 from invctl.output import Column
@@ -165,7 +165,8 @@ def set_value(
         str,
         typer.Argument(
             metavar="VALUE",
-            help="A URL (agent, central), or a file (agent_token_file).",
+            help="A URL (agent, central; central may take several, comma-separated), or a "
+            "file (agent_token_file).",
             show_default=False,
         ),
     ],
@@ -176,9 +177,17 @@ def set_value(
     Example: invctl config set central http://central.example:8000
     """
     state = state_of(ctx, json_out)
-    saved = _file(value) if key is Key.agent_token_file else normalize_url(value)
+    saved = _saved(key, value)
     state.config.set(key.value, saved)
     state.out.done({key.value: saved}, f"Saved {key.value} = {saved} in {state.config.path}.")
+
+
+def _saved(key: Key, value: str) -> str:
+    if key is Key.agent_token_file:
+        return _file(value)
+    if key is Key.central:  # one URL, or several comma-separated, tried in turn
+        return ",".join(normalize_url_list(value))
+    return normalize_url(value)
 
 
 def _file(value: str) -> str:

@@ -18,8 +18,8 @@ from typing import Annotated, Any
 
 import typer
 
-from invctl.client import ApiClient, Target, items_of, segment
-from invctl.config import API_PREFIX, refuse_plain_http
+from invctl.client import ApiClient, items_of, segment
+from invctl.config import refuse_plain_http
 from invctl.context import State, state_of
 from invctl.errors import (
     AuthError,
@@ -198,15 +198,17 @@ def _store_client(ctx: typer.Context, state: State, api_key_file: Path | None) -
     if api_key_file is None:
         return state.central()
     key = _read_key(api_key_file)
-    target = Target("central", state.central_url(), API_PREFIX)
+    target = state.central_target()
     if not state.options.insecure:
-        refuse_plain_http(target.name, target.url)
+        for url in target.urls:
+            refuse_plain_http(target.name, url)
     client = ApiClient(
         target,
         timeout=state.options.timeout,
         headers={"X-Request-ID": state.request_id, "X-API-Key": key},
         transport=state.deps.transport,
         auth_hint=f"central refused the key in {api_key_file}: is it the store's active key?",
+        on_switch=state.note_switch,
     )
     ctx.call_on_close(client.close)
     return client

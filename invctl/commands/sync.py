@@ -107,7 +107,8 @@ def status(
     """Show how current this store's replica is, or with --all every store's.
 
     This store: lag per partition, age of the last applied event, dead letters, readiness,
-    and the offline queue (sales waiting for central, those it rejected, the retry backoff).
+    the offline queue (sales waiting for central, those it rejected, the retry backoff), and
+    the central URL the agent uses now when it was given several.
     --all (ops, against central): each registered store's state, consumer-group lag, last
     heartbeat, live agent processes and problems (duplicate_agents: two agents run for one
     store).
@@ -335,7 +336,17 @@ def _summary_rows(report: dict[str, Any], partitions: list[Any], now: datetime) 
         ("total lag", Text(str(lag), style="yellow" if lag else "")),
         *_offline_rows(report.get("offline_queue")),
         *_recovery_rows(report.get("recovery")),
+        *_central_rows(report),
     ]
+
+
+def _central_rows(report: dict[str, Any]) -> list[Any]:
+    """The central URL the agent uses now, when it was given several (in the order tried)."""
+    current, urls = report.get("central_url"), report.get("central_urls")
+    if not isinstance(current, str):
+        return []
+    named = ", ".join(map(str, urls)) if isinstance(urls, list) else current
+    return [("central", f"{current} (of {named})")]
 
 
 def _problem_rows(problems: object) -> list[Any]:

@@ -32,6 +32,7 @@ from pydantic import AfterValidator
 from starlette.exceptions import HTTPException
 
 from invwire.errors import InvalidSku, WireError
+from invwire.failover import Failover
 from invwire.http import RequestContext, without_own_telemetry
 from invwire.limits import DEFAULT_MAX_BODY, BodyLimit, fixed_limit
 from invwire.logs import EventLog, request_id_var
@@ -85,11 +86,14 @@ def create_app(
     metrics: AgentMetrics | None = None,
     max_body: int = DEFAULT_MAX_BODY,
     replica_file: ReplicaFileWatch | None = None,
+    central_at: Failover | None = None,
 ) -> FastAPI:
     """`replica` is the API's own handle (its own connections); `topics` are the full names.
     Every POST must carry `terminal_token`. Without `orders` the app serves the read side
     only. `metrics` is the agent's registry, served at /metrics (a fresh one when not given).
-    `replica_file` watches the replica's file for /readyz and /sync/status."""
+    `replica_file` watches the replica's file for /readyz and /sync/status; `central_at`, the
+    central URLs the agent's clients share, names the current one there when there are
+    several."""
     if not terminal_token:
         raise ValueError("the store terminal API needs a terminal token")
     app = FastAPI(
@@ -149,6 +153,7 @@ def create_app(
                 raise type(problem)(problem.message, **problem.details) from exc
             raise
         _add_replica_problems(status, replica_file, orders)
+        _add_central_urls(status, central_at)
         return status
 
     if orders is not None:
@@ -184,6 +189,13 @@ def create_metrics_app(
     _install_error_handlers(app)
     _add_probe_routes(app, replica, progress, metrics, replica_file)
     return app
+
+
+def _add_central_urls(status: SyncStatus, central_at: Failover | None) -> None:
+    """Which of several central URLs the agent uses now (one configured: nothing to say)."""
+    if central_at is not None and central_at.several:
+        status["central_url"] = central_at.current
+        status["central_urls"] = list(central_at.urls)
 
 
 def _add_replica_problems(

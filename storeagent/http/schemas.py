@@ -63,6 +63,8 @@ class SyncStatus(TypedDict):
     offline_queue: NotRequired[OfflineQueueStatus]
     rebuild: NotRequired[dict[str, object]]  # the last resync's (sync.rebuild), when one ran
     recovery: NotRequired[RecoveryStatus]  # sales given back to a restored central
+    central_url: NotRequired[str]  # with several central URLs: the one in use now
+    central_urls: NotRequired[list[str]]  # ... and all of them, in the order tried
 
 
 def sync_status(

@@ -8,6 +8,10 @@ resolving sales whose outcome is unknown (sales.replay), and cancel_order() the 
 cancel (sales.cancel); central refusing either raises CentralRefusedCall with its answer.
 The fake is FakeCentral in tests/support/agent_fakes.py.
 
+Central may have several URLs (comma-separated in the settings): every client to central
+shares one invwire.failover.Failover, so a call that cannot connect to one URL goes to the
+next, and the URL that answered is tried first by all of them afterwards.
+
 With tracing on (invwire.tracing), the callers wrap each call in a CLIENT span
 (calling_central) and the adapter sends its context to central as the W3C `traceparent`
 header, so central's spans join the till's trace; off, no header is added.
@@ -24,8 +28,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 
 from invwire import tracing
+from invwire.failover import Failover
 from invwire.headers import parse_counter
 from invwire.orders import Line
+from invwire.transport import split_url_list
 from storeagent.errors import AgentError
 
 if TYPE_CHECKING:
@@ -146,8 +152,25 @@ class CentralClient(Protocol):
     def close(self) -> None: ...
 
 
+# Central's URL (the settings' `central_url`: one, or several comma-separated), or the
+# Failover the agent's clients share, so that a URL one of them found dead the others skip.
+CentralAt = str | Failover
+
+
+def central_failover(central: CentralAt) -> Failover:
+    """`central` as a Failover: the URLs tried in turn when one cannot be reached."""
+    if isinstance(central, Failover):
+        return central
+    return Failover(split_url_list(central), service="central")
+
+
+def shared_failover(central_url: str | None) -> Failover | None:
+    """One Failover for all of the agent's clients to central; None without a central."""
+    return central_failover(central_url) if central_url else None
+
+
 def store_session(
-    central_url: str,
+    central_url: CentralAt,
     api_key: str,
     *,
     timeout_s: float = 5.0,
@@ -155,11 +178,12 @@ def store_session(
 ) -> httpx.Client:
     """An HTTP session to central as this store (its API key in a header, never in a URL or
     a log line), for the agent's side calls: heartbeats and what central last heard."""
+    routes = central_failover(central_url)
     return httpx.Client(
-        base_url=central_url,
+        base_url=routes.primary,
         headers={"User-Agent": "storeagent", "X-API-Key": api_key},
         timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 2.0)),
-        transport=transport,
+        transport=routes.transport(transport),
     )
 
 
@@ -176,21 +200,24 @@ class HttpCentralClient:
 
     def __init__(
         self,
-        base_url: str,
+        base_url: CentralAt,
         api_key: str | None,
         *,
         timeouts: Timeouts = Timeouts(),
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        """`base_url`: central's URL, several comma-separated, or a shared Failover; a call
+        that cannot connect to one is sent to the next (invwire.failover)."""
         headers = {"User-Agent": "storeagent"}
         if api_key:
             headers["X-API-Key"] = api_key
-        self.base_url = base_url
+        routes = central_failover(base_url)
+        self.base_url = routes.label  # in messages: every URL that was tried
         self._http = httpx.Client(
-            base_url=base_url + API_PREFIX,
+            base_url=routes.primary + API_PREFIX,
             headers=headers,
             timeout=httpx.Timeout(timeouts.read_s, connect=timeouts.connect_s),
-            transport=transport,
+            transport=routes.transport(transport),
         )
 
     def __repr__(self) -> str:
@@ -439,6 +466,6 @@ def _not_configured() -> CentralUnavailable:
     )
 
 
-def connect_central(central_url: str | None, api_key: str | None) -> CentralClient:
+def connect_central(central_url: CentralAt | None, api_key: str | None) -> CentralClient:
     """The real client; nothing connects until the first order."""
     return NoCentral() if central_url is None else HttpCentralClient(central_url, api_key)

@@ -30,7 +30,7 @@ from storeagent.errors import AgentError
 from storeagent.ops.metrics import AgentMetrics
 from storeagent.ops.vitals import Vitals
 from storeagent.sync.central_clock import CentralClock, clock_sample
-from storeagent.upstream.client import store_session
+from storeagent.upstream.client import CentralAt, central_failover, store_session
 
 HEARTBEAT_PATH = "/api/v1/stores/heartbeat"
 FAILURE_LOG_EVERY_S = 60.0
@@ -56,14 +56,15 @@ class HeartbeatSender(Protocol):
 class HttpHeartbeat:
     def __init__(
         self,
-        central_url: str,
+        central_url: CentralAt,
         api_key: str,
         *,
         timeout_s: float = 5.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.central_url = central_url
-        self._http = store_session(central_url, api_key, timeout_s=timeout_s, transport=transport)
+        routes = central_failover(central_url)
+        self.central_url = routes.label  # in messages: every URL that was tried
+        self._http = store_session(routes, api_key, timeout_s=timeout_s, transport=transport)
 
     def __repr__(self) -> str:
         return f"HttpHeartbeat({self.central_url!r})"
@@ -86,7 +87,7 @@ class HttpHeartbeat:
 
 
 def connect_heartbeat(
-    central_url: str | None, api_key: str | None, every_s: float
+    central_url: CentralAt | None, api_key: str | None, every_s: float
 ) -> HeartbeatSender | None:
     """None (no heartbeats) without a central, a key, or an interval."""
     if not central_url or not api_key or every_s <= 0:

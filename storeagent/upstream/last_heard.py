@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import httpx
 
 from storeagent.errors import AgentError
-from storeagent.upstream.client import store_session
+from storeagent.upstream.client import CentralAt, central_failover, store_session
 
 LAST_HEARTBEAT_PATH = "/api/v1/stores/heartbeat"
 
@@ -66,14 +66,15 @@ def _text(value: object) -> str | None:
 class HttpLastHeard:
     def __init__(
         self,
-        central_url: str,
+        central_url: CentralAt,
         api_key: str,
         *,
         timeout_s: float = 5.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.central_url = central_url
-        self._http = store_session(central_url, api_key, timeout_s=timeout_s, transport=transport)
+        routes = central_failover(central_url)
+        self.central_url = routes.label  # in messages: every URL that was tried
+        self._http = store_session(routes, api_key, timeout_s=timeout_s, transport=transport)
 
     def __repr__(self) -> str:
         return f"HttpLastHeard({self.central_url!r})"
@@ -100,7 +101,9 @@ class HttpLastHeard:
         self._http.close()
 
 
-def connect_last_heard(central_url: str | None, api_key: str | None) -> LastHeardSource | None:
+def connect_last_heard(
+    central_url: CentralAt | None, api_key: str | None
+) -> LastHeardSource | None:
     """None (nothing to ask) without a central or a key."""
     if not central_url or not api_key:
         return None

@@ -55,6 +55,11 @@ class FakeServer:
     routes: dict[tuple[str, str], Answer] = field(default_factory=dict)
     requests: list[httpx.Request] = field(default_factory=list)
     fallback: Handler | None = None  # answers what no route names (e.g. any GET)
+    unreachable: set[str] = field(default_factory=set)  # origins refusing every connection
+
+    def refuse(self, origin: str) -> None:
+        """`origin` (e.g. https://dead.test:8000) refuses connections: nothing reaches it."""
+        self.unreachable.add(origin)
 
     def on(self, method: str, url: str, status: int = 200, body: Any = None) -> None:
         content = b"" if body is None else json.dumps(body).encode()
@@ -65,6 +70,9 @@ class FakeServer:
         self.routes[(method, url)] = handler
 
     def handle(self, request: httpx.Request) -> httpx.Response:
+        origin = str(request.url.copy_with(raw_path=b"/")).rstrip("/")
+        if origin in self.unreachable:
+            raise httpx.ConnectError(f"[Errno 111] Connection refused: {origin}", request=request)
         self.requests.append(request)
         url = str(request.url.copy_with(query=None))
         answer = self.routes.get((request.method, url), self.fallback)

@@ -141,11 +141,13 @@ class Stack:
         name: str | None = None,
         command: list[str] | None = None,
         wait_ready: bool = True,
+        central: str | None = None,
     ) -> Service:
         """`extra_args` go to `storeagent run` (e.g. the offline policy's flags). `name` (the
         store id by default) names its log and its replica file; `command` replaces
         `storeagent` (e.g. tests.support.wrong_clock's); without `wait_ready` this waits for
-        /healthz only (a second agent of a store may hold no partition, and never be ready)."""
+        /healthz only (a second agent of a store may hold no partition, and never be ready);
+        `central` replaces the stack's central URL (e.g. a comma-separated list)."""
         port = port or free_port()
         url = f"http://127.0.0.1:{port}"
         name = name or store_id
@@ -157,7 +159,7 @@ class Stack:
                 "--store-id",
                 store_id,
                 "--central",
-                self.central_url,
+                central or self.central_url,
                 "--kafka",
                 self.kafka.bootstrap,
                 "--db",
