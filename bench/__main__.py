@@ -24,6 +24,7 @@ BENCHMARKS = {
     "cli": "CLI start-up",
     "fanout": "Fan-out: 20 store agents on one stream",
     "tracing": "Tracing overhead",
+    "relay_failover": "Relay failover: SIGKILL of the lease holder",
 }
 
 
@@ -36,13 +37,13 @@ class Run:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    listed = "\n".join(f"  {name:<13} {title}" for name, title in BENCHMARKS.items())
+    listed = "\n".join(f"  {name:<15} {title}" for name, title in BENCHMARKS.items())
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="Run invctl's benchmarks against real processes (Kafka, central, store\n"
         "agents) and print each one's Markdown section; nothing is written unless --out.",
         epilog=f"benchmarks:\n{listed}\n\nexamples:\n"
-        "  python -m bench --quick                 # all six, small sizes, to stdout\n"
+        "  python -m bench --quick                 # all seven, small sizes, to stdout\n"
         "  python -m bench replica --out docs/benchmarks.md\n"
         "  python -m bench --plaintext --out docs/benchmarks-plaintext.md",
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import peewee
 
 from central import migrations, models
-from central.db import connect
+from central.db import DatabaseClock, connect
 from central.domain.kafka_access import relay_grants
 from central.epochs import INITIAL_EPOCH, current_epoch
 from central.kafka_position import PublishedPositions
@@ -88,6 +88,9 @@ def bootstrap(
     with_relay: bool | None = None,
     identities: KafkaIdentities | None = None,
 ) -> Central:
+    """`clock`: the system's when None. A clock given (a test's) also times the relay's
+    lease; otherwise the database's clock does (build_relay)."""
+    lease_clock = clock
     clock = clock or SystemClock()
     db = open_database(settings)
     tokens = TokenConfig(
@@ -103,7 +106,14 @@ def bootstrap(
     relay_wanted = settings.relay if with_relay is None else with_relay
     if relay_wanted:
         central.relay = build_relay(
-            settings, db, clock, publisher, central.metrics, central.identities, central.epoch
+            settings,
+            db,
+            clock,
+            publisher,
+            central.metrics,
+            central.identities,
+            central.epoch,
+            lease_clock=lease_clock,
         )
     central.metrics.watch_backlog(lambda: outbox_backlog(db))
     central.metrics.watch_unrecovered(lambda: unrecovered_count(central.uow()))
@@ -145,7 +155,11 @@ def build_relay(
     metrics: Metrics | None = None,
     identities: KafkaIdentities | None = None,
     epoch: int = INITIAL_EPOCH,
+    *,
+    lease_clock: Clock | None = None,
 ) -> Relay | None:
+    """`lease_clock`: the database's when None: every host of a deployment shares it, their
+    own clocks may disagree (central.outbox, the lease)."""
     topic_log: TopicLog | None = None
     positions: PublishedPositions | None = None
     if publisher is None:
@@ -175,6 +189,8 @@ def build_relay(
         audit_seconds=settings.relay_audit_seconds,
         epoch=epoch,
         positions=positions,
+        lease_seconds=settings.relay_lease_seconds,
+        lease_clock=lease_clock or DatabaseClock(db),
     )
 
 

@@ -71,16 +71,26 @@ def serve(
     kafka: KafkaOpt = None,
     ssl_certfile: CertOpt = None,
     ssl_keyfile: KeyOpt = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            help="API processes sharing the port, 1 to 64 (default 1). Each runs its own "
+            "relay; one publishes at a time. A worker that dies is restarted; every log line "
+            "carries its pid. Env: INVCTL_WORKERS.",
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTP API (and, unless --no-relay, the outbox relay).
 
     Example: INVCTL_JWT_SECRET=$(openssl rand -hex 32) central serve --port 8000
-    --ssl-certfile /etc/invctl/central.pem --ssl-keyfile /etc/invctl/central.key
+    --workers 2 --ssl-certfile /etc/invctl/central.pem --ssl-keyfile /etc/invctl/central.key
     """
     import uvicorn
 
     from central.api import create_app
     from central.app import bootstrap
+    from central.supervisor import prepare_once, serve_workers, server_config
     from invwire.logs import configure_logging
 
     s = _settings(
@@ -93,30 +103,21 @@ def serve(
         kafka=kafka,
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
+        workers=workers,
     )
+    if s.workers > 1:
+        configure_logging(s.log_level, fields={"pid": os.getpid()})
+        prepare_once(s)
+        _warn_if_plain_http(s)
+        serve_workers(s)
+        return
     configure_logging(s.log_level)
-    _favour_latency()
-    _start_tracing()
+    favour_latency()
+    start_tracing()
     central = bootstrap(s)
     _refuse_if_behind_kafka(central)
     _warn_if_plain_http(s)  # once the configuration is known to be good: else one line only
-    server_config = uvicorn.Config(
-        create_app(central),
-        host=s.host,
-        port=s.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=5,
-        ssl_certfile=s.ssl_certfile or None,
-        ssl_keyfile=s.ssl_keyfile or None,
-        # Over limit_concurrency, uvicorn answers 503 itself (docs/central.md). h11 pinned:
-        # the header limit is h11's, and another installed parser would ignore it.
-        http="h11",
-        limit_concurrency=s.limit_concurrency,
-        backlog=s.backlog,
-        h11_max_incomplete_event_size=s.max_header_bytes,
-    )
-    server = uvicorn.Server(server_config)
+    server = uvicorn.Server(server_config(create_app(central), s))
     # uvicorn re-raises the signal it caught once it has shut down, to whatever handler was
     # installed before it: ours, so that a SIGTERM ends in a clean exit 0, not death by signal.
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -147,7 +148,7 @@ def relay(
     configure_logging(s.log_level)
     if not s.kafka:
         raise ConfigError("INVCTL_KAFKA is not set: the relay has nowhere to publish")
-    _start_tracing()
+    start_tracing()
     central = bootstrap(s, with_relay=True)
     _refuse_if_behind_kafka(central)
     assert central.relay is not None
@@ -329,13 +330,15 @@ def confirm_restore(
 
 @app.command()
 def status(config: ConfigOpt = None, dev: DevOpt = False, database_url: DatabaseOpt = None) -> None:
-    """Show the database's epoch (one more at each restore), its schema and its last restore.
+    """Show the database's epoch (one more at each restore), its schema, its last restore and
+    which process holds the relay lease (`host:pid:random`).
 
     Example: central status
     """
     from central import migrations, models
     from central.db import connect
     from central.epochs import current_epoch, last_restore
+    from central.outbox import lease_status
     from central.restore import close_database
 
     s = _settings(config=config, dev=dev or None, database_url=database_url)
@@ -343,6 +346,7 @@ def status(config: ConfigOpt = None, dev: DevOpt = False, database_url: Database
     try:
         with db.bind_ctx(models.ALL_MODELS, bind_refs=False, bind_backrefs=False):
             epoch, pending, restored = current_epoch(db), migrations.pending(db), last_restore(db)
+            lease = lease_status(db) if not pending else "relay lease: unknown until migrated"
     finally:
         close_database(db)
     typer.echo(f"epoch {epoch}")
@@ -353,6 +357,7 @@ def status(config: ConfigOpt = None, dev: DevOpt = False, database_url: Database
             f"{models.as_utc(restored.backup_created_at)} (epoch {restored.backup_epoch}, "
             f"outbox position {restored.backup_outbox_position})"
         )
+    typer.echo(lease)
 
 
 def _confirm_restore(where: str) -> bool:
@@ -399,13 +404,13 @@ def _warn_if_plain_http(s: Any) -> None:
         )
 
 
-def _start_tracing() -> None:
+def start_tracing() -> None:
     """Export spans when the OTEL_* variables ask for it (invwire.tracing); asked for and
     impossible (no exporter installed) is a configuration error: TracingUnavailable, exit 2."""
     tracing.setup(TRACING_SERVICE)
 
 
-def _favour_latency() -> None:
+def favour_latency() -> None:
     """Hand the GIL over every 0.5 ms instead of 5 ms: the relay, Kafka's IO thread and the
     request threads pass work to each other, and each hand-off could otherwise wait 5 ms."""
     sys.setswitchinterval(0.0005)

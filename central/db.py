@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import AbstractContextManager, nullcontext
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlparse
@@ -174,3 +175,46 @@ def write_turn(db: peewee.Database) -> AbstractContextManager[Any]:
     """Hold while a write transaction runs: a queue for SQLite, nothing for MySQL's row locks."""
     writer = getattr(db, "writer", None)
     return writer if writer is not None else nullcontext()
+
+
+class DatabaseClock:
+    """The database server's clock (naive UTC), for what several hosts must agree on: the
+    relay's lease. Each host's own clock may be seconds off; the one database is the same
+    for all of them. Needs a connection (opened here when the caller holds none)."""
+
+    def __init__(self, db: peewee.Database) -> None:
+        self.db = db
+
+    def now(self) -> datetime:
+        sql = "SELECT UTC_TIMESTAMP(6)" if is_mysql(self.db) else SQLITE_NOW
+        with self.db.connection_context():
+            value = self.db.execute_sql(sql).fetchone()[0]
+        return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+
+
+# SQLite's 'now' is its host's clock in UTC, to the millisecond.
+SQLITE_NOW = "SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')"
+
+
+# MySQL error numbers central tells apart (PyMySQL and peewee keep them as args[0]).
+ER_LOCK_DEADLOCK = 1213  # InnoDB deadlock; on Galera also a write that lost certification
+ER_UNKNOWN_COM_ERROR = 1047  # on Galera: "WSREP has not yet prepared node for application use"
+
+
+def mysql_errno(exc: BaseException) -> int | None:
+    """The MySQL error number of a database error, or None (SQLite, a lost connection)."""
+    args = getattr(exc, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def is_write_conflict(exc: BaseException) -> bool:
+    """A transaction refused for a concurrent one and rolled back, to be run again from the
+    start: an InnoDB deadlock, or on Galera a commit certified after a conflicting one made
+    on another node ("Deadlock found ..." / "WSREP detected deadlock/conflict")."""
+    return isinstance(exc, peewee.OperationalError) and mysql_errno(exc) == ER_LOCK_DEADLOCK
+
+
+def is_node_unavailable(exc: BaseException) -> bool:
+    """A Galera node that is not part of the primary component (cut off, joining, or
+    desynced) refuses statements with 1047; another node may answer."""
+    return isinstance(exc, peewee.OperationalError) and mysql_errno(exc) == ER_UNKNOWN_COM_ERROR

@@ -68,6 +68,7 @@ __all__ = [
     "LastAdmin",
     "NameTooLong",
     "NegativeStock",
+    "NodeUnavailable",
     "NotFound",
     "NotRestored",
     "OrderIdTaken",
@@ -90,6 +91,8 @@ __all__ = [
     "UserNotFound",
     "WeakPassword",
     "WireError",
+    "WorkerFailed",
+    "WriteConflict",
     "WrongPassword",
 ]
 
@@ -268,6 +271,28 @@ class DatabaseUnavailable(Unavailable):
     code = "database.unavailable"
 
 
+class WriteConflict(DatabaseUnavailable):
+    """Changes committed at the same moment on other database nodes kept this one from
+    committing, however often it was tried; nothing was changed: try again shortly."""
+
+    code = "database.write_conflict"
+
+    def __init__(self, attempts: int, retry_after: int = 1) -> None:
+        super().__init__(retry_after=retry_after, attempts=attempts)
+        self.retry_after = retry_after
+
+
+class NodeUnavailable(DatabaseUnavailable):
+    """The database node central uses is not serving (a Galera node out of its cluster, or
+    still joining it); nothing was changed: try again shortly."""
+
+    code = "database.node_unavailable"
+
+    def __init__(self, retry_after: int = 1) -> None:
+        super().__init__(retry_after=retry_after)
+        self.retry_after = retry_after
+
+
 class KafkaUnavailable(Unavailable):
     """Kafka did not answer, so nothing was changed; try again shortly."""
 
@@ -432,3 +457,13 @@ class OrderIdTaken(Conflict):
     """The order id is another order's at central."""
 
     code = "order.id_taken"
+
+
+# --- `central serve --workers` (central.supervisor) ------------------------------------------
+
+
+class WorkerFailed(CentralError):
+    """A worker of `central serve --workers` could not start, so none is served."""
+
+    code = "serve.worker_failed"
+    status = 500

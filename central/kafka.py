@@ -124,6 +124,11 @@ class KafkaPublisher:
             self._producer.close(timeout=5)
             self._producer = None
 
+    def warm(self) -> None:
+        """Get ready before the first batch (topics, `prepare`, producer): a standby relay
+        does it while it waits, so that taking the lease over makes no connection."""
+        self._ensure_producer()
+
     def _ensure_producer(self) -> Any:
         if not self._topics_ready:
             created = ensure_topics(

@@ -2,7 +2,11 @@
 
 Delivery is at least once: a crash between publishing and marking re-publishes those rows,
 and consumers drop what they already hold (versions). One relay publishes at a time: a lease
-row in the database elects it, so `central serve` and `central relay` can run side by side.
+row in the database elects it, so `central serve` (each of its workers) and `central relay`
+can run side by side. The lease is short (LEASE_SECONDS) and timed by the database's clock
+(central.db.DatabaseClock), so hosts whose clocks disagree still agree on when it runs out:
+a holder that stops renewing (SIGKILLed, cut off from the database) is replaced by a standby
+within the lease plus a poll. Its owner id is `host:pid:random`, to tell who holds it.
 
 The lease holder also audits Kafka's log (services.republish.shortfall): when it takes the
 lease, after any failed round, after a round whose records were acked at lower offsets than
@@ -27,6 +31,8 @@ contexts travel on as Kafka record headers whether or not this process traces.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,7 +41,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import peewee
 
-from central.db import write_turn
+from central.db import DatabaseClock, is_write_conflict, write_turn
 from central.epochs import INITIAL_EPOCH
 from central.kafka_position import (
     PositionUnreadable,
@@ -58,6 +64,11 @@ if TYPE_CHECKING:
 log = EventLog("central.relay")
 
 LEASE_NAME = "outbox"
+# A holder renews at its first round once a third of the lease has passed, so a live holder
+# keeps it through two missed rounds; a dead one is replaced within this plus a poll.
+LEASE_SECONDS = 3.0
+# relay_lease.owner holds 64 characters: `host:pid:random8`, the host cut to fit.
+OWNER_HOST_CHARS = 40
 # Events waiting longer than this make the relay `failing` (settings.relay_failing_after_seconds).
 FAILING_AFTER_SECONDS = 30.0
 AUDIT_SECONDS = 300.0
@@ -88,6 +99,9 @@ class Publisher(Protocol):
         ...
 
     def close(self) -> None: ...
+
+    # Optional: `warm()`, to get ready to publish (connections, topics, access) before the
+    # first batch; a standby relay calls it once while it waits (Relay._get_ready).
 
 
 class TopicLog(Protocol):
@@ -126,7 +140,7 @@ class Relay(BackgroundLoop):
         batch_size: int = 500,
         poll_seconds: float = 0.5,
         retention_seconds: int = 3600,
-        lease_seconds: int = 60,
+        lease_seconds: float = LEASE_SECONDS,
         max_backoff_seconds: float = 10.0,
         metrics: Metrics | None = None,
         topic_log: TopicLog | None = None,
@@ -134,7 +148,10 @@ class Relay(BackgroundLoop):
         republish_guard_seconds: float = REPUBLISH_GUARD_SECONDS,
         epoch: int = INITIAL_EPOCH,
         positions: PublishedPositions | None = None,
+        lease_clock: Clock | None = None,
     ) -> None:
+        """`lease_clock` times the lease (`clock` when None); central's composition root
+        gives the database's (central.app.build_relay)."""
         super().__init__(
             poll_seconds=poll_seconds,
             max_backoff_seconds=max_backoff_seconds,
@@ -147,10 +164,11 @@ class Relay(BackgroundLoop):
         self.batch_size = batch_size
         self.retention = timedelta(seconds=retention_seconds)
         self.lease = timedelta(seconds=lease_seconds)
-        self.owner = uuid.uuid4().hex
+        self.lease_clock = lease_clock or clock
+        self.owner = lease_owner()
         self.stats = RelayStats()
         self._last_purge = clock.now()
-        self._lease_until = clock.now()
+        self._lease_until = datetime.min  # set when the lease is taken
         self.topic_log = topic_log
         self.audit_every = timedelta(seconds=audit_seconds)
         self.republish_guard = timedelta(seconds=republish_guard_seconds)
@@ -159,6 +177,7 @@ class Relay(BackgroundLoop):
         self.epoch = epoch
         self.positions = positions
         self._position_due = True
+        self._warm = False
 
     def step(self) -> bool:
         return self.run_once() >= self.batch_size
@@ -174,11 +193,14 @@ class Relay(BackgroundLoop):
             return
         try:
             with self.db.connection_context(), write_turn(self.db), self.db.atomic():
-                RelayLease.update(expires_at=self.clock.now() - timedelta(seconds=1)).where(
+                released = self.lease_clock.now() - timedelta(seconds=1)
+                RelayLease.update(expires_at=released).where(
                     (RelayLease.name == LEASE_NAME) & (RelayLease.owner == self.owner)
                 ).execute()
         except Exception as exc:  # the lease expires by itself; shutting down must go on
-            log.warning("relay.release_failed", error=str(exc)[:200])
+            log.warning("relay.release_failed", error=str(exc)[:200], owner=self.owner)
+        else:
+            log.info("relay.lease_released", owner=self.owner)
         self.stats.leader = False
 
     def run_once(self) -> int:
@@ -187,6 +209,7 @@ class Relay(BackgroundLoop):
             return 0  # said once when found; the lease runs out for want of renewal
         with self.db.connection_context():
             if not self._hold_lease():
+                self._get_ready()
                 return 0
             if not self._position_checked():
                 return 0
@@ -262,31 +285,57 @@ class Relay(BackgroundLoop):
             Outbox.update(published_at=now).where(Outbox.id.in_(ids)).execute()
 
     def _hold_lease(self) -> bool:
-        now = self.clock.now()
-        if self.stats.leader and now < self._lease_until - self.lease / 2:
+        now = self.lease_clock.now()
+        if self.stats.leader and now < self._lease_until - self.lease * 2 / 3:
             return True  # renewing on every round would add a write per published batch
+        if not self.stats.leader and self._held_by_another(now):
+            return False  # read only: standbys do not queue for SQLite's write lock each poll
         until = now + self.lease
-        with write_turn(self.db), self.db.atomic():
-            renewed = (
-                RelayLease.update(owner=self.owner, expires_at=until)
-                .where(
-                    (RelayLease.name == LEASE_NAME)
-                    & ((RelayLease.owner == self.owner) | (RelayLease.expires_at < now))
+        try:
+            with write_turn(self.db), self.db.atomic():
+                renewed = (
+                    RelayLease.update(owner=self.owner, expires_at=until)
+                    .where(
+                        (RelayLease.name == LEASE_NAME)
+                        & ((RelayLease.owner == self.owner) | (RelayLease.expires_at < now))
+                    )
+                    .execute()
                 )
-                .execute()
-            )
-            if not renewed and RelayLease.get_or_none(RelayLease.name == LEASE_NAME) is None:
-                RelayLease.insert(name=LEASE_NAME, owner=self.owner, expires_at=until).on_conflict(
-                    "ignore"
-                ).execute()
-                renewed = RelayLease.get(RelayLease.name == LEASE_NAME).owner == self.owner
+                if not renewed and RelayLease.get_or_none(RelayLease.name == LEASE_NAME) is None:
+                    RelayLease.insert(
+                        name=LEASE_NAME, owner=self.owner, expires_at=until
+                    ).on_conflict("ignore").execute()
+                    renewed = RelayLease.get(RelayLease.name == LEASE_NAME).owner == self.owner
+        except peewee.OperationalError as exc:
+            if not is_write_conflict(exc):
+                raise
+            # Galera: a relay on another node took the lease in the same instant and its
+            # commit was certified first; ours was rolled back. Not the leader, and no failure.
+            renewed = 0
         self._lease_until = until if renewed else now
         if bool(renewed) != self.stats.leader:
-            log.info("relay.lease", leader=bool(renewed))
+            log.info("relay.lease", leader=bool(renewed), owner=self.owner)
             self._audit_due = True  # a new leader does not know what the last one saw
             self._position_due = True
         self.stats.leader = bool(renewed)
         return bool(renewed)
+
+    def _get_ready(self) -> None:
+        """A standby readies its publisher once (KafkaPublisher.warm: topics, Kafka access,
+        producer), so that taking the lease over makes no connection: failover is the lease,
+        a poll and one publish (docs/operations.md, "Relay lease and failover")."""
+        warm = getattr(self.publisher, "warm", None)
+        if self._warm or warm is None:
+            return
+        self._warm = True
+        try:
+            warm()
+        except Exception as exc:  # the first publish tries again; standing by goes on
+            log.warning("relay.warm_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+
+    def _held_by_another(self, now: datetime) -> bool:
+        lease = RelayLease.get_or_none(RelayLease.name == LEASE_NAME)
+        return lease is not None and lease.owner != self.owner and lease.expires_at >= now
 
     def _purge_if_due(self) -> None:
         now = self.clock.now()
@@ -381,6 +430,25 @@ class Relay(BackgroundLoop):
             self.metrics.relay_failures.inc()
         self.stats.last_error = f"{type(exc).__name__}: {exc}"[:300]
         log.warning("relay.failed", error=self.stats.last_error, retry_in=backoff)
+
+
+def lease_status(db: peewee.Database) -> str:
+    """One line for `central status`: who holds the relay lease, on the database's clock.
+    Models bound, a connection open."""
+    lease = RelayLease.get_or_none(RelayLease.name == LEASE_NAME)
+    if lease is None:
+        return "relay lease: never taken"
+    left = (lease.expires_at - DatabaseClock(db).now()).total_seconds()
+    if left > 0:
+        return f"relay lease: held by {lease.owner} for {left:.1f} s more unless renewed"
+    return f"relay lease: free (last held by {lease.owner}, {-left:.1f} s ago)"
+
+
+def lease_owner() -> str:
+    """`host:pid:random8`: operators (and tests) see which process holds the lease; the
+    random part tells apart two relays of one process and a pid used again."""
+    host = socket.gethostname()[:OWNER_HOST_CHARS] or "unknown"
+    return f"{host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def trace_context_of(raw: str | None) -> dict[str, str] | None:

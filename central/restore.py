@@ -4,7 +4,7 @@ Refused while central runs against the database. "Runs" is read two ways, as nei
 sees every process:
 - any backend: the outbox relay's lease (central.outbox) is held and not yet expired. It
   covers `central serve` and `central relay` on any host, but not `serve --no-relay` or a
-  central without Kafka; after a crash it holds for up to its 60 s.
+  central without Kafka; after a crash it holds for up to its 3 s (relay_lease_seconds).
 - SQLite: another process has the database open. SQLite's unix VFS holds a shared lock on
   the DMS byte of the `-shm` file for as long as a connection of a WAL database is open
   (https://www.sqlite.org/walformat.html, "the DMS lock"); a lock taken or refused here
@@ -154,7 +154,7 @@ def _lease_refusal(owner: str, expires_at: datetime | str | None, now: datetime)
             return
     if expires_at is not None and expires_at > now:
         raise CentralRunning(
-            f"central's outbox relay (owner {owner[:12]}) holds its lease until "
+            f"central's outbox relay (owner {owner}: host:pid:random) holds its lease until "
             f"{expires_at.isoformat(timespec='seconds')}Z: stop every central process first "
             "(a stopped one's lease runs out by then)",
             owner=owner,

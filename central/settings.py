@@ -46,6 +46,7 @@ ENV_NAMES = {
     "backlog": "INVCTL_BACKLOG",
     "max_header_bytes": "INVCTL_MAX_HEADER_BYTES",
     "api_docs": "INVCTL_API_DOCS",
+    "workers": "INVCTL_WORKERS",
 }
 
 KAFKA_PROTOCOLS = ("PLAINTEXT", "SASL_SSL")
@@ -69,6 +70,9 @@ class Settings:
     port: int = 8000
     relay: bool = True
     relay_poll_seconds: float = 0.5
+    # A relay that stops renewing (SIGKILLed, cut off) is replaced once this runs out, on the
+    # database's clock; the holder renews once a third has passed (docs/operations.md).
+    relay_lease_seconds: float = 3.0
     outbox_retention_seconds: int = 3600
     # /readyz says `relay: failing` once an event has waited this long (docs/operations.md).
     relay_failing_after_seconds: float = 30.0
@@ -115,6 +119,8 @@ class Settings:
     backlog: int = 2048  # connections the kernel queues before central accepts them
     max_header_bytes: int = 16 * 1024  # the request line and headers (h11's default)
     api_docs: bool = True  # /docs, /redoc and /openapi.json
+    # `serve`: API processes sharing the port, each with its own relay (central.supervisor).
+    workers: int = 1
 
     @property
     def kafka_admin(self) -> bool:
@@ -208,6 +214,7 @@ def _finish(settings: Settings) -> Settings:
     settings = replace(settings, log_level=_log_level(settings.log_level))
     _check_http_limits(settings)
     _check_relay_timing(settings)
+    _check_workers(settings)
     return _kafka_security(_tls(settings))
 
 
@@ -216,6 +223,8 @@ def _finish(settings: Settings) -> Settings:
 RELAY_TIMINGS = {
     "relay_failing_after_seconds": (1.0, 86_400.0),
     "relay_audit_seconds": (10.0, 86_400.0),
+    "relay_lease_seconds": (1.0, 300.0),
+    "relay_poll_seconds": (0.05, 100.0),
 }
 
 
@@ -224,6 +233,24 @@ def _check_relay_timing(settings: Settings) -> None:
         value = getattr(settings, name)
         if not low <= value <= high:
             raise ConfigError(f"setting {name} must be {low:g} to {high:g} seconds, got {value}")
+    # The holder renews at its first round once a third of the lease has passed: it must get
+    # a round before the lease runs out, and a standby must look soon after it has.
+    if settings.relay_poll_seconds > settings.relay_lease_seconds / 3:
+        raise ConfigError(
+            f"setting relay_poll_seconds ({settings.relay_poll_seconds:g}) must be at most a "
+            f"third of relay_lease_seconds ({settings.relay_lease_seconds:g})"
+        )
+
+
+MAX_WORKERS = 64
+
+
+def _check_workers(settings: Settings) -> None:
+    if not 1 <= settings.workers <= MAX_WORKERS:
+        raise ConfigError(
+            f"INVCTL_WORKERS (workers, --workers) must be a whole number from 1 to "
+            f"{MAX_WORKERS}, got {settings.workers}"
+        )
 
 
 # Each HTTP limit's range: 0 or less is a mistake, and so is a number no server should take.

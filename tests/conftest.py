@@ -116,6 +116,27 @@ def kafka_bootstrap(kafka_cluster: KafkaCluster) -> str:
     return kafka_cluster.bootstrap
 
 
+@pytest.fixture(scope="session")
+def galera_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
+    """One 3-node MariaDB Galera cluster for the test run (scripts/mariadb start --nodes 3, on
+    a free port range), stopped at the end: its nodes' server URLs, node 1 first. Tests make
+    their own database on it (tests.support.galera.galera_database).
+
+    INVCTL_TEST_GALERA_URLS=url1,url2,url3 uses a running cluster instead.
+    """
+    from tests.support.galera import free_galera_port, mariadb_script, start_cluster
+
+    external = os.environ.get("INVCTL_TEST_GALERA_URLS", "")
+    if external:
+        yield [url.strip() for url in external.split(",") if url.strip()]
+        return
+    cluster_dir = tmp_path_factory.mktemp("galera")
+    try:
+        yield start_cluster(cluster_dir, free_galera_port())
+    finally:
+        mariadb_script("stop", "--dir", str(cluster_dir))
+
+
 @pytest.fixture
 def unique_id() -> str:
     """12 random hex characters, for names that must not collide across tests and runs."""

@@ -10,7 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from central.errors import CentralError, DatabaseUnavailable
+from central.db import is_node_unavailable, is_write_conflict
+from central.errors import CentralError, DatabaseUnavailable, NodeUnavailable, WriteConflict
 from invwire.logs import EventLog
 from invwire.text import escape_for_terminal
 
@@ -47,7 +48,7 @@ def error_response(
 ) -> JSONResponse:
     body = {"error": {"code": code, "message": message, "details": details or {}}}
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    if status == 429 and isinstance((details or {}).get("retry_after"), int):
+    if status in (429, 503) and isinstance((details or {}).get("retry_after"), int):
         headers = {"Retry-After": str((details or {})["retry_after"])}
     return JSONResponse(printable(body), status_code=status, headers=headers)
 
@@ -116,8 +117,18 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     log.warning("db.unavailable", error=str(exc)[:200])
-    err = DatabaseUnavailable()
-    return error_response(err.status, err.code, err.message)
+    err = database_refusal(exc)
+    return error_response(err.status, err.code, err.message, err.details)
+
+
+def database_refusal(exc: Exception) -> DatabaseUnavailable:
+    """The 503 for a database error that reached the API: a Galera node out of service, a
+    write conflict of a use case that does not retry (UnitOfWork.run does), else down."""
+    if is_node_unavailable(exc):
+        return NodeUnavailable()
+    if is_write_conflict(exc):
+        return WriteConflict(attempts=1)
+    return DatabaseUnavailable()
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -39,8 +39,7 @@ def set_stock(
     uow: UnitOfWork, principal: Principal, sku: str, quantity: object, note: str = ""
 ) -> dict[str, Any]:
     target = valid_quantity(quantity)
-    with uow:
-        stock, _ = set_in_tx(uow, principal, sku, target, "set", _note(note))
+    stock, _ = uow.run(lambda: set_in_tx(uow, principal, sku, target, "set", _note(note)))
     return stock_view(stock)
 
 
@@ -66,11 +65,14 @@ def adjust_stock(
     amount = valid_delta(delta)
     if reason not in ADJUST_REASONS:
         raise InvalidInput(f"reason must be one of {', '.join(ADJUST_REASONS)}", field="reason")
-    with uow:
+
+    def adjust() -> Stock:
         stock = _locked_stock(sku)
         level, event = _level(stock).adjusted(amount, reason)
         _save(uow, stock, level, event, principal, _note(note))
-    return stock_view(stock)
+        return stock
+
+    return stock_view(uow.run(adjust))
 
 
 def movements(uow: UnitOfWork, sku: str, limit: int = 100, before: int = 0) -> list[dict[str, Any]]:

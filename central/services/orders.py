@@ -99,11 +99,14 @@ def _reserve(
     print_: str,
     lines: list[rules.Line],
 ) -> dict[str, Any]:
+    # One id for every attempt: a write conflict (another Galera node) runs it all again.
     order_id = str(uuid.uuid4())
-    with uow:
+
+    def reserve() -> dict[str, Any]:
         now = uow.clock.now()
         # The order row goes first: a concurrent request with the same key blocks on its
-        # unique index here, before touching any stock.
+        # unique index here, before touching any stock (on Galera, a request on another
+        # node fails certification instead and runs again, to meet the key here).
         order = Order.create(
             id=order_id,
             store_id=store_id,
@@ -115,7 +118,9 @@ def _reserve(
         )
         prices = sellable_prices(lines)
         rows = take_stock(uow, principal, order_id, lines, prices, now)
-    return view_of(order, rows)
+        return view_of(order, rows)
+
+    return uow.run(reserve)
 
 
 def take_stock(
@@ -189,13 +194,18 @@ def _write_changes(
 def cancel_order(uow: UnitOfWork, principal: Principal, order_id: str) -> dict[str, Any]:
     if principal.role not in (Role.ADMIN, Role.STORE, Role.STAFF):
         raise Forbidden("only the owning store or an admin may cancel an order")
-    with use_case("order.cancel") as span, uow:
-        order = locked_order(order_id)
-        if order is None or not _may_see(principal, order):
-            raise OrderNotFound(order_id=order_id)
-        # Named once found: the id in the path is the caller's, whatever it holds.
-        tracing.annotate(span, order_id=order.id, store_id=order.store_id)
-        cancel_locked(uow, principal, order)
+    with use_case("order.cancel") as span:
+
+        def cancel() -> Order:
+            order = locked_order(order_id)
+            if order is None or not _may_see(principal, order):
+                raise OrderNotFound(order_id=order_id)
+            # Named once found: the id in the path is the caller's, whatever it holds.
+            tracing.annotate(span, order_id=order.id, store_id=order.store_id)
+            cancel_locked(uow, principal, order)
+            return order
+
+        order = uow.run(cancel)
         tracing.annotate(span, outcome=order.status)
     return order_view(order)
 

@@ -127,7 +127,7 @@ def _settle(
 def _settle_once(
     uow: UnitOfWork, principal: Principal, store_id: str, window: RecoveryWindow, sale: HeldSale
 ) -> Settled:
-    with uow:
+    def settle() -> Settled:
         held = Order.get_or_none(
             Order.store_id == store_id, Order.idempotency_key == sale.idempotency_key
         )
@@ -136,6 +136,8 @@ def _settle_once(
         if Order.get_or_none(Order.id == sale.id) is not None:
             return Settled.refused(sale, CONFLICT, OrderIdTaken(order_id=sale.id), None)
         return _take_again(uow, principal, store_id, window, sale)
+
+    return uow.run(settle)
 
 
 def _present(uow: UnitOfWork, principal: Principal, held: Order, sale: HeldSale) -> Settled:

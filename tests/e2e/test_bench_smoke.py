@@ -14,6 +14,7 @@ SECTIONS = [
     "## CLI start-up",
     "## Fan-out: 20 store agents on one stream",
     "## Tracing overhead",
+    "## Relay failover: SIGKILL of the lease holder",
 ]
 
 

@@ -18,6 +18,7 @@ class FakePublisher:
         self.published: list[OutboxRecord] = []
         self.fail_after: int | None = None
         self.closed = False
+        self.warmed = 0  # warm() calls: a standby relay readies its publisher once
 
     def publish(self, records: Sequence[OutboxRecord]) -> int:
         accepted = list(records)
@@ -25,6 +26,9 @@ class FakePublisher:
             accepted = accepted[: self.fail_after]
         self.published.extend(accepted)
         return len(accepted)
+
+    def warm(self) -> None:
+        self.warmed += 1
 
     def close(self) -> None:
         self.closed = True
