@@ -1,0 +1,157 @@
+"""Central with no single point of failure, for chaos tests: two central "hosts" (each
+`central serve --workers 2`, each on its own node of a Galera cluster) behind HAProxy
+configured from deploy/haproxy/haproxy.cfg, with store agents pointed at HAProxy."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.support.galera import connect, mariadb_script, start_cluster
+from tests.support.processes import (
+    ADMIN,
+    ADMIN_PASSWORD,
+    BIN,
+    Service,
+    Stack,
+    free_port,
+    wait_http,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+HAPROXY_TEMPLATE = ROOT / "deploy" / "haproxy" / "haproxy.cfg"
+OWNER_PID = re.compile(r"^[^:]*:(\d+):")
+
+
+def haproxy_config(port: int, servers: dict[str, str]) -> str:
+    """deploy/haproxy/haproxy.cfg listening on 127.0.0.1:`port`, with `servers` (name ->
+    host:port) in place of the template's (as scripts/cluster writes it)."""
+    kept = []
+    for line in HAPROXY_TEMPLATE.read_text().splitlines():
+        if line.strip().startswith("server central-"):
+            continue
+        bind = line.strip().startswith("bind ")
+        kept.append(f"    bind 127.0.0.1:{port}" if bind else line)
+    kept += [f"    server {name} {address} check" for name, address in servers.items()]
+    return "\n".join(kept) + "\n"
+
+
+@dataclass
+class GaleraCluster:
+    directory: Path
+    port: int
+    urls: list[str] = field(default_factory=list)  # the nodes', node 1 first
+
+    def start(self) -> None:
+        self.urls = start_cluster(self.directory, self.port)
+
+    def stop_node(self, node: int) -> None:
+        done = mariadb_script("stop", "--dir", str(self.directory), "--node", str(node))
+        assert done.returncode == 0, done.stderr
+
+    def stop(self) -> None:
+        mariadb_script("stop", "--dir", str(self.directory))
+
+
+@contextmanager
+def own_galera(directory: Path, port: int) -> Iterator[GaleraCluster]:
+    cluster = GaleraCluster(directory, port)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def create_database(node_url: str, name: str) -> None:
+    with closing(connect(node_url)) as connection, connection.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4")
+
+
+def relay_holder_pid(database_url: str) -> int | None:
+    """The pid in the relay lease's owner (`host:pid:random`): the last relay to take it."""
+    server, name = database_url.rstrip("/").rsplit("/", 1)
+    with (
+        closing(connect(server + "/", name)) as connection,
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("SELECT owner FROM relay_lease WHERE name = 'outbox'")
+        row = cursor.fetchone()
+    found = OWNER_PID.match(row[0]) if row else None
+    return int(found.group(1)) if found else None
+
+
+@dataclass
+class HighlyAvailable:
+    """The central side of the stack: `hosts` (name -> Service of `central serve`), the
+    HAProxy service; `stack.central_url` is HAProxy's, so agents and the shop go through it."""
+
+    stack: Stack
+    hosts: dict[str, Service]
+    proxy: Service
+
+
+def start_central_host(s: Stack, name: str, database_url: str, workers: int = 2) -> Service:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**s.central_env(), "INVCTL_DATABASE_URL": database_url}
+    host = s.spawn(
+        name,
+        [str(BIN / "central"), "serve", "--port", str(port), "--workers", str(workers)],
+        url,
+        env,
+    )
+    wait_http(f"{url}/readyz", process=host.process)
+    return host
+
+
+def start_proxy(s: Stack, hosts: dict[str, Service]) -> Service:
+    haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    if not Path(haproxy).exists():
+        pytest.fail("haproxy is not installed: `scripts/dev setup` (apt-get install haproxy)")
+    port = free_port()
+    servers = {name: host.url.removeprefix("http://") for name, host in hosts.items()}
+    config = s.workdir / "haproxy.cfg"
+    config.write_text(haproxy_config(port, servers))
+    proxy = s.spawn("haproxy", [haproxy, "-db", "-f", str(config)], f"http://127.0.0.1:{port}", {})
+    wait_http(f"{proxy.url}/readyz", process=proxy.process)
+    return proxy
+
+
+def worker_pids(host: Service) -> list[int]:
+    """The pids of a `central serve --workers N` process's workers: its children that
+    multiprocessing spawned (not its resource tracker)."""
+    pid = host.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    workers = []
+    for child in children:
+        try:
+            argv = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue  # gone meanwhile
+        if b"spawn_main" in argv and b"resource_tracker" not in argv:
+            workers.append(int(child))
+    return workers
+
+
+def kill(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+
+
+def create_admin(s: Stack, database_url: str) -> None:
+    subprocess.run(
+        [str(BIN / "central"), "create-admin", ADMIN, "--password-stdin"],
+        input=ADMIN_PASSWORD.encode(),
+        env={**s.env, **s.central_env(), "INVCTL_DATABASE_URL": database_url},
+        check=True,
+        capture_output=True,
+    )
