@@ -25,6 +25,7 @@ BENCHMARKS = {
     "fanout": "Fan-out: 20 store agents on one stream",
     "tracing": "Tracing overhead",
     "relay_failover": "Relay failover: SIGKILL of the lease holder",
+    "ha_orders": "Orders through HAProxy on a Galera cluster",
 }
 
 

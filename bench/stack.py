@@ -6,7 +6,7 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -88,9 +88,11 @@ def central_process(
     port: int,
     prefix: str,
     extra_env: Mapping[str, str] | None = None,
+    args: Sequence[str] = (),
 ) -> Iterator[str]:
     """Central logged in as the cluster's admin (it makes its relay user and the stores');
-    `extra_env` added to its environment (e.g. OTEL_* variables)."""
+    `extra_env` added to its environment (e.g. OTEL_* variables), `args` to `central serve`
+    (e.g. --workers 2)."""
     env = {
         **clean_environ(),
         "INVCTL_DATABASE_URL": database_url,
@@ -99,16 +101,21 @@ def central_process(
         **kafka.central_env(),
         **(extra_env or {}),
     }
-    with (RUN / f"central-{port}.log").open("wb") as log:
-        process = subprocess.Popen(
-            [str(BIN / "central"), "serve", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
+    argv = [str(BIN / "central"), "serve", "--port", str(port), *args]
+    with serving(f"central-{port}", argv, f"http://127.0.0.1:{port}", env) as url:
+        yield url
+
+
+@contextmanager
+def serving(
+    name: str, argv: Sequence[str], url: str, env: Mapping[str, str] | None = None
+) -> Iterator[str]:
+    """`argv` in the background, its output in RUN/NAME.log, until `url` answers (yields it);
+    SIGTERM when the block ends."""
+    with (RUN / f"{name}.log").open("wb") as log:
+        process = subprocess.Popen(list(argv), env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_ready(url, process, "central")
+        wait_ready(url, process, name)
         yield url
     finally:
         process.terminate()

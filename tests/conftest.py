@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import socket
 import subprocess
 import sys
 import uuid
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.kafka_security import KafkaCluster
+from tests.support.processes import port_free
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS_DIR = REPO_ROOT / "scripts"
@@ -51,19 +51,9 @@ def free_base_port(nodes: int = 1) -> int:
     for _ in range(200):
         base = random.randrange(20000, 30000)
         ports = [base + offset + i for offset in (0, 100, 200) for i in range(nodes)]
-        if all(_port_free(port) for port in ports):
+        if all(port_free(port) for port in ports):
             return base
     raise RuntimeError("no free port range for a Kafka cluster")
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 @pytest.fixture(scope="session")

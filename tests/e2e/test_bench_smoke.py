@@ -15,6 +15,7 @@ SECTIONS = [
     "## Fan-out: 20 store agents on one stream",
     "## Tracing overhead",
     "## Relay failover: SIGKILL of the lease holder",
+    "## Orders through HAProxy on a Galera cluster",
 ]
 
 

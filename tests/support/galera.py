@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import random
-import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from urllib.parse import urlparse
 import httpx
 import pymysql
 
-from tests.support.processes import BIN, free_port, wait_http
+from tests.support.processes import BIN, free_port, port_free, wait_http
 from tests.support.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,19 +37,9 @@ def free_galera_port(nodes: int = NODES) -> int:
     range than free_base_port's Kafka clusters, 20000-30200)."""
     for _ in range(200):
         base = random.randrange(31000, 40000)
-        if all(_port_free(base + i) for i in range(PORTS_PER_NODE * nodes)):
+        if all(port_free(base + i) for i in range(PORTS_PER_NODE * nodes)):
             return base
     raise RuntimeError("no free port range for a Galera cluster")
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def start_cluster(directory: Path, port: int) -> list[str]:

@@ -4,10 +4,7 @@ configured from deploy/haproxy/haproxy.cfg, with store agents pointed at HAProxy
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
-import signal
 import subprocess
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -29,7 +26,6 @@ from tests.support.processes import (
 
 ROOT = Path(__file__).resolve().parents[2]
 HAPROXY_TEMPLATE = ROOT / "deploy" / "haproxy" / "haproxy.cfg"
-OWNER_PID = re.compile(r"^[^:]*:(\d+):")
 
 
 def haproxy_config(port: int, servers: dict[str, str]) -> str:
@@ -77,29 +73,6 @@ def create_database(node_url: str, name: str) -> None:
         cursor.execute(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4")
 
 
-def relay_holder_pid(database_url: str) -> int | None:
-    """The pid in the relay lease's owner (`host:pid:random`): the last relay to take it."""
-    server, name = database_url.rstrip("/").rsplit("/", 1)
-    with (
-        closing(connect(server + "/", name)) as connection,
-        connection.cursor() as cursor,
-    ):
-        cursor.execute("SELECT owner FROM relay_lease WHERE name = 'outbox'")
-        row = cursor.fetchone()
-    found = OWNER_PID.match(row[0]) if row else None
-    return int(found.group(1)) if found else None
-
-
-@dataclass
-class HighlyAvailable:
-    """The central side of the stack: `hosts` (name -> Service of `central serve`), the
-    HAProxy service; `stack.central_url` is HAProxy's, so agents and the shop go through it."""
-
-    stack: Stack
-    hosts: dict[str, Service]
-    proxy: Service
-
-
 def start_central_host(s: Stack, name: str, database_url: str, workers: int = 2) -> Service:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -125,26 +98,6 @@ def start_proxy(s: Stack, hosts: dict[str, Service]) -> Service:
     proxy = s.spawn("haproxy", [haproxy, "-db", "-f", str(config)], f"http://127.0.0.1:{port}", {})
     wait_http(f"{proxy.url}/readyz", process=proxy.process)
     return proxy
-
-
-def worker_pids(host: Service) -> list[int]:
-    """The pids of a `central serve --workers N` process's workers: its children that
-    multiprocessing spawned (not its resource tracker)."""
-    pid = host.process.pid
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    workers = []
-    for child in children:
-        try:
-            argv = Path(f"/proc/{child}/cmdline").read_bytes()
-        except OSError:
-            continue  # gone meanwhile
-        if b"spawn_main" in argv and b"resource_tracker" not in argv:
-            workers.append(int(child))
-    return workers
-
-
-def kill(pid: int) -> None:
-    os.kill(pid, signal.SIGKILL)
 
 
 def create_admin(s: Stack, database_url: str) -> None:

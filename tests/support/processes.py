@@ -33,6 +33,17 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def port_free(port: int) -> bool:
+    """Whether `port` on 127.0.0.1 can be bound now (a range of ports for a cluster)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def while_alive(process: subprocess.Popen[Any], check: Callable[[], T]) -> Callable[[], T]:
     """`check` for `eventually()`, failing the test at once once `process` has exited."""
 

@@ -9,8 +9,12 @@ SKU in order. The longest spell in which the tills saw failures is printed."""
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 from collections import Counter
 from collections.abc import Callable
+from datetime import datetime
 from itertools import combinations
 from typing import Any
 
@@ -32,20 +36,20 @@ from tests.support.galera import free_galera_port
 from tests.support.ha_stack import (
     create_admin,
     create_database,
-    kill,
     own_galera,
-    relay_holder_pid,
     start_central_host,
     start_proxy,
-    worker_pids,
 )
 from tests.support.processes import stack
+from tests.support.relay_lease import read_lease, worker_pids
 from tests.support.shop import Shop, seed_shop
 from tests.support.waiting import eventually
 
 STORES = [f"ha-{n}" for n in range(1, 5)]
 INITIAL = {sku: 300 for sku in ("APPLE", "BREAD", "CHEESE", "DATES")}
 SALES_AROUND_A_FAULT = 15
+# HAProxy's httplog: `client [accept date] frontend backend/server timers status ...`
+PROXY_LINE = re.compile(r"\[(?P<at>[^\]]+)\] \S+ \S+ \S+ (?P<status>\d{3}) ")
 
 
 def sales_after(work: Workload, count: int) -> Callable[[], bool]:
@@ -110,6 +114,21 @@ def longest_failing_spell(work: Workload) -> float:
     return spell
 
 
+def proxy_errors(log_lines: list[str]) -> tuple[int, float]:
+    """(5xx answers HAProxy gave, the longest spell of them): from its HTTP log, a spell
+    being 5xx answers less than a second apart."""
+    times = []
+    for line in log_lines:
+        found = PROXY_LINE.search(line)
+        if found and int(found["status"]) >= 500:
+            times.append(datetime.strptime(found["at"], "%d/%b/%Y:%H:%M:%S.%f").timestamp())
+    longest, begun = 0.0, None
+    for before, at in zip([None, *times], times, strict=False):
+        begun = at if before is None or at - before >= 1.0 else begun
+        longest = max(longest, at - (begun or at))
+    return len(times), longest
+
+
 def assert_new_versions_in_order(events: list[dict[str, Any]]) -> None:
     """Each SKU's stock_versions first appear in increasing order (a repeat of an older one,
     as at-least-once delivery allows, is not a new version)."""
@@ -134,20 +153,24 @@ def test_sales_go_on_through_the_loss_of_any_one_process_or_node(
         create_admin(s, databases[0])
         hosts = {"central-a": start_central_host(s, "central-a", databases[0])}
         hosts["central-b"] = start_central_host(s, "central-b", databases[1])
-        s.central_url = start_proxy(s, hosts).url
+        proxy = start_proxy(s, hosts)
+        s.central_url = proxy.url
         shop = seed_shop(s.central_url, INITIAL, STORES)
         agents = {store: s.start_agent(store, shop.keys[store]).url for store in STORES}
         wait_converged(shop, agents, timeout=60)
 
+        def relay_holder() -> int:
+            lease = read_lease(databases[0])
+            assert lease is not None and lease.held, f"no relay holds the lease: {lease}"
+            return lease.pid
+
         def a_central_worker() -> Callable[[], None]:
-            holder = relay_holder_pid(databases[0])
-            kill(next(p for p in worker_pids(hosts["central-a"]) if p != holder))
+            workers = worker_pids(hosts["central-a"].process.pid) - {relay_holder()}
+            os.kill(min(workers), signal.SIGKILL)
             return lambda: None  # its supervisor starts another
 
         def the_relay_holder() -> Callable[[], None]:
-            holder = relay_holder_pid(databases[0])
-            assert holder is not None, "no relay holds the lease"
-            kill(holder)
+            os.kill(relay_holder(), signal.SIGKILL)
             return lambda: None
 
         def galera_node_2() -> Callable[[], None]:
@@ -202,10 +225,12 @@ def test_sales_go_on_through_the_loss_of_any_one_process_or_node(
         assert_no_event_lost(shop, kafka.clients, stock_topic)
         assert_new_versions_in_order(stock_events(kafka.clients, stock_topic))
 
+    errors, error_spell = proxy_errors(proxy.log_lines())
     total = merged(phases)
     statuses = Counter(o.status for o in total.outcomes if o.kind == "order")
     print(
         f"\n{len(total.sales)} sales, {len(total.cancelled)} cancels, "
         f"order answers {dict(statuses)}; longest spell of failed sale attempts at the tills: "
         + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in spells.items())
+        + f"; HAProxy answered {errors} 5xx, the longest spell {error_spell:.1f} s"
     )
