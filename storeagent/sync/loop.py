@@ -95,6 +95,10 @@ def topic_names(prefix: str) -> tuple[str, ...]:
 
 
 KAFKA_COMMIT_INTERVAL_S = 0.5
+# After a failed commit (its group coordinator down: a Kafka node lost) the next waits this
+# long: each attempt blocks the loop for up to the call timeout, and records from the nodes
+# still up must keep being applied meanwhile. The group's offsets are only a mirror.
+KAFKA_COMMIT_RETRY_S = 5.0
 # A rebuild that reached the end offsets read when it started reads them again, and goes on
 # while they grew (central may still be republishing), this many times at most.
 REBUILD_SETTLE_ROUNDS = 10
@@ -140,6 +144,7 @@ class SyncLoop:
         self._positions: dict[TopicPartition, int | None] = {}
         self._uncommitted: dict[TopicPartition, int] = {}
         self._committed_at = 0.0
+        self._commit_paused_until = 0.0
         self._bootstrap_ends: dict[TopicPartition, int] | None = None
         self._resync = threading.Event()
         self._rebuild: Rebuild | None = None
@@ -485,6 +490,7 @@ class SyncLoop:
         restart or a resync, and a store that may not use its group is told now (as
         KafkaNotAuthorized), not after its first batch."""
         self._uncommitted = dict(stored)
+        self._commit_paused_until = 0.0  # a new connection: try its coordinator at once
         self._flush_commit(source)
 
     def _commit(self, source: RecordSource, result: BatchResult) -> None:
@@ -498,6 +504,8 @@ class SyncLoop:
         if not self._mirror or not self._uncommitted:
             return
         self._committed_at = time.monotonic()
+        if self._committed_at < self._commit_paused_until:
+            return
         try:
             source.commit(self._uncommitted)
         except KafkaAccessDenied:
@@ -505,6 +513,7 @@ class SyncLoop:
         except SourceUnavailable as exc:
             self._log.warning("consumer.commit_failed", code=exc.code, message=exc.message)
             self.progress.broker_failed(exc.message)
+            self._commit_paused_until = self._committed_at + KAFKA_COMMIT_RETRY_S
             return
         self._broker_answered()
         self._uncommitted = {}

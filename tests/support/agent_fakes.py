@@ -74,6 +74,8 @@ class FakeRecordSource:
         self._changed = threading.Condition()
         self.committed: dict[TopicPartition, int] = {}
         self.failing_polls = 0
+        self.failing_commits = 0
+        self.commit_attempts = 0
         self.denied: SourceUnavailable | None = None
         self.closed = False
         self.cluster: str | None = "fake-cluster"  # what cluster_id() answers
@@ -206,6 +208,10 @@ class FakeRecordSource:
             return self._take(max_records)
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        self.commit_attempts += 1
+        if self.failing_commits > 0:
+            self.failing_commits -= 1
+            raise SourceUnavailable("injected commit failure")
         self._check_access()
         self.committed.update(offsets)
 

@@ -240,9 +240,27 @@ class Stack:
     def login_admin(self) -> None:
         self.invctl("login", "--username", ADMIN, "--password-stdin", input=ADMIN_PASSWORD)
 
+    def problem_lines(self, per_service: int = 15) -> str:
+        """Each service's last warnings and errors: what a failed test prints, so that a
+        failure in CI can be explained from its output alone."""
+        parts = []
+        for service in self.services:
+            lines = [line for line in service.log_lines() if _is_problem(line)]
+            ours = [line for line in lines if '"library.log"' not in line]  # not kafka-python's
+            parts.append(
+                f"--- {service.name}: last {per_service} of {len(ours)} problems "
+                f"({len(lines) - len(ours)} more from client libraries)"
+            )
+            parts += [line[:400] for line in ours[-per_service:]]
+        return "\n".join(parts)
+
     def stop_all(self) -> None:
         for service in reversed(self.services):
             service.stop()
+
+
+def _is_problem(line: str) -> bool:
+    return any(mark in line for mark in ('"warning"', '"error"', "Traceback", "WARNING", "ERROR"))
 
 
 @contextmanager
@@ -270,5 +288,8 @@ def stack(
     running = Stack(workdir, kafka, prefix, env, database_url=database_url)
     try:
         yield running
+    except BaseException:
+        print(running.problem_lines(), file=sys.stderr)  # shown with the failure by pytest
+        raise
     finally:
         running.stop_all()

@@ -6,6 +6,8 @@ event, sale or stock unit is lost or doubled and both replicas equal central."""
 
 import time
 
+import httpx
+
 from tests.support.chaos import (
     TRANSIENT,
     Workload,
@@ -33,10 +35,22 @@ CANARY = "DATES"  # not sold: its replica stock moves only through Kafka, never 
 INITIAL = {sku: 60 for sku in [*SOLD, CANARY]}
 TOPICS = ["new-category", "new-product", "inventory-updated"]
 ALL_NODES = (1, 2, 3)
+SYNC_FIELDS = ("ready", "problems", "last_applied_at", "staleness_s")
 
 
 def replicas_hold(agents, sku, version):
-    return all(replica_stock(url)[sku][1] >= version for url in agents.values())
+    """True once every replica holds `sku` at `version` or later; else an AssertionError that
+    says where each replica is and what its agent reports (the failure message's last reason)."""
+    behind = {}
+    for store, url in agents.items():
+        held = replica_stock(url)[sku][1]
+        if held < version:
+            sync = httpx.get(f"{url}/sync/status", timeout=5).json()
+            lagging = [p for p in sync.get("partitions", []) if p.get("lag") != 0]
+            said = {k: sync.get(k) for k in SYNC_FIELDS}
+            behind[store] = {"version": held, "sync": said, "lagging": lagging}
+    assert not behind, f"replicas behind version {version}: {behind}"
+    return True
 
 
 def test_a_killed_node_of_three_loses_no_event_and_the_agents_keep_up(
@@ -77,7 +91,7 @@ def test_a_killed_node_of_three_loses_no_event_and_the_agents_keep_up(
             assert bumped, "central adjusted the canary with a node down"
             eventually(
                 lambda: replicas_hold(agents, CANARY, bumped["stock_version"]),
-                40,
+                60,  # past the limit below, so that a slow catch-up is measured, not cut off
                 "an event made after the kill reaches both replicas",
                 interval=0.2,
                 ignoring=TRANSIENT,

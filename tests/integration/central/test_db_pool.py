@@ -53,3 +53,10 @@ def test_a_transaction_left_open_is_rolled_back_at_check_in(db):
     assert session(db) == (connection_id, rollbacks + 1)
     with db.connection_context():
         assert db.execute_sql("SELECT COUNT(*) FROM notes").fetchone()[0] == 0
+
+
+def test_a_server_without_galera_gets_no_causal_read_setting(db):
+    with db.connection_context():
+        wait = db.execute_sql("SELECT @@SESSION.wsrep_sync_wait").fetchone()[0]
+    assert int(wait) == 0
+    assert "init_command" not in db.connect_params

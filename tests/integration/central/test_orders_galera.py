@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from central.db import connect
 from central.models import utcnow
 from tests.support.galera import (
     admin_headers,
@@ -88,6 +89,50 @@ def add_products(cluster: Cluster, stock: dict[str, int]) -> None:
             }
             assert c.post("/api/v1/products", json=product).status_code == 201
             assert c.put(f"/api/v1/stock/{sku}", json={"quantity": quantity}).status_code == 200
+
+
+def test_every_connection_central_makes_to_a_galera_node_reads_causally(
+    galera_urls: list[str],
+) -> None:
+    with galera_database(galera_urls) as urls:
+        db = connect(urls[1])
+        try:
+            seen = set()
+            for _ in range(3):  # a pooled connection and two new ones
+                with db.connection_context():
+                    seen.add(db.execute_sql("SELECT @@SESSION.wsrep_sync_wait").fetchone()[0])
+                db.close_idle()
+        finally:
+            db.close_all()
+    assert seen == {1}
+
+
+def test_what_one_node_wrote_the_next_request_reads_on_another(cluster: Cluster) -> None:
+    """Behind a load balancer two requests in a row land on different nodes: a product made
+    through one is found at once through the next (Galera applies commits asynchronously; central
+    reads causally)."""
+    with ExitStack() as stack:
+        clients = [
+            stack.enter_context(httpx.Client(base_url=url, headers=cluster.admin, timeout=60))
+            for url in cluster.central_urls
+        ]
+        category = clients[0].post("/api/v1/categories", json={"name": f"c-{uuid.uuid4().hex[:8]}"})
+        assert category.status_code == 201, category.text
+        missed = []
+        for n in range(45):
+            sku = f"SEEN-{n}-{uuid.uuid4().hex[:6]}".upper()
+            product = {
+                "sku": sku,
+                "name": sku,
+                "price": "1.00",
+                "category_id": category.json()["id"],
+            }
+            made = clients[n % 3].post("/api/v1/products", json=product)
+            assert made.status_code == 201, made.text
+            stocked = clients[(n + 1) % 3].put(f"/api/v1/stock/{sku}", json={"quantity": 5})
+            if stocked.status_code != 200:
+                missed.append((n, stocked.status_code, stocked.text))
+    assert missed == []
 
 
 def buy(

@@ -13,6 +13,7 @@ from storeagent.errors import SourceUnavailable
 from storeagent.ops.supervisor import SupervisedTask
 from storeagent.replica.db import Replica
 from storeagent.replica.queries import ReplicaReads
+from storeagent.sync import loop as loop_module
 from storeagent.sync.loop import LoopTuning, SyncLoop
 from storeagent.sync.progress import SyncProgress
 from storeagent.sync.source import RecordSource, TopicPartition
@@ -216,6 +217,23 @@ def test_a_crashed_loop_is_logged_with_its_cause_and_fails_its_supervised_task(
     [crash] = [r for r in caplog.records if r.getMessage() == "consumer.crashed"]
     assert crash.exc_info is not None and str(crash.exc_info[1]) == "a bug in apply"
     assert "consumer.apply_failing" not in caplog.messages
+
+
+def test_a_failed_group_commit_pauses_commits_while_records_go_on_being_applied(
+    replica, fake, monkeypatch
+):
+    monkeypatch.setattr(loop_module, "KAFKA_COMMIT_INTERVAL_S", 0.0)  # a commit every step
+    loop = make_loop(replica, fake)
+    loop.start(fake)
+    fake.failing_commits = 100  # the group's coordinator is down
+    attempts = fake.commit_attempts
+
+    for version in range(1, 6):
+        fake.produce(*stock_event(sku="A", quantity=version, stock_version=version))
+        assert loop.step(fake)
+
+    assert quantity(replica, "A") == 5
+    assert fake.commit_attempts == attempts + 1, "one blocking attempt, then a pause"
 
 
 def test_poll_failure_is_retried_without_losing_records(replica, fake):
