@@ -81,12 +81,12 @@ def connect(url: str) -> peewee.Database:
             "mysql://USER:PASSWORD@HOST:PORT/DB"
         )
     _try_connection(db, where)
-    if is_mysql(db):
+    if isinstance(db, ReconnectingMySQL):
         _read_own_writes_on_galera(db)
     return db
 
 
-def _read_own_writes_on_galera(db: peewee.Database) -> None:
+def _read_own_writes_on_galera(db: ReconnectingMySQL) -> None:
     """Galera applies another node's commit asynchronously: behind a load balancer a product
     created through one node could be 'not found' by the next request on another. On a Galera
     node every new connection waits, before each read, until the node has applied every commit
