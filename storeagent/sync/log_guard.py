@@ -34,7 +34,7 @@ from storeagent.sync.log_checks import (
     topic_replaced,
     went_back,
 )
-from storeagent.sync.progress import SyncProblem, SyncProgress
+from storeagent.sync.progress import LOG_BEHIND, SyncProblem, SyncProgress
 from storeagent.sync.source import Record, RecordSource, TopicPartition
 
 
@@ -159,11 +159,13 @@ class LogGuard:
             with self._replica.transaction():
                 self._replica.set_meta({META_LOG_BEHIND: message})
             self._on_loss()
+            self._log_loss(message, loss)  # before it is shown: whoever sees it finds its line
         problem = self._progress.log_behind(noted or message)  # shown: the first cause found
-        if self._due(problem) or first:
-            self._log.error(
-                problem.code, message=message, reason=loss.reason, partitions=loss.partitions
-            )
+        if self._due(problem) and not first:
+            self._log_loss(message, loss)
+
+    def _log_loss(self, message: str, loss: LogLoss) -> None:
+        self._log.error(LOG_BEHIND, message=message, reason=loss.reason, partitions=loss.partitions)
 
 
 def _short_message(missing: Mapping[str, tuple[int, int]]) -> str:
