@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ class Sample:
     latencies: list[float] = field(default_factory=list)
     elapsed: float = 0.0
     errors: int = 0
+    error_kinds: Counter[str] = field(default_factory=Counter)  # first words of each error
 
     @property
     def rate(self) -> float:
@@ -36,6 +38,17 @@ class Sample:
 
     def pct(self, q: float) -> float:
         return percentile(self.latencies, q)
+
+
+def error_kind(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:80]}"
+
+
+def errors_told(sample: Sample) -> str:
+    """The errors of a sample in a few words, most frequent first ('' when none)."""
+    kinds = sample.error_kinds.most_common(3)
+    return "; ".join(f"{count} x {kind}" for kind, count in kinds)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -58,19 +71,20 @@ def run_clients(
     def loop(index: int) -> None:
         operation = make_worker(index)
         own: list[float] = []
-        errors = 0
+        kinds: Counter[str] = Counter()
         barrier.wait()
         while time.perf_counter() < stop_at:
             started = time.perf_counter()
             try:
                 operation()
-            except Exception:  # counted, not fatal: the report shows the error count
-                errors += 1
+            except Exception as exc:  # counted, not fatal: the report shows count and kinds
+                kinds[error_kind(exc)] += 1
                 continue
             own.append(time.perf_counter() - started)
         with lock:
             sample.latencies.extend(own)
-            sample.errors += errors
+            sample.errors += kinds.total()
+            sample.error_kinds.update(kinds)
 
     threads = [threading.Thread(target=loop, args=(i,)) for i in range(clients)]
     for t in threads:
@@ -80,6 +94,8 @@ def run_clients(
     for t in threads:
         t.join()
     sample.elapsed = time.perf_counter() - began
+    if sample.errors:
+        print(f"{clients} clients: {errors_told(sample)}", file=sys.stderr)
     return sample
 
 

@@ -24,6 +24,7 @@ from bench.common import (
     ROOT,
     RUN,
     Sample,
+    errors_told,
     machine_facts,
     module_args,
     ms,
@@ -149,13 +150,22 @@ def report(
                 f"| {layout} | {clients} | {sample.rate:.0f} | {ratio:.2f}x "
                 f"| {ms(sample.pct(50))} | {ms(sample.pct(99))} | {sample.errors} |"
             )
+    failed = [
+        f"- {layout}, {clients} clients: {errors_told(sample)}"
+        for layout, samples in results.items()
+        for clients, sample in zip(levels, samples, strict=True)
+        if sample.errors
+    ]
+    if failed:
+        lines += ["", "Errors, most frequent first:", *failed]
     facts = ", ".join(f"{k} {v}" for k, v in machine_facts().items())
     return (
         f"Machine: {facts}. {seconds:.0f} s per cell{' (quick mode)' if quick else ''}.\n\n"
         "Clients place 1-3 line orders back to back over keep-alive connections, as in the "
         "orders section. *single*: one `central serve` process on one MariaDB server (no "
         "proxy). The HA layouts: `central serve --workers 2` per host, each host on its own "
-        "node of a 3-node Galera cluster (state transfers by rsync, `wsrep_sync_wait` 0), "
+        "node of a 3-node Galera cluster (state transfers by rsync; central reads causally, "
+        "`wsrep_sync_wait` 1), "
         "HAProxy (deploy/haproxy/haproxy.cfg, `balance leastconn`, /readyz checks) in front. "
         "Everything shares this machine's 2 cores: one `central serve` process uses one core "
         "at most and two workers can use both, which here outweighs what Galera "
