@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from bench.common import BIN, RUN
+from tests.support.agent_command import storeagent_run
 from tests.support.kafka_security import KafkaCluster
 
 SECRET = "benchmark-secret-0123456789abcdef0123"
@@ -140,25 +141,17 @@ def agent_process(
     key_file.write_text(api_key)
     key_file.chmod(0o600)
     with (RUN / f"agent-{store}.log").open("wb") as log:
+        command = storeagent_run(
+            store,
+            central=central,
+            kafka=kafka.bootstrap,
+            db=db,
+            port=port,
+            topic_prefix=prefix,
+            extra=["--api-key-file", str(key_file)],
+        )
         process = subprocess.Popen(
-            [
-                str(BIN / "storeagent"),
-                "run",
-                "--store-id",
-                store,
-                "--central",
-                central,
-                "--kafka",
-                kafka.bootstrap,
-                "--db",
-                str(db),
-                "--listen",
-                f"127.0.0.1:{port}",
-                "--api-key-file",
-                str(key_file),
-                "--topic-prefix",
-                prefix,
-            ],
+            command,
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**clean_environ(), **kafka.agent_env(), **(extra_env or {})},

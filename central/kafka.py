@@ -16,15 +16,13 @@ from central.outbox import OutboxRecord
 from central.settings import Settings
 from invwire import tracing
 from invwire.headers import EPOCH_HEADER, SEQ_HEADER, encode_counter
+from invwire.kafka import RECONNECT_BACKOFF_MAX_MS, login_config
 from invwire.logs import EventLog
 from invwire.topics import PARTITIONS, TOPICS
 
 log = EventLog("central.kafka")
 
 FLUSH_TIMEOUT_SECONDS = 30.0
-# kafka-python's default (30 s, doubling from 50 ms) let a batch wait on a killed leader's
-# address for seconds after the cluster had elected a new one; Java clients cap it at 1 s.
-RECONNECT_BACKOFF_MAX_MS = 1000
 ADMIN_BOOTSTRAP_TIMEOUT_MS = 5000
 ADMIN_REQUEST_TIMEOUT_MS = 10000
 
@@ -34,21 +32,14 @@ Security = Mapping[str, Any]
 def client_config(settings: Settings, *, admin: bool = False) -> dict[str, Any]:
     """kafka-python connection settings for central's own credential, or with `admin` for the
     admin credential when one is configured. The result holds a password: never log it."""
-    if settings.kafka_security_protocol != "SASL_SSL":
-        return {"security_protocol": "PLAINTEXT"}
     use_admin = admin and bool(settings.kafka_admin_username)
-    return {
-        "security_protocol": "SASL_SSL",
-        "sasl_mechanism": settings.kafka_sasl_mechanism,
-        "sasl_plain_username": (
-            settings.kafka_admin_username if use_admin else settings.kafka_username
-        ),
-        "sasl_plain_password": (
-            settings.kafka_admin_password if use_admin else settings.kafka_password
-        ),
-        "ssl_cafile": settings.kafka_ca_file or None,
-        "ssl_check_hostname": True,
-    }
+    return login_config(
+        settings.kafka_security_protocol,
+        mechanism=settings.kafka_sasl_mechanism,
+        username=settings.kafka_admin_username if use_admin else settings.kafka_username,
+        password=settings.kafka_admin_password if use_admin else settings.kafka_password,
+        ca_file=settings.kafka_ca_file or None,
+    )
 
 
 class KafkaPublisher:

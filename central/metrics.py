@@ -12,31 +12,22 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from invwire.logs import EventLog
+from invwire.metrics import LATENCY_BUCKETS, HttpMetrics
 
 if TYPE_CHECKING:
     from central.services.fleet import StoreHealth
 
 log = EventLog("central.metrics")
 
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
-
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter(
-            "invctl_http_requests_total",
-            "HTTP requests by route and status",
-            ["method", "route", "status"],
-            registry=r,
-        )
-        self.latency = Histogram(
-            "invctl_http_request_duration_seconds",
-            "HTTP request latency by route",
-            ["method", "route"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+        self.http = HttpMetrics(
+            r,
+            requests=("invctl_http_requests_total", "HTTP requests by route and status"),
+            latency=("invctl_http_request_duration_seconds", "HTTP request latency by route"),
         )
         self.orders = Counter(
             "invctl_orders_total",
@@ -88,8 +79,7 @@ class Metrics:
         )
 
     def http_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(method, route).observe(seconds)
+        self.http.observe(method, route, status, seconds)
 
     def watch_backlog(self, backlog: Callable[[], int]) -> None:
         """The outbox backlog is counted at scrape time, so it is exact and costs nothing idle."""

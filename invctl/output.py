@@ -44,7 +44,7 @@ from invctl.views import (
     cell,
     tsv_text,
 )
-from invwire.text import escape_for_terminal, is_refused_char
+from invwire.text import escape_all, escape_for_terminal, is_refused_char
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -64,7 +64,6 @@ __all__ = [
     "record_view",
     "rendered",
     "rows_table",
-    "terminal_safe",
     "to_json",
     "use_style",
 ]
@@ -169,23 +168,12 @@ def rendered(
     render: Renderer | None = None,
 ) -> list[RenderableType]:
     """What `emit` prints for people: `render` (or a table/record) given terminal-safe data."""
-    safe = terminal_safe(data)
+    safe = escape_all(data)
     if render is not None:
         return list(render(safe))
     if isinstance(safe, list):
         return [rows_table(safe, table, title)]
     return record_view(safe, table, title)
-
-
-def terminal_safe(data: Any) -> Any:
-    """`data` with every string in it (keys too) escaped for a terminal."""
-    if isinstance(data, str):
-        return escape_for_terminal(data)
-    if isinstance(data, dict):
-        return {terminal_safe(key): terminal_safe(value) for key, value in data.items()}
-    if isinstance(data, list | tuple):
-        return [terminal_safe(item) for item in data]
-    return data
 
 
 # json.dumps leaves DEL, C1 controls, format characters, line separators and lone

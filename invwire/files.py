@@ -26,6 +26,23 @@ class UnusableFile(Exception):
         return str(self.args[0])
 
 
+class SharedFile(UnusableFile):
+    """A secret file its group or other users may access."""
+
+
+def read_private_text(path: Path, what: str) -> str:
+    """The text of a secret file (stripped) that only its owner may access; `what` names it in
+    the refusal: UnusableFile when it cannot be read, SharedFile when others may access it."""
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UnusableFile(f"cannot read {what} {path}: {exc}") from None
+    if shared_mode(mode):  # a group may hold people the secret is not meant for
+        raise SharedFile(not_private(path, what, mode))
+    return text
+
+
 def shared_mode(mode: int) -> bool:
     """Whether a file of this mode is accessible to its group or to other users."""
     return bool(mode & SHARED_BITS)

@@ -9,6 +9,7 @@ the text enters, and escaped wherever text of unknown origin is printed.
 from __future__ import annotations
 
 import unicodedata
+from typing import Any
 
 # Cc control, Cf format (bidi overrides, zero-width marks), Cs surrogates, Zl/Zp separators.
 _REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
@@ -41,6 +42,18 @@ def escape_for_terminal(text: str) -> str:
     if first_refused_char(text) is None:
         return text
     return "".join(_escaped(char) if is_refused_char(char) else char for char in text)
+
+
+def escape_all(data: Any) -> Any:
+    """`data` (JSON-like) with every string in it, keys too, escaped for a terminal (a tuple
+    comes back a list)."""
+    if isinstance(data, str):
+        return escape_for_terminal(data)
+    if isinstance(data, dict):
+        return {escape_all(key): escape_all(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [escape_all(item) for item in data]
+    return data
 
 
 def _escaped(char: str) -> str:

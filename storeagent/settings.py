@@ -43,7 +43,7 @@ from urllib.parse import urlsplit
 
 import platformdirs
 
-from invwire.files import UnusableFile, check_sqlite_path, not_private, shared_mode
+from invwire.files import SharedFile, UnusableFile, check_sqlite_path, read_private_text
 from invwire.identity import consumer_group, kafka_username
 from invwire.rules import is_store_id
 from invwire.transport import is_plain_http_to_remote, split_url_list, without_credentials
@@ -514,12 +514,11 @@ def _api_key(flag_file: object, env: Mapping[str, str], toml_file: object) -> st
 
 def read_key_file(path: Path) -> str:
     try:
-        mode = path.stat().st_mode
-        key = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read API key file {path}: {exc}", field="api_key_file") from None
-    if shared_mode(mode):  # a group may hold people the key is not meant for
-        raise KeyFileInsecure(not_private(path, "API key file", mode), path=str(path))
+        key = read_private_text(path, "API key file")
+    except SharedFile as exc:
+        raise KeyFileInsecure(exc.message, path=str(path)) from None
+    except UnusableFile as exc:
+        raise ConfigError(exc.message, field="api_key_file") from None
     if not key:
         raise ConfigError(f"API key file {path} is empty", field="api_key_file")
     return key

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from central.db import is_node_unavailable, is_write_conflict
 from central.errors import CentralError, DatabaseUnavailable, NodeUnavailable, WriteConflict
 from invwire.logs import EventLog
-from invwire.text import escape_for_terminal
+from invwire.text import escape_all
 
 log = EventLog("central.api")
 
@@ -50,20 +50,9 @@ def error_response(
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if status in (429, 503) and isinstance((details or {}).get("retry_after"), int):
         headers = {"Retry-After": str((details or {})["retry_after"])}
-    return JSONResponse(printable(body), status_code=status, headers=headers)
-
-
-def printable(value: Any) -> Any:
-    """`value` with every string escaped where it holds a refused character (invwire.text):
-    refusals echo what was sent, and a lone surrogate cannot be encoded as UTF-8 (the answer
-    would be a 500) while a control character would act on the terminal that shows it."""
-    if isinstance(value, str):
-        return escape_for_terminal(value)
-    if isinstance(value, dict):
-        return {printable(key): printable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [printable(item) for item in value]
-    return value
+    # Refusals echo what was sent: a lone surrogate cannot be encoded as UTF-8 (the answer
+    # would be a 500) and a control character would act on the terminal that shows it.
+    return JSONResponse(escape_all(body), status_code=status, headers=headers)
 
 
 def install(app: FastAPI) -> None:

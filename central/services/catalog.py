@@ -19,6 +19,7 @@ from central.errors import (
 )
 from central.models import Category, Product, Stock, as_utc, utcnow
 from central.uow import UnitOfWork
+from invwire.catalog import ProductFilter
 from invwire.events import MAX_INTEGER, CategoryChanged, ProductChanged
 
 
@@ -76,16 +77,6 @@ def create_category(uow: UnitOfWork, name: str) -> dict[str, Any]:
         )
         uow.record(category_event(category, created=True))
     return category_view(category)
-
-
-@dataclass(frozen=True)
-class ProductFilter:
-    """Which products a list shows: of one category, whose SKU or name holds `search`
-    (letters in any case), whose stock is at most `low_stock`."""
-
-    category_id: int | None = None
-    search: str = ""
-    low_stock: int | None = None
 
 
 def list_categories(uow: UnitOfWork, limit: int = 1000, after: int = 0) -> dict[str, Any]:
@@ -180,12 +171,15 @@ def list_products(
     """A page of products by SKU after `after`, each with its stock; `next_after` continues
     it (null: no more)."""
     quantity = fn.COALESCE(Stock.quantity, 0)
+    conditions = (where or ProductFilter()).conditions(
+        category=Product.category, sku=Product.sku, name=Product.name, quantity=quantity
+    )
     query = (
         Product.select(
             Product, quantity.alias("quantity"), fn.COALESCE(Stock.version, 0).alias("stock_no")
         )
         .join(Stock, JOIN.LEFT_OUTER, on=(Stock.sku == Product.sku))
-        .where(Product.sku > after, *_conditions(where or ProductFilter(), quantity))
+        .where(Product.sku > after, *conditions)
         .order_by(Product.sku)
         .limit(limit + 1)
         .objects()
@@ -194,20 +188,6 @@ def list_products(
         page = list(query)
     items = [_listed_product(product) for product in page[:limit]]
     return {"items": items, "next_after": items[-1]["sku"] if len(page) > limit else None}
-
-
-def _conditions(where: ProductFilter, quantity: Any) -> list[Any]:
-    conditions: list[Any] = []
-    if where.category_id is not None:
-        conditions.append(Product.category == where.category_id)
-    if where.search:
-        # INSTR, not LIKE: a `%` or `_` typed by someone searching means itself.
-        in_sku = fn.INSTR(Product.sku, where.search.upper()) > 0
-        in_name = fn.INSTR(fn.LOWER(Product.name), where.search.lower()) > 0
-        conditions.append(in_sku | in_name)
-    if where.low_stock is not None:
-        conditions.append(quantity <= where.low_stock)
-    return conditions
 
 
 def _listed_product(product: Product) -> dict[str, Any]:

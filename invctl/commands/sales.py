@@ -31,7 +31,7 @@ from invctl.errors import (
 )
 from invctl.options import JsonFlag
 from invwire.errors import WireError
-from invwire.files import not_private, shared_mode
+from invwire.files import SharedFile, UnusableFile, read_private_text
 from invwire.orders import valid_lines
 from invwire.rules import is_idempotency_key
 
@@ -216,12 +216,11 @@ def _store_client(ctx: typer.Context, state: State, api_key_file: Path | None) -
 
 def _read_key(path: Path) -> str:
     try:
-        mode = path.stat().st_mode
-        key = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the API key file {path}: {exc}") from None
-    if shared_mode(mode):
-        raise ConfigError(not_private(path, "API key file", mode), code="config.key_file_insecure")
+        key = read_private_text(path, "API key file")
+    except SharedFile as exc:
+        raise ConfigError(exc.message, code="config.key_file_insecure") from None
+    except UnusableFile as exc:
+        raise ConfigError(exc.message) from None
     if not key or not all(33 <= ord(char) <= 126 for char in key):
         raise ConfigError(f"the API key file {path} holds no usable key")
     return key

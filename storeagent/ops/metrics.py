@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from invwire.metrics import LATENCY_BUCKETS, HttpMetrics
 from storeagent.clock import Clock, utc_now
 from storeagent.ops.vitals import SYNC_PROBLEMS, Vitals
 from storeagent.upstream.resilience import Circuit, CircuitStatus
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
     from storeagent.sales.recovery import RecoveryStatus
     from storeagent.sync.apply import BatchResult
 
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 SYNC_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
 
 
@@ -35,18 +35,13 @@ class AgentMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter(
-            "storeagent_http_requests_total",
-            "HTTP requests to the store API by route and status",
-            ["method", "route", "status"],
-            registry=r,
-        )
-        self.latency = Histogram(
-            "storeagent_http_request_duration_seconds",
-            "Store API latency by route",
-            ["method", "route"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+        self.http = HttpMetrics(
+            r,
+            requests=(
+                "storeagent_http_requests_total",
+                "HTTP requests to the store API by route and status",
+            ),
+            latency=("storeagent_http_request_duration_seconds", "Store API latency by route"),
         )
         self.orders = Counter(
             "storeagent_orders_total",
@@ -81,8 +76,7 @@ class AgentMetrics:
         )
 
     def http_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(method, route).observe(seconds)
+        self.http.observe(method, route, status, seconds)
 
     def order(self, outcome: str) -> None:
         self.orders.labels(outcome).inc()

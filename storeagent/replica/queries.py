@@ -12,6 +12,7 @@ from typing import Any, cast
 from peewee import JOIN, fn
 from typing_extensions import TypedDict
 
+from invwire.catalog import ProductFilter
 from invwire.orders import CANCELLED
 from storeagent.replica.db import Replica, iso
 from storeagent.replica.models import DeadLetter, Stock, bind_models
@@ -52,17 +53,6 @@ class CategoryItem(TypedDict):
 class CategoryList(TypedDict):
     items: list[CategoryItem]
     next_after: int | None
-
-
-@dataclass(frozen=True)
-class ProductFilter:
-    """Which products a list shows, as central's `GET /api/v1/products` filters them: of one
-    category, whose SKU or name holds `search` (letters in any case), whose stock is at most
-    `low_stock`."""
-
-    category_id: int | None = None
-    search: str = ""
-    low_stock: int | None = None
 
 
 class OrderItem(TypedDict):
@@ -188,6 +178,9 @@ class ReplicaReads:
         """A page of products by SKU after `after`, each with its stock (0 without a row)."""
         prod, stock = self._product, self._stock
         quantity = fn.COALESCE(stock.quantity, 0)
+        conditions = (where or ProductFilter()).conditions(
+            category=prod.category_id, sku=prod.sku, name=prod.name, quantity=quantity
+        )
         query = (
             prod.select(
                 prod.sku,
@@ -201,7 +194,7 @@ class ReplicaReads:
                 fn.COALESCE(stock.stock_version, 0).alias("stock_version"),
             )
             .join(stock, JOIN.LEFT_OUTER, on=(stock.sku == prod.sku))
-            .where(prod.sku > after, *self._conditions(where or ProductFilter(), quantity))
+            .where(prod.sku > after, *conditions)
             .order_by(prod.sku)
             .limit(limit + 1)
             .dicts()
@@ -209,20 +202,6 @@ class ReplicaReads:
         rows = list(cast(Iterable[dict[str, Any]], query))
         items = [_product_item(row) for row in rows[:limit]]
         return ProductList(items=items, next_after=_next(rows, limit, "sku"))
-
-    def _conditions(self, where: ProductFilter, quantity: Any) -> list[Any]:
-        prod = self._product
-        conditions: list[Any] = []
-        if where.category_id is not None:
-            conditions.append(prod.category_id == where.category_id)
-        if where.search:
-            # instr, not LIKE: a `%` or `_` typed by someone searching means itself.
-            in_sku = fn.instr(prod.sku, where.search.upper()) > 0
-            in_name = fn.instr(fn.lower(prod.name), where.search.lower()) > 0
-            conditions.append(in_sku | in_name)
-        if where.low_stock is not None:
-            conditions.append(quantity <= where.low_stock)
-        return conditions
 
     def category_list(self, *, limit: int = 1000, after: int = 0) -> CategoryList:
         """A page of categories by id after `after`."""

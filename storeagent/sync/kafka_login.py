@@ -26,9 +26,8 @@ from kafka.protocol.parser import KafkaProtocol
 from kafka.protocol.sasl import SaslAuthenticateRequest, SaslHandshakeRequest
 
 from invwire.identity import kafka_username
+from invwire.kafka import PLAINTEXT, SASL_SSL, login_config
 
-PLAINTEXT = "PLAINTEXT"
-SASL_SSL = "SASL_SSL"
 SCRAM_MECHANISM = "SCRAM-SHA-512"
 
 
@@ -59,16 +58,13 @@ class KafkaLogin:
 
     def client_config(self) -> dict[str, Any]:
         """kafka-python's connection settings. The result holds the password: never log it."""
-        if not self.secure:
-            return {"security_protocol": PLAINTEXT}
-        return {
-            "security_protocol": SASL_SSL,
-            "sasl_mechanism": self.mechanism,
-            "sasl_plain_username": self.username,
-            "sasl_plain_password": self.password,
-            "ssl_cafile": self.ca_file,
-            "ssl_check_hostname": True,
-        }
+        return login_config(
+            self.protocol,
+            mechanism=self.mechanism,
+            username=self.username,
+            password=self.password,
+            ca_file=self.ca_file,
+        )
 
 
 class LoginCheck(NamedTuple):

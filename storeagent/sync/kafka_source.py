@@ -27,6 +27,7 @@ from kafka.errors import (
 )
 from kafka.structs import OffsetAndMetadata
 
+from invwire.kafka import RECONNECT_BACKOFF_MAX_MS
 from storeagent.errors import (
     KafkaAccessDenied,
     KafkaAuthFailed,
@@ -38,9 +39,6 @@ from storeagent.sync.source import Record, TopicPartition
 
 REQUEST_TIMEOUT_MS = 10_000
 CALL_TIMEOUT_MS = 3_000
-# kafka-python doubles the wait between reconnects up to 30 s by default, so after a broker
-# outage the replica caught up 8-25 s after the broker was back; Java clients cap it at 1 s.
-RECONNECT_BACKOFF_MAX_MS = 1_000
 DESCRIBE_CHECK_MS = 1_000  # a refusal comes in milliseconds; a missing topic only times out
 
 

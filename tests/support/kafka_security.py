@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from invwire.identity import kafka_username
+from invwire.kafka import PLAINTEXT, SASL_SSL, login_config
 
 if TYPE_CHECKING:
     from central.kafka import KafkaAdminIdentities
 
 RELAY_USER = "central-relay"
-PLAINTEXT, SASL_SSL = "PLAINTEXT", "SASL_SSL"
 
 
 def read_client_env(path: Path) -> dict[str, str]:
@@ -81,16 +81,13 @@ class KafkaCluster:
 
     def login_config(self, username: str, password: str) -> dict[str, Any]:
         """kafka-python arguments to log in as `username` (nothing to log in on PLAINTEXT)."""
-        if not self.secure:
-            return {"security_protocol": PLAINTEXT}
-        return {
-            "security_protocol": SASL_SSL,
-            "sasl_mechanism": self.mechanism,
-            "sasl_plain_username": username,
-            "sasl_plain_password": password,
-            "ssl_cafile": self.ca_file or None,
-            "ssl_check_hostname": True,
-        }
+        return login_config(
+            self.protocol,
+            mechanism=self.mechanism,
+            username=username,
+            password=password,
+            ca_file=self.ca_file or None,
+        )
 
     def store_config(self, store_id: str, api_key: str) -> dict[str, Any]:
         """kafka-python arguments to log in as a store's key, as its agent does."""

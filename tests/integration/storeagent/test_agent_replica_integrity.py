@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.agent_command import storeagent_run
 from tests.support.central_relay import OrdersRelay
 from tests.support.offline_chaos import (
     central_orders,
@@ -55,23 +56,15 @@ def running(tmp_path, kafka_cluster, topic_prefix) -> Iterator[Stack]:
 
 
 def agent_args(s: Stack, store: str, *, db: Path, central: str, extra: list[str]) -> list[str]:
-    return [
-        str(BIN / "storeagent"),
-        "run",
-        "--store-id",
+    return storeagent_run(
         store,
-        "--central",
-        central,
-        "--kafka",
-        s.kafka.bootstrap,
-        "--db",
-        str(db),
-        "--listen",
-        f"127.0.0.1:{free_port()}",
-        "--topic-prefix",
-        s.prefix,
-        *extra,
-    ]
+        central=central,
+        kafka=s.kafka.bootstrap,
+        db=db,
+        port=free_port(),
+        topic_prefix=s.prefix,
+        extra=extra,
+    )
 
 
 def run_to_exit(

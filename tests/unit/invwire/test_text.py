@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from invwire.text import escape_for_terminal, first_refused_char, is_clean_text
+from invwire.text import escape_all, escape_for_terminal, first_refused_char, is_clean_text
 
 pytestmark = pytest.mark.unit
 
@@ -53,3 +53,14 @@ def test_escaping_shows_every_refused_character_and_keeps_the_rest() -> None:
     assert escape_for_terminal("Milk\x1b[2J 1L\u202e") == "Milk\\x1b[2J 1L\\u202e"
     assert escape_for_terminal("Café") == "Café"
     assert escape_for_terminal("a\ud800b") == "a\\ud800b"
+
+
+def test_escape_all_escapes_every_string_keys_included_and_keeps_other_values() -> None:
+    data = {"na\x1bme": ["ok", ("\u202eevil", 3)], "n": None, "q": 1.5, "flag": True}
+
+    assert escape_all(data) == {
+        "na\\x1bme": ["ok", ["\\u202eevil", 3]],
+        "n": None,
+        "q": 1.5,
+        "flag": True,
+    }

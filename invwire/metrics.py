@@ -1,0 +1,43 @@
+"""The HTTP metrics central and the agent both export: requests by route and status, and
+their latency, under each process's own metric names and on its own registry."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+# A metric's name and help text: each process keeps its own names.
+Described = tuple[str, str]
+
+
+class HttpMetrics:
+    """`requests` counts by (method, route, status); `latency` observes by (method, route)."""
+
+    def __init__(
+        self, registry: CollectorRegistry, *, requests: Described, latency: Described
+    ) -> None:
+        # invwire imports no third-party library at import time (docs/architecture.md).
+        from prometheus_client import Counter, Histogram
+
+        requests_name, requests_help = requests
+        latency_name, latency_help = latency
+        self.requests = Counter(
+            requests_name, requests_help, ["method", "route", "status"], registry=registry
+        )
+        self.latency = Histogram(
+            latency_name,
+            latency_help,
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        """One served request (invwire.http.RequestContext's `observe`)."""
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
