@@ -265,22 +265,29 @@ def _storable(text: str) -> bool:
 
 
 class _Data:
-    """Typed access to an event's `data` object; raises field.missing / field.invalid."""
+    """Typed access to an event's `data` object; raises field.missing / field.invalid.
+
+    It runs for every field of every consumed record (a good part of the replica's apply
+    rate), so the checks are written for speed: `type(value) is int` is the same test as
+    "an int, not a bool" for what JSON decodes (int or bool, never another subclass)."""
+
+    __slots__ = ("_data",)
 
     def __init__(self, data: dict[str, Any]) -> None:
         self._data = data
 
     def _get(self, name: str) -> object:
-        if name not in self._data:
-            raise MissingField(f"data.{name} is missing", field=name)
-        return self._data[name]
+        try:
+            return self._data[name]
+        except KeyError:
+            raise MissingField(f"data.{name} is missing", field=name) from None
 
     def _invalid(self, name: str, expected: str) -> InvalidField:
         return InvalidField(f"data.{name} must be {expected}", field=name)
 
     def integer(self, name: str, minimum: int = -MAX_INTEGER) -> int:
         value = self._get(name)
-        if not isinstance(value, int) or isinstance(value, bool):
+        if type(value) is not int:
             raise self._invalid(name, "an integer")
         if not minimum <= value <= MAX_INTEGER:
             raise self._invalid(name, f"between {minimum} and {MAX_INTEGER}")
@@ -288,7 +295,7 @@ class _Data:
 
     def text(self, name: str, *, allow_empty: bool = False) -> str:
         value = self._get(name)
-        if not isinstance(value, str) or not (value or allow_empty):
+        if type(value) is not str or not (value or allow_empty):
             raise self._invalid(name, "a string" if allow_empty else "a non-empty string")
         if not value.isascii() and not _storable(value):
             raise self._invalid(name, "valid UTF-8 text (no lone surrogates)")
@@ -387,14 +394,15 @@ def _product(data: _Data, created: bool) -> ProductChanged:
 
 
 def _stock(data: _Data, _: bool) -> StockChanged:
-    return StockChanged(
-        sku=data.sku(),
-        quantity=data.integer("quantity", minimum=0),
-        delta=data.integer("delta"),
-        reason=data.choice("reason", STOCK_REASONS),
-        order_id=data.optional_text("order_id"),
-        stock_version=data.integer("stock_version", minimum=0),
-    )
+    # the fields checked in this order (the first bad one is the one reported), then passed
+    # by position: the event most often consumed, and keywords cost a third more
+    sku = data.sku()
+    quantity = data.integer("quantity", minimum=0)
+    delta = data.integer("delta")
+    reason = data.choice("reason", STOCK_REASONS)
+    order_id = data.optional_text("order_id")
+    stock_version = data.integer("stock_version", minimum=0)
+    return StockChanged(sku, quantity, delta, reason, stock_version, order_id)
 
 
 def _order(data: _Data, _: bool) -> OrderUpdated:
