@@ -34,21 +34,6 @@ DatabaseOpt = Annotated[
     str | None, typer.Option("--database-url", help="Overrides INVCTL_DATABASE_URL.")
 ]
 KafkaOpt = Annotated[str | None, typer.Option("--kafka", help="Overrides INVCTL_KAFKA.")]
-CertOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--ssl-certfile",
-        help="Serve HTTPS with this PEM certificate (chain); with --ssl-keyfile. "
-        "Env: INVCTL_SSL_CERTFILE.",
-    ),
-]
-KeyOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--ssl-keyfile",
-        help="The certificate's private key (PEM, unencrypted, mode 600). Env: INVCTL_SSL_KEYFILE.",
-    ),
-]
 
 
 def _settings(**overrides: Any) -> Any:
@@ -69,8 +54,22 @@ def serve(
     dev: DevOpt = False,
     database_url: DatabaseOpt = None,
     kafka: KafkaOpt = None,
-    ssl_certfile: CertOpt = None,
-    ssl_keyfile: KeyOpt = None,
+    ssl_certfile: Annotated[
+        Path | None,
+        typer.Option(
+            "--ssl-certfile",
+            help="Serve HTTPS with this PEM certificate (chain); with --ssl-keyfile. "
+            "Env: INVCTL_SSL_CERTFILE.",
+        ),
+    ] = None,
+    ssl_keyfile: Annotated[
+        Path | None,
+        typer.Option(
+            "--ssl-keyfile",
+            help="The certificate's private key (PEM, unencrypted, mode 600). "
+            "Env: INVCTL_SSL_KEYFILE.",
+        ),
+    ] = None,
     workers: Annotated[
         int | None,
         typer.Option(

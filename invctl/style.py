@@ -30,6 +30,11 @@ class OutputFormat(StrEnum):
     json = "json"
 
 
+def default_format(stream: IO[str] | None = None) -> OutputFormat:
+    """Tables for a person at a terminal; tab-separated lines for a pipe or a file."""
+    return OutputFormat.table if _is_terminal(stream or sys.stdout) else OutputFormat.tsv
+
+
 @dataclass(frozen=True)
 class Style:
     """How this invocation shows data; the root command sets it once (`use_style`)."""
@@ -76,11 +81,6 @@ def styled(style: Style) -> Iterator[None]:
         yield
     finally:
         _STYLE.reset(token)
-
-
-def default_format(stream: IO[str] | None = None) -> OutputFormat:
-    """Tables for a person at a terminal; tab-separated lines for a pipe or a file."""
-    return OutputFormat.table if _is_terminal(stream or sys.stdout) else OutputFormat.tsv
 
 
 def wants_color(stream: IO[str]) -> bool:

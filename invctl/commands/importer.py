@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 MAX_CHUNK = 1000
 # An --all-or-nothing commit applies the whole file in one request: it may take minutes.
 COMMIT_TIMEOUT = 900.0
+# The report's counts, in the order the summary shows them (JSON and table alike).
+FIGURES = ("rows", "created", "updated", "unchanged", "bad_rows", "skipped")
 
 
 class Format(StrEnum):
@@ -72,12 +74,7 @@ class ImportReport:
             "file": self.file,
             "format": self.format,
             "dry_run": self.dry_run,
-            "rows": self.rows,
-            "created": self.created,
-            "updated": self.updated,
-            "unchanged": self.unchanged,
-            "bad_rows": self.bad_rows,
-            "skipped": self.skipped,
+            **{figure: getattr(self, figure) for figure in FIGURES},
             "error_count": self.errors.count,
             "errors_omitted": self.errors.omitted,
             "errors": [error.to_dict() for error in sorted(self.errors.kept, key=_by_line)],
@@ -346,7 +343,7 @@ def summary_view(data: Any) -> Iterable[RenderableType]:
     summary = Table.grid(padding=(0, 2))
     summary.add_column(style="bold")
     summary.add_column(justify="right")
-    for key in ("rows", "created", "updated", "unchanged", "bad_rows", "skipped"):
+    for key in FIGURES:
         style = "red" if key in ("bad_rows", "skipped") and data[key] else ""
         summary.add_row(key.replace("_", " "), Text(str(data[key]), style=style))
     yield summary

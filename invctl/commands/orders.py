@@ -114,11 +114,13 @@ AllPagesOpt = Annotated[
 
 @dataclass(frozen=True)
 class OrderQuery:
-    status: str | None = None
-    store: str | None = None
-    since: str | None = None
-    until: str | None = None
-    limit: int = 50
+    """The filters of `orders list`, every one given (None: not asked for)."""
+
+    status: str | None
+    store: str | None
+    since: str | None
+    until: str | None
+    limit: int
 
     def params(self, before: int | None = None) -> dict[str, Any]:
         named = {

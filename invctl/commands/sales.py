@@ -81,7 +81,7 @@ class Outcome:
     code: str | None = None
     message: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, str | None]:
         return {
             "idempotency_key": self.sale.key,
             "local_ref": self.sale.local_ref,

@@ -32,10 +32,12 @@ META_TOPIC_PREFIX = "topic_prefix"
 
 @dataclass(frozen=True)
 class ReplicaIdentity:
-    replica_id: str | None = None
-    store_id: str | None = None
-    cluster_id: str | None = None
-    topic_prefix: str | None = None
+    """Whose replica this is, as its meta table records it (None: not recorded yet)."""
+
+    replica_id: str | None
+    store_id: str | None
+    cluster_id: str | None
+    topic_prefix: str | None
 
     @classmethod
     def from_meta(cls, meta: Mapping[str, str]) -> ReplicaIdentity:

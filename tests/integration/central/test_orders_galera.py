@@ -32,7 +32,7 @@ from tests.support.galera import (
 )
 
 SKUS = [f"SCARCE-{i}" for i in range(6)]
-STORES = [f"store-{i}" for i in range(3)]
+STORES = ["store-0", "store-1", "store-2"]
 CLIENTS = 9  # three per node
 ATTEMPTS_PER_CLIENT = 10
 RETRIES_OF_503 = 5
