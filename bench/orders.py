@@ -20,6 +20,7 @@ import httpx
 from bench.common import (
     RUN,
     Sample,
+    errors_told,
     machine_facts,
     module_args,
     ms,
@@ -29,6 +30,7 @@ from bench.common import (
     start_mariadb,
     verdict,
 )
+from bench.order_ceiling import raw_orders
 from bench.stack import SECRET, catalog_rows, central_process, seed_central
 from tests.support.kafka_security import KafkaCluster
 
@@ -93,8 +95,13 @@ def trivial_endpoint(url: str) -> Callable[[int], Callable[[], None]]:
     return make
 
 
+def two_lines(rng: random.Random) -> list[dict[str, object]]:
+    return [{"sku": sku, "quantity": 1} for sku in rng.sample(SKUS, 2)]
+
+
 def direct_transactions(
     database_url: str,
+    lines: Callable[[random.Random], list[dict[str, object]]] = random_lines,
 ) -> tuple[Callable[[int], Callable[[], None]], Callable[[], None]]:
     from central.app import bootstrap
     from central.services import orders
@@ -107,8 +114,7 @@ def direct_transactions(
         rng = random.Random(1000 + index)
         principal = Principal(STORES[index % len(STORES)], "store", STORES[index % len(STORES)])
         return lambda: (
-            orders.place_order(central.uow(), principal, uuid.uuid4().hex, random_lines(rng))
-            and None
+            orders.place_order(central.uow(), principal, uuid.uuid4().hex, lines(rng)) and None
         )
 
     return make, central.close
@@ -139,6 +145,41 @@ def measure(
     finally:
         close_direct()
     return rows
+
+
+def storage_ceiling(seconds: float) -> dict[str, float]:
+    """2-line orders in one thread on a fresh SQLite database: central's use case called
+    directly, then the same writes with plain sqlite3 (bench.order_ceiling), same file."""
+    database_url = fresh_database("sqlite", "")
+    seed(database_url)
+    direct_make, close_direct = direct_transactions(database_url, two_lines)
+    try:
+        direct = run_clients(1, seconds, direct_make)
+    finally:
+        close_direct()
+    raw_make, close_raw = raw_orders(database_url.removeprefix("sqlite:///"), SKUS, STORES[0])
+    try:
+        raw = run_clients(1, seconds, raw_make)
+    finally:
+        close_raw()
+    if direct.errors or raw.errors:
+        raise RuntimeError(f"storage ceiling: {errors_told(direct)} {errors_told(raw)}")
+    return {"direct_s": direct.rate, "raw_s": raw.rate, "ratio": direct.rate / raw.rate}
+
+
+def ceiling_table(ceiling: dict[str, float]) -> str:
+    ratio = ceiling["ratio"]
+    return "\n".join(
+        [
+            "| 2-line orders, 1 thread, SQLite | tx/s |",
+            "| --- | ---: |",
+            f"| central's place_order, in-process | {ceiling['direct_s']:.0f} |",
+            f"| the same writes with plain sqlite3 | {ceiling['raw_s']:.0f} |",
+            f"| central / plain sqlite3 | {ratio:.3f} |",
+            "",
+            verdict("direct tx/s / plain sqlite3 tx/s", ratio, "at least 0.25", ratio >= 0.25),
+        ]
+    )
 
 
 def _row(
@@ -203,6 +244,8 @@ def run(quick: bool = False, plaintext: bool = False) -> str:
     mariadb, stop_mariadb = start_mariadb()
     ports = itertools.count(18900)
     try:
+        ceiling = storage_ceiling(seconds)
+        print(ceiling, file=sys.stderr)
         rows = []
         for backend in ("sqlite", "mariadb"):
             url = fresh_database(backend, mariadb)
@@ -219,6 +262,12 @@ def run(quick: bool = False, plaintext: bool = False) -> str:
         "in-process with the same number of threads; */healthz*: a trivial endpoint of the same "
         "uvicorn + FastAPI process. The load generator shares the 2 cores with the server.\n\n"
         + table(rows)
+        + "\n\n*Storage ceiling*: 2-line orders in one thread on a fresh SQLite file, first "
+        "through central's `place_order`, then as the same statements written by hand with the "
+        "standard library's `sqlite3` (bench/order_ceiling.py: idempotency lookup, order row, "
+        "prices, stock rows, conditional updates, ledger, lines, outbox), one transaction per "
+        "order, WAL, synchronous=NORMAL.\n\n"
+        + ceiling_table(ceiling)
         + f"\n\nKafka: {security_mode(plaintext)}."
     )
 

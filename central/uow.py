@@ -31,11 +31,15 @@ import peewee
 from central.db import is_write_conflict, write_turn
 from central.errors import WriteConflict
 from central.models import Outbox, utcnow
+from central.rows import RowInsert
 from invwire import tracing
 from invwire.events import Event, encode
 from invwire.logs import EventLog
 
 OUTBOX_INSERT_CHUNK = 500
+OUTBOX_ROWS = RowInsert(
+    Outbox, ("event_id", "topic", "key", "payload", "trace_context", "created_at")
+)
 T = TypeVar("T")
 log = EventLog("central.uow")
 
@@ -173,7 +177,7 @@ class UnitOfWork:
         # A few hundred rows a statement: a staged import's commit records one event a row,
         # and one INSERT of them all would pass SQLite's bound on parameters.
         for chunk in peewee.chunked(rows, OUTBOX_INSERT_CHUNK):
-            Outbox.insert_many(chunk).execute()
+            OUTBOX_ROWS.insert(chunk)
 
 
 def written_by() -> str | None:

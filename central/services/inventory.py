@@ -10,6 +10,7 @@ from central.domain.catalog import refused_index
 from central.domain.stock import StockLevel, valid_delta, valid_quantity
 from central.errors import InvalidInput, ProductNotFound
 from central.models import Movement, Stock, as_utc
+from central.rows import RowInsert
 from central.services.principal import Principal
 from central.uow import UnitOfWork
 from invwire.events import StockChanged
@@ -110,6 +111,11 @@ def _save(
     stock.save()
     Movement.create(**movement_row(event, principal, note, now))
     uow.record(event)
+
+
+# the columns movement_row fills, for the order path's multi-row insert (central.rows)
+LEDGER_COLUMNS = "sku delta quantity stock_version reason order_id actor note created_at"
+LEDGER_ROWS = RowInsert(Movement, LEDGER_COLUMNS.split())
 
 
 def movement_row(

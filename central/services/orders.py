@@ -23,8 +23,9 @@ from central.errors import (
     OrderNotFound,
     UnknownSku,
 )
-from central.models import Movement, Order, OrderLine, Product, Stock, as_utc
-from central.services.inventory import movement_row
+from central.models import Order, OrderLine, Product, Stock, as_utc
+from central.rows import RowInsert, Statement
+from central.services.inventory import LEDGER_ROWS, movement_row
 from central.services.principal import Principal, Role
 from central.spans import use_case
 from central.uow import UnitOfWork
@@ -32,6 +33,19 @@ from invwire import tracing
 from invwire.events import StockChanged
 
 MAX_PAGE = 200
+PRICES = Statement('SELECT "sku", "price", "active" FROM "products" WHERE "sku" IN ({marks})')
+LEVELS = Statement(
+    'SELECT "sku", "quantity", "version" FROM "stock" WHERE "sku" IN ({marks}) ORDER BY "sku"{lock}'
+)
+# conditional on the version read under the lock: a change applies on top of exactly the
+# state it was computed from
+TAKE = Statement(
+    'UPDATE "stock" SET "quantity" = ?, "version" = ?, "updated_at" = ? '
+    'WHERE "sku" = ? AND "version" = ?'
+)
+ORDER_LINES = RowInsert(
+    OrderLine, ("order_id", "sku", "quantity", "unit_price", "stock_after", "stock_version")
+)
 
 
 @dataclass(frozen=True)
@@ -148,26 +162,28 @@ def take_stock(
         )
         for line, (level, _) in zip(lines, changes, strict=True)
     ]
-    OrderLine.insert_many([row.__data__ for row in rows]).execute()
+    ORDER_LINES.insert(row.__data__ for row in rows)
     return rows
 
 
 def sellable_prices(lines: list[rules.Line]) -> dict[str, Decimal]:
     """Each line's product price, or UnknownSku / InactiveSku naming those not for sale."""
     skus = [line.sku for line in lines]
-    products = {p.sku: p for p in Product.select().where(Product.sku.in_(skus))}
+    found = PRICES.run(Product._meta.database, skus, size=len(skus)).fetchall()
+    products = {sku: (price, Product.active.python_value(active)) for sku, price, active in found}
     unknown = [sku for sku in skus if sku not in products]
     if unknown:
         raise UnknownSku(skus=unknown)
-    inactive = [sku for sku in skus if not products[sku].active]
+    inactive = [sku for sku in skus if not products[sku][1]]
     if inactive:
         raise InactiveSku(skus=inactive)
-    return {sku: Decimal(products[sku].price) for sku in skus}
+    # as peewee's DecimalField reads it: SQLite hands back an int or a float
+    return {sku: Decimal(str(products[sku][0])) for sku in skus}
 
 
 def _locked_levels(skus: list[str]) -> dict[str, StockLevel]:
-    rows = locked(Stock.select().where(Stock.sku.in_(skus)).order_by(Stock.sku))
-    return {s.sku: StockLevel(s.sku, s.quantity, s.version) for s in rows}
+    rows = LEVELS.run(Stock._meta.database, skus, size=len(skus)).fetchall()
+    return {sku: StockLevel(sku, quantity, version) for sku, quantity, version in rows}
 
 
 def _write_changes(
@@ -180,14 +196,11 @@ def _write_changes(
     for level, _ in changes:
         # Conditional on the version read under the lock: a change can only apply on top
         # of exactly the state it was computed from.
-        updated = (
-            Stock.update(quantity=level.quantity, version=level.version, updated_at=now)
-            .where(Stock.sku == level.sku, Stock.version == level.version - 1)
-            .execute()
-        )
-        if updated != 1:
+        stamp = Stock.updated_at.db_value(now)
+        params = (level.quantity, level.version, stamp, level.sku, level.version - 1)
+        if TAKE.run(Stock._meta.database, params).rowcount != 1:
             raise RuntimeError(f"stock row {level.sku} changed under its lock")
-    Movement.insert_many([movement_row(e, principal, note, now) for _, e in changes]).execute()
+    LEDGER_ROWS.insert(movement_row(e, principal, note, now) for _, e in changes)
     uow.record(*(event for _, event in changes))
 
 
