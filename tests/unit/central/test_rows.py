@@ -1,0 +1,84 @@
+"""central.rows writes the statements peewee would: the same rows, in each backend's dialect."""
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import peewee
+
+from central.models import Movement, OrderLine
+from central.rows import RowInsert, Statement
+from central.services.inventory import LEDGER_ROWS
+from central.services.orders import LEVELS, ORDER_LINES
+
+NOW = datetime(2026, 12, 3, 6, 30, 15, 123456, tzinfo=UTC)
+
+
+def _ledger_row(sku: str, order_id: str | None) -> dict[str, object]:
+    return {
+        "sku": sku,
+        "delta": -1,
+        "quantity": 9,
+        "stock_version": 4,
+        "reason": "order",
+        "order_id": order_id,
+        "actor": "store:s1",
+        "note": "",
+        "created_at": NOW,
+    }
+
+
+def _stored(model: type[peewee.Model]) -> list[tuple[object, ...]]:
+    query = model.select().order_by(model._meta.primary_key)
+    return [tuple(v for k, v in row.items() if k != "id") for row in query.dicts()]
+
+
+def test_row_insert_stores_what_insert_many_stores(tmp_path):
+    database = peewee.SqliteDatabase(str(tmp_path / "rows.db"))
+    rows = [_ledger_row("MILK-1L", "o-1"), _ledger_row("EGGS-12", None)]
+    lines = [
+        {"order_id": "o-1", "sku": "MILK-1L", "quantity": 2, "unit_price": Decimal("1.255")}
+        | {"stock_after": 9, "stock_version": 4}
+    ]
+    with database.bind_ctx([Movement, OrderLine]):
+        database.create_tables([Movement, OrderLine])
+        Movement.insert_many(rows).execute()
+        OrderLine.insert_many(lines).execute()
+        by_peewee = _stored(Movement), _stored(OrderLine)
+        Movement.delete().execute()
+        OrderLine.delete().execute()
+        LEDGER_ROWS.insert(rows)
+        ORDER_LINES.insert(lines)
+        ORDER_LINES.insert([])  # nothing to write: no statement
+        assert (_stored(Movement), _stored(OrderLine)) == by_peewee
+    assert by_peewee[1][0][3] == Decimal("1.26")  # the field's own rounding applied
+
+
+def test_statements_speak_each_backends_dialect():
+    sqlite = peewee.SqliteDatabase(None)
+    mysql = peewee.MySQLDatabase(None)
+    insert = RowInsert(OrderLine, ["order_id", "sku"])
+    assert insert._build(sqlite, 2) == (
+        'INSERT INTO "order_lines" ("order_id", "sku") VALUES (?, ?), (?, ?)'
+    )
+    assert (
+        insert._build(mysql, 1) == "INSERT INTO `order_lines` (`order_id`, `sku`) VALUES (%s, %s)"
+    )
+    assert LEVELS._build(sqlite, lock=False, size=2) == (
+        'SELECT "sku", "quantity", "version" FROM "stock" WHERE "sku" IN (?, ?) ORDER BY "sku"'
+    )
+    assert LEVELS._build(mysql, lock=True, size=1) == (
+        "SELECT `sku`, `quantity`, `version` FROM `stock` WHERE `sku` IN (%s) ORDER BY `sku`"
+        " FOR UPDATE"
+    )
+
+
+def test_a_statement_runs_in_the_callers_transaction(tmp_path):
+    database = peewee.SqliteDatabase(str(tmp_path / "rows.db"))
+    count = Statement('SELECT COUNT(*) FROM "stock_movements" WHERE "sku" IN ({marks})')
+    with database.bind_ctx([Movement]):
+        database.create_tables([Movement])
+        with database.atomic() as transaction:
+            LEDGER_ROWS.insert([_ledger_row("MILK-1L", None)])
+            assert count.run(database, ["MILK-1L", "EGGS-12"], size=2).fetchone() == (1,)
+            transaction.rollback()
+        assert count.run(database, ["MILK-1L"], size=1).fetchone() == (0,)
