@@ -32,13 +32,14 @@ MAX_DOUBLINGS = 30  # 2**30 lock periods is far past any cap; keeps the arithmet
 
 @dataclass(frozen=True)
 class ThrottlePolicy:
-    """A limit of 0 (or less) switches that kind of key off."""
+    """A limit of 0 (or less) switches that kind of key off. Central builds it from its
+    settings (login_*), which hold the defaults."""
 
-    user_limit: int = 5
-    address_limit: int = 20
-    window_seconds: int = 900
-    lock_seconds: int = 60
-    max_lock_seconds: int = 900
+    user_limit: int
+    address_limit: int
+    window_seconds: int
+    lock_seconds: int
+    max_lock_seconds: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ThrottlePolicy:

@@ -5,6 +5,7 @@ the injected clock: nothing sleeps."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
@@ -58,7 +59,7 @@ def test_each_further_failure_doubles_the_lock_up_to_the_cap():
 def test_failures_are_forgotten_after_a_quiet_window_but_not_during_a_lock():
     assert decayed(Count(4, T0), 5, POLICY, at(899)).failures == 4
     assert decayed(Count(4, T0), 5, POLICY, at(900)).failures == 0
-    long_lock = ThrottlePolicy(window_seconds=60, lock_seconds=600, max_lock_seconds=600)
+    long_lock = replace(POLICY, window_seconds=60, lock_seconds=600, max_lock_seconds=600)
     assert decayed(Count(5, T0), 5, long_lock, at(300)).failures == 5
     assert decayed(Count(5, T0), 5, long_lock, at(600)).failures == 0
 
@@ -215,7 +216,7 @@ def test_a_success_takes_back_only_its_own_attempt_from_the_address(central, thr
 
 
 def test_a_limit_of_zero_turns_a_key_off(central, user):
-    by_address_only = LoginThrottle(ThrottlePolicy(user_limit=0, address_limit=3))
+    by_address_only = LoginThrottle(replace(POLICY, user_limit=0, address_limit=3))
     fail(central, by_address_only, user["username"], 3, address="10.0.0.1")
     fail(central, by_address_only, user["username"], 10, address=None)
 
