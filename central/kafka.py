@@ -16,7 +16,7 @@ from central.outbox import OutboxRecord
 from central.settings import Settings
 from invwire import tracing
 from invwire.headers import EPOCH_HEADER, SEQ_HEADER, encode_counter
-from invwire.kafka import RECONNECT_BACKOFF_MAX_MS, login_config
+from invwire.kafka import RECONNECT_BACKOFF_MAX_MS, login_config, reader_config
 from invwire.logs import EventLog
 from invwire.topics import PARTITIONS, TOPICS
 
@@ -338,11 +338,9 @@ class KafkaLastRecords:
             bootstrap_servers=self.bootstrap,
             client_id="central-position",
             group_id=None,
-            enable_auto_commit=False,
-            allow_auto_create_topics=False,
             bootstrap_timeout_ms=timeout_ms,
             request_timeout_ms=timeout_ms,
-            reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
+            **reader_config(),
             **self._security,
         )
         try:
