@@ -14,6 +14,7 @@ from central.errors import AuthInvalid, Throttled, WrongPassword
 from central.models import LoginCounter
 from central.services import accounts
 from central.services.throttle import (
+    Attempts,
     Count,
     LoginThrottle,
     ThrottlePolicy,
@@ -93,7 +94,7 @@ def user(central):
 
 
 def login(central, throttle, username: str, password: str, address: str | None = "10.0.0.1"):
-    return accounts.authenticate(central.uow(), username, password, throttle, address)
+    return accounts.authenticate(central.uow(), username, password, Attempts(throttle, address))
 
 
 def fail(central, throttle, username: str, times: int, address: str | None = "10.0.0.1") -> None:
@@ -228,16 +229,15 @@ def test_a_wrong_current_password_counts_as_a_failed_login(central, throttle, us
     principal = accounts.user_principal(
         central.uow(), accounts.authenticate(central.uow(), user["username"], PASSWORD)
     )
+    attempts = Attempts(throttle, "10.0.0.1")
     for _ in range(5):
         with pytest.raises(WrongPassword):
             accounts.change_own_password(
-                central.uow(), principal, "wrong-password", "new-password-1", throttle, "10.0.0.1"
+                central.uow(), principal, "wrong-password", "new-password-1", attempts
             )
 
     with pytest.raises(Throttled):
-        accounts.change_own_password(
-            central.uow(), principal, PASSWORD, "new-password-1", throttle, "10.0.0.1"
-        )
+        accounts.change_own_password(central.uow(), principal, PASSWORD, "new-password-1", attempts)
     with pytest.raises(Throttled):
         login(central, throttle, user["username"], PASSWORD)
 
