@@ -69,16 +69,28 @@ class Sizes:
         return cls(20_000, 10_000) if quick else cls(200_000, 100_000)
 
 
-@dataclass
+@dataclass(frozen=True)
+class ApplyRun:
+    """One backlog drained twice: by the agent's sync loop and by a plain consumer."""
+
+    backlog: int
+    raw_s: float
+    applied: int
+    agent_s: float
+
+
+@dataclass(frozen=True)
+class BootstrapRun:
+    products: int
+    seconds: float
+    rss_loaded_kb: int
+    rss_idle_kb: int
+
+
+@dataclass(frozen=True)
 class Results:
-    backlog: int = 0
-    raw_s: float = 0.0
-    applied: int = 0
-    agent_s: float = 0.0
-    products: int = 0
-    bootstrap_s: float = 0.0
-    rss_loaded_kb: int = 0
-    rss_idle_kb: int = 0
+    apply: ApplyRun
+    bootstrap: BootstrapRun
 
 
 def stock_backlog(count: int, rng: random.Random) -> list[Event]:
@@ -222,8 +234,8 @@ def sample_until(done: Callable[[], bool], process: subprocess.Popen[bytes], tim
 
 
 def agent_bootstrap(
-    kafka: KafkaCluster, prefix: str, db: Path, store: Store, results: Results
-) -> None:
+    kafka: KafkaCluster, prefix: str, db: Path, store: Store, products: int
+) -> BootstrapRun:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     args = ["run", "--store-id", store.id, "--kafka", kafka.bootstrap, "--topic-prefix", prefix]
@@ -233,10 +245,10 @@ def agent_bootstrap(
         process = subprocess.Popen([str(BIN / "storeagent"), *args], stderr=log, env=env)
     started = time.perf_counter()
     try:
-        results.rss_loaded_kb = sample_until(lambda: ready(url), process, timeout=900)
-        results.bootstrap_s = time.perf_counter() - started
+        rss_loaded_kb = sample_until(lambda: ready(url), process, timeout=900)
+        seconds = time.perf_counter() - started
         time.sleep(IDLE_S)
-        results.rss_idle_kb = vm_rss_kb(process.pid)
+        return BootstrapRun(products, seconds, rss_loaded_kb, vm_rss_kb(process.pid))
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -249,21 +261,21 @@ def agent_bootstrap(
 def measure(kafka: KafkaCluster, sizes: Sizes, workdir: Path) -> Results:
     run_id = uuid.uuid4().hex[:8]
     backlog, boot = f"benchr{run_id}.", f"benchb{run_id}."
-    results = Results(products=sizes.products)
     try:
         produce(kafka, backlog, stock_backlog(sizes.backlog, random.Random(7)))
         reader = Store.provision(kafka, APPLY_STORE, backlog)
-        results.backlog, results.raw_s = raw_consume(kafka, backlog, reader)
-        results.applied, results.agent_s = agent_apply(kafka, backlog, workdir / "apply.db", reader)
-        print(_apply_line(results), file=sys.stderr)
+        consumed, raw_s = raw_consume(kafka, backlog, reader)
+        applied, agent_s = agent_apply(kafka, backlog, workdir / "apply.db", reader)
+        apply = ApplyRun(consumed, raw_s, applied, agent_s)
+        print(_apply_line(apply), file=sys.stderr)
         produce(kafka, boot, catalog(sizes.products))
         store = Store.provision(kafka, BOOT_STORE, boot)
-        agent_bootstrap(kafka, boot, workdir / "boot.db", store, results)
-        print(_bootstrap_line(results), file=sys.stderr)
+        bootstrap = agent_bootstrap(kafka, boot, workdir / "boot.db", store, sizes.products)
+        print(_bootstrap_line(bootstrap), file=sys.stderr)
     finally:
         delete_topics(kafka, backlog)
         delete_topics(kafka, boot)
-    return results
+    return Results(apply, bootstrap)
 
 
 @contextmanager
@@ -283,7 +295,7 @@ def broker(plaintext: bool = False) -> Iterator[KafkaCluster]:
         stop()
 
 
-def _apply_line(r: Results) -> str:
+def _apply_line(r: ApplyRun) -> str:
     return (
         f"backlog {r.backlog}: agent {r.applied / r.agent_s:.0f} events/s "
         f"({r.applied} in {r.agent_s:.1f} s), "
@@ -291,24 +303,25 @@ def _apply_line(r: Results) -> str:
     )
 
 
-def _bootstrap_line(r: Results) -> str:
+def _bootstrap_line(r: BootstrapRun) -> str:
     return (
-        f"bootstrap {r.products} products: {r.bootstrap_s:.1f} s, RSS loaded "
+        f"bootstrap {r.products} products: {r.seconds:.1f} s, RSS loaded "
         f"{r.rss_loaded_kb / 1024:.0f} MiB, idle {r.rss_idle_kb / 1024:.0f} MiB"
     )
 
 
-def table(r: Results) -> str:
-    agent_rate, raw_rate = r.applied / r.agent_s, r.backlog / r.raw_s
-    drained = "" if r.applied == r.backlog else f" ({r.applied:,} applied in {r.agent_s:.0f} s)"
+def table(results: Results) -> str:
+    a, b = results.apply, results.bootstrap
+    agent_rate, raw_rate = a.applied / a.agent_s, a.backlog / a.raw_s
+    drained = "" if a.applied == a.backlog else f" ({a.applied:,} applied in {a.agent_s:.0f} s)"
     rows = [
         ("agent: consume + apply + offsets, fresh replica", f"{agent_rate:,.0f} events/s{drained}"),
         ("raw kafka-python KafkaConsumer, same backlog", f"{raw_rate:,.0f} records/s"),
         ("agent / raw", f"{agent_rate / raw_rate:.3f}"),
-        (f"bootstrap of a new replica, {r.products:,} products", f"{r.bootstrap_s:.1f} s"),
-        ("bootstrap rate incl. process start", f"{2 * r.products / r.bootstrap_s:,.0f} records/s"),
-        ("RSS while bootstrapping (peak)", f"{r.rss_loaded_kb / 1024:.0f} MiB"),
-        (f"RSS idle, caught up ({IDLE_S:.0f} s after ready)", f"{r.rss_idle_kb / 1024:.0f} MiB"),
+        (f"bootstrap of a new replica, {b.products:,} products", f"{b.seconds:.1f} s"),
+        ("bootstrap rate incl. process start", f"{2 * b.products / b.seconds:,.0f} records/s"),
+        ("RSS while bootstrapping (peak)", f"{b.rss_loaded_kb / 1024:.0f} MiB"),
+        (f"RSS idle, caught up ({IDLE_S:.0f} s after ready)", f"{b.rss_idle_kb / 1024:.0f} MiB"),
     ]
     lines = ["| measure | value |", "| --- | ---: |"]
     ratio = agent_rate / raw_rate

@@ -16,7 +16,7 @@ from central.outbox import OutboxRecord
 from central.settings import Settings
 from invwire import tracing
 from invwire.headers import EPOCH_HEADER, SEQ_HEADER, encode_counter
-from invwire.kafka import RECONNECT_BACKOFF_MAX_MS, login_config
+from invwire.kafka import RECONNECT_BACKOFF_MAX_MS, login_config, reader_config
 from invwire.logs import EventLog
 from invwire.topics import PARTITIONS, TOPICS
 
@@ -338,11 +338,9 @@ class KafkaLastRecords:
             bootstrap_servers=self.bootstrap,
             client_id="central-position",
             group_id=None,
-            enable_auto_commit=False,
-            allow_auto_create_topics=False,
             bootstrap_timeout_ms=timeout_ms,
             request_timeout_ms=timeout_ms,
-            reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
+            **reader_config(),
             **self._security,
         )
         try:
@@ -434,26 +432,18 @@ class KafkaAdminIdentities:
         with self._admin("provision", username) as admin:
             upsert = UserScramCredentialUpsertion(username, self.mechanism, password)
             _check_user(username, admin.alter_user_scram_credentials([upsert]))
-            created = admin.create_acls([_acl(username, grant) for grant in grants])
+            created = admin.create_acls([grant_acl(username, grant) for grant in grants])
             if created["failed"]:
                 raise KafkaError(f"ACLs refused: {created['failed']}")
 
     def grant(self, username: str, grants: Sequence[Grant]) -> None:
         with self._admin("grant", username) as admin:
-            created = admin.create_acls([_acl(username, grant) for grant in grants])
+            created = admin.create_acls([grant_acl(username, grant) for grant in grants])
             if created["failed"]:
                 raise KafkaError(f"ACLs refused: {created['failed']}")
 
     def remove(self, username: str) -> None:
-        from kafka.admin import (
-            ACLFilter,
-            ACLOperation,
-            ACLPermissionType,
-            ACLResourcePatternType,
-            ResourcePatternFilter,
-            ResourceType,
-            UserScramCredentialDeletion,
-        )
+        from kafka.admin import UserScramCredentialDeletion
 
         with self._admin("remove", username) as admin:
             described = admin.describe_user_scram_credentials([username]).get(username, {})
@@ -463,14 +453,7 @@ class KafkaAdminIdentities:
             ]
             if deletions:
                 _check_user(username, admin.alter_user_scram_credentials(deletions))
-            every_acl = ACLFilter(
-                _principal(username),
-                None,
-                ACLOperation.ANY,
-                ACLPermissionType.ANY,
-                ResourcePatternFilter(ResourceType.ANY, None, ACLResourcePatternType.ANY),
-            )
-            for _, _, error in admin.delete_acls([every_acl]):
+            for _, _, error in admin.delete_acls([every_acl_of(username)]):
                 if error.errno:
                     raise error()
 
@@ -508,7 +491,23 @@ def _principal(username: str) -> str:
     return f"User:{username}"
 
 
-def _acl(username: str, grant: Grant) -> Any:
+def every_acl_of(username: str) -> Any:
+    """The ACL filter that matches every ACL of `username`, on any resource."""
+    from kafka.admin import (
+        ACLFilter,
+        ACLOperation,
+        ACLPermissionType,
+        ACLResourcePatternType,
+        ResourcePatternFilter,
+        ResourceType,
+    )
+
+    pattern = ResourcePatternFilter(ResourceType.ANY, None, ACLResourcePatternType.ANY)
+    return ACLFilter(_principal(username), None, ACLOperation.ANY, ACLPermissionType.ANY, pattern)
+
+
+def grant_acl(username: str, grant: Grant) -> Any:
+    """The broker's ACL that allows `username` what `grant` says."""
     from kafka.admin import (
         ACL,
         ACLOperation,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 import peewee
@@ -22,60 +23,51 @@ log = EventLog("central.metrics")
 
 class Metrics:
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
+        self.registry = r = CollectorRegistry()
+        counter, gauge = partial(Counter, registry=r), partial(Gauge, registry=r)
+        latency_histogram = partial(Histogram, buckets=LATENCY_BUCKETS, registry=r)
         self.http = HttpMetrics(
             r,
             requests=("invctl_http_requests_total", "HTTP requests by route and status"),
             latency=("invctl_http_request_duration_seconds", "HTTP request latency by route"),
         )
-        self.orders = Counter(
+        self.orders = counter(
             "invctl_orders_total",
             "Order requests by outcome (confirmed, replayed, insufficient, refused, cancelled)",
             ["outcome"],
-            registry=r,
         )
-        self.recovered = Counter(
+        self.recovered = counter(
             "invctl_orders_recovered_total",
             "Sales sent back by the stores after a restore, by outcome (present, recovered, "
             "unrecovered, conflict)",
             ["outcome"],
-            registry=r,
         )
-        self.stock_conflicts = Counter(
+        self.stock_conflicts = counter(
             "invctl_stock_conflicts_total",
             "Stock changes refused: not enough or below zero",
             ["code"],
-            registry=r,
         )
-        self.published = Counter(
-            "invctl_outbox_published_total", "Outbox events published to Kafka", registry=r
+        self.published = counter(
+            "invctl_outbox_published_total", "Outbox events published to Kafka"
         )
-        self.publish_latency = Histogram(
-            "invctl_outbox_publish_latency_seconds",
-            "From commit to Kafka acknowledgement",
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+        self.publish_latency = latency_histogram(
+            "invctl_outbox_publish_latency_seconds", "From commit to Kafka acknowledgement"
         )
-        self.relay_failures = Counter(
-            "invctl_outbox_relay_failures_total",
-            "Relay rounds that failed and were retried",
-            registry=r,
+        self.relay_failures = counter(
+            "invctl_outbox_relay_failures_total", "Relay rounds that failed and were retried"
         )
-        self.up = Gauge("invctl_central_up", "1 while the process serves", registry=r)
+        self.up = gauge("invctl_central_up", "1 while the process serves")
         self.up.set(1)
-        self.republishes = Counter(
+        self.republishes = counter(
             "invctl_relay_republishes_total",
             "Times the relay found Kafka's log holding less than central's rows and "
             "republished central's whole state",
-            registry=r,
         )
-        self.relay_failing = Gauge(
+        self.relay_failing = gauge(
             "invctl_relay_failing",
             "1 while an event has waited in the outbox longer than "
             "relay_failing_after_seconds (no relay publishes); NaN while the database "
             "does not answer",
-            registry=r,
         )
 
     def http_request(self, method: str, route: str, status: int, seconds: float) -> None:

@@ -1,5 +1,5 @@
 """Kafka client settings central and the agent share: how a client logs in (PLAINTEXT, or
-SASL_SSL with SCRAM) and how soon it reconnects."""
+SASL_SSL with SCRAM), how soon it reconnects and how a consumer reads."""
 
 from __future__ import annotations
 
@@ -12,6 +12,17 @@ SASL_SSL = "SASL_SSL"
 # outage or a leader's move a client waited seconds on a dead address after the cluster was
 # back (the agent's replica caught up 8-25 s late). Java clients cap it at 1 s.
 RECONNECT_BACKOFF_MAX_MS = 1_000
+
+
+def reader_config() -> dict[str, Any]:
+    """kafka-python settings every consumer of ours shares: offsets are committed by the code
+    that applied the records (or never), reading a topic never creates it, and reconnects
+    are quick."""
+    return {
+        "enable_auto_commit": False,
+        "allow_auto_create_topics": False,
+        "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
+    }
 
 
 def login_config(

@@ -15,7 +15,7 @@ from central.security import read_token
 from central.services import accounts
 from central.services.identities import KafkaIdentities
 from central.services.principal import USER_ROLES, Principal, Role
-from central.services.throttle import LoginThrottle, ThrottlePolicy
+from central.services.throttle import Attempts, LoginThrottle, ThrottlePolicy
 from central.uow import UnitOfWork
 
 API_PREFIX = "/api/v1"
@@ -65,6 +65,13 @@ async def client_address(request: Request) -> str | None:
 
 
 ClientAddress = Annotated[str | None, Depends(client_address)]
+
+
+async def login_attempts(throttle: ThrottleDep, address: ClientAddress) -> Attempts:
+    return Attempts(throttle, address)
+
+
+LoginAttempts = Annotated[Attempts, Depends(login_attempts)]
 
 
 def get_principal(

@@ -39,7 +39,7 @@ from central.services.identities import (
     revoke_now,
 )
 from central.services.principal import USER_ROLES, Principal, Role
-from central.services.throttle import LoginThrottle
+from central.services.throttle import UNCOUNTED, Attempts
 from central.uow import UnitOfWork
 from invwire.identity import kafka_username
 from invwire.rules import is_store_id
@@ -96,22 +96,16 @@ def list_users(uow: UnitOfWork) -> list[dict[str, Any]]:
 
 
 def authenticate(
-    uow: UnitOfWork,
-    username: str,
-    password: str,
-    throttle: LoginThrottle | None = None,
-    address: str | None = None,
+    uow: UnitOfWork, username: str, password: str, attempts: Attempts = UNCOUNTED
 ) -> TokenClaims:
-    """The claims of a token for this user. With `throttle`, the attempt is counted first
-    and refused (429 auth.throttled) while the username or the address is locked."""
-    attempt = throttle.begin(uow, username, address) if throttle is not None else None
-    with uow.db.connection_context():
-        user = User.get_or_none(User.username == username)
-    stored = user.password_hash if user is not None else security.dummy_hash()
-    if not security.verify_password(password, stored) or user is None or not user.active:
-        raise AuthInvalid("wrong username or password")
-    if throttle is not None and attempt is not None:
-        throttle.forgive(uow, attempt)
+    """The claims of a token for this user. The attempt is counted first (when `attempts` has
+    a throttle) and refused (429 auth.throttled) while the username or the address is locked."""
+    with attempts.counted(uow, username):
+        with uow.db.connection_context():
+            user = User.get_or_none(User.username == username)
+        stored = user.password_hash if user is not None else security.dummy_hash()
+        if not security.verify_password(password, stored) or user is None or not user.active:
+            raise AuthInvalid("wrong username or password")
     return token_claims(user)
 
 
@@ -200,12 +194,7 @@ def revoke_tokens(uow: UnitOfWork, user_id: int) -> dict[str, Any]:
 
 
 def change_own_password(
-    uow: UnitOfWork,
-    principal: Principal,
-    current: str,
-    new: str,
-    throttle: LoginThrottle | None = None,
-    address: str | None = None,
+    uow: UnitOfWork, principal: Principal, current: str, new: str, attempts: Attempts = UNCOUNTED
 ) -> TokenClaims:
     """A signed-in user changes its password: every token it holds is revoked and the
     claims of a fresh one are returned. A wrong current password (422 password.wrong)
@@ -213,13 +202,11 @@ def change_own_password(
     if principal.user_id is None:
         raise Forbidden("only a user signed in with a token has a password to change")
     password_hash = _new_password_hash(new)
-    attempt = throttle.begin(uow, principal.subject, address) if throttle is not None else None
-    with uow.db.connection_context():
-        user = User.get_or_none(User.id == principal.user_id)
-    if user is None or not security.verify_password(current, user.password_hash):
-        raise WrongPassword(field="current_password")
-    if throttle is not None and attempt is not None:
-        throttle.forgive(uow, attempt)
+    with attempts.counted(uow, principal.subject):
+        with uow.db.connection_context():
+            user = User.get_or_none(User.id == principal.user_id)
+        if user is None or not security.verify_password(current, user.password_hash):
+            raise WrongPassword(field="current_password")
     with uow:
         user = locked(User.select().where(User.id == principal.user_id)).get_or_none()
         if user is None or not user.active:  # disabled while the password was checked

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -32,13 +33,14 @@ MAX_DOUBLINGS = 30  # 2**30 lock periods is far past any cap; keeps the arithmet
 
 @dataclass(frozen=True)
 class ThrottlePolicy:
-    """A limit of 0 (or less) switches that kind of key off."""
+    """A limit of 0 (or less) switches that kind of key off. Central builds it from its
+    settings (login_*), which hold the defaults."""
 
-    user_limit: int = 5
-    address_limit: int = 20
-    window_seconds: int = 900
-    lock_seconds: int = 60
-    max_lock_seconds: int = 900
+    user_limit: int
+    address_limit: int
+    window_seconds: int
+    lock_seconds: int
+    max_lock_seconds: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ThrottlePolicy:
@@ -218,3 +220,26 @@ def _insert_missing(uow: UnitOfWork, limits: Iterable[str], now: datetime) -> No
 
 def _save(key: str, failures: int, last_at: datetime) -> None:
     LoginCounter.update(failures=failures, last_at=last_at).where(LoginCounter.key == key).execute()
+
+
+@dataclass(frozen=True)
+class Attempts:
+    """The password checks of one caller: counted by `throttle` per username and per the
+    caller's `address`, or not at all when there is no throttle."""
+
+    throttle: LoginThrottle | None = None
+    address: str | None = None
+
+    @contextmanager
+    def counted(self, uow: UnitOfWork, username: str) -> Iterator[None]:
+        """The attempt is counted before the block checks the password (Throttled, 429, while
+        the username or the address is locked) and forgiven when the block does not raise."""
+        if self.throttle is None:
+            yield
+            return
+        attempt = self.throttle.begin(uow, username, self.address)
+        yield
+        self.throttle.forgive(uow, attempt)
+
+
+UNCOUNTED = Attempts()

@@ -135,18 +135,9 @@ def create_app(
     @app.get("/sync/status")
     def get_sync_status() -> SyncStatus:
         ready = all(readiness_checks(replica, progress).values())
-        central = orders.central_status() if orders else None
         try:
-            status = sync_status(
-                replica,
-                progress,
-                store_id=store_id,
-                topics=topics,
-                ready=ready,
-                central=central,
-                offline_queue=orders.offline_status() if orders else None,
-                recovery=recovery() if recovery else None,
-            )
+            status = sync_status(replica, progress, store_id=store_id, topics=topics, ready=ready)
+            _add_order_path(status, orders, recovery)
         except DATABASE_ERRORS as exc:  # a connection made since the file was deleted
             problem = replica_file.problem() if replica_file is not None else None
             if problem is not None:
@@ -189,6 +180,20 @@ def create_metrics_app(
     _install_error_handlers(app)
     _add_probe_routes(app, replica, progress, metrics, replica_file)
     return app
+
+
+def _add_order_path(
+    status: SyncStatus,
+    orders: OrderDesk | None,
+    recovery: Callable[[], RecoveryStatus] | None,
+) -> None:
+    """When the agent places orders: central's circuit breaker and the offline queue; and the
+    sales given back to a restored central, when that is watched."""
+    if orders is not None:
+        status["central"] = orders.central_status()
+        status["offline_queue"] = orders.offline_status()
+    if recovery is not None:
+        status["recovery"] = recovery()
 
 
 def _add_central_urls(status: SyncStatus, central_at: Failover | None) -> None:

@@ -74,14 +74,12 @@ def sync_status(
     store_id: str,
     topics: Collection[str],
     ready: bool,
-    central: CircuitStatus | None = None,
-    offline_queue: OfflineQueueStatus | None = None,
-    recovery: RecoveryStatus | None = None,
     now: datetime | None = None,
 ) -> SyncStatus:
-    """Per-partition lag of the current topics: live end offsets minus stored next offsets;
-    `central` is the order path's circuit breaker, when the agent places orders. Staleness is
-    measured on central's clock as estimated (`now`: this machine's clock, read when None)."""
+    """Per-partition lag of the current topics: live end offsets minus stored next offsets.
+    Staleness is measured on central's clock as estimated (`now`: this machine's clock, read
+    when None). The order path's parts (central, offline_queue, recovery) are the API's to
+    add (storeagent.http.app)."""
     meta = replica.meta()
     stored = replica.stored_offsets()
     ends = progress.end_offsets()
@@ -106,12 +104,6 @@ def sync_status(
     rebuild = progress.rebuild()
     if rebuild is not None:
         status["rebuild"] = rebuild
-    if central is not None:
-        status["central"] = central
-    if offline_queue is not None:
-        status["offline_queue"] = offline_queue
-    if recovery is not None:
-        status["recovery"] = recovery
     return status
 
 

@@ -27,7 +27,7 @@ from kafka.errors import (
 )
 from kafka.structs import OffsetAndMetadata
 
-from invwire.kafka import RECONNECT_BACKOFF_MAX_MS
+from invwire.kafka import reader_config
 from storeagent.errors import (
     KafkaAccessDenied,
     KafkaAuthFailed,
@@ -97,14 +97,12 @@ class KafkaRecordSource:
                 bootstrap_servers=servers,
                 group_id=group_id,
                 client_id=client_id,
-                enable_auto_commit=False,
                 auto_offset_reset="earliest",
-                allow_auto_create_topics=False,
                 fetch_max_wait_ms=fetch_max_wait_ms,
                 request_timeout_ms=REQUEST_TIMEOUT_MS,
                 bootstrap_timeout_ms=CALL_TIMEOUT_MS,
-                reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
                 metrics_enabled=False,
+                **reader_config(),
                 **login.client_config(),
             )
         except KafkaError as exc:

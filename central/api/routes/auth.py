@@ -9,8 +9,7 @@ from central.api.deps import (
     Authenticated,
     CanChangeOwnPassword,
     CentralDep,
-    ClientAddress,
-    ThrottleDep,
+    LoginAttempts,
 )
 from central.api.schemas import Me, PasswordChange, Token, errors
 from central.app import Central
@@ -33,15 +32,14 @@ THROTTLED: dict[int | str, dict[str, Any]] = {429: {**errors(429)[429], **RETRY_
 @router.post("/token", response_model=Token, responses={**errors(401, 422, 503), **THROTTLED})
 def token(
     central: CentralDep,
-    throttle: ThrottleDep,
-    address: ClientAddress,
+    attempts: LoginAttempts,
     username: Annotated[str, Form(max_length=64)],
     password: Annotated[str, Form(max_length=1024)],
 ) -> dict[str, Any]:
     """OAuth2 password grant: a signed, expiring JWT for a user. After too many failures for
     the username or from the address, 429 `auth.throttled` with `Retry-After`, and the
     password is not even checked until then."""
-    claims = accounts.authenticate(central.uow(), username, password, throttle, address)
+    claims = accounts.authenticate(central.uow(), username, password, attempts)
     return _token_answer(central, claims)
 
 
@@ -58,15 +56,14 @@ def me(principal: Authenticated) -> dict[str, Any]:
 def change_password(
     body: PasswordChange,
     central: CentralDep,
-    throttle: ThrottleDep,
-    address: ClientAddress,
+    attempts: LoginAttempts,
     principal: CanChangeOwnPassword,
 ) -> dict[str, Any]:
     """Change your own password. Every token you hold stops working, this one included; the
     answer is a fresh token. A wrong current password is 422 `password.wrong` and counts as
     a failed login."""
     claims = accounts.change_own_password(
-        central.uow(), principal, body.current_password, body.new_password, throttle, address
+        central.uow(), principal, body.current_password, body.new_password, attempts
     )
     return _token_answer(central, claims)
 

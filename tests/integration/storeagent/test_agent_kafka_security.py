@@ -4,8 +4,9 @@ a key revoked while it runs and missing ACLs are reported by /readyz and /sync/s
 `kafka.auth_failed` / `kafka.not_authorized`, never as a crash, and a restored credential
 brings the sync back.
 
-The store's SCRAM credential and ACLs are made here as central makes them when it issues a
-key: READ and DESCRIBE on the three prefixed topics, READ on the group storeagent.<id>."""
+The store's SCRAM credential is made here as central makes it when it issues a key, and its
+ACLs are central's own (central.domain.kafka_access.store_grants): READ and DESCRIBE on the
+three prefixed topics, READ on the group storeagent.<id>."""
 
 from __future__ import annotations
 
@@ -27,19 +28,11 @@ from typing import Any
 import httpx
 import pytest
 from kafka import KafkaAdminClient, KafkaProducer
-from kafka.admin import (
-    ACL,
-    ACLOperation,
-    ACLPermissionType,
-    ACLResourcePatternType,
-    ResourcePattern,
-    ResourceType,
-    UserScramCredentialDeletion,
-    UserScramCredentialUpsertion,
-)
+from kafka.admin import UserScramCredentialDeletion, UserScramCredentialUpsertion
 
-from invwire.identity import consumer_group, kafka_username
-from invwire.topics import TOPICS
+from central.domain.kafka_access import store_grants
+from central.kafka import grant_acl
+from invwire.identity import kafka_username
 from tests.support.agent_fakes import product_event, stock_event
 from tests.support.kafka_security import read_client_env
 from tests.support.topics import create_topics
@@ -77,7 +70,8 @@ class SecureKafka:
             )
             assert failed == {user: None}
             if acls:
-                result = admin.create_acls(store_acls(user, store_id, self.prefix))
+                grants = store_grants(store_id, self.prefix)
+                result = admin.create_acls([grant_acl(user, grant) for grant in grants])
                 assert not result["failed"]
         return user
 
@@ -92,19 +86,6 @@ class SecureKafka:
                 producer.send(self.prefix + topic, key=key, value=value).get(timeout=10)
         finally:
             producer.close()
-
-
-def store_acls(user: str, store_id: str, prefix: str) -> list[ACL]:
-    def allow(kind: ResourceType, name: str, operation: ACLOperation) -> ACL:
-        pattern = ResourcePattern(kind, name, ACLResourcePatternType.LITERAL)
-        return ACL(f"User:{user}", "*", operation, ACLPermissionType.ALLOW, pattern)
-
-    topics = [
-        allow(ResourceType.TOPIC, prefix + topic, operation)
-        for topic in TOPICS
-        for operation in (ACLOperation.READ, ACLOperation.DESCRIBE)
-    ]
-    return [*topics, allow(ResourceType.GROUP, consumer_group(store_id), ACLOperation.READ)]
 
 
 @pytest.fixture(scope="module")

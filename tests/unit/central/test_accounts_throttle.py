@@ -5,6 +5,7 @@ the injected clock: nothing sleeps."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
@@ -13,6 +14,7 @@ from central.errors import AuthInvalid, Throttled, WrongPassword
 from central.models import LoginCounter
 from central.services import accounts
 from central.services.throttle import (
+    Attempts,
     Count,
     LoginThrottle,
     ThrottlePolicy,
@@ -58,7 +60,7 @@ def test_each_further_failure_doubles_the_lock_up_to_the_cap():
 def test_failures_are_forgotten_after_a_quiet_window_but_not_during_a_lock():
     assert decayed(Count(4, T0), 5, POLICY, at(899)).failures == 4
     assert decayed(Count(4, T0), 5, POLICY, at(900)).failures == 0
-    long_lock = ThrottlePolicy(window_seconds=60, lock_seconds=600, max_lock_seconds=600)
+    long_lock = replace(POLICY, window_seconds=60, lock_seconds=600, max_lock_seconds=600)
     assert decayed(Count(5, T0), 5, long_lock, at(300)).failures == 5
     assert decayed(Count(5, T0), 5, long_lock, at(600)).failures == 0
 
@@ -92,7 +94,7 @@ def user(central):
 
 
 def login(central, throttle, username: str, password: str, address: str | None = "10.0.0.1"):
-    return accounts.authenticate(central.uow(), username, password, throttle, address)
+    return accounts.authenticate(central.uow(), username, password, Attempts(throttle, address))
 
 
 def fail(central, throttle, username: str, times: int, address: str | None = "10.0.0.1") -> None:
@@ -215,7 +217,7 @@ def test_a_success_takes_back_only_its_own_attempt_from_the_address(central, thr
 
 
 def test_a_limit_of_zero_turns_a_key_off(central, user):
-    by_address_only = LoginThrottle(ThrottlePolicy(user_limit=0, address_limit=3))
+    by_address_only = LoginThrottle(replace(POLICY, user_limit=0, address_limit=3))
     fail(central, by_address_only, user["username"], 3, address="10.0.0.1")
     fail(central, by_address_only, user["username"], 10, address=None)
 
@@ -227,16 +229,15 @@ def test_a_wrong_current_password_counts_as_a_failed_login(central, throttle, us
     principal = accounts.user_principal(
         central.uow(), accounts.authenticate(central.uow(), user["username"], PASSWORD)
     )
+    attempts = Attempts(throttle, "10.0.0.1")
     for _ in range(5):
         with pytest.raises(WrongPassword):
             accounts.change_own_password(
-                central.uow(), principal, "wrong-password", "new-password-1", throttle, "10.0.0.1"
+                central.uow(), principal, "wrong-password", "new-password-1", attempts
             )
 
     with pytest.raises(Throttled):
-        accounts.change_own_password(
-            central.uow(), principal, PASSWORD, "new-password-1", throttle, "10.0.0.1"
-        )
+        accounts.change_own_password(central.uow(), principal, PASSWORD, "new-password-1", attempts)
     with pytest.raises(Throttled):
         login(central, throttle, user["username"], PASSWORD)
 
