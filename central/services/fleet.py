@@ -276,20 +276,27 @@ def active_store_health(uow: UnitOfWork) -> list[StoreHealth]:
         if not store.active:
             continue
         status = known.seen.get(store.id)
-        heard = _heard(store, status, known, now)
+        problems = _problems(known.instances.get(store.id, []), now)
+        heard = _heard(store, status, _reported(status), problems, known)
         age = (now - status.last_seen).total_seconds() if status is not None else None
         health.append(StoreHealth(store.id, store_state(heard, now), age))
     return health
 
 
-def _heard(store: Store, status: StoreStatus | None, known: _Known, now: datetime) -> Heard:
-    report = _reported(status)
+def _heard(
+    store: Store,
+    status: StoreStatus | None,
+    report: dict[str, Any],
+    problems: list[dict[str, Any]],
+    known: _Known,
+) -> Heard:
+    """`report`: the status's, parsed once per store (a fleet of 1,000 parses 1,000)."""
     return Heard(
         active=bool(store.active),
         last_seen=status.last_seen if status is not None else None,
-        every_s=_every_s(status) if status is not None else DEFAULT_EVERY_S,
+        every_s=float(report.get("every_s") or DEFAULT_EVERY_S),
         says_ready=report.get("ready") is True,
-        has_problems=bool(_problems(known.instances.get(store.id, []), now)),
+        has_problems=bool(problems),
         last_refused=known.refused.get(store.id),
     )
 
@@ -317,7 +324,8 @@ def _reported(heartbeat: AgentInstance | StoreStatus | None) -> dict[str, Any]:
 def _store_row(store: Store, known: _Known, lag: GroupLag | None, now: datetime) -> dict[str, Any]:
     status = known.seen.get(store.id)
     instances = known.instances.get(store.id, [])
-    state = store_state(_heard(store, status, known, now), now)
+    report, problems = _reported(status), _problems(instances, now)
+    state = store_state(_heard(store, status, report, problems, known), now)
     return {
         "store_id": store.id,
         "name": store.name,
@@ -332,9 +340,9 @@ def _store_row(store: Store, known: _Known, lag: GroupLag | None, now: datetime)
         "state": state.value,
         "healthy": state in HEALTHY_STATES,
         "last_refused": as_utc(known.refused.get(store.id)),
-        "problems": _problems(instances, now),
+        "problems": problems,
         "instances": [_instance_row(instance, now) for instance in instances],
-        "reported": _reported(status),
+        "reported": report,
     }
 
 
