@@ -26,6 +26,7 @@ BENCHMARKS = {
     "tracing": "Tracing overhead",
     "relay_failover": "Relay failover: SIGKILL of the lease holder",
     "ha_orders": "Orders through HAProxy on a Galera cluster",
+    "fleet": "Fleet view: 1,000 stores heartbeating",
 }
 
 
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run invctl's benchmarks against real processes (Kafka, central, store\n"
         "agents) and print each one's Markdown section; nothing is written unless --out.",
         epilog=f"benchmarks:\n{listed}\n\nexamples:\n"
-        "  python -m bench --quick                 # all seven, small sizes, to stdout\n"
+        "  python -m bench --quick                 # every one, small sizes, to stdout\n"
         "  python -m bench replica --out docs/benchmarks.md\n"
         "  python -m bench --plaintext --out docs/benchmarks-plaintext.md",
         formatter_class=argparse.RawDescriptionHelpFormatter,

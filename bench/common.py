@@ -99,21 +99,37 @@ def run_clients(
     return sample
 
 
-def process_cpu_seconds(port: int) -> float:
-    """User + system CPU seconds of the process serving on `port` (its command line holds
-    `--port PORT`, as bench.stack starts central), read from /proc."""
+def serving_pid(port: int) -> int:
+    """The process serving on `port`: its command line holds `--port PORT`, as bench.stack
+    starts central."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
-            stat = (entry / "stat").read_text()
         except OSError:
             continue  # gone meanwhile
         if b"--port" in argv and str(port).encode() in argv:
-            fields = stat.rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            return int(entry.name)
     raise RuntimeError(f"no process serving on port {port}")
+
+
+def process_cpu_seconds(port: int) -> float:
+    """User + system CPU seconds of the process serving on `port`, read from /proc."""
+    stat = Path(f"/proc/{serving_pid(port)}/stat").read_text()
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_memory_kib(port: int) -> dict[str, int]:
+    """VmRSS (resident now) and VmHWM (the peak so far) of the process serving on `port`."""
+    status = Path(f"/proc/{serving_pid(port)}/status").read_text()
+    wanted = ("VmRSS", "VmHWM")
+    return {
+        name: int(value.split()[0])
+        for name, value in (line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if name in wanted
+    }
 
 
 def machine_facts() -> dict[str, str]:

@@ -16,12 +16,8 @@ from central.metrics import Metrics
 from central.outbox import Publisher, Relay, TopicLog, events_stuck, outbox_backlog
 from central.revocations import RevocationRetrier
 from central.security import TokenConfig
-from central.services.fleet import (
-    ACTIVE_STATES,
-    LagReader,
-    active_store_health,
-    duplicate_agents,
-)
+from central.services.fleet import ACTIVE_STATES, active_store_health, duplicate_agents
+from central.services.fleet_lags import FleetLags
 from central.services.identities import KafkaIdentities, grant_store_access
 from central.services.recovery import unrecovered_count
 from central.settings import Settings
@@ -39,7 +35,7 @@ class Central:
     tokens: TokenConfig
     relay: Relay | None = None
     metrics: Metrics = field(default_factory=Metrics)
-    lag_reader: LagReader | None = None
+    fleet_lags: FleetLags | None = None  # None: no Kafka configured
     identities: KafkaIdentities | None = None
     revocations: RevocationRetrier | None = None
     # Read once at start: a restore (or confirm-restore) needs every central stopped.
@@ -125,9 +121,10 @@ def bootstrap(
     if settings.kafka:
         from central.kafka import KafkaLagReader, client_config
 
-        central.lag_reader = KafkaLagReader(
+        reader = KafkaLagReader(
             settings.kafka, settings.topic_prefix, client_config(settings, admin=True)
         )
+        central.fleet_lags = FleetLags(reader, clock)
     return central
 
 

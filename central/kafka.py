@@ -376,7 +376,7 @@ class KafkaLagReader:
     def lag(self, groups: list[str]) -> dict[str, Any]:
         from kafka import KafkaAdminClient, OffsetSpec, TopicPartition
 
-        from central.services.fleet import GroupLag
+        from central.services.fleet_lags import GroupLag
 
         admin = KafkaAdminClient(
             bootstrap_servers=self.bootstrap,
@@ -394,6 +394,8 @@ class KafkaLagReader:
                 for p in topic["partitions"]
             ]
             ends = admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in partitions})
+            # kafka-python 3 finds every group's coordinator in one FindCoordinator (v4) and
+            # asks each coordinator once for all its groups (OffsetFetch v8; Kafka 3.0+).
             committed = admin.list_group_offsets({group: None for group in groups})
         finally:
             admin.close()

@@ -326,6 +326,11 @@ class StoreSync(BaseModel):
 
 class Fleet(BaseModel):
     kafka: str = Field(examples=["ok", "not configured", "unavailable: NoBrokersAvailable"])
+    lag_as_of: Timestamp | None = Field(
+        default=None,
+        description="when central read the lags (or failed to) from Kafka: a reading is "
+        "kept 2 s for every request; null: Kafka is not configured",
+    )
     items: list[StoreSync]
 
 

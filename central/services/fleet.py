@@ -24,13 +24,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 import peewee
 
 from central.db import is_mysql
 from central.errors import Forbidden, InvalidInput
 from central.models import AgentInstance, Store, StoreRefusal, StoreStatus, as_utc
+from central.services.fleet_lags import FleetLags, GroupLag, lag_reading
 from central.services.principal import Principal, Role
 from central.uow import UnitOfWork
 from invwire.identity import consumer_group
@@ -128,19 +129,6 @@ def _heartbeat_state(heard: Heard, silent_s: float) -> StoreState:
 
 def group_of(store_id: str) -> str:
     return consumer_group(store_id)
-
-
-@dataclass(frozen=True)
-class GroupLag:
-    lag: int
-    partitions: int
-    committed: int
-
-
-class LagReader(Protocol):
-    def lag(self, groups: list[str]) -> dict[str, GroupLag]:
-        """Lag of each consumer group over the inventory topics; raises if Kafka is down."""
-        ...
 
 
 def record_heartbeat(
@@ -258,12 +246,17 @@ def _read_known(uow: UnitOfWork) -> _Known:
         )
 
 
-def fleet_status(uow: UnitOfWork, lag_reader: LagReader | None) -> dict[str, Any]:
+def fleet_status(uow: UnitOfWork, lags: FleetLags | None) -> dict[str, Any]:
+    """Every store's row, from four queries and one lag reading for the whole fleet (kept
+    up to LAG_CACHE_S: `lag_as_of` says when it was read)."""
     known = _read_known(uow)
-    kafka, lags = _lags(lag_reader, [group_of(s.id) for s in known.stores])
+    reading = lag_reading(lags, [group_of(s.id) for s in known.stores])
     now = uow.clock.now()
-    items = [_store_row(store, known, lags.get(group_of(store.id)), now) for store in known.stores]
-    return {"kafka": kafka, "items": items}
+    items = [
+        _store_row(store, known, reading.lags.get(group_of(store.id)), now)
+        for store in known.stores
+    ]
+    return {"kafka": reading.kafka, "lag_as_of": as_utc(reading.as_of), "items": items}
 
 
 @dataclass(frozen=True)
@@ -283,20 +276,27 @@ def active_store_health(uow: UnitOfWork) -> list[StoreHealth]:
         if not store.active:
             continue
         status = known.seen.get(store.id)
-        heard = _heard(store, status, known, now)
+        problems = _problems(known.instances.get(store.id, []), now)
+        heard = _heard(store, status, _reported(status), problems, known)
         age = (now - status.last_seen).total_seconds() if status is not None else None
         health.append(StoreHealth(store.id, store_state(heard, now), age))
     return health
 
 
-def _heard(store: Store, status: StoreStatus | None, known: _Known, now: datetime) -> Heard:
-    report = _reported(status)
+def _heard(
+    store: Store,
+    status: StoreStatus | None,
+    report: dict[str, Any],
+    problems: list[dict[str, Any]],
+    known: _Known,
+) -> Heard:
+    """`report`: the status's, parsed once per store (a fleet of 1,000 parses 1,000)."""
     return Heard(
         active=bool(store.active),
         last_seen=status.last_seen if status is not None else None,
-        every_s=_every_s(status) if status is not None else DEFAULT_EVERY_S,
+        every_s=float(report.get("every_s") or DEFAULT_EVERY_S),
         says_ready=report.get("ready") is True,
-        has_problems=bool(_problems(known.instances.get(store.id, []), now)),
+        has_problems=bool(problems),
         last_refused=known.refused.get(store.id),
     )
 
@@ -321,21 +321,11 @@ def _reported(heartbeat: AgentInstance | StoreStatus | None) -> dict[str, Any]:
     return json.loads(heartbeat.report) if heartbeat is not None else {}
 
 
-def _lags(reader: LagReader | None, groups: list[str]) -> tuple[str, dict[str, GroupLag]]:
-    if reader is None:
-        return "not configured", {}
-    if not groups:
-        return "ok", {}
-    try:
-        return "ok", reader.lag(groups)
-    except Exception as exc:  # the view stays useful with heartbeats alone
-        return f"unavailable: {type(exc).__name__}", {}
-
-
 def _store_row(store: Store, known: _Known, lag: GroupLag | None, now: datetime) -> dict[str, Any]:
     status = known.seen.get(store.id)
     instances = known.instances.get(store.id, [])
-    state = store_state(_heard(store, status, known, now), now)
+    report, problems = _reported(status), _problems(instances, now)
+    state = store_state(_heard(store, status, report, problems, known), now)
     return {
         "store_id": store.id,
         "name": store.name,
@@ -350,9 +340,9 @@ def _store_row(store: Store, known: _Known, lag: GroupLag | None, now: datetime)
         "state": state.value,
         "healthy": state in HEALTHY_STATES,
         "last_refused": as_utc(known.refused.get(store.id)),
-        "problems": _problems(instances, now),
+        "problems": problems,
         "instances": [_instance_row(instance, now) for instance in instances],
-        "reported": _reported(status),
+        "reported": report,
     }
 
 

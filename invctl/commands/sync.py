@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from invctl import fleet
 from invctl.commands import dead_letters
 from invctl.context import state_of
 from invctl.errors import ExitCode, InvctlError, UsageError
@@ -68,6 +69,25 @@ CheckFlag = Annotated[
 ]
 
 
+ShownOption = Annotated[
+    int | None,
+    typer.Option(
+        "--limit",
+        "-n",
+        min=0,
+        metavar="N",
+        help=f"With --all, in a table: the N worst stores (default {fleet.DEFAULT_SHOWN}; 0: "
+        "every store). --json and pipes always get every store.",
+    ),
+]
+PageOption = Annotated[
+    int | None,
+    typer.Option(
+        "--page", min=1, metavar="P", help="With --all, in a table: the P-th N worst stores."
+    ),
+]
+
+
 class WatchValueOptional(HelpCommand):
     """`--watch` alone refreshes every DEFAULT_WATCH_S, `--watch 5` every 5 s. Typer's parser
     has no option whose value may be left out, so a bare `--watch` (last, or followed by
@@ -102,6 +122,8 @@ def status(
     all_stores: AllFlag = False,
     watch: WatchOption = None,
     check: CheckFlag = False,
+    limit: ShownOption = None,
+    page: PageOption = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Show how current this store's replica is, or with --all every store's.
@@ -118,6 +140,10 @@ def status(
     the store's key since its last heartbeat); never-seen; inactive (deactivated on
     purpose). --check exits 7 when a store is neither ok nor inactive.
 
+    The table opens with a count of the stores in each state and lists the worst first
+    (unhealthy before healthy, the gravest state first, then most lag): the 50 worst, or
+    --limit N of them, --page P for the next; --limit 0 lists every store.
+
     --watch keeps the table live (with --json: one JSON object per line each time).
 
     Example: invctl --central http://central:8000 sync status --all --check
@@ -125,9 +151,10 @@ def status(
     state = state_of(ctx, json_out)
     if check and (not all_stores or watch is not None):
         raise UsageError("--check takes one look at every store: use it with --all, no --watch")
+    if not all_stores and (limit is not None or page is not None):
+        raise UsageError("--limit and --page choose among every store: use them with --all")
     if all_stores:
-        client = state.central()
-        fetch, render = (lambda: client.get("/sync/stores")), fleet_view(state.deps.now)
+        fetch, render = _fleet_source(state, limit, page)
     else:
         agent = state.agent()
         fetch, render = (lambda: agent.get("/sync/status")), status_view(state.deps.now)
@@ -138,6 +165,18 @@ def status(
     state.out.emit(answer, render=render)
     if check:
         _exit_if_unhealthy(state, answer)
+
+
+def _fleet_source(state: Any, limit: int | None, page: int | None) -> tuple[Any, Any]:
+    """Central's fleet, and its view: a page of the worst stores in a table; every store,
+    as central gave them, to JSON and pipes."""
+    client = state.central()
+    if state.out.style.format is OutputFormat.table:
+        shown = fleet.DEFAULT_SHOWN if limit is None else limit
+        render = fleet_view(state.deps.now, shown, page or 1)
+    else:
+        render = fleet_view(state.deps.now)
+    return (lambda: client.get("/sync/stores")), render
 
 
 def _exit_if_unhealthy(state: Any, fleet: Any) -> None:
@@ -256,14 +295,34 @@ def _watch(state: Any, fetch: Callable[[], Any], render: Any, interval: float) -
             live.update(view(), refresh=True)
 
 
-def fleet_view(now: Callable[[], datetime]) -> Callable[[Any], Iterable[RenderableType]]:
+def fleet_view(
+    now: Callable[[], datetime], limit: int | None = None, page: int = 1
+) -> Callable[[Any], Iterable[RenderableType]]:
+    """Every store in central's order; with `limit` (for people), the count of stores in
+    each state, then page `page` of the `limit` worst (0: every store, worst first)."""
+
     def render(data: Any) -> Iterable[RenderableType]:
+        from rich.text import Text
+
         report = data if isinstance(data, dict) else {}
-        rows = [_fleet_row(item, now()) for item in report.get("items") or []]
+        items = [item for item in report.get("items") or [] if isinstance(item, dict)]
         title = f"Stores (Kafka: {report.get('kafka', '?')})"
-        yield rows_table(rows, FLEET_COLUMNS, title=title)
+        if limit is None:
+            yield rows_table([_fleet_row(item, now()) for item in items], FLEET_COLUMNS, title)
+            return
+        chosen = fleet.page_of(items, limit, page)
+        yield Text(f"{fleet.summary(items)}{_lags_read(report, now())}")
+        yield rows_table([_fleet_row(item, now()) for item in chosen.items], FLEET_COLUMNS, title)
+        if told := fleet.shown_line(chosen, limit):
+            yield Text(told, style="dim")
 
     return render
+
+
+def _lags_read(report: dict[str, Any], now: datetime) -> str:
+    """`; lags read 10:00:01 (1s ago)`: central keeps one reading of Kafka a few seconds."""
+    as_of = report.get("lag_as_of")
+    return f"; lags read {_moment(as_of, now)}" if isinstance(as_of, str) else ""
 
 
 def _fleet_row(item: dict[str, Any], now: datetime) -> dict[str, Any]:

@@ -16,6 +16,7 @@ SECTIONS = [
     "## Tracing overhead",
     "## Relay failover: SIGKILL of the lease holder",
     "## Orders through HAProxy on a Galera cluster",
+    "## Fleet view: 1,000 stores heartbeating",
 ]
 
 

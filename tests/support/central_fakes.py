@@ -1,5 +1,5 @@
 """Fakes for central's unit tests: a publisher that records, a clock that you move, the
-log's record counts and the last records' positions."""
+log's record counts and the last records' positions, a Kafka lag reader that counts."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from central.kafka_position import Position
 from central.models import utcnow
 from central.outbox import OutboxRecord
+from central.services.fleet_lags import GroupLag
 
 
 class FakePublisher:
@@ -88,3 +89,19 @@ class FakePositions:
         if self.error is not None:
             raise self.error
         return self.position
+
+
+class FakeLagReader:
+    """Each group `lag` events behind (set `lag` to change it); `down` makes every read
+    raise, as a broker that does not answer; `asked` lists the groups of each read."""
+
+    def __init__(self, lag: int = 0) -> None:
+        self.lag_now = lag
+        self.down: Exception | None = None
+        self.asked: list[list[str]] = []
+
+    def lag(self, groups: list[str]) -> dict[str, GroupLag]:
+        self.asked.append(list(groups))
+        if self.down is not None:
+            raise self.down
+        return {group: GroupLag(lag=self.lag_now, partitions=3, committed=3) for group in groups}

@@ -56,5 +56,6 @@ def last_heartbeat(uow: UowDep, principal: CanSendHeartbeat) -> dict[str, Any]:
 
 @router.get("/sync/stores", response_model=Fleet)
 def stores_sync(central: CentralDep, uow: UowDep, _: CanMonitorStores) -> dict[str, Any]:
-    """Every registered store: consumer-group lag from Kafka and the last heartbeat."""
-    return fleet.fleet_status(uow, central.lag_reader)
+    """Every registered store: consumer-group lag from Kafka (read for all stores at once,
+    kept 2 s: `lag_as_of` says when) and the last heartbeat."""
+    return fleet.fleet_status(uow, central.fleet_lags)
