@@ -27,6 +27,7 @@ BENCHMARKS = {
     "relay_failover": "Relay failover: SIGKILL of the lease holder",
     "ha_orders": "Orders through HAProxy on a Galera cluster",
     "fleet": "Fleet view: 1,000 stores heartbeating",
+    "flat_cost": "Flat cost: orders on a new database and after 1,000,000 orders",
 }
 
 

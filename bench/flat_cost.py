@@ -1,0 +1,236 @@
+"""Flat cost: orders through HTTP and central's CPU per order on a new database, then again
+after 1,000,000 more orders (their lines, ledger rows and sent outbox rows) were written
+into the same database, with the same load. Whatever costs more as the tables grow (a scan,
+a missing index, the relay's queries over the outbox) shows as the difference.
+
+    python -m bench.flat_cost [--quick] [--plaintext]
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bench.common import (
+    RUN,
+    machine_facts,
+    module_args,
+    process_cpu_seconds,
+    run_clients,
+    security_mode,
+    start_kafka,
+    start_mariadb,
+    verdict,
+)
+from bench.orders import SKUS, STORES, fresh_database, http_orders, seed
+from bench.stack import central_process
+from invwire.events import StockChanged, encode
+from invwire.orders import CONFIRMED
+from tests.support.kafka_security import KafkaCluster
+
+CLIENTS = 8
+BATCH = 2_000  # orders a transaction while filling
+ALLOWED_CHANGE = 0.10  # the issue's bound on the difference, either way
+
+
+@dataclass(frozen=True)
+class Load:
+    """Median of a few cells of CLIENTS clients: orders/s and central's CPU ms per order."""
+
+    orders_s: float
+    cpu_ms: float
+
+
+def measure_load(url: str, keys: dict[str, str], port: int, cells: int, seconds: float) -> Load:
+    run_clients(CLIENTS, 1.0, http_orders(url, keys))  # warm-up: connections, caches
+    rates, cpu = [], []
+    for _ in range(cells):
+        before = process_cpu_seconds(port)
+        sample = run_clients(CLIENTS, seconds, http_orders(url, keys))
+        spent = process_cpu_seconds(port) - before
+        if sample.errors:
+            raise RuntimeError(f"{sample.errors} orders failed during the measurement")
+        rates.append(sample.rate)
+        cpu.append(spent / len(sample.latencies) * 1000)
+    return Load(statistics.median(rates), statistics.median(cpu))
+
+
+# --- filling: the rows of a past order, as central writes them ------------------------------
+
+STATEMENTS = {
+    "orders": 'INSERT INTO "orders" ("id", "store_id", "status", "idempotency_key", '
+    '"fingerprint", "created_by", "created_at") VALUES (?, ?, ?, ?, ?, ?, ?)',
+    "order_lines": 'INSERT INTO "order_lines" ("order_id", "sku", "quantity", "unit_price", '
+    '"stock_after", "stock_version") VALUES (?, ?, ?, ?, ?, ?)',
+    "stock_movements": 'INSERT INTO "stock_movements" ("sku", "delta", "quantity", '
+    '"stock_version", "reason", "order_id", "actor", "note", "created_at") '
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "outbox": 'INSERT INTO "outbox" ("event_id", "topic", "key", "payload", "created_at", '
+    '"published_at") VALUES (?, ?, ?, ?, ?, ?)',
+}
+
+
+def past_orders(first: int, count: int) -> dict[str, list[tuple[Any, ...]]]:
+    """`count` 2-line orders numbered from `first`: each table's rows."""
+    rows: dict[str, list[tuple[Any, ...]]] = {table: [] for table in STATEMENTS}
+    now = datetime.now(UTC)
+    stamp = now.replace(tzinfo=None).isoformat(sep=" ")
+    for number in range(first, first + count):
+        order_id, store = str(uuid.uuid4()), STORES[number % len(STORES)]
+        actor = f"store:{store}"
+        rows["orders"].append(
+            (order_id, store, CONFIRMED, f"fill-{number}", "0" * 64, actor, stamp)
+        )
+        for offset in (0, 1):
+            sku, version = SKUS[(number + offset) % len(SKUS)], number + 1
+            event = StockChanged(sku, 1_000_000, -1, "order", version, order_id)
+            envelope = encode(event, now)
+            rows["order_lines"].append((order_id, sku, 1, "1.00", 1_000_000, version))
+            rows["stock_movements"].append(
+                (sku, -1, 1_000_000, version, "order", order_id, actor, "", stamp)
+            )
+            rows["outbox"].append(
+                (envelope.event_id, envelope.topic, envelope.key, envelope.value, stamp, stamp)
+            )
+    return rows
+
+
+def fill(database_url: str, count: int) -> float:
+    """Write `count` past orders into the database; the seconds it took."""
+    started = time.perf_counter()
+    with _connection(database_url) as (connection, dialect):
+        cursor = connection.cursor()
+        for first in range(0, count, BATCH):
+            for table, rows in past_orders(first, min(BATCH, count - first)).items():
+                cursor.executemany(dialect(STATEMENTS[table]), rows)
+            connection.commit()
+    return time.perf_counter() - started
+
+
+class _connection:
+    """A DB-API connection to `database_url` and the function turning this module's
+    statements into its dialect."""
+
+    def __init__(self, database_url: str) -> None:
+        self._url = database_url
+        self._connection: Any = None
+
+    def __enter__(self) -> tuple[Any, Any]:
+        if self._url.startswith("sqlite:///"):
+            import sqlite3
+
+            self._connection = sqlite3.connect(self._url.removeprefix("sqlite:///"))
+            return self._connection, lambda text: text
+        from urllib.parse import urlparse
+
+        import pymysql
+
+        parsed = urlparse(self._url)
+        self._connection = pymysql.connect(
+            host=parsed.hostname,
+            port=parsed.port or 3306,
+            user=parsed.username,
+            password=parsed.password,
+            database=parsed.path.lstrip("/"),
+        )
+        return self._connection, lambda text: text.replace('"', "`").replace("?", "%s")
+
+    def __exit__(self, *_: object) -> None:
+        self._connection.close()
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+def measure(
+    backend: str, database_url: str, kafka: KafkaCluster, port: int, orders: int, seconds: float
+) -> dict[str, Any]:
+    keys = seed(database_url)
+    prefix = f"flat{uuid.uuid4().hex[:6]}."  # topics of its own, as bench.orders
+    cells = 3
+    with central_process(database_url, kafka, port, prefix) as url:
+        empty = measure_load(url, keys, port, cells, seconds)
+    print(f"{backend}: empty {empty}", file=sys.stderr)
+    filled_s = fill(database_url, orders)
+    print(f"{backend}: {orders:,} orders written in {filled_s:.0f} s", file=sys.stderr)
+    with central_process(database_url, kafka, port, prefix) as url:
+        full = measure_load(url, keys, port, cells, seconds)
+    print(f"{backend}: full {full}", file=sys.stderr)
+    return {"backend": backend, "empty": empty, "full": full, "filled_s": filled_s}
+
+
+def table(rows: list[dict[str, Any]], orders: int) -> str:
+    lines = [
+        f"| backend | orders/s, new | orders/s, +{orders:,} | change | CPU ms/order, new "
+        f"| CPU ms/order, +{orders:,} | change |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    verdicts = []
+    for r in rows:
+        empty, full = r["empty"], r["full"]
+        rate_change = full.orders_s / empty.orders_s - 1
+        cpu_change = full.cpu_ms / empty.cpu_ms - 1
+        lines.append(
+            f"| {r['backend']} | {empty.orders_s:.0f} | {full.orders_s:.0f} | "
+            f"{rate_change:+.1%} | {empty.cpu_ms:.2f} | {full.cpu_ms:.2f} | {cpu_change:+.1%} |"
+        )
+        worst = max(abs(rate_change), abs(cpu_change))
+        verdicts.append(
+            verdict(
+                f"{r['backend']}: largest change of orders/s or CPU per order",
+                worst,
+                f"at most {ALLOWED_CHANGE:.2f}",
+                worst <= ALLOWED_CHANGE,
+            )
+        )
+    return "\n".join(lines) + "\n\n" + "\n\n".join(verdicts)
+
+
+def _ports() -> Iterator[int]:
+    return itertools.count(18930)
+
+
+def run(quick: bool = False, plaintext: bool = False) -> str:
+    RUN.mkdir(parents=True, exist_ok=True)
+    orders = 20_000 if quick else 1_000_000
+    seconds = 1.0 if quick else 5.0
+    kafka, stop_kafka = start_kafka(plaintext=plaintext)
+    mariadb, stop_mariadb = start_mariadb()
+    ports = _ports()
+    try:
+        rows = [
+            measure(backend, fresh_database(backend, mariadb), kafka, next(ports), orders, seconds)
+            for backend in ("sqlite", "mariadb")
+        ]
+    finally:
+        stop_mariadb()
+        stop_kafka()
+    facts = ", ".join(f"{k} {v}" for k, v in machine_facts().items())
+    filled = ", ".join(f"{r['backend']} {r['filled_s']:.0f} s" for r in rows)
+    return (
+        f"Machine: {facts}.{' Quick mode.' if quick else ''}\n\n"
+        f"{CLIENTS} clients place 1-3 line orders through HTTP (as in *Orders through HTTP*), "
+        f"3 cells of {seconds:.0f} s after a 1 s warm-up, medians; CPU per order is central's "
+        "user + system time from /proc over the cells, divided by the orders placed. *new*: a "
+        f"new database (its own orders only); *+{orders:,}*: the same database after "
+        f"{orders:,} 2-line orders with their lines, ledger rows and sent outbox rows were "
+        f"written into it (time to write them: {filled}), central restarted on it.\n\n"
+        + table(rows, orders)
+        + f"\n\nKafka: {security_mode(plaintext)}."
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = module_args("bench.flat_cost", __doc__, argv)
+    print(run(quick=args.quick, plaintext=args.plaintext))
+
+
+if __name__ == "__main__":
+    main()
