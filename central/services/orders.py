@@ -13,6 +13,7 @@ from typing import Any
 import peewee
 
 from central.db import locked
+from central.domain import allowances as allowance_rules
 from central.domain import orders as rules
 from central.domain.stock import StockLevel
 from central.errors import (
@@ -24,6 +25,7 @@ from central.errors import (
     UnknownSku,
 )
 from central.models import Movement, Order, OrderLine, Product, Stock, as_utc
+from central.services import grants
 from central.services.inventory import movement_row
 from central.services.principal import Principal, Role
 from central.spans import use_case
@@ -134,19 +136,28 @@ def take_stock(
 ) -> list[OrderLine]:
     """Every line's stock taken (or InsufficientStock, nothing taken) and the order's lines
     written, at `prices`; inside the caller's unit of work, after its order row."""
-    levels = _locked_levels([line.sku for line in lines])
-    changes = rules.reserve(levels, lines, order_id)
-    _write_changes(uow, principal, changes, now, note)
+    skus = [line.sku for line in lines]
+    levels = locked_levels(skus)
+    own = grants.own_grants(principal.store_id, skus, now)
+    if own:
+        taken = allowance_rules.take(levels, lines, order_id, own)
+        write_changes(uow, principal, taken.changes, now, note)
+        grants.save_drawn(taken.grants, now)
+        after = taken.after
+    else:
+        changes = rules.reserve(levels, lines, order_id)
+        write_changes(uow, principal, changes, now, note)
+        after = {level.sku: level for level, _ in changes}
     rows = [
         OrderLine(
             order_id=order_id,
             sku=line.sku,
             quantity=line.quantity,
             unit_price=prices[line.sku],
-            stock_after=level.quantity,
-            stock_version=level.version,
+            stock_after=after[line.sku].quantity,
+            stock_version=after[line.sku].version,
         )
-        for line, (level, _) in zip(lines, changes, strict=True)
+        for line in lines
     ]
     OrderLine.insert_many([row.__data__ for row in rows]).execute()
     return rows
@@ -165,12 +176,12 @@ def sellable_prices(lines: list[rules.Line]) -> dict[str, Decimal]:
     return {sku: Decimal(products[sku].price) for sku in skus}
 
 
-def _locked_levels(skus: list[str]) -> dict[str, StockLevel]:
+def locked_levels(skus: list[str]) -> dict[str, StockLevel]:
     rows = locked(Stock.select().where(Stock.sku.in_(skus)).order_by(Stock.sku))
-    return {s.sku: StockLevel(s.sku, s.quantity, s.version) for s in rows}
+    return {s.sku: StockLevel(s.sku, s.quantity, s.version, s.held) for s in rows}
 
 
-def _write_changes(
+def write_changes(
     uow: UnitOfWork,
     principal: Principal,
     changes: list[tuple[StockLevel, StockChanged]],
@@ -181,7 +192,9 @@ def _write_changes(
         # Conditional on the version read under the lock: a change can only apply on top
         # of exactly the state it was computed from.
         updated = (
-            Stock.update(quantity=level.quantity, version=level.version, updated_at=now)
+            Stock.update(
+                quantity=level.quantity, held=level.held, version=level.version, updated_at=now
+            )
             .where(Stock.sku == level.sku, Stock.version == level.version - 1)
             .execute()
         )
@@ -227,8 +240,8 @@ def cancel_locked(uow: UnitOfWork, principal: Principal, order: Order) -> None:
             raise Forbidden("only an admin closes an unrecovered order, once it is reviewed")
     else:
         lines = [rules.Line(row.sku, row.quantity) for row in _lines(order.id)]
-        levels = _locked_levels([line.sku for line in lines])
-        _write_changes(uow, principal, rules.release(levels, lines, order.id), now)
+        levels = locked_levels([line.sku for line in lines])
+        write_changes(uow, principal, rules.release(levels, lines, order.id), now)
     order.status, order.cancelled_at, order.cancelled_by = rules.CANCELLED, now, principal.actor
     order.save()
     # In the same transaction as the release: the store's replica learns of it (topic
