@@ -11,6 +11,7 @@ from typing import Any
 
 from central.db import locked
 from central.domain import allowances as rules
+from central.domain.catalog import valid_sku
 from central.domain.stock import StockLevel
 from central.errors import (
     AllowanceClosed,
@@ -38,6 +39,7 @@ class GrantRequest:
 
 
 def grant(uow: UnitOfWork, principal: Principal, wanted: GrantRequest) -> dict[str, Any]:
+    valid_sku(wanted.sku)
     units = rules.valid_units(wanted.units)
     grant_id = str(uuid.uuid4())  # one id for every attempt of the unit of work
 
