@@ -467,3 +467,15 @@ class WorkerFailed(CentralError):
 
     code = "serve.worker_failed"
     status = 500
+
+
+class AllowanceNotFound(NotFound):
+    """No such allowance."""
+
+    code = "allowance.not_found"
+
+
+class AllowanceClosed(Conflict):
+    """The allowance is no longer live: its units were returned already."""
+
+    code = "allowance.closed"

@@ -102,6 +102,18 @@ def _outbox_trace_context(db: peewee.Database) -> None:
     apply_operations(migrator.add_column("outbox", "trace_context", peewee.TextField(null=True)))
 
 
+def _allowances(db: peewee.Database) -> None:
+    # Migration 1 creates `stock` and `stock_movements` from the current models, so a
+    # database made since this migration was written has the column and the width already.
+    if "held" not in {column.name for column in db.get_columns("stock")}:
+        migrator = SchemaMigrator.from_database(db)
+        column = peewee.BigIntegerField(default=0)
+        apply_operations(migrator.add_column("stock", "held", column))
+    if is_mysql(db):  # SQLite does not enforce a VARCHAR's length
+        db.execute_sql("ALTER TABLE stock_movements MODIFY reason VARCHAR(32) NOT NULL")
+    db.create_tables([models.Allowance], safe=True)
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _initial),
     (2, "orders and order lines", _orders),
@@ -114,6 +126,7 @@ MIGRATIONS: list[Migration] = [
     (9, "database epochs: one more at each restore", _epochs),
     (10, "orders recovered from the stores, and those left to review", _recovered_orders),
     (11, "the trace context of each outbox row", _outbox_trace_context),
+    (12, "stock allowances set aside for stores", _allowances),
 ]
 
 

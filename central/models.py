@@ -53,10 +53,14 @@ class Product(BaseModel):
 
 
 class Stock(BaseModel):
+    """`quantity` is what is available to any store; `held` is what is set aside in stores'
+    live or settling allowances. On hand is their sum, and neither goes below zero."""
+
     sku = peewee.CharField(max_length=64, primary_key=True)
     quantity = peewee.BigIntegerField(default=0)
     version = peewee.BigIntegerField(default=0)
     updated_at = Timestamp(default=utcnow)
+    held = peewee.BigIntegerField(default=0)
 
     class Meta:
         table_name = "stock"
@@ -68,7 +72,7 @@ class Movement(BaseModel):
     delta = peewee.BigIntegerField()
     quantity = peewee.BigIntegerField()
     stock_version = peewee.BigIntegerField()
-    reason = peewee.CharField(max_length=16)
+    reason = peewee.CharField(max_length=32)
     order_id = peewee.CharField(max_length=36, null=True)
     actor = peewee.CharField(max_length=100)
     note = peewee.CharField(max_length=500, default="")
@@ -297,6 +301,31 @@ class Epoch(BaseModel):
         table_name = "epochs"
 
 
+class Allowance(BaseModel):
+    """Units of a SKU set aside for one store until `expires_at`: held on the stock row,
+    available to nobody else, sold by that store without asking (docs/design/
+    offline-allowances.md). `remaining` falls as the store sells under it."""
+
+    seq = peewee.BigAutoField()
+    id = peewee.CharField(max_length=36, unique=True)
+    store_id = peewee.CharField(max_length=64)
+    sku = peewee.CharField(max_length=64)
+    units = peewee.BigIntegerField()
+    remaining = peewee.BigIntegerField()
+    expires_at = Timestamp()
+    state = peewee.CharField(max_length=16)  # live, settling or closed
+    created_at = Timestamp(default=utcnow)
+    updated_at = Timestamp(default=utcnow)
+    version = peewee.BigIntegerField(default=1)
+
+    class Meta:
+        table_name = "allowances"
+        indexes = (
+            (("store_id", "sku", "state"), False),
+            (("state", "seq"), False),
+        )
+
+
 class SchemaMigration(BaseModel):
     version = peewee.IntegerField(primary_key=True)
     name = peewee.CharField(max_length=100)
@@ -327,4 +356,5 @@ ALL_MODELS: list[type[BaseModel]] = [
     ImportBatch,
     StagedRow,
     Epoch,
+    Allowance,
 ]

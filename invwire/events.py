@@ -33,7 +33,21 @@ from invwire.text import first_refused_char
 from invwire.topics import TOPIC_CATEGORY, TOPIC_INVENTORY, TOPIC_ORDER, TOPIC_PRODUCT
 
 SCHEMA_VERSION = 1
-STOCK_REASONS = frozenset({"order", "cancel", "adjust", "set", "import", "create"})
+# `allowance.*`: units set aside for a store (granted), given back (returned), or taken
+# from a store's allowance into its order (used); `quantity` is what any store may take.
+STOCK_REASONS = frozenset(
+    {
+        "order",
+        "cancel",
+        "adjust",
+        "set",
+        "import",
+        "create",
+        "allowance.granted",
+        "allowance.returned",
+        "allowance.used",
+    }
+)
 # What a signed 64-bit column holds, in SQLite and in MariaDB's BIGINT alike.
 MAX_INTEGER = 2**63 - 1
 

@@ -12,6 +12,7 @@ from central import __version__
 from central.api import errors
 from central.api.epoch import EpochHeader
 from central.api.routes import (
+    allowances,
     auth,
     catalog,
     exports,
@@ -64,7 +65,18 @@ def create_app(central: Central, *, manage_relay: bool = True) -> FastAPI:
     # Outermost of ours: every answer says the epoch, a 413 and an error body included.
     app.add_middleware(EpochHeader, epoch=central.epoch)
     app.include_router(health.router)
-    for module in (auth, users, fleet, stores, catalog, stock, imports, orders, exports):
+    for module in (
+        auth,
+        users,
+        fleet,
+        stores,
+        catalog,
+        stock,
+        imports,
+        orders,
+        exports,
+        allowances,
+    ):
         app.include_router(module.router)
     app.include_router(reports.router)
     declare_too_large(app)

@@ -126,3 +126,6 @@ CanSendHeartbeat = Annotated[Principal, Depends(allow(*ANYONE))]
 # A store's agent sends back the sales a restore lost; anyone else is refused (403) before
 # the body is checked.
 CanRecoverOrders = Annotated[Principal, Depends(allow(Role.STORE))]
+# Admins grant, list and return allowances; a store's key reads its own live ones.
+CanManageAllowances = Annotated[Principal, Depends(allow(Role.ADMIN))]
+CanReadOwnAllowances = Annotated[Principal, Depends(allow(Role.STORE))]

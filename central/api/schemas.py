@@ -476,3 +476,25 @@ class RecoveredItem(BaseModel):
 class Recovery(BaseModel):
     epoch: int = Field(description="central's epoch as it settled them")
     items: list[RecoveredItem] = Field(description="one per order sent, in the same order")
+
+
+class Allowance(BaseModel):
+    id: str = Field(description="the grant's id (a UUID)")
+    store_id: str
+    sku: str
+    units: int = Field(description="units granted")
+    remaining: int = Field(description="units the store may still sell under it")
+    expires_at: Timestamp = Field(description="the store sells under it until then, less a margin")
+    state: str = Field(json_schema_extra={"enum": ["live", "settling", "closed"]})
+    created_at: Timestamp
+    updated_at: Timestamp
+    version: int
+
+
+class AllowancePage(BaseModel):
+    items: list[Allowance]
+    next_before: int | None = Field(description="pass as `before` for the next page")
+
+
+class AllowanceList(BaseModel):
+    items: list[Allowance]

@@ -26,9 +26,12 @@ def valid_delta(raw: object) -> int:
 
 @dataclass(frozen=True)
 class StockLevel:
+    """`quantity` is what any store may take; `held` what stores' allowances set aside."""
+
     sku: str
     quantity: int
     version: int
+    held: int = 0
 
     def adjusted(
         self, delta: int, reason: str, order_id: str | None = None
@@ -38,13 +41,13 @@ class StockLevel:
             raise NegativeStock(sku=self.sku, available=self.quantity, delta=delta)
         if after > MAX_QUANTITY:
             raise InvalidQuantity(field="quantity", value=str(after))
-        level = StockLevel(self.sku, after, self.version + 1)
+        level = StockLevel(self.sku, after, self.version + 1, self.held)
         return level, StockChanged(self.sku, after, delta, reason, level.version, order_id)
 
     def set_to(self, quantity: int, reason: str) -> tuple[StockLevel, StockChanged | None]:
         valid_quantity(quantity)
         if quantity == self.quantity:
             return self, None
-        level = StockLevel(self.sku, quantity, self.version + 1)
+        level = StockLevel(self.sku, quantity, self.version + 1, self.held)
         event = StockChanged(self.sku, quantity, quantity - self.quantity, reason, level.version)
         return level, event

@@ -13,6 +13,7 @@ from typing import Any
 import peewee
 
 from central.db import locked
+from central.domain import allowances as allowance_rules
 from central.domain import orders as rules
 from central.domain.stock import StockLevel
 from central.errors import (
@@ -25,6 +26,7 @@ from central.errors import (
 )
 from central.models import Order, OrderLine, Product, Stock, as_utc
 from central.rows import RowInsert, Statement
+from central.services import grants
 from central.services.inventory import LEDGER_ROWS, movement_row
 from central.services.principal import Principal, Role
 from central.spans import use_case
@@ -35,12 +37,13 @@ from invwire.events import StockChanged
 MAX_PAGE = 200
 PRICES = Statement('SELECT "sku", "price", "active" FROM "products" WHERE "sku" IN ({marks})')
 LEVELS = Statement(
-    'SELECT "sku", "quantity", "version" FROM "stock" WHERE "sku" IN ({marks}) ORDER BY "sku"{lock}'
+    'SELECT "sku", "quantity", "version", "held" FROM "stock" WHERE "sku" IN ({marks}) '
+    'ORDER BY "sku"{lock}'
 )
 # conditional on the version read under the lock: a change applies on top of exactly the
 # state it was computed from
 TAKE = Statement(
-    'UPDATE "stock" SET "quantity" = ?, "version" = ?, "updated_at" = ? '
+    'UPDATE "stock" SET "quantity" = ?, "held" = ?, "version" = ?, "updated_at" = ? '
     'WHERE "sku" = ? AND "version" = ?'
 )
 ORDER_LINES = RowInsert(
@@ -148,19 +151,28 @@ def take_stock(
 ) -> list[OrderLine]:
     """Every line's stock taken (or InsufficientStock, nothing taken) and the order's lines
     written, at `prices`; inside the caller's unit of work, after its order row."""
-    levels = _locked_levels([line.sku for line in lines])
-    changes = rules.reserve(levels, lines, order_id)
-    _write_changes(uow, principal, changes, now, note)
+    skus = [line.sku for line in lines]
+    levels = locked_levels(skus)
+    own = grants.own_grants(principal.store_id, skus, now)
+    if own:
+        taken = allowance_rules.take(levels, lines, order_id, own)
+        write_changes(uow, principal, taken.changes, now, note)
+        grants.save_drawn(taken.grants, now)
+        after = taken.after
+    else:
+        changes = rules.reserve(levels, lines, order_id)
+        write_changes(uow, principal, changes, now, note)
+        after = {level.sku: level for level, _ in changes}
     rows = [
         OrderLine(
             order_id=order_id,
             sku=line.sku,
             quantity=line.quantity,
             unit_price=prices[line.sku],
-            stock_after=level.quantity,
-            stock_version=level.version,
+            stock_after=after[line.sku].quantity,
+            stock_version=after[line.sku].version,
         )
-        for line, (level, _) in zip(lines, changes, strict=True)
+        for line in lines
     ]
     ORDER_LINES.insert(row.__data__ for row in rows)
     return rows
@@ -181,12 +193,12 @@ def sellable_prices(lines: list[rules.Line]) -> dict[str, Decimal]:
     return {sku: Decimal(str(products[sku][0])) for sku in skus}
 
 
-def _locked_levels(skus: list[str]) -> dict[str, StockLevel]:
+def locked_levels(skus: list[str]) -> dict[str, StockLevel]:
     rows = LEVELS.run(Stock._meta.database, skus, size=len(skus)).fetchall()
-    return {sku: StockLevel(sku, quantity, version) for sku, quantity, version in rows}
+    return {row[0]: StockLevel(*row) for row in rows}
 
 
-def _write_changes(
+def write_changes(
     uow: UnitOfWork,
     principal: Principal,
     changes: list[tuple[StockLevel, StockChanged]],
@@ -197,7 +209,7 @@ def _write_changes(
         # Conditional on the version read under the lock: a change can only apply on top
         # of exactly the state it was computed from.
         stamp = Stock.updated_at.db_value(now)
-        params = (level.quantity, level.version, stamp, level.sku, level.version - 1)
+        params = [level.quantity, level.held, level.version, stamp, level.sku, level.version - 1]
         if TAKE.run(Stock._meta.database, params).rowcount != 1:
             raise RuntimeError(f"stock row {level.sku} changed under its lock")
     LEDGER_ROWS.insert(movement_row(e, principal, note, now) for _, e in changes)
@@ -240,8 +252,8 @@ def cancel_locked(uow: UnitOfWork, principal: Principal, order: Order) -> None:
             raise Forbidden("only an admin closes an unrecovered order, once it is reviewed")
     else:
         lines = [rules.Line(row.sku, row.quantity) for row in _lines(order.id)]
-        levels = _locked_levels([line.sku for line in lines])
-        _write_changes(uow, principal, rules.release(levels, lines, order.id), now)
+        levels = locked_levels([line.sku for line in lines])
+        write_changes(uow, principal, rules.release(levels, lines, order.id), now)
     order.status, order.cancelled_at, order.cancelled_by = rules.CANCELLED, now, principal.actor
     order.save()
     # In the same transaction as the release: the store's replica learns of it (topic

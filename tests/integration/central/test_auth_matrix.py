@@ -79,6 +79,16 @@ ROUTES = [
     ("GET", "/api/v1/reports/sales", None, {"admin", "ops", "staff", "store"}),
     ("GET", "/api/v1/movements", None, {"admin", "ops", "staff", "store"}),
     ("GET", "/api/v1/exports/products", None, {"admin", "ops", "staff", "store"}),
+    # after the orders: the unit an admin sets aside for store-1 changes no later route
+    (
+        "POST",
+        "/api/v1/allowances",
+        {"store": "store-1", "sku": "SKU-1", "units": 1, "ttl_s": 600},
+        {"admin"},
+    ),
+    ("GET", "/api/v1/allowances", None, {"admin"}),
+    ("GET", "/api/v1/allowances/mine", None, {"store"}),
+    ("POST", "/api/v1/allowances/no-such-allowance/return", None, {"admin"}),
 ]
 ROLES = ["admin", "ops", "staff", "store"]
 

@@ -64,11 +64,12 @@ def test_statements_speak_each_backends_dialect():
         insert._build(mysql, 1) == "INSERT INTO `order_lines` (`order_id`, `sku`) VALUES (%s, %s)"
     )
     assert LEVELS._build(sqlite, lock=False, size=2) == (
-        'SELECT "sku", "quantity", "version" FROM "stock" WHERE "sku" IN (?, ?) ORDER BY "sku"'
+        'SELECT "sku", "quantity", "version", "held" FROM "stock" WHERE "sku" IN (?, ?) '
+        'ORDER BY "sku"'
     )
     assert LEVELS._build(mysql, lock=True, size=1) == (
-        "SELECT `sku`, `quantity`, `version` FROM `stock` WHERE `sku` IN (%s) ORDER BY `sku`"
-        " FOR UPDATE"
+        "SELECT `sku`, `quantity`, `version`, `held` FROM `stock` WHERE `sku` IN (%s) "
+        "ORDER BY `sku` FOR UPDATE"
     )
 
 

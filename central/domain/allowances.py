@@ -1,0 +1,136 @@
+"""Allowances: units of a SKU set aside for one store (docs/design/offline-allowances.md).
+
+The stock row keeps `quantity`, what any store may take, and `held`, what allowances set
+aside; on hand is their sum. A grant moves units from quantity to held, a return moves them
+back, and an order by a store takes its quantity first and then its own live grants. Every
+move is one new stock version with its StockChanged, whose `quantity` other stores see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from central.domain.stock import MAX_QUANTITY, StockLevel
+from central.errors import InvalidInput, InvalidQuantity
+from invwire.events import StockChanged
+from invwire.orders import Line, require_stock
+
+LIVE, SETTLING, CLOSED = "live", "settling", "closed"
+STATES = (LIVE, SETTLING, CLOSED)
+GRANTED, RETURNED, USED = "allowance.granted", "allowance.returned", "allowance.used"
+MIN_TTL_S = 60
+MAX_TTL_S = 30 * 24 * 3600
+
+Change = tuple[StockLevel, StockChanged]
+
+
+@dataclass(frozen=True)
+class Grant:
+    id: str
+    store_id: str
+    sku: str
+    remaining: int
+    expires_at: datetime
+    version: int
+
+
+@dataclass(frozen=True)
+class Taken:
+    """What an order takes: the stock changes in order, each SKU's level once they are
+    applied, and the store's grants it drew on, as they are after."""
+
+    changes: list[Change]
+    after: dict[str, StockLevel]
+    grants: list[Grant]
+
+
+def valid_units(raw: object) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= MAX_QUANTITY:
+        raise InvalidQuantity("units is a whole number from 1 to 1,000,000,000", field="units")
+    return raw
+
+
+def expiry(now: datetime, raw_ttl: object) -> datetime:
+    """When a grant made at `now` for `raw_ttl` seconds expires."""
+    if (
+        isinstance(raw_ttl, bool)
+        or not isinstance(raw_ttl, int)
+        or not MIN_TTL_S <= raw_ttl <= MAX_TTL_S
+    ):
+        raise InvalidInput(
+            f"ttl_s is a whole number of seconds from {MIN_TTL_S} to {MAX_TTL_S}", field="ttl_s"
+        )
+    return now + timedelta(seconds=raw_ttl)
+
+
+def set_aside(level: StockLevel, units: int) -> Change:
+    """Grant `units`: they leave what anyone may take, all of them or none."""
+    require_stock({level.sku: level.quantity}, [Line(level.sku, units)])
+    after = StockLevel(level.sku, level.quantity - units, level.version + 1, level.held + units)
+    return after, StockChanged(level.sku, after.quantity, -units, GRANTED, after.version)
+
+
+def give_back(level: StockLevel, units: int) -> Change:
+    """A grant's unused `units` become available to anyone again."""
+    return _release(level, units, RETURNED, None)
+
+
+def use(level: StockLevel, units: int, order_id: str) -> Change:
+    """`units` of the ordering store's grants go into its order (which then takes them)."""
+    return _release(level, units, USED, order_id)
+
+
+def _release(level: StockLevel, units: int, reason: str, order_id: str | None) -> Change:
+    if not 0 < units <= level.held:
+        raise RuntimeError(f"{level.sku}: {units} units released, {level.held} held")
+    after = StockLevel(level.sku, level.quantity + units, level.version + 1, level.held - units)
+    return after, StockChanged(level.sku, after.quantity, units, reason, after.version, order_id)
+
+
+def usable(grants: Sequence[Grant], now: datetime) -> list[Grant]:
+    """The grants an online order may draw on, the first to expire first. An expired grant
+    is left alone: its store may have sold under it offline and not yet said so."""
+    live = [g for g in grants if g.expires_at > now and g.remaining > 0]
+    return sorted(live, key=lambda g: (g.expires_at, g.id))
+
+
+def take(
+    levels: Mapping[str, StockLevel],
+    lines: list[Line],
+    order_id: str,
+    own: Mapping[str, Sequence[Grant]],
+) -> Taken:
+    """Every line or nothing: each from what anyone may take first, the rest from the
+    ordering store's own grants (`own`, by SKU, in the order to draw on them)."""
+    held = {sku: sum(g.remaining for g in own.get(sku, ())) for sku in levels}
+    require_stock({sku: level.quantity + held[sku] for sku, level in levels.items()}, lines)
+    changes: list[Change] = []
+    after: dict[str, StockLevel] = {}
+    drawn: list[Grant] = []
+    for line in lines:
+        level = levels[line.sku]
+        short = max(0, line.quantity - level.quantity)
+        if short:
+            drawn += draw(own.get(line.sku, ()), short)
+            level, event = use(level, short, order_id)
+            changes.append((level, event))
+        level, event = level.adjusted(-line.quantity, "order", order_id)
+        changes.append((level, event))
+        after[line.sku] = level
+    return Taken(changes, after, drawn)
+
+
+def draw(grants: Sequence[Grant], units: int) -> list[Grant]:
+    """The grants `units` are drawn from, in order, with what each has left after."""
+    drawn = []
+    for grant in grants:
+        if units == 0:
+            break
+        taken = min(units, grant.remaining)
+        units -= taken
+        drawn.append(replace(grant, remaining=grant.remaining - taken, version=grant.version + 1))
+    if units:  # take() checked the lines against these grants first
+        raise RuntimeError(f"{units} units drawn beyond the grants")
+    return drawn

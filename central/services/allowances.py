@@ -1,0 +1,171 @@
+"""Allowance use cases: an admin grants units of a SKU to a store or returns a grant's
+unused units; admins list grants, a store reads its own live ones. Each change moves units
+between what any store may take and what is held, on the stock row under its lock, with its
+ledger row and its StockChanged in the same transaction."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from central.db import locked
+from central.domain import allowances as rules
+from central.domain.catalog import valid_sku
+from central.domain.stock import StockLevel
+from central.errors import (
+    AllowanceClosed,
+    AllowanceNotFound,
+    Forbidden,
+    InvalidInput,
+    ProductNotFound,
+    StoreInactive,
+    StoreNotFound,
+)
+from central.models import Allowance, Store, as_utc
+from central.services.orders import locked_levels, write_changes
+from central.services.principal import Principal, Role
+from central.uow import UnitOfWork
+
+MAX_PAGE = 200
+
+
+@dataclass(frozen=True)
+class GrantRequest:
+    store_id: str
+    sku: str
+    units: object
+    ttl_s: object
+
+
+def grant(uow: UnitOfWork, principal: Principal, wanted: GrantRequest) -> dict[str, Any]:
+    valid_sku(wanted.sku)
+    units = rules.valid_units(wanted.units)
+    grant_id = str(uuid.uuid4())  # one id for every attempt of the unit of work
+
+    def set_aside() -> Allowance:
+        now = uow.clock.now()
+        expires_at = rules.expiry(now, wanted.ttl_s)
+        _require_active_store(wanted.store_id)
+        level = _locked_level(wanted.sku)
+        change = rules.set_aside(level, units)
+        write_changes(uow, principal, [change], now, _note(grant_id))
+        return Allowance.create(
+            id=grant_id,
+            store_id=wanted.store_id,
+            sku=wanted.sku,
+            units=units,
+            remaining=units,
+            expires_at=expires_at,
+            state=rules.LIVE,
+            created_at=now,
+            updated_at=now,
+        )
+
+    return allowance_view(uow.run(set_aside))
+
+
+def return_grant(uow: UnitOfWork, principal: Principal, grant_id: str) -> dict[str, Any]:
+    """Close a live grant; its unused units become available to any store again."""
+
+    def give_back() -> Allowance:
+        now = uow.clock.now()
+        found = Allowance.get_or_none(Allowance.id == grant_id)
+        if found is None:
+            raise AllowanceNotFound(allowance_id=grant_id)
+        # The stock row is locked before the grant's, as orders lock them.
+        level = _locked_level(found.sku)
+        row = locked(Allowance.select().where(Allowance.id == grant_id)).get()
+        if row.state != rules.LIVE:
+            raise AllowanceClosed(allowance_id=row.id, state=row.state)
+        if row.remaining:
+            change = rules.give_back(level, row.remaining)
+            write_changes(uow, principal, [change], now, _note(row.id))
+        updated = (
+            Allowance.update(
+                remaining=0, state=rules.CLOSED, version=row.version + 1, updated_at=now
+            )
+            .where(Allowance.id == row.id, Allowance.version == row.version)
+            .execute()
+        )
+        if updated != 1:
+            raise RuntimeError(f"allowance {row.id} changed under its lock")
+        return Allowance.get(Allowance.id == row.id)
+
+    return allowance_view(uow.run(give_back))
+
+
+@dataclass(frozen=True)
+class GrantFilter:
+    store: str | None = None
+    sku: str | None = None
+    state: str | None = None
+    limit: int = 50
+    before: int = 0
+
+
+def list_grants(uow: UnitOfWork, wanted: GrantFilter) -> dict[str, Any]:
+    """Grants, newest first, a page at a time: `next_before` is set when more are left."""
+    if wanted.state is not None and wanted.state not in rules.STATES:
+        raise InvalidInput(f"state is one of {', '.join(rules.STATES)}", field="state")
+    limit = max(1, min(wanted.limit, MAX_PAGE))
+    query = Allowance.select()
+    if wanted.store is not None:
+        query = query.where(Allowance.store_id == wanted.store)
+    if wanted.sku is not None:
+        query = query.where(Allowance.sku == wanted.sku)
+    if wanted.state is not None:
+        query = query.where(Allowance.state == wanted.state)
+    if wanted.before > 0:
+        query = query.where(Allowance.seq < wanted.before)
+    with uow.db.connection_context():
+        rows = list(query.order_by(Allowance.seq.desc()).limit(limit + 1))
+    cursor = rows[limit - 1].seq if len(rows) > limit else None
+    return {"items": [allowance_view(row) for row in rows[:limit]], "next_before": cursor}
+
+
+def own_live_grants(uow: UnitOfWork, principal: Principal) -> dict[str, Any]:
+    """A store's live grants, and nobody else's: what its agent may sell without asking
+    (until each one's expiry, less the agent's margin)."""
+    if principal.role != Role.STORE or principal.store_id is None:
+        raise Forbidden("only a store's API key reads its own allowances")
+    query = Allowance.select().where(
+        Allowance.store_id == principal.store_id, Allowance.state == rules.LIVE
+    )
+    with uow.db.connection_context():
+        rows = list(query.order_by(Allowance.sku, Allowance.seq))
+    return {"items": [allowance_view(row) for row in rows]}
+
+
+def allowance_view(row: Allowance) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "store_id": row.store_id,
+        "sku": row.sku,
+        "units": row.units,
+        "remaining": row.remaining,
+        "expires_at": as_utc(row.expires_at),
+        "state": row.state,
+        "created_at": as_utc(row.created_at),
+        "updated_at": as_utc(row.updated_at),
+        "version": row.version,
+    }
+
+
+def _require_active_store(store_id: str) -> None:
+    store = Store.get_or_none(Store.id == store_id)
+    if store is None:
+        raise StoreNotFound(store_id=store_id)
+    if not store.active:
+        raise StoreInactive(store_id=store_id)
+
+
+def _locked_level(sku: str) -> StockLevel:
+    level = locked_levels([sku]).get(sku)
+    if level is None:
+        raise ProductNotFound(sku=sku)
+    return level
+
+
+def _note(grant_id: str) -> str:
+    return f"allowance {grant_id}"

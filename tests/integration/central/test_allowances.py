@@ -1,0 +1,204 @@
+"""Allowances at central: units set aside for one store are taken by nobody else, its own
+orders take them after what anyone may take, and each move has its ledger row and event."""
+
+import json
+import uuid
+from collections import defaultdict
+
+import pytest
+
+from central.errors import (
+    AllowanceClosed,
+    InsufficientStock,
+    ProductNotFound,
+    StoreInactive,
+    StoreNotFound,
+)
+from central.models import Allowance, Movement, Outbox, Stock
+from central.services import accounts, allowances
+from central.services.principal import Principal, Role
+from tests.support.central_harness import running_central
+
+pytestmark = pytest.mark.integration
+
+ADMIN = Principal("root", Role.ADMIN)
+STORES = ("north", "south")
+
+
+def seed(h, stock):
+    admin = h.admin()
+    cat = h.call("POST", "/api/v1/categories", admin, json={"name": "Held"})
+    for sku, quantity in stock.items():
+        product = {"sku": sku, "name": sku, "price": "2.00", "category_id": cat["id"]}
+        h.call("POST", "/api/v1/products", admin, json=product)
+        h.call("PUT", f"/api/v1/stock/{sku}", admin, json={"quantity": quantity})
+    return {
+        s: h.call("POST", "/api/v1/stores", admin, json={"id": s, "name": s})["api_key"]
+        for s in STORES
+    }
+
+
+def give(h, store, sku, units, ttl_s=3600):
+    wanted = allowances.GrantRequest(store, sku, units, ttl_s)
+    return allowances.grant(h.central.uow(), ADMIN, wanted)
+
+
+def buy(h, key, sku, quantity):
+    return h.client.post(
+        "/api/v1/orders",
+        json={"lines": [{"sku": sku, "quantity": quantity}]},
+        headers={"X-API-Key": key, "Idempotency-Key": uuid.uuid4().hex},
+    )
+
+
+def stock_row(h, sku):
+    with h.central.db.connection_context():
+        row = Stock.get_by_id(sku)
+        return row.quantity, row.held
+
+
+def ledger(h, sku):
+    with h.central.db.connection_context():
+        rows = Movement.select().where(Movement.sku == sku).order_by(Movement.id)
+        return [(m.reason, m.delta, m.quantity) for m in rows]
+
+
+def stock_events(h, sku):
+    with h.central.db.connection_context():
+        rows = Outbox.select().where(Outbox.key == sku).order_by(Outbox.id)
+        data = [json.loads(row.payload)["data"] for row in rows]
+    return [(d["reason"], d["delta"], d["quantity"]) for d in data if "reason" in d]
+
+
+def test_a_grant_sets_units_aside_with_its_ledger_row_and_event(database_url):
+    with running_central(database_url) as h:
+        seed(h, {"MILK": 10})
+        granted = give(h, "north", "MILK", 4)
+
+        assert (granted["units"], granted["remaining"], granted["state"]) == (4, 4, "live")
+        assert stock_row(h, "MILK") == (6, 4)
+        assert ledger(h, "MILK")[-1] == ("allowance.granted", -4, 6)
+        assert stock_events(h, "MILK")[-1] == ("allowance.granted", -4, 6)
+        assert h.call("GET", "/api/v1/stock/MILK", h.admin())["quantity"] == 6
+
+
+def test_a_grant_beyond_what_is_available_sets_nothing_aside(database_url):
+    with running_central(database_url) as h:
+        seed(h, {"MILK": 3})
+        give(h, "north", "MILK", 2)
+        with pytest.raises(InsufficientStock):
+            give(h, "south", "MILK", 2)
+        assert stock_row(h, "MILK") == (1, 2)
+        with h.central.db.connection_context():
+            assert Allowance.select().count() == 1
+
+
+def test_a_grant_needs_a_known_active_store_and_a_known_sku(database_url):
+    with running_central(database_url) as h:
+        seed(h, {"MILK": 3})
+        with pytest.raises(StoreNotFound):
+            give(h, "nowhere", "MILK", 1)
+        with pytest.raises(ProductNotFound):
+            give(h, "north", "NO-SUCH", 1)
+        accounts.deactivate_store(h.central.uow(), "south")
+        with pytest.raises(StoreInactive):
+            give(h, "south", "MILK", 1)
+        assert stock_row(h, "MILK") == (3, 0)
+
+
+def test_a_return_gives_the_unused_units_back_once(database_url):
+    with running_central(database_url) as h:
+        keys = seed(h, {"MILK": 5})
+        granted = give(h, "north", "MILK", 4)
+        assert buy(h, keys["north"], "MILK", 2).status_code == 201  # 1 of them from its grant
+
+        closed = allowances.return_grant(h.central.uow(), ADMIN, granted["id"])
+
+        assert (closed["state"], closed["remaining"]) == ("closed", 0)
+        assert stock_row(h, "MILK") == (3, 0)
+        assert ledger(h, "MILK")[-1] == ("allowance.returned", 3, 3)
+        assert stock_events(h, "MILK")[-1] == ("allowance.returned", 3, 3)
+        with pytest.raises(AllowanceClosed):
+            allowances.return_grant(h.central.uow(), ADMIN, granted["id"])
+        assert stock_row(h, "MILK") == (3, 0)
+
+
+def test_other_stores_never_take_held_units(database_url):
+    with running_central(database_url) as h:
+        keys = seed(h, {"MILK": 5})
+        give(h, "north", "MILK", 4)
+
+        refused = buy(h, keys["south"], "MILK", 2)
+
+        assert refused.status_code == 409
+        assert refused.json()["error"]["code"] == "stock.insufficient"
+        assert refused.json()["error"]["details"]["lines"][0]["available"] == 1
+        assert stock_row(h, "MILK") == (1, 4)
+
+
+def test_a_stores_order_takes_what_anyone_may_take_first_then_its_own_grant(database_url):
+    with running_central(database_url) as h:
+        keys = seed(h, {"MILK": 5})
+        granted = give(h, "north", "MILK", 4)
+
+        placed = buy(h, keys["north"], "MILK", 3)
+
+        assert placed.status_code == 201, placed.text
+        assert placed.json()["lines"][0]["stock"]["quantity"] == 0
+        assert stock_row(h, "MILK") == (0, 2)
+        order_id = placed.json()["id"]
+        assert ledger(h, "MILK")[-2:] == [("allowance.used", 2, 3), ("order", -3, 0)]
+        with h.central.db.connection_context():
+            assert Allowance.get(Allowance.id == granted["id"]).remaining == 2
+            used = Movement.select().where(Movement.reason == "allowance.used").get()
+            assert used.order_id == order_id
+        assert buy(h, keys["north"], "MILK", 3).status_code == 409  # 2 left, all its own
+        assert buy(h, keys["north"], "MILK", 2).status_code == 201
+        assert stock_row(h, "MILK") == (0, 0)
+
+
+def test_an_expired_grant_is_not_drawn_on_by_orders(database_url):
+    with running_central(database_url) as h:
+        keys = seed(h, {"MILK": 2})
+        granted = give(h, "north", "MILK", 2)
+        with h.central.db.connection_context():
+            row = Allowance.get(Allowance.id == granted["id"])
+            Allowance.update(expires_at=row.created_at).where(Allowance.id == row.id).execute()
+
+        assert buy(h, keys["north"], "MILK", 1).status_code == 409
+        assert stock_row(h, "MILK") == (0, 2)
+
+
+def test_grants_are_listed_newest_first_a_page_at_a_time(database_url):
+    with running_central(database_url) as h:
+        seed(h, {"MILK": 10, "EGGS": 10})
+        made = [give(h, store, sku, 1) for store in STORES for sku in ("MILK", "EGGS")]
+        uow = h.central.uow()
+
+        first = allowances.list_grants(uow, allowances.GrantFilter(limit=3))
+        rest = allowances.list_grants(
+            uow, allowances.GrantFilter(limit=3, before=first["next_before"])
+        )
+
+        ids = [g["id"] for g in first["items"] + rest["items"]]
+        assert ids == [g["id"] for g in reversed(made)]
+        assert rest["next_before"] is None
+        north = allowances.list_grants(uow, allowances.GrantFilter(store="north", sku="EGGS"))
+        assert [g["id"] for g in north["items"]] == [made[1]["id"]]
+
+
+def test_the_ledger_adds_up_to_what_is_available_and_what_is_held(database_url):
+    with running_central(database_url) as h:
+        keys = seed(h, {"MILK": 9})
+        give(h, "north", "MILK", 3)
+        south = give(h, "south", "MILK", 2)
+        buy(h, keys["north"], "MILK", 6)
+        allowances.return_grant(h.central.uow(), ADMIN, south["id"])
+
+        sums = defaultdict(int)
+        for reason, delta, _ in ledger(h, "MILK"):
+            sums[reason.startswith("allowance.")] += delta
+        quantity, held = stock_row(h, "MILK")
+        assert sums[False] + sums[True] == quantity
+        assert -sums[True] == held == 1  # north has 1 of its 3 left; south gave its 2 back
+        assert sums[False] == quantity + held == 9 - 6
