@@ -38,8 +38,11 @@ def seed(h):
     return admin, keys
 
 
-def shopper(url, key, seed_, outcomes):
+def shopper(url, key, seed_, outcomes, started):
     rng = random.Random(seed_)
+    # the shoppers wait for a first grant: left to the scheduler, a loaded machine let them
+    # take every unit before any granter ran, and the race had no grant in it
+    assert started.wait(60), "no grant was answered"
     with httpx.Client(base_url=url, timeout=60) as client:
         for _ in range(BUYS_EACH):
             response = client.post(
@@ -51,7 +54,7 @@ def shopper(url, key, seed_, outcomes):
             outcomes.append(("order", response.status_code))
 
 
-def granter(url, admin, seed_, outcomes):
+def granter(url, admin, seed_, outcomes, started):
     rng = random.Random(seed_)
     with httpx.Client(base_url=url, timeout=60, headers=admin) as client:
         for _ in range(GRANTS_EACH):
@@ -64,6 +67,7 @@ def granter(url, admin, seed_, outcomes):
             response = client.post("/api/v1/allowances", json=body)
             assert response.status_code in (201, 409), response.text
             outcomes.append(("grant", response.status_code))
+            started.set()
             if response.status_code == 201 and rng.random() < 0.3:
                 returned = client.post(f"/api/v1/allowances/{response.json()['id']}/return")
                 assert returned.status_code in (200, 409), returned.text
@@ -74,12 +78,15 @@ def test_grants_racing_orders_on_the_last_units_never_oversell(database_url):
     with running_central(database_url) as h:
         admin, keys = seed(h)
         outcomes: list[tuple[str, int]] = []
+        started = threading.Event()
         with served(h) as url:
             threads = [
-                threading.Thread(target=shopper, args=(url, keys[STORES[i % 4]], i, outcomes))
+                threading.Thread(
+                    target=shopper, args=(url, keys[STORES[i % 4]], i, outcomes, started)
+                )
                 for i in range(SHOPPERS)
             ] + [
-                threading.Thread(target=granter, args=(url, admin, 100 + i, outcomes))
+                threading.Thread(target=granter, args=(url, admin, 100 + i, outcomes, started))
                 for i in range(GRANTERS)
             ]
             for t in threads:
