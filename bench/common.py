@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.kafka_security import KafkaCluster
+from tests.support.proc import pids_where
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / ".run" / "bench"
@@ -102,15 +103,9 @@ def run_clients(
 def serving_pid(port: int) -> int:
     """The process serving on `port`: its command line holds `--port PORT`, as bench.stack
     starts central."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue  # gone meanwhile
-        if b"--port" in argv and str(port).encode() in argv:
-            return int(entry.name)
+    wanted = str(port).encode()
+    for pid in pids_where(lambda argv: b"--port" in argv and wanted in argv):
+        return pid
     raise RuntimeError(f"no process serving on port {port}")
 
 

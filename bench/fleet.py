@@ -28,6 +28,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -55,6 +56,7 @@ from central.services.fleet_lags import LAG_CACHE_S
 from invwire.identity import consumer_group
 from invwire.topics import TOPICS
 from tests.support.kafka_security import KafkaCluster
+from tests.support.waiting import eventually
 
 PORT = 18990
 EVERY_S = 10.0  # the agent's default heartbeat interval (storeagent.settings)
@@ -126,9 +128,23 @@ def commit_offsets(kafka: KafkaCluster, prefix: str, stores: list[str]) -> None:
             offsets = {
                 tp: OffsetAndMetadata(max(0, ends[tp].offset - behind), "", -1) for tp in partitions
             }
-            admin.alter_group_offsets(consumer_group(store), offsets)
+            _alter_when_coordinated(admin, consumer_group(store), offsets)
     finally:
         admin.close()
+
+
+def _alter_when_coordinated(admin: Any, group: str, offsets: dict[Any, Any]) -> None:
+    """A new broker answers CoordinatorNotAvailable until its offsets topic is ready (and a
+    moved coordinator NotCoordinator): wait for that state, then commit."""
+    from kafka.errors import CoordinatorNotAvailableError, NotCoordinatorError
+
+    eventually(
+        lambda: admin.alter_group_offsets(group, offsets) or True,
+        timeout=60,
+        what=f"a group coordinator for {group}",
+        interval=0.2,
+        ignoring=(CoordinatorNotAvailableError, NotCoordinatorError),
+    )
 
 
 def forget(kafka: KafkaCluster, prefix: str, stores: list[str]) -> None:

@@ -29,7 +29,7 @@ from typing import Any, BinaryIO
 from urllib.parse import unquote, urlparse
 
 from central.epochs import INITIAL_EPOCH
-from central.errors import (
+from invwire.errors.central import (
     BackupChecksumMismatch,
     BackupExists,
     BackupFailed,

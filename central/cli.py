@@ -10,8 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
-from central.errors import CentralError, ConfigError, RecoveryRefused
 from invwire import tracing
+from invwire.errors.central import CentralError, ConfigError, RecoveryRefused
 from invwire.tracing import TracingUnavailable
 
 # The service name central's spans carry unless OTEL_SERVICE_NAME names another.

@@ -17,8 +17,8 @@ from central import migrations, models
 from central.backup import database_kind, sqlite_path
 from central.db import connect
 from central.epochs import current_epoch, start_confirmed_epoch
-from central.errors import RecoveryRefused, RestoreUnconfirmed
 from central.restore import MariadbTarget, SqliteTarget, Target, close_database
+from invwire.errors.central import RecoveryRefused, RestoreUnconfirmed
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from playhouse.pool import PooledMySQLDatabase, PooledSqliteDatabase
 from playhouse.shortcuts import ReconnectMixin
 from pymysql.constants import SERVER_STATUS
 
-from central.errors import ConfigError, DatabaseConfigError
+from invwire.errors.central import ConfigError, DatabaseConfigError
 from invwire.files import UnusableFile, prepare_sqlite_file
 from invwire.logs import EventLog
 

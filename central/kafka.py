@@ -10,11 +10,11 @@ from typing import Any
 from kafka.errors import KafkaError
 
 from central.domain.kafka_access import Grant, Operation, Resource
-from central.errors import KafkaUnavailable
 from central.kafka_position import Position, PositionUnreadable, record_position
 from central.outbox import OutboxRecord
 from central.settings import Settings
 from invwire import tracing
+from invwire.errors.central import KafkaUnavailable
 from invwire.headers import EPOCH_HEADER, SEQ_HEADER, encode_counter
 from invwire.kafka import RECONNECT_BACKOFF_MAX_MS, login_config, reader_config
 from invwire.logs import EventLog

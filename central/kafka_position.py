@@ -22,8 +22,8 @@ from typing import Protocol
 
 import peewee
 
-from central.errors import BehindKafka
 from central.models import Outbox
+from invwire.errors.central import BehindKafka
 from invwire.headers import EPOCH_HEADER, SEQ_HEADER, header_int
 from invwire.logs import EventLog
 

@@ -46,14 +46,14 @@ from central.backup import (
 )
 from central.db import connect
 from central.epochs import RestoredFrom, current_epoch, start_restored_epoch
-from central.errors import (
+from central.outbox import LEASE_NAME
+from invwire.errors.central import (
     BackupInvalid,
     BackupSchemaTooNew,
     BackupWrongDatabase,
     CentralRunning,
     RestoreUnconfirmed,
 )
-from central.outbox import LEASE_NAME
 
 # The unix VFS's "dead man switch" byte of the -shm file: UNIX_SHM_BASE (120) + 8 locks.
 SQLITE_SHM_DMS_BYTE = 128

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 import jwt
 
-from central.errors import AuthInvalid
+from invwire.errors.central import AuthInvalid
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 API_KEY_PREFIX = "ik_"

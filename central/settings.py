@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from central.errors import ConfigError, ConfigFileInsecure
+from invwire.errors.central import ConfigError, ConfigFileInsecure
 from invwire.files import not_private, shared_mode
 
 MIN_SECRET_BYTES = 32

@@ -19,8 +19,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from central.errors import WorkerFailed
 from central.settings import Settings
+from invwire.errors.central import WorkerFailed
 from invwire.logs import EventLog, configure_logging
 
 log = EventLog("central.serve")

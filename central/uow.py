@@ -29,10 +29,10 @@ from typing import Any, Protocol, TypeVar
 import peewee
 
 from central.db import is_write_conflict, write_turn
-from central.errors import WriteConflict
 from central.models import Outbox, utcnow
 from central.rows import RowInsert
 from invwire import tracing
+from invwire.errors.central import WriteConflict
 from invwire.events import Event, encode
 from invwire.logs import EventLog
 

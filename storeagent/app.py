@@ -34,15 +34,15 @@ from typing import Any, Protocol
 import uvicorn
 from fastapi import FastAPI
 
-from invwire.failover import Failover
-from invwire.logs import EventLog
-from storeagent.clock import Clock, utc_now
-from storeagent.errors import (
+from invwire.errors.agent import (
     ListenUnavailable,
     OfflineQueueLost,
     ReplicaRefused,
     ReplicaUnavailable,
 )
+from invwire.failover import Failover
+from invwire.logs import EventLog
+from storeagent.clock import Clock, utc_now
 from storeagent.http.app import create_app, create_metrics_app
 from storeagent.http.token import load_or_create_token
 from storeagent.ops.metrics import AgentMetrics, WatchedState

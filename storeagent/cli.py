@@ -19,11 +19,11 @@ from typing import Annotated
 import typer
 
 from invwire import tracing
+from invwire.errors.agent import AgentError, ConfigError, ReplicaRefused
 from invwire.logs import EventLog, configure_logging
 from invwire.tracing import TracingUnavailable
 from invwire.transport import is_plain_http_to_remote
 from storeagent.app import bootstrap
-from storeagent.errors import AgentError, ConfigError, ReplicaRefused
 from storeagent.ops.notify import systemd_link
 from storeagent.salvage import salvage as salvage_replica
 from storeagent.salvage import write_salvage

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from storeagent.errors import AgentError, ConfigError
+from invwire.errors.agent import AgentError, ConfigError
 from storeagent.sales import rules
 from storeagent.sales.doubt import Doubt, journal_path, parse_doubt
 

@@ -43,11 +43,7 @@ from urllib.parse import urlsplit
 
 import platformdirs
 
-from invwire.files import SharedFile, UnusableFile, check_sqlite_path, read_private_text
-from invwire.identity import consumer_group, kafka_username
-from invwire.rules import is_store_id
-from invwire.transport import is_plain_http_to_remote, split_url_list, without_credentials
-from storeagent.errors import (
+from invwire.errors.agent import (
     ConfigError,
     ConfigFileError,
     ConfigMissing,
@@ -55,6 +51,10 @@ from storeagent.errors import (
     KeyFileInsecure,
     ListenRefused,
 )
+from invwire.files import SharedFile, UnusableFile, check_sqlite_path, read_private_text
+from invwire.identity import consumer_group, kafka_username
+from invwire.rules import is_store_id
+from invwire.transport import is_plain_http_to_remote, split_url_list, without_credentials
 from storeagent.http.token import TOKEN_FILE_NAME
 from storeagent.sales.offline_policy import DEFAULT_POLICY, OfflinePolicy
 

@@ -10,13 +10,13 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from central.app import Central
-from central.errors import AuthRequired, Forbidden
 from central.security import read_token
 from central.services import accounts
 from central.services.identities import KafkaIdentities
 from central.services.principal import USER_ROLES, Principal, Role
 from central.services.throttle import Attempts, LoginThrottle, ThrottlePolicy
 from central.uow import UnitOfWork
+from invwire.errors.central import AuthRequired, Forbidden
 
 API_PREFIX = "/api/v1"
 

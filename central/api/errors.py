@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from central.db import is_node_unavailable, is_write_conflict
-from central.errors import CentralError, DatabaseUnavailable, NodeUnavailable, WriteConflict
+from invwire.errors.central import CentralError, DatabaseUnavailable, NodeUnavailable, WriteConflict
 from invwire.logs import EventLog
 from invwire.text import escape_all
 

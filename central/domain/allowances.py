@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from central.domain.stock import MAX_QUANTITY, StockLevel
-from central.errors import InvalidInput, InvalidQuantity
+from invwire.errors.central import InvalidInput, InvalidQuantity
 from invwire.events import StockChanged
 from invwire.orders import Line, require_stock
 

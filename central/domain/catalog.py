@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
-from central.errors import InvalidName, InvalidPrice, InvalidSku, NameTooLong
+from invwire.errors.central import InvalidName, InvalidPrice, InvalidSku, NameTooLong
 from invwire.rules import is_sku
 from invwire.text import first_refused_char
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from central.domain.stock import StockLevel
-from central.errors import IdempotencyKeyRequired, InvalidInput
+from invwire.errors.central import IdempotencyKeyRequired, InvalidInput
 from invwire.events import OrderUpdated, StockChanged, order_updated
 from invwire.orders import (
     CANCELLED,

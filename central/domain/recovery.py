@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from central.errors import InvalidInput, OutsideRecoveryWindow
 from invwire.errors import WireError
+from invwire.errors.central import InvalidInput, OutsideRecoveryWindow
 from invwire.orders import Line, fingerprint, valid_lines
 from invwire.rules import is_idempotency_key
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from central.errors import InvalidQuantity, NegativeStock
+from invwire.errors.central import InvalidQuantity, NegativeStock
 from invwire.events import StockChanged
 
 MAX_QUANTITY = 1_000_000_000

@@ -12,7 +12,20 @@ import peewee
 from central import security
 from central.db import locked
 from central.domain.catalog import valid_name
-from central.errors import (
+from central.models import ApiKey, Store, User, as_utc
+from central.security import TokenClaims
+from central.services import fleet
+from central.services.identities import (
+    KafkaIdentities,
+    key_identity,
+    key_username,
+    queue_revocation,
+    revoke_now,
+)
+from central.services.principal import USER_ROLES, Principal, Role
+from central.services.throttle import UNCOUNTED, Attempts
+from central.uow import UnitOfWork
+from invwire.errors.central import (
     AuthInvalid,
     Forbidden,
     InvalidInput,
@@ -28,19 +41,6 @@ from central.errors import (
     WeakPassword,
     WrongPassword,
 )
-from central.models import ApiKey, Store, User, as_utc
-from central.security import TokenClaims
-from central.services import fleet
-from central.services.identities import (
-    KafkaIdentities,
-    key_identity,
-    key_username,
-    queue_revocation,
-    revoke_now,
-)
-from central.services.principal import USER_ROLES, Principal, Role
-from central.services.throttle import UNCOUNTED, Attempts
-from central.uow import UnitOfWork
 from invwire.identity import kafka_username
 from invwire.rules import is_store_id
 

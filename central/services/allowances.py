@@ -13,7 +13,11 @@ from central.db import locked
 from central.domain import allowances as rules
 from central.domain.catalog import valid_sku
 from central.domain.stock import StockLevel
-from central.errors import (
+from central.models import Allowance, Store, as_utc
+from central.services.orders import locked_levels, write_changes
+from central.services.principal import Principal, Role
+from central.uow import UnitOfWork
+from invwire.errors.central import (
     AllowanceClosed,
     AllowanceNotFound,
     Forbidden,
@@ -22,10 +26,6 @@ from central.errors import (
     StoreInactive,
     StoreNotFound,
 )
-from central.models import Allowance, Store, as_utc
-from central.services.orders import locked_levels, write_changes
-from central.services.principal import Principal, Role
-from central.uow import UnitOfWork
 
 MAX_PAGE = 200
 

@@ -11,15 +11,15 @@ from peewee import JOIN, fn
 
 from central.db import locked
 from central.domain import catalog as rules
-from central.errors import (
+from central.models import Category, Product, Stock, as_utc, utcnow
+from central.uow import UnitOfWork
+from invwire.catalog import ProductFilter
+from invwire.errors.central import (
     CategoryExists,
     CategoryNotFound,
     ProductExists,
     ProductNotFound,
 )
-from central.models import Category, Product, Stock, as_utc, utcnow
-from central.uow import UnitOfWork
-from invwire.catalog import ProductFilter
 from invwire.events import MAX_INTEGER, CategoryChanged, ProductChanged
 
 

@@ -10,10 +10,10 @@ from typing import Any
 
 from peewee import JOIN, fn
 
-from central.errors import Forbidden
 from central.models import Category, Movement, Order, Product, Stock, as_utc
 from central.services.principal import Principal, Role
 from central.uow import UnitOfWork
+from invwire.errors.central import Forbidden
 
 MAX_PAGE = 1000
 

@@ -29,11 +29,11 @@ from typing import Any
 import peewee
 
 from central.db import is_mysql
-from central.errors import Forbidden, InvalidInput
 from central.models import AgentInstance, Store, StoreRefusal, StoreStatus, as_utc
 from central.services.fleet_lags import FleetLags, GroupLag, lag_reading
 from central.services.principal import Principal, Role
 from central.uow import UnitOfWork
+from invwire.errors.central import Forbidden, InvalidInput
 from invwire.identity import consumer_group
 from invwire.logs import EventLog
 

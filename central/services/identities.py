@@ -16,9 +16,9 @@ from typing import Protocol
 import peewee
 
 from central.domain.kafka_access import Grant, store_grants
-from central.errors import KafkaUnavailable
 from central.models import ApiKey, KafkaRevocation, Store
 from central.uow import UnitOfWork
+from invwire.errors.central import KafkaUnavailable
 from invwire.identity import kafka_username, username_for_fingerprint
 from invwire.logs import EventLog
 

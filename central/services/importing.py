@@ -22,7 +22,12 @@ from peewee import chunked
 from central.db import locked
 from central.domain import catalog as rules
 from central.domain.stock import StockLevel, valid_quantity
-from central.errors import (
+from central.models import Category, Movement, Product, Stock
+from central.services.catalog import category_event, product_event
+from central.services.inventory import movement_row
+from central.services.principal import Principal
+from central.uow import UnitOfWork
+from invwire.errors.central import (
     CategoryNotFound,
     CentralError,
     ImportInvalid,
@@ -31,11 +36,6 @@ from central.errors import (
     ProductNotFound,
     UnknownField,
 )
-from central.models import Category, Movement, Product, Stock
-from central.services.catalog import category_event, product_event
-from central.services.inventory import movement_row
-from central.services.principal import Principal
-from central.uow import UnitOfWork
 
 MAX_ROWS = 1000
 MAX_LISTED_ERRORS = 100

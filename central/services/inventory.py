@@ -8,11 +8,11 @@ from typing import Any
 from central.db import locked
 from central.domain.catalog import refused_index
 from central.domain.stock import StockLevel, valid_delta, valid_quantity
-from central.errors import InvalidInput, ProductNotFound
 from central.models import Movement, Stock, as_utc
 from central.rows import RowInsert
 from central.services.principal import Principal
 from central.uow import UnitOfWork
+from invwire.errors.central import InvalidInput, ProductNotFound
 from invwire.events import StockChanged
 
 MAX_NOTE = 500

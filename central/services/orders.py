@@ -16,14 +16,6 @@ from central.db import locked
 from central.domain import allowances as allowance_rules
 from central.domain import orders as rules
 from central.domain.stock import StockLevel
-from central.errors import (
-    Forbidden,
-    IdempotencyMismatch,
-    InactiveSku,
-    InvalidInput,
-    OrderNotFound,
-    UnknownSku,
-)
 from central.models import Order, OrderLine, Product, Stock, as_utc
 from central.rows import RowInsert, Statement
 from central.services import grants
@@ -32,6 +24,14 @@ from central.services.principal import Principal, Role
 from central.spans import use_case
 from central.uow import UnitOfWork
 from invwire import tracing
+from invwire.errors.central import (
+    Forbidden,
+    IdempotencyMismatch,
+    InactiveSku,
+    InvalidInput,
+    OrderNotFound,
+    UnknownSku,
+)
 from invwire.events import StockChanged
 
 MAX_PAGE = 200

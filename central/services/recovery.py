@@ -15,7 +15,13 @@ import peewee
 from central.domain import orders as rules
 from central.domain.recovery import HeldSale, RecoveryWindow, held_sales
 from central.epochs import INITIAL_EPOCH, current_epoch
-from central.errors import (
+from central.models import Epoch, Order, OrderLine, Stock
+from central.services import orders
+from central.services.principal import Principal, Role
+from central.spans import use_case
+from central.uow import UnitOfWork
+from invwire import tracing
+from invwire.errors.central import (
     Forbidden,
     IdempotencyMismatch,
     InactiveSku,
@@ -26,12 +32,6 @@ from central.errors import (
     UnknownSku,
     WireError,
 )
-from central.models import Epoch, Order, OrderLine, Stock
-from central.services import orders
-from central.services.principal import Principal, Role
-from central.spans import use_case
-from central.uow import UnitOfWork
-from invwire import tracing
 
 PRESENT = "present"  # central holds it already
 RECOVERED = "recovered"  # central did not, and took it again

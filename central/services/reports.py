@@ -24,10 +24,10 @@ from peewee import JOIN, fn
 
 from central.db import is_mysql
 from central.domain import orders as order_rules
-from central.errors import Forbidden, InvalidInput
 from central.models import Order, OrderLine, as_utc
 from central.services.principal import Principal, Role
 from central.uow import UnitOfWork
+from invwire.errors.central import Forbidden, InvalidInput
 
 MAX_ROWS = 1000
 

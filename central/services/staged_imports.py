@@ -20,11 +20,16 @@ from typing import Any
 from peewee import chunked
 
 from central.db import locked
-from central.errors import ImportBatchFull, ImportBatchNotFound, ImportInvalid, TooManyImportBatches
 from central.models import ImportBatch, StagedRow, as_utc
 from central.services import importing
 from central.services.principal import Principal
 from central.uow import UnitOfWork
+from invwire.errors.central import (
+    ImportBatchFull,
+    ImportBatchNotFound,
+    ImportInvalid,
+    TooManyImportBatches,
+)
 
 MAX_OPEN_BATCHES = 4
 MAX_BATCH_ROWS = 250_000

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from central.db import is_mysql, locked
-from central.errors import Throttled
 from central.models import LoginCounter
 from central.settings import Settings
 from central.uow import UnitOfWork
+from invwire.errors.central import Throttled
 from invwire.logs import EventLog
 
 log = EventLog("central.throttle")

@@ -32,12 +32,12 @@ from pydantic import AfterValidator
 from starlette.exceptions import HTTPException
 
 from invwire.errors import InvalidSku, WireError
+from invwire.errors.agent import ProductNotFound, ReplicaNotReady
 from invwire.failover import Failover
 from invwire.http import RequestContext, without_own_telemetry
 from invwire.limits import DEFAULT_MAX_BODY, BodyLimit, fixed_limit
 from invwire.logs import EventLog, request_id_var
 from invwire.rules import is_request_id, is_sku
-from storeagent.errors import ProductNotFound, ReplicaNotReady
 from storeagent.http.catalog import add_catalog_routes
 from storeagent.http.dead_letters import add_dead_letter_routes
 from storeagent.http.guard import LoopbackOnly, TerminalWrites

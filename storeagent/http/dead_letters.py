@@ -16,9 +16,9 @@ from typing import Annotated, Literal
 from fastapi import FastAPI, Path, Query
 from typing_extensions import TypedDict
 
+from invwire.errors.agent import AgentError
 from invwire.events import MAX_INTEGER
 from invwire.text import escape_for_terminal, first_refused_char
-from storeagent.errors import AgentError
 from storeagent.replica.queries import DeadLetterEntry, DeadLetterSummary, ReplicaReads
 
 MAX_PAGE = 200

@@ -24,15 +24,15 @@ import re
 from collections.abc import Iterable
 
 from invwire.errors import WireError
-from invwire.http import ASGIApp, Receive, Scope, Send
-from invwire.logs import EventLog
-from storeagent.errors import (
+from invwire.errors.agent import (
     HostRefused,
     JsonRequired,
     OriginRefused,
     TokenInvalid,
     TokenRequired,
 )
+from invwire.http import ASGIApp, Receive, Scope, Send
+from invwire.logs import EventLog
 
 READ_METHODS = frozenset({"GET", "HEAD"})
 JSON_MEDIA_TYPE = "application/json"

@@ -14,7 +14,7 @@ import secrets
 import stat
 from pathlib import Path
 
-from storeagent.errors import TerminalTokenInsecure, TerminalTokenInvalid
+from invwire.errors.agent import TerminalTokenInsecure, TerminalTokenInvalid
 
 TOKEN_FILE_NAME = "terminal.token"  # noqa: S105 (a file name, not a secret)
 RANDOM_BYTES = 32

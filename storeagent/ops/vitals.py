@@ -9,7 +9,7 @@ from datetime import datetime
 
 import peewee
 
-from storeagent.errors import KafkaAuthFailed, KafkaNotAuthorized
+from invwire.errors.agent import KafkaAuthFailed, KafkaNotAuthorized
 from storeagent.replica.db import META_LAST_EVENT_AT, Replica
 from storeagent.replica.integrity import ReplicaFileWatch
 from storeagent.replica.local_orders import LocalOrders

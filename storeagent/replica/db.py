@@ -24,15 +24,15 @@ from urllib.parse import quote
 import peewee
 
 from invwire.errors import PoisonRecord
-from invwire.events import CategoryChanged, ProductChanged, StockChanged
-from invwire.files import UnusableFile, prepare_sqlite_file
-from invwire.logs import EventLog
-from storeagent.errors import (
+from invwire.errors.agent import (
     ConfigError,
     ReplicaDamaged,
     ReplicaSchemaTooNew,
     ReplicaUnavailable,
 )
+from invwire.events import CategoryChanged, ProductChanged, StockChanged
+from invwire.files import UnusableFile, prepare_sqlite_file
+from invwire.logs import EventLog
 from storeagent.replica import order_status
 from storeagent.replica.models import ReplicaModels, bind_models
 from storeagent.sync.source import Record, TopicPartition

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from storeagent.errors import ReplicaOfAnotherCluster, ReplicaOfAnotherStore
+from invwire.errors.agent import ReplicaOfAnotherCluster, ReplicaOfAnotherStore
 from storeagent.replica.db import Replica
 from storeagent.replica.local_orders import LocalOrders
 

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from invwire.errors.agent import ReplicaFileMissing, ReplicaFileReplaced
 from invwire.logs import EventLog
-from storeagent.errors import ReplicaFileMissing, ReplicaFileReplaced
 from storeagent.replica.db import DATABASE_ERRORS, Replica, damaged
 
 FileProblem = ReplicaFileMissing | ReplicaFileReplaced

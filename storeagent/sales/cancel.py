@@ -14,11 +14,11 @@ from datetime import datetime
 from typing import Any
 
 from invwire import tracing
+from invwire.errors.agent import AgentError
 from invwire.events import order_updated
 from invwire.logs import EventLog
 from invwire.orders import CENTRAL_STATUSES
 from storeagent.clock import Clock
-from storeagent.errors import AgentError
 from storeagent.replica import order_status
 from storeagent.replica.db import DATABASE_ERRORS, iso
 from storeagent.replica.local_orders import LocalOrders

@@ -3,7 +3,7 @@ store's API key (502: the agent, not the till, holds the key)."""
 
 from __future__ import annotations
 
-from storeagent.errors import AgentError
+from invwire.errors.agent import AgentError
 from storeagent.upstream.client import Refused
 
 

@@ -27,10 +27,10 @@ from typing import Any
 
 from invwire import tracing
 from invwire.errors import IdempotencyMismatch
+from invwire.errors.agent import AgentError, SaleOfAnotherStore
 from invwire.logs import EventLog
 from invwire.orders import Line
 from storeagent.clock import Clock, utc_now
-from storeagent.errors import AgentError, SaleOfAnotherStore
 from storeagent.replica.db import DATABASE_ERRORS, iso
 from storeagent.replica.local_orders import LocalOrders, LocalSale
 from storeagent.replica.queries import OrderItem, OrderList, SaleQuery, SaleReads

@@ -22,8 +22,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from invwire.errors.agent import OfflineQueueLost
 from invwire.logs import EventLog
-from storeagent.errors import OfflineQueueLost
 from storeagent.upstream.last_heard import LastHeard, LastHeardSource, LastHeardUnavailable
 
 

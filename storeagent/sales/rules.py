@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from invwire.errors import InactiveSku, InvalidIdempotencyKey, UnknownSku
+from invwire.errors.agent import AgentError
 from invwire.orders import (
     STORE_STATUSES,
     UNRECOVERED,
@@ -20,7 +21,6 @@ from invwire.orders import (
     valid_lines,
 )
 from invwire.rules import is_idempotency_key
-from storeagent.errors import AgentError
 
 __all__ = ["UNRECOVERED", "Line", "fingerprint", "valid_lines"]
 

@@ -42,6 +42,7 @@ from typing import Any, assert_never
 
 from invwire import tracing
 from invwire.errors import PoisonRecord
+from invwire.errors.agent import RecordNotApplied
 from invwire.events import (
     CategoryChanged,
     OrderUpdated,
@@ -50,7 +51,6 @@ from invwire.events import (
     StockChanged,
     parse_record,
 )
-from storeagent.errors import RecordNotApplied
 from storeagent.replica import order_status
 from storeagent.replica.db import (
     META_EPOCH,

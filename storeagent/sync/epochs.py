@@ -13,8 +13,8 @@ describes a database that no longer exists: it is not applied, and counts as sta
 
 from __future__ import annotations
 
+from invwire.errors.agent import HeaderInvalid
 from invwire.headers import EPOCH_HEADER, header_int
-from storeagent.errors import HeaderInvalid
 from storeagent.sync.source import Record
 
 FIRST_INCARNATION = 1

@@ -27,13 +27,13 @@ from kafka.errors import (
 )
 from kafka.structs import OffsetAndMetadata
 
-from invwire.kafka import reader_config
-from storeagent.errors import (
+from invwire.errors.agent import (
     KafkaAccessDenied,
     KafkaAuthFailed,
     KafkaNotAuthorized,
     SourceUnavailable,
 )
+from invwire.kafka import reader_config
 from storeagent.sync.kafka_login import KafkaLogin, check_login
 from storeagent.sync.source import Record, TopicPartition
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
+from invwire.errors.agent import KafkaAccessDenied, SourceUnavailable
 from invwire.logs import EventLog
-from storeagent.errors import KafkaAccessDenied, SourceUnavailable
 from storeagent.replica.db import META_LOG_BEHIND, META_LOG_SHORT, Replica
 from storeagent.sync.log_checks import (
     LogLoss,

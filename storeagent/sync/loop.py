@@ -51,10 +51,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from invwire.errors.agent import KafkaAccessDenied, SourceUnavailable, TopicsMissing
 from invwire.logs import EventLog
 from invwire.topics import TOPICS
 from storeagent.clock import Clock, utc_now
-from storeagent.errors import KafkaAccessDenied, SourceUnavailable, TopicsMissing
 from storeagent.ops.metrics import AgentMetrics
 from storeagent.replica.db import (
     DATABASE_ERRORS,

@@ -23,9 +23,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
+from invwire.errors.agent import SourceUnavailable
 from invwire.logs import EventLog
 from storeagent.clock import Clock, utc_now
-from storeagent.errors import SourceUnavailable
 from storeagent.replica.db import Replica, open_replica
 from storeagent.sync.progress import SyncProgress
 from storeagent.sync.source import RecordSource

@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 
 from invwire import tracing
+from invwire.errors.agent import AgentError
 from invwire.failover import Failover
 from invwire.headers import parse_counter
 from invwire.orders import Line
 from invwire.transport import split_url_list
-from storeagent.errors import AgentError
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span

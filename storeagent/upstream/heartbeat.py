@@ -24,9 +24,9 @@ from typing import Any, Protocol
 import httpx
 import peewee
 
+from invwire.errors.agent import AgentError
 from invwire.logs import EventLog
 from storeagent.clock import Clock, utc_now
-from storeagent.errors import AgentError
 from storeagent.ops.metrics import AgentMetrics
 from storeagent.ops.vitals import Vitals
 from storeagent.sync.central_clock import CentralClock, clock_sample

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from storeagent.errors import AgentError
+from invwire.errors.agent import AgentError
 from storeagent.upstream.client import CentralAt, central_failover, store_session
 
 LAST_HEARTBEAT_PATH = "/api/v1/stores/heartbeat"

@@ -21,6 +21,7 @@ from tests.support.galera import (
     start_cluster,
     wsrep_state,
 )
+from tests.support.proc import pids_where
 from tests.support.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,17 +45,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _server_pids(datadir: Path) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if f"--datadir={datadir}".encode() in argv:
-            pids.append(int(entry.name))
-    return pids
+    return pids_where(lambda argv: f"--datadir={datadir}".encode() in argv)
 
 
 def test_start_reuse_connect_stop(tmp_path: Path) -> None:

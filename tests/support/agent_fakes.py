@@ -16,6 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from invwire.errors.agent import SourceUnavailable
 from invwire.headers import EPOCH_HEADER, SEQ_HEADER
 from invwire.orders import Line, fingerprint
 from invwire.topics import (
@@ -25,7 +26,6 @@ from invwire.topics import (
     TOPIC_ORDER,
     TOPIC_PRODUCT,
 )
-from storeagent.errors import SourceUnavailable
 from storeagent.replica.db import META_BOOTSTRAPPED, Replica
 from storeagent.replica.local_orders import LocalOrders
 from storeagent.sync.source import Record, TopicPartition

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from central.domain.kafka_access import Grant
-from central.errors import KafkaUnavailable
+from invwire.errors.central import KafkaUnavailable
 
 
 class FakeKafkaIdentities:

@@ -28,8 +28,8 @@ from central.api.schemas import (
     errors,
 )
 from central.domain import recovery as recovery_rules
-from central.errors import CentralError
 from central.services import orders, recovery
+from invwire.errors.central import CentralError
 from invwire.rules import IDEMPOTENCY_KEY_REGEX, MAX_LINE_QUANTITY, MAX_LINES, SKU_REGEX
 
 router = APIRouter(

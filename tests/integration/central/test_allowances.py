@@ -7,16 +7,16 @@ from collections import defaultdict
 
 import pytest
 
-from central.errors import (
+from central.models import Allowance, Movement, Outbox, Stock
+from central.services import accounts, allowances
+from central.services.principal import Principal, Role
+from invwire.errors.central import (
     AllowanceClosed,
     InsufficientStock,
     ProductNotFound,
     StoreInactive,
     StoreNotFound,
 )
-from central.models import Allowance, Movement, Outbox, Stock
-from central.services import accounts, allowances
-from central.services.principal import Principal, Role
 from tests.support.central_harness import running_central
 
 pytestmark = pytest.mark.integration

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from central.errors import (
+from central.security import TokenClaims
+from central.services import accounts
+from central.services.principal import Principal, Role
+from invwire.errors.central import (
     AuthInvalid,
     Forbidden,
     InvalidInput,
@@ -16,9 +19,6 @@ from central.errors import (
     WeakPassword,
     WrongPassword,
 )
-from central.security import TokenClaims
-from central.services import accounts
-from central.services.principal import Principal, Role
 from tests.support.accounts import PASSWORD, make_user
 
 

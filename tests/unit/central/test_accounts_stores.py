@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 
 from central.app import bootstrap
-from central.errors import AuthInvalid, StoreInactive, StoreNotFound
 from central.revocations import RevocationRetrier
 from central.services import accounts
 from central.services.identities import pending_revocations
 from central.settings import Settings
+from invwire.errors.central import AuthInvalid, StoreInactive, StoreNotFound
 from invwire.identity import kafka_username
 from tests.support.central_fakes import FakeClock, FakePublisher
 from tests.support.kafka_identities_fake import FakeKafkaIdentities

@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from central.errors import AuthInvalid, Throttled, WrongPassword
 from central.models import LoginCounter
 from central.services import accounts
 from central.services.throttle import (
@@ -24,6 +23,7 @@ from central.services.throttle import (
     user_key,
 )
 from central.settings import Settings
+from invwire.errors.central import AuthInvalid, Throttled, WrongPassword
 from tests.support.accounts import PASSWORD, make_user
 
 POLICY = ThrottlePolicy(

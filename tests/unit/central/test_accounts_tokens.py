@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 
 from central import security
-from central.errors import AuthInvalid, StaffStoreInactive
 from central.models import User
 from central.security import TokenClaims
 from central.services import accounts
 from central.services.principal import Role
+from invwire.errors.central import AuthInvalid, StaffStoreInactive
 from tests.support.accounts import PASSWORD, make_user
 
 CONFIG = security.TokenConfig("s" * 40, "invctl-central", "invctl", 60)

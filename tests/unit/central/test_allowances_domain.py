@@ -8,7 +8,7 @@ import pytest
 from central.domain import allowances as rules
 from central.domain import orders
 from central.domain.stock import StockLevel
-from central.errors import InsufficientStock, InvalidInput, InvalidQuantity
+from invwire.errors.central import InsufficientStock, InvalidInput, InvalidQuantity
 from invwire.orders import Line
 
 NOW = datetime(2026, 12, 1, 10, 0)

@@ -25,7 +25,11 @@ from central.backup import (
     option_file_text,
     read_manifest,
 )
-from central.errors import (
+from central.models import utcnow
+from central.restore import restore_backup, sqlite_in_use
+from central.services import catalog, inventory, orders
+from central.services.principal import Principal, Role
+from invwire.errors.central import (
     BackupChecksumMismatch,
     BackupExists,
     BackupFailed,
@@ -35,10 +39,6 @@ from central.errors import (
     CentralRunning,
     RestoreUnconfirmed,
 )
-from central.models import utcnow
-from central.restore import restore_backup, sqlite_in_use
-from central.services import catalog, inventory, orders
-from central.services.principal import Principal, Role
 
 from .conftest import ADMIN
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from central.db import connect
-from central.errors import ConfigError, ConfigFileInsecure, DatabaseConfigError
 from central.settings import load, read_secret_file
+from invwire.errors.central import ConfigError, ConfigFileInsecure, DatabaseConfigError
 
 
 def mode_of(path: Path) -> int:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from central.errors import ConfigError, ConfigFileInsecure
 from central.settings import Settings, load, secret_weakness
+from invwire.errors.central import ConfigError, ConfigFileInsecure
 
 DB = {"INVCTL_DATABASE_URL": "sqlite:///x.db"}
 

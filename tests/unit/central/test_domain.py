@@ -4,7 +4,7 @@ import pytest
 
 from central.domain import catalog
 from central.domain.stock import StockLevel, valid_delta, valid_quantity
-from central.errors import (
+from invwire.errors.central import (
     InvalidName,
     InvalidPrice,
     InvalidQuantity,

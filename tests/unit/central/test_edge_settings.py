@@ -6,8 +6,8 @@ import secrets
 
 import pytest
 
-from central.errors import ConfigError
 from central.settings import load
+from invwire.errors.central import ConfigError
 
 pytestmark = pytest.mark.unit
 

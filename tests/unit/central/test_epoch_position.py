@@ -16,7 +16,6 @@ from central.api import create_app
 from central.app import bootstrap
 from central.confirm_restore import confirm_restored
 from central.epochs import current_epoch, start_confirmed_epoch
-from central.errors import BehindKafka, CentralRunning, RecoveryRefused, RestoreUnconfirmed
 from central.kafka import record_headers
 from central.kafka_position import (
     UNMARKED,
@@ -30,6 +29,7 @@ from central.kafka_position import (
 from central.models import Epoch, Outbox, RelayLease, utcnow
 from central.outbox import OutboxRecord, Relay, relay_state
 from central.services import accounts, catalog, inventory
+from invwire.errors.central import BehindKafka, CentralRunning, RecoveryRefused, RestoreUnconfirmed
 from invwire.headers import EPOCH_HEADER, SEQ_HEADER, header_int
 from tests.support.central_fakes import FakePositions, FakePublisher
 

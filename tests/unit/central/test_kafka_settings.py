@@ -10,9 +10,9 @@ import pytest
 
 from central.app import build_identities, relay_access
 from central.domain.kafka_access import Grant, Operation, Resource
-from central.errors import ConfigError
 from central.kafka import client_config
 from central.settings import load
+from invwire.errors.central import ConfigError
 from tests.support.kafka_identities_fake import FakeKafkaIdentities
 
 SECRET = secrets.token_hex(32)

@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from central.errors import Forbidden, OrderNotFound
 from central.models import Outbox
 from central.services import catalog, inventory, orders
 from central.services.principal import Principal, Role
+from invwire.errors.central import Forbidden, OrderNotFound
 
 from .conftest import ADMIN
 

@@ -2,7 +2,7 @@ import pytest
 
 from central.domain import orders
 from central.domain.stock import StockLevel
-from central.errors import (
+from invwire.errors.central import (
     DuplicateLine,
     IdempotencyKeyRequired,
     InsufficientStock,

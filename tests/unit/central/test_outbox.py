@@ -2,10 +2,10 @@ import json
 
 import pytest
 
-from central.errors import NegativeStock
 from central.models import Movement, Outbox, Stock
 from central.outbox import Relay
 from central.services import catalog, inventory
+from invwire.errors.central import NegativeStock
 
 from .conftest import ADMIN
 

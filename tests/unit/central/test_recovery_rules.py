@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from central.domain.recovery import RecoveryWindow, held_sales
-from central.errors import InvalidInput, OutsideRecoveryWindow
+from invwire.errors.central import InvalidInput, OutsideRecoveryWindow
 from invwire.orders import Line, fingerprint
 
 ARABIC_ONE = "\u0661"  # a digit to Python's `\d`, not a price

@@ -17,11 +17,11 @@ from datetime import timedelta
 import pytest
 
 from central.db import DatabaseClock
-from central.errors import ConfigError
 from central.models import RelayLease, utcnow
 from central.outbox import LEASE_NAME, Relay
 from central.settings import load
 from central.supervisor import WorkerApp
+from invwire.errors.central import ConfigError
 from tests.support.central_fakes import FakeClock, FakePublisher
 
 SECRET = secrets.token_hex(32)

@@ -4,8 +4,8 @@ import jwt
 import pytest
 
 from central import security
-from central.errors import AuthInvalid
 from central.models import utcnow
+from invwire.errors.central import AuthInvalid
 
 CONFIG = security.TokenConfig("s" * 40, "invctl-central", "invctl", 60)
 CLAIMS = security.TokenClaims("alice", "admin", None)

@@ -2,8 +2,8 @@ import secrets
 
 import pytest
 
-from central.errors import ConfigError
 from central.settings import load
+from invwire.errors.central import ConfigError
 
 SECRET = secrets.token_hex(32)
 

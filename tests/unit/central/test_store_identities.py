@@ -11,13 +11,13 @@ from fastapi.testclient import TestClient
 from central.api import create_app
 from central.app import bootstrap
 from central.domain.kafka_access import Grant, Operation, Resource
-from central.errors import AuthInvalid, KafkaUnavailable, StoreExists, StoreNotFound
 from central.models import ApiKey, Store
 from central.revocations import RevocationRetrier
 from central.security import hash_api_key
 from central.services import accounts
 from central.services.identities import key_username, pending_revocations
 from central.settings import Settings
+from invwire.errors.central import AuthInvalid, KafkaUnavailable, StoreExists, StoreNotFound
 from invwire.identity import consumer_group, kafka_username
 from tests.support.central_fakes import FakeClock, FakePublisher
 from tests.support.kafka_identities_fake import FakeKafkaIdentities

@@ -11,12 +11,12 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from central.api import errors as api_errors
-from central.errors import NodeUnavailable, WriteConflict
 from central.models import Movement, Order, Outbox, RelayLease, Stock
 from central.outbox import Relay
 from central.services import catalog, inventory, orders
 from central.services.principal import Principal
 from central.uow import ConflictRetry, UnitOfWork
+from invwire.errors.central import NodeUnavailable, WriteConflict
 from invwire.events import StockChanged
 from tests.support.central_fakes import FakeClock, FakePublisher
 from tests.support.galera_fakes import GaleraLikeSqlite, galera_like_database, mysql_error

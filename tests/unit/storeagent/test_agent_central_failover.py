@@ -7,11 +7,11 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from invwire.errors.agent import ConfigError, InsecureTransport
 from invwire.failover import Failover
 from invwire.logs import EventLog
 from invwire.orders import Line
 from storeagent.cli import _warn_if_plain_http
-from storeagent.errors import ConfigError, InsecureTransport
 from storeagent.http.app import create_app
 from storeagent.settings import AgentSettings, load_settings
 from storeagent.sync.loop import topic_names

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from storeagent.errors import ConfigError, KeyFileInsecure
+from invwire.errors.agent import ConfigError, KeyFileInsecure
 from storeagent.replica.db import open_replica
 from storeagent.settings import load_settings
 

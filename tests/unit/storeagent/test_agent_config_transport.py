@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from storeagent.errors import ConfigError, InsecureTransport
+from invwire.errors.agent import ConfigError, InsecureTransport
 from storeagent.settings import AgentSettings, load_settings
 
 WITH_KEY = {"STOREAGENT_API_KEY": "ik_test"}

@@ -11,8 +11,8 @@ from functools import partial
 import httpx
 import pytest
 
+from invwire.errors.agent import ConfigError
 from invwire.logs import EventLog, configure_logging
-from storeagent.errors import ConfigError
 from storeagent.ops.metrics import AgentMetrics
 from storeagent.ops.supervisor import SupervisedTask
 from storeagent.ops.vitals import Vitals

@@ -11,8 +11,8 @@ from kafka.errors import (
     UnsupportedSaslMechanismError,
 )
 
+from invwire.errors.agent import KafkaAuthFailed, KafkaNotAuthorized, SourceUnavailable
 from invwire.identity import kafka_username
-from storeagent.errors import KafkaAuthFailed, KafkaNotAuthorized, SourceUnavailable
 from storeagent.sync.kafka_login import KafkaLogin
 from storeagent.sync.kafka_source import translate
 

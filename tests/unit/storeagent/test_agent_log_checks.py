@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from invwire.errors.agent import SourceUnavailable
 from invwire.topics import PARTITIONS, TOPIC_INVENTORY
-from storeagent.errors import SourceUnavailable
 from storeagent.replica.db import META_LOG_BEHIND, Replica, open_replica
 from storeagent.replica.queries import ReplicaReads
 from storeagent.sync.log_checks import (

@@ -6,10 +6,10 @@ from datetime import datetime
 import peewee
 import pytest
 
+from invwire.errors.agent import SourceUnavailable
 from invwire.events import StockChanged
 from invwire.logs import EventLog
 from invwire.topics import PARTITIONS
-from storeagent.errors import SourceUnavailable
 from storeagent.ops.supervisor import SupervisedTask
 from storeagent.replica.db import Replica
 from storeagent.replica.queries import ReplicaReads

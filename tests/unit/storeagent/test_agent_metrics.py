@@ -11,9 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from invwire.errors.agent import SourceUnavailable
 from invwire.logs import configure_logging
 from storeagent.app import build_sales
-from storeagent.errors import SourceUnavailable
 from storeagent.http.app import create_app
 from storeagent.ops.metrics import AgentMetrics, WatchedState
 from storeagent.ops.vitals import Vitals

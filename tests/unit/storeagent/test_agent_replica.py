@@ -1,6 +1,6 @@
 import pytest
 
-from storeagent.errors import ConfigError, ReplicaSchemaTooNew
+from invwire.errors.agent import ConfigError, ReplicaSchemaTooNew
 from storeagent.replica.db import SCHEMA_VERSION, open_replica
 from storeagent.sync.source import TopicPartition
 

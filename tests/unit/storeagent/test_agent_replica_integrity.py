@@ -17,14 +17,14 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from invwire.orders import Line
-from storeagent.app import Agent, Sales, bind_listener, bootstrap, build_sales
-from storeagent.errors import (
+from invwire.errors.agent import (
     OfflineQueueLost,
     ReplicaDamaged,
     ReplicaOfAnotherCluster,
     ReplicaOfAnotherStore,
 )
+from invwire.orders import Line
+from storeagent.app import Agent, Sales, bind_listener, bootstrap, build_sales
 from storeagent.http.app import create_app
 from storeagent.replica.db import META_BOOTSTRAPPED, Replica, open_replica
 from storeagent.replica.identity import (

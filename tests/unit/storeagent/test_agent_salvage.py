@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from invwire.errors.agent import ConfigError
 from invwire.orders import Line
 from storeagent.cli import app as storeagent_cli
-from storeagent.errors import ConfigError
 from storeagent.replica.db import Replica, open_replica
 from storeagent.replica.identity import claim_store
 from storeagent.replica.local_orders import LocalOrders

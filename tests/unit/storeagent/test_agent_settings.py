@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
+from invwire.errors.agent import ConfigError
 from invwire.identity import kafka_username
-from storeagent.errors import ConfigError
 from storeagent.settings import (
     DEFAULT_KAFKA_SECURITY_PROTOCOL,
     AgentSettings,

@@ -14,9 +14,9 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from invwire.errors.agent import KafkaAuthFailed, KafkaNotAuthorized, SourceUnavailable
 from invwire.events import StockChanged
 from invwire.topics import TOPIC_INVENTORY
-from storeagent.errors import KafkaAuthFailed, KafkaNotAuthorized, SourceUnavailable
 from storeagent.http.app import create_app
 from storeagent.ops.metrics import AgentMetrics, WatchedState
 from storeagent.ops.vitals import Vitals

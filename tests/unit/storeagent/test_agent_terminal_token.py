@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from invwire.errors.agent import ConfigError
 from storeagent.app import bootstrap
-from storeagent.errors import ConfigError
 from storeagent.http.token import load_or_create_token, read_token
 from storeagent.settings import AgentSettings, load_settings
 

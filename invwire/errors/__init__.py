@@ -1,5 +1,10 @@
 """The error root every package derives from, and the errors of the contract itself.
 
+Central's errors live in `invwire.errors.central` and the store agent's in
+`invwire.errors.agent`: every stable code the product answers with is declared in this one
+package, so a new code is chosen next to all the others (docs/wire.md lists them). Both
+modules, like this one, import nothing but the standard library and each other.
+
 Each error has a stable dotted `code`, the HTTP `status` it maps to, and `details`; the
 docstring is the default message. Central and the agent answer these with the same codes,
 so a refusal reads the same whichever side made it.
