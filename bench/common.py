@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.kafka_security import KafkaCluster
-from tests.support.proc import pids_where
+from harness.kafka_security import KafkaCluster
+from harness.proc import pids_where
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / ".run" / "bench"

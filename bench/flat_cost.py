@@ -31,9 +31,9 @@ from bench.common import (
 )
 from bench.orders import SKUS, STORES, fresh_database, http_orders, seed
 from bench.stack import central_process
+from harness.kafka_security import KafkaCluster
 from invwire.events import StockChanged, encode
 from invwire.orders import CONFIRMED
-from tests.support.kafka_security import KafkaCluster
 
 CLIENTS = 8
 BATCH = 2_000  # orders a transaction while filling

@@ -53,10 +53,10 @@ from bench.stack import (
 )
 from bench.sync_latency import admin_headers
 from central.services.fleet_lags import LAG_CACHE_S
+from harness.kafka_security import KafkaCluster
+from harness.waiting import eventually
 from invwire.identity import consumer_group
 from invwire.topics import TOPICS
-from tests.support.kafka_security import KafkaCluster
-from tests.support.waiting import eventually
 
 PORT = 18990
 EVERY_S = 10.0  # the agent's default heartbeat interval (storeagent.settings)

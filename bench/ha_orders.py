@@ -35,8 +35,8 @@ from bench.common import (
 )
 from bench.orders import fresh_database, http_orders, seed
 from bench.stack import central_process, serving
-from tests.support.ha_stack import haproxy_config
-from tests.support.kafka_security import KafkaCluster
+from harness.haproxy import haproxy_config
+from harness.kafka_security import KafkaCluster
 
 GALERA_PORT = 13620  # ports 13620 .. 13631
 PROXY_PORT, CENTRAL_PORTS = 18930, (18931, 18932, 18933)

@@ -32,7 +32,7 @@ from bench.common import (
 )
 from bench.order_ceiling import raw_orders
 from bench.stack import SECRET, catalog_rows, central_process, seed_central
-from tests.support.kafka_security import KafkaCluster
+from harness.kafka_security import KafkaCluster
 
 SKUS = [f"BENCH-{i:03d}" for i in range(50)]
 STORES = [f"bench-{i}" for i in range(4)]

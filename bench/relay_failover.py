@@ -44,11 +44,12 @@ from bench.common import (
     verdict,
 )
 from bench.stack import SECRET, catalog_rows, clean_environ, seed_central, wait_ready
-from tests.support.kafka_security import KafkaCluster
-from tests.support.relay_lease import read_lease
+from harness.kafka_security import KafkaCluster
+from harness.relay_lease import read_lease
+from invwire.topics import TOPIC_INVENTORY
 
 SKU = "FAILOVER-1"
-TOPIC = "inventory-updated"
+TOPIC = TOPIC_INVENTORY
 TARGET_SECONDS = 5.0
 
 

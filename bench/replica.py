@@ -33,6 +33,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
@@ -42,19 +43,22 @@ from kafka import TopicPartition as KafkaTopicPartition
 
 from bench.common import BIN, RUN, machine_facts, module_args, security_mode, start_kafka, verdict
 from bench.stack import clean_environ
+from harness.kafka_security import KafkaCluster
+from harness.topics import create_topics
+from invwire.events import Event as WireEvent
+from invwire.events import ProductChanged, StockChanged, encode
 from invwire.identity import consumer_group
 from storeagent.replica.db import META_EVENTS_APPLIED, open_replica
 from storeagent.sync.kafka_login import KafkaLogin
 from storeagent.sync.kafka_source import KafkaRecordSource
 from storeagent.sync.loop import SyncLoop, topic_names
 from storeagent.sync.progress import SyncProgress
-from tests.support.agent_fakes import product_event, stock_event
-from tests.support.kafka_security import KafkaCluster
-from tests.support.topics import create_topics
 
 Event = tuple[str, bytes, bytes]
 VERSIONS_PER_SKU = 100
+APPLY_TARGET = 0.7  # of the raw consume rate (the throughput issue's bound; 0.5 before)
 IDLE_S = 5.0
+OCCURRED_AT = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)  # one moment for every event
 APPLY_BUDGET_S = 60.0  # the apply rate is measured over at most this long
 APPLY_STORE, BOOT_STORE = "bench-apply", "bench"  # whose keys the consumers log in with
 
@@ -99,7 +103,7 @@ def stock_backlog(count: int, rng: random.Random) -> list[Event]:
     events: list[Event] = []
     for version in range(1, VERSIONS_PER_SKU + 1):
         for sku in rng.sample(skus, len(skus)):
-            events.append(stock_event(sku=sku, quantity=version, stock_version=version))
+            events.append(record(StockChanged(sku, version, 1, "adjust", version)))
     return events[:count]
 
 
@@ -107,9 +111,15 @@ def catalog(products: int) -> list[Event]:
     events: list[Event] = []
     for n in range(products):
         sku = f"CAT-{n:06d}"
-        events.append(product_event(sku=sku, name=f"Product {n}", price="1.99", version=1))
-        events.append(stock_event(sku=sku, quantity=n % 100, reason="create", stock_version=1))
+        events.append(record(ProductChanged(sku, f"Product {n}", "1.99", 3, "", True, 1)))
+        events.append(record(StockChanged(sku, n % 100, n % 100, "create", 1)))
     return events
+
+
+def record(event: WireEvent) -> Event:
+    """(unprefixed topic, key, value) as central's relay publishes the event."""
+    envelope = encode(event, OCCURRED_AT)
+    return envelope.topic, envelope.key.encode(), envelope.value.encode()
 
 
 @dataclass(frozen=True)
@@ -325,7 +335,7 @@ def table(results: Results) -> str:
     ]
     lines = ["| measure | value |", "| --- | ---: |"]
     ratio = agent_rate / raw_rate
-    target = verdict("apply rate / raw consume rate", ratio, "at least 0.5", ratio >= 0.5)
+    target = verdict("apply rate / raw consume rate", ratio, "at least 0.7", ratio >= APPLY_TARGET)
     return "\n".join(lines + [f"| {name} | {value} |" for name, value in rows] + ["", target])
 
 

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 
 from bench.common import BIN, RUN
-from tests.support.agent_command import storeagent_run
-from tests.support.kafka_security import KafkaCluster
+from harness.agent_command import storeagent_run
+from harness.kafka_security import KafkaCluster
 
 SECRET = "benchmark-secret-0123456789abcdef0123"
 

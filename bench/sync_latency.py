@@ -32,7 +32,7 @@ from bench.common import (
     verdict,
 )
 from bench.stack import agent_process, catalog_rows, central_process, seed_central, sqlite_url
-from tests.support.kafka_security import KafkaCluster
+from harness.kafka_security import KafkaCluster
 
 
 class ReplicaWatcher(threading.Thread):
@@ -232,7 +232,8 @@ def report(
     lines = [
         f"Machine: {facts}.{' Quick mode.' if quick else ''} {count} changes at {rate:.0f}/s "
         f"(steady, `PUT /api/v1/stock/{{sku}}`), then {count} in a burst (`POST /api/v1/import`, "
-        "500 rows a request). Targets: p50 within 3x and p99 within 5x of the raw round trip.",
+        "500 rows a request). Targets: p50 within 2x and p99 within 3x of the raw round trip "
+        "(the throughput issue's; 3x and 5x before).",
         "",
         "| path | samples | not seen | p50 ms | p95 ms | p99 ms | p50 / raw | p99 / raw |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -243,8 +244,8 @@ def report(
     ]
     p50 = percentile(steady_lat, 50) / percentile(raw, 50)
     p99 = percentile(steady_lat, 99) / percentile(raw, 99)
-    lines.append(verdict("steady p50 / raw p50", p50, "at most 3", p50 <= 3))
-    lines.append(verdict("steady p99 / raw p99", p99, "at most 5", p99 <= 5))
+    lines.append(verdict("steady p50 / raw p50", p50, "at most 2", p50 <= 2))
+    lines.append(verdict("steady p99 / raw p99", p99, "at most 3", p99 <= 3))
     lines.append(
         "A burst is a queue by nature: its figures show how long the last of "
         f"{count} changes committed at once waits behind the others, not a per-change latency."

@@ -49,7 +49,7 @@ from bench.sync_latency import (
     latencies,
     steady,
 )
-from tests.support.kafka_security import KafkaCluster
+from harness.kafka_security import KafkaCluster
 
 STORE = "trace-store"
 SKUS = [f"TRACE-{i:05d}" for i in range(200)]

@@ -20,7 +20,7 @@ MAX_LINES = 100
 MAX_LINE_QUANTITY = 10_000
 MAX_EVENT_BYTES = 1024 * 1024
 # Stock levels are 0..MAX_STOCK_QUANTITY; prices are below MAX_PRICE (so 999,999,999.99 at
-# most, with two decimals). The same bounds as central/domain (stock.py, catalog.py).
+# most, with two decimals). Central and the agent check against these.
 MAX_STOCK_QUANTITY = 1_000_000_000
 MAX_PRICE = 1_000_000_000
 

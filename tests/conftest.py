@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.kafka_security import KafkaCluster
+from harness.kafka_security import KafkaCluster
 from tests.support.processes import port_free
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -5,12 +5,13 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 
 from invwire.errors.central import InvalidName, InvalidPrice, InvalidSku, NameTooLong
+from invwire.rules import MAX_PRICE as RULES_MAX_PRICE
 from invwire.rules import is_sku
 from invwire.text import first_refused_char
 
 MAX_NAME = 200
 MAX_DESCRIPTION = 2000
-MAX_PRICE = Decimal("1000000000")
+MAX_PRICE = Decimal(RULES_MAX_PRICE)  # the contract's bound (invwire.rules), exact
 
 
 def valid_sku(raw: str) -> str:

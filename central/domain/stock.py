@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 from invwire.errors.central import InvalidQuantity, NegativeStock
 from invwire.events import StockChanged
+from invwire.rules import MAX_STOCK_QUANTITY
 
-MAX_QUANTITY = 1_000_000_000
+MAX_QUANTITY = MAX_STOCK_QUANTITY  # the contract's bound (invwire.rules)
 
 
 def valid_quantity(raw: object, *, field: str = "quantity") -> int:

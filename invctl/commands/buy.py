@@ -16,13 +16,11 @@ from invctl.context import state_of
 from invctl.errors import RefusedError, UsageError
 from invctl.options import JsonFlag
 from invctl.order_errors import explained
-from invwire.rules import is_idempotency_key
+from invwire.rules import MAX_LINE_QUANTITY, MAX_LINES, is_idempotency_key
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-MAX_LINES = 100
-MAX_QUANTITY = 10_000
 QUANTITY = re.compile(r"[0-9]+")
 LINE_HINT = "write each product as SKU or SKU:QTY, e.g. MILK-1L or MILK-1L:2"
 
@@ -30,7 +28,7 @@ LinesArg = Annotated[
     list[str],
     typer.Argument(
         metavar="SKU[:QTY]",
-        help=f"What to sell: a SKU, with :QTY for more than one (1-{MAX_QUANTITY}).",
+        help=f"What to sell: a SKU, with :QTY for more than one (1-{MAX_LINE_QUANTITY}).",
         show_default=False,
     ),
 ]
@@ -130,9 +128,9 @@ def _sku(sku: str, text: str) -> str:
 
 
 def _quantity(quantity: str, text: str) -> int:
-    if not QUANTITY.fullmatch(quantity) or not 1 <= int(quantity) <= MAX_QUANTITY:
+    if not QUANTITY.fullmatch(quantity) or not 1 <= int(quantity) <= MAX_LINE_QUANTITY:
         raise UsageError(
-            f"{text!r}: QTY must be a whole number from 1 to {MAX_QUANTITY}",
+            f"{text!r}: QTY must be a whole number from 1 to {MAX_LINE_QUANTITY}",
             code="usage.quantity",
             hint=LINE_HINT,
         )

@@ -10,11 +10,11 @@ from typing import Annotated
 from fastapi import FastAPI, Query
 
 from invwire.events import MAX_INTEGER
+from invwire.rules import MAX_STOCK_QUANTITY
 from storeagent.replica.queries import CategoryList, ProductFilter, ProductList, ReplicaReads
 
 MAX_PAGE = 1000
 MAX_SEARCH = 200
-MAX_QUANTITY = 1_000_000_000  # central's bound on a stock quantity
 
 
 def add_catalog_routes(
@@ -26,7 +26,7 @@ def add_catalog_routes(
         after: Annotated[str, Query(max_length=64)] = "",
         category: Annotated[int | None, Query(ge=1, le=MAX_INTEGER)] = None,
         search: Annotated[str, Query(max_length=MAX_SEARCH)] = "",
-        low_stock: Annotated[int | None, Query(ge=0, le=MAX_QUANTITY)] = None,
+        low_stock: Annotated[int | None, Query(ge=0, le=MAX_STOCK_QUANTITY)] = None,
     ) -> ProductList:
         """Products by SKU with their stock, a page at a time: follow `next_after`."""
         require_bootstrapped()

@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness.waiting import eventually
 from tests.support.processes import Service, Stack, stack
 from tests.support.shop import seed_shop
-from tests.support.waiting import eventually
 from tests.support.wrong_clock import agent_under_faketime
 
 EVERY_S = 0.5

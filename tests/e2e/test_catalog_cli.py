@@ -4,8 +4,8 @@ staff browsing the catalog at the agent while central is down."""
 
 import json
 
+from harness.waiting import eventually
 from tests.support.processes import stack
-from tests.support.waiting import eventually
 
 HEADER = "kind,name,sku,price,category,description,active,quantity"
 

@@ -10,9 +10,9 @@ import uuid
 
 import httpx
 
+from harness.relay_lease import log_events, read_lease, worker_pids
+from harness.waiting import eventually
 from tests.support.processes import BIN, SECRET, Service, Stack, stack
-from tests.support.relay_lease import log_events, read_lease, worker_pids
-from tests.support.waiting import eventually
 
 
 def answered_by(s: Stack, central: Service) -> int:

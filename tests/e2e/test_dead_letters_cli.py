@@ -7,8 +7,8 @@ import json
 
 from kafka import KafkaProducer
 
+from harness.waiting import eventually
 from tests.support.processes import stack
-from tests.support.waiting import eventually
 
 PLAIN = b"not json at all"
 WITH_ESCAPE = b'{"name": "Milk\x1b]0;owned\x07"}'  # a raw control character: not JSON

@@ -12,9 +12,9 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from central.services.fleet import DOWN_FLOOR_S
+from harness.waiting import eventually
 from tests.support.processes import Stack, stack
 from tests.support.shop import seed_shop
-from tests.support.waiting import eventually
 
 EVERY_S = 0.5  # live for 2 s; down after the 30 s floor
 HEARTBEATS = ["--heartbeat-seconds", str(EVERY_S)]

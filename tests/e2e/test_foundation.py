@@ -3,8 +3,8 @@
 
 import json
 
+from harness.waiting import eventually
 from tests.support.processes import stack
-from tests.support.waiting import eventually
 
 
 def agent_stock(s, agent_url, sku):

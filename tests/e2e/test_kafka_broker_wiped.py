@@ -20,7 +20,8 @@ import time
 import httpx
 import pytest
 
-from tests.support.kafka_security import KafkaCluster
+from harness.kafka_security import KafkaCluster
+from harness.waiting import eventually
 from tests.support.log_loss import (
     log_reasons,
     stale,
@@ -28,7 +29,6 @@ from tests.support.log_loss import (
     write_catalog,
 )
 from tests.support.processes import stack, while_alive
-from tests.support.waiting import eventually
 
 # What a broker keeps when its topics' data is lost: its identity and the metadata log.
 KEPT = frozenset({"meta.properties", "bootstrap.checkpoint", "__cluster_metadata-0"})

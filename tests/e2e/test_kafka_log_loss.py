@@ -15,6 +15,8 @@ import httpx
 from kafka import KafkaAdminClient
 from kafka.errors import TopicAlreadyExistsError
 
+from harness.topics import create_topics
+from harness.waiting import eventually
 from invwire.topics import PARTITIONS, TOPIC_INVENTORY
 from tests.support.log_loss import (
     PRODUCTS,
@@ -28,8 +30,6 @@ from tests.support.log_loss import (
     write_stock,
 )
 from tests.support.processes import BIN, stack, while_alive
-from tests.support.topics import create_topics
-from tests.support.waiting import eventually
 
 
 def logged(agent, event):

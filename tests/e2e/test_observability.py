@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness.waiting import eventually
 from tests.support.processes import ADMIN_PASSWORD, SECRET, Service, Stack, stack
 from tests.support.shop import seed_shop
-from tests.support.waiting import eventually
 
 SKU = "MILK-1L"
 FAST_HEARTBEATS = ["--heartbeat-seconds", "1"]

@@ -5,8 +5,8 @@ import json
 
 from kafka import KafkaProducer
 
+from harness.waiting import eventually
 from tests.support.processes import stack
-from tests.support.waiting import eventually
 
 POISON = [
     b"not json at all",

@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
+from harness.relay_lease import Lease, log_events, read_lease
+from harness.waiting import eventually
 from tests.support.central_harness import mariadb_database, mysql_base_url, read_events
 from tests.support.processes import (
     ADMIN,
@@ -22,8 +24,6 @@ from tests.support.processes import (
     stack,
     wait_http,
 )
-from tests.support.relay_lease import Lease, log_events, read_lease
-from tests.support.waiting import eventually
 
 SKUS = ("MILK-1L", "EGGS-12")
 BEFORE, AFTER = 4, 6  # stock changes of each SKU before and after the kill

@@ -19,9 +19,9 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
+from harness.waiting import eventually
 from tests.support.central_harness import mariadb_database, mysql_base_url
 from tests.support.processes import BIN, Stack, stack, wait_http
-from tests.support.waiting import eventually
 
 HEADER = "kind,name,sku,price,category,description,active,quantity"
 ITEMS = [f"ITEM-{i:03d}" for i in range(6)]

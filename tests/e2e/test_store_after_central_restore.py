@@ -7,8 +7,8 @@ import subprocess
 
 import httpx
 
+from harness.waiting import eventually
 from tests.support.processes import BIN, stack, wait_http
-from tests.support.waiting import eventually
 
 HEADER = "kind,name,sku,price,category,description,active,quantity"
 PRODUCTS = 6

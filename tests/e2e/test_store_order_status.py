@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 
+from harness.waiting import eventually
 from tests.support.processes import Service, Stack, stack
-from tests.support.waiting import eventually
 
 
 def seed(s: Stack, *stores: str) -> dict[str, Any]:

@@ -3,8 +3,8 @@ stock shows it at once (read-your-writes); buying more than there is exits 4."""
 
 import json
 
+from harness.waiting import eventually
 from tests.support.processes import stack
-from tests.support.waiting import eventually
 
 
 def test_buy_at_the_store_is_shown_by_stock_show_at_once_and_overselling_exits_4(

@@ -29,14 +29,14 @@ from kafka.admin import (
 from kafka.errors import KafkaError, KafkaTimeoutError, TopicAuthorizationFailedError
 from kafka.structs import TopicPartition
 
-from tests.support.topics import create_topics
-from tests.support.waiting import eventually
+from harness.topics import create_topics
+from harness.waiting import eventually
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from harness.kafka_security import KafkaCluster
     from tests.conftest import KafkaScript
-    from tests.support.kafka_security import KafkaCluster
 
 Settings = dict[str, Any]
 INTERNAL_PORT_OFFSET = 200

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pymysql
 
+from harness.proc import pids_where
+from harness.waiting import eventually
 from tests.support.galera import (
     connect,
     free_galera_port,
@@ -21,8 +23,6 @@ from tests.support.galera import (
     start_cluster,
     wsrep_state,
 )
-from tests.support.proc import pids_where
-from tests.support.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "mariadb"

@@ -17,8 +17,8 @@ from central.api import create_app
 from central.app import Central, bootstrap
 from central.services import accounts
 from central.settings import Settings, load
-from tests.support.kafka_security import KafkaCluster
-from tests.support.waiting import eventually
+from harness.kafka_security import KafkaCluster
+from harness.waiting import eventually
 
 SECRET = "integration-test-secret-0123456789abcdef"
 ADMIN_PASSWORD = "admin-password-1"

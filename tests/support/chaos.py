@@ -21,9 +21,9 @@ from typing import Any
 
 import httpx
 
-from tests.support.kafka_security import KafkaCluster
+from harness.kafka_security import KafkaCluster
+from harness.waiting import eventually
 from tests.support.shop import Shop
-from tests.support.waiting import eventually
 
 API = "/api/v1"
 # A check that meets a restarting process or a stopped broker has not failed yet.

@@ -17,8 +17,8 @@ from urllib.parse import urlparse
 import httpx
 import pymysql
 
+from harness.waiting import eventually
 from tests.support.processes import BIN, free_port, port_free, wait_http
-from tests.support.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 MARIADB_SCRIPT = ROOT / "scripts" / "mariadb"

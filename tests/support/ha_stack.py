@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.haproxy import haproxy_config
 from tests.support.galera import connect, mariadb_script, start_cluster
 from tests.support.processes import (
     ADMIN,
@@ -23,22 +24,6 @@ from tests.support.processes import (
     free_port,
     wait_http,
 )
-
-ROOT = Path(__file__).resolve().parents[2]
-HAPROXY_TEMPLATE = ROOT / "deploy" / "haproxy" / "haproxy.cfg"
-
-
-def haproxy_config(port: int, servers: dict[str, str]) -> str:
-    """deploy/haproxy/haproxy.cfg listening on 127.0.0.1:`port`, with `servers` (name ->
-    host:port) in place of the template's (as scripts/cluster writes it)."""
-    kept = []
-    for line in HAPROXY_TEMPLATE.read_text().splitlines():
-        if line.strip().startswith("server central-"):
-            continue
-        bind = line.strip().startswith("bind ")
-        kept.append(f"    bind 127.0.0.1:{port}" if bind else line)
-    kept += [f"    server {name} {address} check" for name, address in servers.items()]
-    return "\n".join(kept) + "\n"
 
 
 @dataclass

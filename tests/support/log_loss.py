@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 from kafka import KafkaConsumer, TopicPartition
 
-from tests.support.kafka_security import KafkaCluster
+from harness.kafka_security import KafkaCluster
+from harness.waiting import eventually
 from tests.support.processes import Service, Stack, while_alive
-from tests.support.waiting import eventually
 
 PRODUCTS = 12
 HEADER = "kind,name,sku,price,category,description,active,quantity"

@@ -19,9 +19,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from harness.waiting import eventually
 from tests.support.processes import BIN, Service, Stack, wait_http
 from tests.support.shop import Shop
-from tests.support.waiting import eventually
 
 API = "/api/v1"
 ACCEPTED = (201, 202)  # confirmed, or queued offline: the customer has the goods

@@ -17,9 +17,9 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from tests.support.kafka_security import KafkaCluster
+from harness.kafka_security import KafkaCluster
+from harness.waiting import eventually
 from tests.support.terminal import headers_for
-from tests.support.waiting import eventually
 
 BIN = Path(sys.executable).parent
 T = TypeVar("T")

@@ -8,8 +8,8 @@ import pytest
 
 from central.kafka import client_config
 from central.settings import load
+from harness.kafka_security import RELAY_USER, KafkaCluster
 from invwire.identity import kafka_username
-from tests.support.kafka_security import RELAY_USER, KafkaCluster
 
 
 @pytest.fixture

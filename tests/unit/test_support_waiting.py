@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.support.waiting import eventually
+from harness.waiting import eventually
 
 
 def answers(*values):

@@ -11,9 +11,9 @@ import httpx
 import pymysql
 import pytest
 
+from harness.waiting import eventually
 from tests.conftest import REPO_ROOT
 from tests.support.processes import ADMIN, ADMIN_PASSWORD, BIN, SECRET, free_port, wait_http
-from tests.support.waiting import eventually
 
 MARIADB = str(REPO_ROOT / "scripts" / "mariadb")
 

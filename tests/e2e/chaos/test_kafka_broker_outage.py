@@ -5,6 +5,7 @@ outbox drains, both replicas converge, and no sale, stock unit or event is lost 
 
 import time
 
+from harness.waiting import eventually
 from tests.support.chaos import (
     TRANSIENT,
     Workload,
@@ -19,7 +20,6 @@ from tests.support.chaos import (
 )
 from tests.support.processes import stack
 from tests.support.shop import seed_shop
-from tests.support.waiting import eventually
 
 OUTAGE_S = 10.0
 NOTICE_LIMIT_S = 25.0  # the broker stays down longer only until both agents said not ready

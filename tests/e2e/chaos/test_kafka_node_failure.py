@@ -8,6 +8,8 @@ import time
 
 import httpx
 
+from harness.waiting import eventually
+from invwire.topics import TOPIC_CATEGORY, TOPIC_INVENTORY, TOPIC_PRODUCT
 from tests.support.chaos import (
     TRANSIENT,
     Workload,
@@ -25,7 +27,6 @@ from tests.support.chaos import (
 )
 from tests.support.processes import stack
 from tests.support.shop import seed_shop
-from tests.support.waiting import eventually
 
 KILLED_S = 15.0
 KEEP_UP_LIMIT_S = 25.0  # Kafka fences a killed node after 9 s; clients reconnect within 1 s
@@ -33,7 +34,7 @@ STORES = ["store-a", "store-b"]
 SOLD = ["APPLE", "BREAD", "CHEESE"]
 CANARY = "DATES"  # not sold: its replica stock moves only through Kafka, never by an answer
 INITIAL = {sku: 60 for sku in [*SOLD, CANARY]}
-TOPICS = ["new-category", "new-product", "inventory-updated"]
+TOPICS = [TOPIC_CATEGORY, TOPIC_PRODUCT, TOPIC_INVENTORY]
 ALL_NODES = (1, 2, 3)
 SYNC_FIELDS = ("ready", "problems", "last_applied_at", "staleness_s")
 

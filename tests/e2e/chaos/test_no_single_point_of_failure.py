@@ -20,6 +20,8 @@ from typing import Any
 
 import httpx
 
+from harness.relay_lease import read_lease, worker_pids
+from harness.waiting import eventually
 from tests.support.chaos import (
     TRANSIENT,
     Workload,
@@ -41,9 +43,7 @@ from tests.support.ha_stack import (
     start_proxy,
 )
 from tests.support.processes import stack
-from tests.support.relay_lease import read_lease, worker_pids
 from tests.support.shop import Shop, seed_shop
-from tests.support.waiting import eventually
 
 STORES = [f"ha-{n}" for n in range(1, 5)]
 INITIAL = {sku: 300 for sku in ("APPLE", "BREAD", "CHEESE", "DATES")}

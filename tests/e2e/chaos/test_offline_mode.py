@@ -18,6 +18,7 @@ from collections import Counter
 
 import httpx
 
+from harness.waiting import eventually
 from tests.support.offline_chaos import (
     TRANSIENT,
     Tills,
@@ -38,7 +39,6 @@ from tests.support.offline_chaos import (
 )
 from tests.support.processes import free_port, stack
 from tests.support.shop import seed_shop
-from tests.support.waiting import eventually
 
 OUTAGE_S = 10.0
 # A restarted central publishes events only once the old process's relay lease (60 s, renewed

@@ -21,6 +21,7 @@ import pytest
 
 from central.backup import MariadbLogin, client_options, read_manifest
 from central.db import connect
+from harness.waiting import eventually
 from tests.support.central_harness import (
     SECRET,
     mariadb_database,
@@ -30,7 +31,6 @@ from tests.support.central_harness import (
 )
 from tests.support.processes import BIN, free_port, wait_http
 from tests.support.shop import seed_shop
-from tests.support.waiting import eventually
 
 INITIAL = {f"SKU-{i}": 100_000 for i in range(4)}
 STORES = ("store-a", "store-b")

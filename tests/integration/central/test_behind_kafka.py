@@ -27,11 +27,11 @@ from central.kafka import KafkaLastRecords
 from central.kafka_position import Position, record_position
 from central.models import utcnow
 from central.restore import MariadbTarget
+from harness.kafka_security import KafkaCluster
+from harness.waiting import eventually
 from invwire.topics import TOPIC_CATEGORY, TOPIC_INVENTORY, TOPIC_PRODUCT, TOPICS
 from tests.support.central_harness import SECRET, running_central
-from tests.support.kafka_security import KafkaCluster
 from tests.support.processes import BIN, free_port, wait_http
-from tests.support.waiting import eventually
 
 SKUS = ("SKU-A", "SKU-B", "SKU-C")
 

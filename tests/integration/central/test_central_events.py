@@ -3,10 +3,11 @@
 from collections import defaultdict
 
 from central.models import Outbox
+from harness.waiting import eventually
+from invwire.topics import TOPIC_CATEGORY, TOPIC_INVENTORY, TOPIC_PRODUCT
 from tests.support.central_harness import read_events, running_central
-from tests.support.waiting import eventually
 
-TOPICS = ["new-category", "new-product", "inventory-updated"]
+TOPICS = [TOPIC_CATEGORY, TOPIC_PRODUCT, TOPIC_INVENTORY]
 
 
 def by_key(events):

@@ -19,9 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.waiting import eventually
 from tests.support.processes import BIN, free_port
 from tests.support.tls import ServerTls, make_server_tls
-from tests.support.waiting import eventually
 
 ADMIN, ADMIN_PASSWORD = "alice", "alice-password-1"
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.waiting import eventually
 from tests.support.processes import ADMIN, ADMIN_PASSWORD, BIN, free_port, wait_http
-from tests.support.waiting import eventually
 
 BODY_BYTES = 200 * 1024 * 1024
 PIECE = b"x" * (64 * 1024)  # the one buffer every piece of the body is sent from

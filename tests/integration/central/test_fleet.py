@@ -7,11 +7,12 @@ from kafka.structs import OffsetAndMetadata
 
 from central import migrations, models
 from central.db import connect
+from harness.waiting import eventually
 from invwire.identity import consumer_group
+from invwire.topics import TOPIC_CATEGORY, TOPIC_INVENTORY, TOPIC_PRODUCT
 from tests.support.central_harness import running_central
-from tests.support.waiting import eventually
 
-TOPICS = ["new-category", "new-product", "inventory-updated"]
+TOPICS = [TOPIC_CATEGORY, TOPIC_PRODUCT, TOPIC_INVENTORY]
 
 
 def commit_everything(kafka, prefix, store, key):

@@ -14,12 +14,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from central.models import Outbox
 from central.services.republish import Republished, republish
+from harness.kafka_security import KafkaCluster
+from harness.waiting import eventually
 from invwire.events import parse_record
 from invwire.topics import TOPICS
 from tests.support.central_harness import SECRET, Harness, running_central, served
-from tests.support.kafka_security import KafkaCluster
 from tests.support.processes import BIN, stack
-from tests.support.waiting import eventually
 
 SKUS = [f"SKU-{n:02d}" for n in range(10)]
 

@@ -31,10 +31,10 @@ from central.kafka import every_acl_of, grant_acl
 from central.services import accounts
 from central.services.identities import grant_store_access, pending_revocations
 from central.settings import Settings, load
+from harness.waiting import eventually
 from invwire.identity import consumer_group, kafka_username
 from invwire.topics import PARTITIONS, TOPICS
 from invwire.topics import TOPIC_ORDER as ORDERS
-from tests.support.waiting import eventually
 
 RELAY_USER = "central-relay"
 ADMIN_PASSWORD = "admin-password-1"

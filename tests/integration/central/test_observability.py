@@ -5,8 +5,8 @@ import uuid
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness.waiting import eventually
 from tests.support.central_harness import running_central
-from tests.support.waiting import eventually
 
 
 def scrape(h):

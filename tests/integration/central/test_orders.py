@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from central.models import Movement, Order, OrderLine, Stock
+from harness.waiting import eventually
 from tests.support.central_harness import read_events, running_central, served
-from tests.support.waiting import eventually
 
 SKUS = [f"SCARCE-{i}" for i in range(10)]
 STORES = [f"store-{i}" for i in range(4)]

@@ -8,11 +8,12 @@ import pytest
 from central.kafka import KafkaPublisher
 from central.models import Outbox
 from central.outbox import Relay
+from harness.kafka_security import KafkaCluster
+from harness.waiting import eventually
+from invwire.topics import TOPIC_CATEGORY, TOPIC_INVENTORY, TOPIC_PRODUCT
 from tests.support.central_harness import read_events, running_central
-from tests.support.kafka_security import KafkaCluster
-from tests.support.waiting import eventually
 
-TOPICS = ["new-category", "new-product", "inventory-updated"]
+TOPICS = [TOPIC_CATEGORY, TOPIC_PRODUCT, TOPIC_INVENTORY]
 
 
 @pytest.fixture

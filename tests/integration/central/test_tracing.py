@@ -24,8 +24,9 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from central import migrations, models
 from central.db import connect, is_mysql
+from harness.kafka_security import KafkaCluster
+from harness.waiting import eventually
 from tests.support.central_harness import running_central
-from tests.support.kafka_security import KafkaCluster
 from tests.support.processes import ADMIN, ADMIN_PASSWORD, SECRET, stack
 from tests.support.tracing import (
     CALLER_SPAN_ID,
@@ -37,7 +38,6 @@ from tests.support.tracing import (
     span_id_of,
     trace_id_of,
 )
-from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 

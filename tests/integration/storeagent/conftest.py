@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 
+from harness.kafka_security import KafkaCluster
+from harness.topics import create_topics
+from harness.waiting import eventually
 from storeagent.replica.db import Replica, open_replica
 from storeagent.sync.kafka_login import KafkaLogin
 from storeagent.sync.kafka_source import KafkaRecordSource
 from storeagent.sync.loop import LoopTuning, SyncLoop, topic_names
 from storeagent.sync.progress import SyncProgress
 from storeagent.sync.source import TopicPartition
-from tests.support.kafka_security import KafkaCluster
-from tests.support.topics import create_topics
-from tests.support.waiting import eventually
 
 
 @pytest.fixture

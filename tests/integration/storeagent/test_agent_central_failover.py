@@ -14,8 +14,8 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
+from harness.waiting import eventually
 from tests.support.processes import ADMIN, ADMIN_PASSWORD, BIN, Stack, stack
-from tests.support.waiting import eventually
 
 
 @contextmanager

@@ -26,12 +26,12 @@ from pathlib import Path
 import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 
+from harness.kafka_security import KafkaCluster
+from harness.topics import create_topics
+from harness.waiting import eventually
 from storeagent.sync.loop import topic_names
 from tests.support.agent_fakes import product_event, stock_event
-from tests.support.kafka_security import KafkaCluster
 from tests.support.processes import BIN, while_alive
-from tests.support.topics import create_topics
-from tests.support.waiting import eventually
 
 SKUS = [f"CRASH-{n:03d}" for n in range(500)]
 STOCK_VERSIONS = 96

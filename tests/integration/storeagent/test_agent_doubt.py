@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
+from harness.waiting import eventually
 from tests.support.agent_fakes import ReplicaWriteLock
 from tests.support.central_relay import ANSWER_503, PASS, CentralRelay
 from tests.support.offline_chaos import (
@@ -38,7 +39,6 @@ from tests.support.offline_chaos import (
 )
 from tests.support.processes import Stack, stack
 from tests.support.shop import Shop, seed_shop
-from tests.support.waiting import eventually
 
 # What a sale meets when central's answer reaches the relay: nothing (PASS); the replica's
 # lock taken first; or the lock taken, and a 503 instead of central's answer (central

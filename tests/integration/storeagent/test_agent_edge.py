@@ -18,10 +18,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.kafka_security import KafkaCluster
+from harness.waiting import eventually
 from tests.support.agent_fakes import product_event, stock_event
-from tests.support.kafka_security import KafkaCluster
 from tests.support.terminal import headers_for
-from tests.support.waiting import eventually
 
 API_KEY = "sk-edge-test-key"
 EVIL = "http://evil.example"

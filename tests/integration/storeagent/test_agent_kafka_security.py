@@ -32,11 +32,11 @@ from kafka.admin import UserScramCredentialDeletion, UserScramCredentialUpsertio
 
 from central.domain.kafka_access import store_grants
 from central.kafka import grant_acl
+from harness.kafka_security import read_client_env
+from harness.topics import create_topics
+from harness.waiting import eventually
 from invwire.identity import kafka_username
 from tests.support.agent_fakes import product_event, stock_event
-from tests.support.kafka_security import read_client_env
-from tests.support.topics import create_topics
-from tests.support.waiting import eventually
 
 MECHANISM = "SCRAM-SHA-512"
 REVOCATION_DEADLINE_S = 90  # the broker re-authenticates every 60 s; then the agent says so

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaAdminClient
 
+from harness.waiting import eventually
 from storeagent.replica.db import Replica, open_replica
 from storeagent.replica.queries import ReplicaReads
 from storeagent.sync.source import TopicPartition
@@ -17,7 +18,6 @@ from tests.support.agent_fakes import (
     stock_data,
     stock_event,
 )
-from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.usefixtures("wire_topics")
 

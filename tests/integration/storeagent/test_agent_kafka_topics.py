@@ -1,6 +1,6 @@
+from harness.waiting import eventually
 from storeagent.replica.queries import ReplicaReads
 from tests.support.agent_fakes import stock_event
-from tests.support.waiting import eventually
 
 
 def test_loop_waits_for_topics_created_after_it_started(

@@ -14,13 +14,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.kafka_security import KafkaCluster
+from harness.waiting import eventually
 from storeagent.app import bind_listener, bootstrap
 from storeagent.settings import AgentSettings
 from tests.support.agent_fakes import product_event, stock_event
 from tests.support.central_harness import Harness, running_central, served
-from tests.support.kafka_security import KafkaCluster
 from tests.support.terminal import headers_for
-from tests.support.waiting import eventually
 
 SKUS = {"MILK-1L": 40, "BREAD": 25, "EGGS-12": 30}
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import peewee
 import pytest
 
+from harness.waiting import eventually
 from invwire.events import StockChanged
 from storeagent.replica.db import Replica, open_replica
 from storeagent.replica.queries import ReplicaReads
@@ -18,7 +19,6 @@ from storeagent.sync.kafka_source import KafkaRecordSource
 from storeagent.sync.loop import LoopTuning, SyncLoop
 from storeagent.sync.progress import SyncProgress
 from tests.support.agent_fakes import envelope, product_data, product_event, stock_data, stock_event
-from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.usefixtures("wire_topics")
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.kafka_security import KafkaCluster
+from harness.waiting import eventually
 from invwire.topics import PARTITIONS
 from tests.support.agent_fakes import product_event, stock_event
-from tests.support.kafka_security import KafkaCluster
-from tests.support.waiting import eventually
 
 API_KEY = "sk-must-never-be-logged"
 

@@ -30,7 +30,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.agent_command import storeagent_run
+from harness.agent_command import storeagent_run
+from harness.waiting import eventually
 from tests.support.central_relay import OrdersRelay
 from tests.support.offline_chaos import (
     central_orders,
@@ -41,7 +42,6 @@ from tests.support.offline_chaos import (
 )
 from tests.support.processes import BIN, Stack, free_port, stack
 from tests.support.shop import Shop, seed_shop
-from tests.support.waiting import eventually
 
 MILK = "MILK-1L"
 RUN_TIMEOUT_S = 60.0

@@ -21,10 +21,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.kafka_security import KafkaCluster
+from harness.waiting import eventually
 from tests.support.agent_fakes import product_event, stock_event
-from tests.support.kafka_security import KafkaCluster
 from tests.support.processes import free_port
-from tests.support.waiting import eventually
 
 REPO = Path(__file__).resolve().parents[3]
 UNIT = REPO / "deploy" / "systemd" / "storeagent.service"

@@ -17,11 +17,11 @@ from central.security import hash_api_key
 from central.services import accounts
 from central.services.identities import key_username, pending_revocations
 from central.settings import Settings
+from harness.waiting import eventually
 from invwire.errors.central import AuthInvalid, KafkaUnavailable, StoreExists, StoreNotFound
 from invwire.identity import consumer_group, kafka_username
 from tests.support.central_fakes import FakeClock, FakePublisher
 from tests.support.kafka_identities_fake import FakeKafkaIdentities
-from tests.support.waiting import eventually
 
 PREFIX = "t."
 READ, WRITE, DESCRIBE = Operation.READ, Operation.WRITE, Operation.DESCRIBE

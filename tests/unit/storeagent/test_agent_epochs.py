@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.waiting import eventually
 from storeagent.http.app import create_app
 from storeagent.replica.db import SCHEMA_VERSION, Replica, open_replica
 from storeagent.replica.queries import ReplicaReads
@@ -31,7 +32,6 @@ from tests.support.agent_fakes import (
     stock_event,
 )
 from tests.support.terminal import TERMINAL_TOKEN, terminal_client
-from tests.support.waiting import eventually
 
 FAST = LoopTuning(poll_timeout_ms=20, max_records=500, backoff_initial_s=0.01, backoff_max_s=0.05)
 Headers = tuple[tuple[str, bytes | None], ...]

@@ -11,6 +11,7 @@ from functools import partial
 import httpx
 import pytest
 
+from harness.waiting import eventually
 from invwire.errors.agent import ConfigError
 from invwire.logs import EventLog, configure_logging
 from storeagent.ops.metrics import AgentMetrics
@@ -30,7 +31,6 @@ from storeagent.upstream.heartbeat import (
     heartbeat_report,
 )
 from tests.support.agent_fakes import FixedClock, RecordingHeartbeat
-from tests.support.waiting import eventually
 
 KEY = "sk_live_store_key_0123456789"
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.waiting import eventually
 from storeagent.app import Agent, _Server, _Servers, bind_listener, bootstrap
 from storeagent.http.app import create_metrics_app
 from storeagent.ops.metrics import AgentMetrics
@@ -19,7 +20,6 @@ from storeagent.settings import AgentSettings
 from storeagent.sync.progress import SyncProgress
 from tests.support.agent_fakes import FakeRecordSource
 from tests.support.terminal import headers_for
-from tests.support.waiting import eventually
 
 
 def url_of(listener: socket.socket) -> str:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from harness.waiting import eventually
 from invwire.errors.agent import SourceUnavailable
 from invwire.topics import PARTITIONS, TOPIC_INVENTORY
 from storeagent.replica.db import META_LOG_BEHIND, Replica, open_replica
@@ -31,7 +32,6 @@ from storeagent.sync.loop import LoopTuning, SyncLoop
 from storeagent.sync.progress import SyncProgress
 from storeagent.sync.source import Record, RecordSource, TopicPartition
 from tests.support.agent_fakes import FakeRecordSource, HeldConnections, stock_event
-from tests.support.waiting import eventually
 
 FAST = LoopTuning(poll_timeout_ms=20, backoff_initial_s=0.01, backoff_max_s=0.05)
 

@@ -6,6 +6,7 @@ from datetime import datetime
 import peewee
 import pytest
 
+from harness.waiting import eventually
 from invwire.errors.agent import SourceUnavailable
 from invwire.events import StockChanged
 from invwire.logs import EventLog
@@ -18,7 +19,6 @@ from storeagent.sync.loop import LoopTuning, SyncLoop
 from storeagent.sync.progress import SyncProgress
 from storeagent.sync.source import RecordSource, TopicPartition
 from tests.support.agent_fakes import FakeRecordSource, product_event, stock_event
-from tests.support.waiting import eventually
 
 FAST = LoopTuning(poll_timeout_ms=20, max_records=500, backoff_initial_s=0.01, backoff_max_s=0.05)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.waiting import eventually
 from invwire.logs import EventLog
 from storeagent.ops.notify import (
     LOOP_STALL_S,
@@ -29,7 +30,6 @@ from storeagent.replica.local_orders import LocalOrders
 from storeagent.sync.progress import SyncProgress
 from storeagent.sync.source import TopicPartition
 from tests.support.agent_fakes import RecordingNotifier
-from tests.support.waiting import eventually
 
 
 class Ticks:

@@ -9,6 +9,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from harness.waiting import eventually
 from invwire.logs import EventLog
 from invwire.orders import Line
 from storeagent.app import Sales, build_sales
@@ -36,7 +37,6 @@ from tests.support.agent_fakes import (
 )
 from tests.support.machine_clock import Monotonic
 from tests.support.terminal import TERMINAL_TOKEN, terminal_client
-from tests.support.waiting import eventually
 
 MILK, BREAD = "MILK-1L", "BREAD"
 POLICY = OfflinePolicy(enabled=True, max_units_per_order=5, max_queued_units=8)

@@ -17,6 +17,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from harness.waiting import eventually
 from invwire.errors.agent import (
     OfflineQueueLost,
     ReplicaDamaged,
@@ -59,7 +60,6 @@ from tests.support.agent_fakes import (
     stock_event,
 )
 from tests.support.terminal import TERMINAL_TOKEN, terminal_client
-from tests.support.waiting import eventually
 
 MILK = "MILK-1L"
 OFFLINE_ON = OfflinePolicy(enabled=True, max_units_per_order=5, max_queued_units=20)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.waiting import eventually
 from storeagent.http.app import create_app
 from storeagent.replica.db import META_LOG_BEHIND, Replica
 from storeagent.replica.local_orders import LocalOrders
@@ -16,7 +17,6 @@ from storeagent.sync.progress import SyncProgress
 from storeagent.sync.rebuild import rebuild_path
 from tests.support.agent_fakes import FakeRecordSource, HeldConnections, product_event, stock_event
 from tests.support.terminal import TERMINAL_TOKEN, terminal_client
-from tests.support.waiting import eventually
 
 FAST = LoopTuning(poll_timeout_ms=20, max_records=500, backoff_initial_s=0.01, backoff_max_s=0.05)
 

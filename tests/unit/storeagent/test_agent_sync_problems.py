@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness.waiting import eventually
 from invwire.errors.agent import KafkaAuthFailed, KafkaNotAuthorized, SourceUnavailable
 from invwire.events import StockChanged
 from invwire.topics import TOPIC_INVENTORY
@@ -34,7 +35,6 @@ from tests.support.agent_fakes import (
     stock_event,
 )
 from tests.support.terminal import TERMINAL_TOKEN, terminal_client
-from tests.support.waiting import eventually
 
 FAST = LoopTuning(poll_timeout_ms=20, backoff_initial_s=0.01, backoff_max_s=0.05)
 
