@@ -1,8 +1,8 @@
 """Chaos: central with no single point of failure. Two central hosts (`central serve
 --workers 2` each, on nodes 1 and 2 of a 3-node Galera cluster) behind HAProxy, a 3-node Kafka
 cluster, and four store agents pointed at HAProxy selling steadily while, in turn, one central
-worker is SIGKILLed, then the relay's lease holder, then Galera node 2 is stopped (host b's
-database), then a Kafka node is killed. After each fault and its repair: every sale a till was
+worker is SIGKILLed, then the relay's lease holder, then Galera node 2 (host b's database),
+then a Kafka node. After each fault and its repair: every sale a till was
 told succeeded is one order at central under its key and nothing else is, no SKU is oversold,
 every replica equals central; at the end every stock event is on Kafka with new versions of a
 SKU in order. The longest spell in which the tills saw failures is printed."""
@@ -174,7 +174,7 @@ def test_sales_go_on_through_the_loss_of_any_one_process_or_node(
             return lambda: None
 
         def galera_node_2() -> Callable[[], None]:
-            galera.stop_node(2)
+            galera.kill_node(2)
             return galera.start
 
         def a_kafka_node() -> Callable[[], None]:
