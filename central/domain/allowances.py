@@ -9,17 +9,18 @@ move is one new stock version with its StockChanged, whose `quantity` other stor
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from central.domain.stock import MAX_QUANTITY, StockLevel
-from invwire.errors.central import InvalidInput, InvalidQuantity
+from invwire.errors.central import GrantNotYours, InvalidInput, InvalidQuantity
 from invwire.events import StockChanged
 from invwire.orders import Line, require_stock
 
 LIVE, SETTLING, CLOSED = "live", "settling", "closed"
 STATES = (LIVE, SETTLING, CLOSED)
 GRANTED, RETURNED, USED = "allowance.granted", "allowance.returned", "allowance.used"
+UNCOVERED = "allowance.uncovered"  # the review code of a replayed sale its grant fell short of
 MIN_TTL_S = 60
 MAX_TTL_S = 30 * 24 * 3600
 
@@ -44,6 +45,7 @@ class Taken:
     changes: list[Change]
     after: dict[str, StockLevel]
     grants: list[Grant]
+    uncovered: list[dict[str, object]] = field(default_factory=list)
 
 
 def valid_units(raw: object) -> int:
@@ -134,3 +136,47 @@ def draw(grants: Sequence[Grant], units: int) -> list[Grant]:
     if units:  # take() checked the lines against these grants first
         raise RuntimeError(f"{units} units drawn beyond the grants")
     return drawn
+
+
+def book(
+    levels: Mapping[str, StockLevel],
+    lines: list[Line],
+    order_id: str,
+    own: Mapping[str, Sequence[Grant]],
+    named: Mapping[str, Grant],
+) -> Taken:
+    """An order some of whose lines were sold under a grant they name (`named`, by id):
+    the other lines are taken as `take` takes them, all or nothing; a named line is never
+    refused. It takes its grant's remaining units (whatever its state or expiry), the rest
+    from what anyone may take if that is enough, and otherwise records what no stock covers
+    (nothing goes below zero: the order is left for review)."""
+    plain = [line for line in lines if line.grant_id is None]
+    taken = take({ln.sku: levels[ln.sku] for ln in plain}, plain, order_id, own)
+    for line in lines:
+        if line.grant_id is not None:
+            grant = named[line.grant_id]
+            if grant.sku != line.sku:
+                raise GrantNotYours(allowance_id=grant.id, sku=line.sku, field="grant_id")
+            _book_line(taken, levels[line.sku], line, grant, order_id)
+    return taken
+
+
+def _book_line(taken: Taken, level: StockLevel, line: Line, grant: Grant, order_id: str) -> None:
+    covered = min(line.quantity, grant.remaining)
+    short = line.quantity - covered
+    if covered:
+        level, event = use(level, covered, order_id)
+        taken.changes.append((level, event))
+        taken.grants.append(
+            replace(grant, remaining=grant.remaining - covered, version=grant.version + 1)
+        )
+    # what anyone may take covers the rest only whole: short of it, none is taken
+    booked = line.quantity if short <= level.quantity - covered else covered
+    if booked < line.quantity:
+        taken.uncovered.append(
+            {"sku": line.sku, "grant_id": grant.id, "quantity": line.quantity, "uncovered": short}
+        )
+    if booked:
+        level, event = level.adjusted(-booked, "order", order_id)
+        taken.changes.append((level, event))
+    taken.after[line.sku] = level

@@ -124,9 +124,9 @@ def list_grants(uow: UnitOfWork, wanted: GrantFilter) -> dict[str, Any]:
     return {"items": [allowance_view(row) for row in rows[:limit]], "next_before": cursor}
 
 
-def own_live_grants(uow: UnitOfWork, principal: Principal) -> dict[str, Any]:
+def own_live_grants(uow: UnitOfWork, principal: Principal, margin_s: int) -> dict[str, Any]:
     """A store's live grants, and nobody else's: what its agent may sell without asking
-    (until each one's expiry, less the agent's margin)."""
+    (until each one's expiry, less `margin_s`), with central's clock to set its own by."""
     if principal.role != Role.STORE or principal.store_id is None:
         raise Forbidden("only a store's API key reads its own allowances")
     query = Allowance.select().where(
@@ -134,7 +134,8 @@ def own_live_grants(uow: UnitOfWork, principal: Principal) -> dict[str, Any]:
     )
     with uow.db.connection_context():
         rows = list(query.order_by(Allowance.sku, Allowance.seq))
-    return {"items": [allowance_view(row) for row in rows]}
+    items = [allowance_view(row) for row in rows]
+    return {"items": items, "margin_s": margin_s, "server_time": as_utc(uow.clock.now())}
 
 
 def allowance_view(row: Allowance) -> dict[str, Any]:

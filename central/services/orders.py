@@ -134,7 +134,10 @@ def _reserve(
             created_at=now,
         )
         prices = sellable_prices(lines)
-        rows = take_stock(uow, principal, order_id, lines, prices, now)
+        if any(line.grant_id for line in lines):
+            rows = take_granted_stock(uow, principal, order, lines, prices, now)
+        else:
+            rows = take_stock(uow, principal, order_id, lines, prices, now)
         return view_of(order, rows)
 
     return uow.run(reserve)
@@ -163,6 +166,43 @@ def take_stock(
         changes = rules.reserve(levels, lines, order_id)
         write_changes(uow, principal, changes, now, note)
         after = {level.sku: level for level, _ in changes}
+    return _write_lines(order_id, lines, prices, after)
+
+
+def take_granted_stock(
+    uow: UnitOfWork,
+    principal: Principal,
+    order: Order,
+    lines: list[rules.Line],
+    prices: dict[str, Decimal],
+    now: datetime,
+) -> list[OrderLine]:
+    """`take_stock` for an order some of whose lines were sold under a grant they name (a
+    replayed offline sale): those lines are never refused for stock; what their grants and
+    available stock cannot cover leaves the order for review (allowance.uncovered)."""
+    skus = [line.sku for line in lines]
+    levels = locked_levels(skus)
+    plain = [line.sku for line in lines if line.grant_id is None]
+    own = grants.own_grants(order.store_id, plain, now) if plain else {}
+    named = grants.named_grants(order.store_id, [ln.grant_id for ln in lines if ln.grant_id])
+    taken = allowance_rules.book(levels, lines, order.id, own, named)
+    write_changes(uow, principal, taken.changes, now)
+    grants.save_drawn(taken.grants, now)
+    if taken.uncovered:
+        order.review_code = allowance_rules.UNCOVERED
+        order.review_message = "sold under an allowance that no longer covered it"
+        order.review_details = json.dumps({"lines": taken.uncovered}, sort_keys=True)
+        order.save()
+    after = {sku: taken.after.get(sku, levels[sku]) for sku in skus}
+    return _write_lines(order.id, lines, prices, after)
+
+
+def _write_lines(
+    order_id: str,
+    lines: list[rules.Line],
+    prices: dict[str, Decimal],
+    after: dict[str, StockLevel],
+) -> list[OrderLine]:
     rows = [
         OrderLine(
             order_id=order_id,

@@ -7,7 +7,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from pydantic import Field, StrictInt
 
-from central.api.deps import API_PREFIX, CanManageAllowances, CanReadOwnAllowances, UowDep
+from central.api.deps import (
+    API_PREFIX,
+    AllowanceMarginDep,
+    CanManageAllowances,
+    CanReadOwnAllowances,
+    UowDep,
+)
 from central.api.schemas import (
     Allowance,
     AllowanceList,
@@ -86,9 +92,12 @@ def list_allowances(
 
 
 @router.get("/mine", response_model=AllowanceList)
-def own_allowances(uow: UowDep, principal: CanReadOwnAllowances) -> dict[str, Any]:
-    """The calling store's live allowances, and only its own."""
-    return allowances.own_live_grants(uow, principal)
+def own_allowances(
+    uow: UowDep, principal: CanReadOwnAllowances, margin_s: AllowanceMarginDep
+) -> dict[str, Any]:
+    """The calling store's live allowances, and only its own; it sells under one only until
+    `margin_s` before its expiry by central's clock (`server_time` is central's now)."""
+    return allowances.own_live_grants(uow, principal, margin_s)
 
 
 @router.post(
