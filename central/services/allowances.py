@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from central.db import locked
@@ -129,13 +130,41 @@ def own_live_grants(uow: UnitOfWork, principal: Principal, margin_s: int) -> dic
     (until each one's expiry, less `margin_s`), with central's clock to set its own by."""
     if principal.role != Role.STORE or principal.store_id is None:
         raise Forbidden("only a store's API key reads its own allowances")
+    now = uow.clock.now()
+    # one past its expiry and the margin is settling, swept or not yet
     query = Allowance.select().where(
-        Allowance.store_id == principal.store_id, Allowance.state == rules.LIVE
+        Allowance.store_id == principal.store_id,
+        Allowance.state == rules.LIVE,
+        Allowance.expires_at > settles_before(now, margin_s),
     )
     with uow.db.connection_context():
         rows = list(query.order_by(Allowance.sku, Allowance.seq))
     items = [allowance_view(row) for row in rows]
-    return {"items": items, "margin_s": margin_s, "server_time": as_utc(uow.clock.now())}
+    return {"items": items, "margin_s": margin_s, "server_time": as_utc(now)}
+
+
+def settles_before(now: datetime, margin_s: int) -> datetime:
+    """A live grant that expired before this is settling at `now`."""
+    return now - timedelta(seconds=margin_s)
+
+
+def settle_expired(uow: UnitOfWork, margin_s: int) -> int:
+    """Every live grant past its expiry plus `margin_s` moves to settling, its units still
+    held; how many did. One conditional update: an order holding a grant's lock finishes
+    first, and a grant another central settled meanwhile is no longer live."""
+
+    def settle() -> int:
+        now = uow.clock.now()
+        return int(
+            Allowance.update(state=rules.SETTLING, version=Allowance.version + 1, updated_at=now)
+            .where(
+                Allowance.state == rules.LIVE,
+                Allowance.expires_at <= settles_before(now, margin_s),
+            )
+            .execute()
+        )
+
+    return uow.run(settle)
 
 
 def allowance_view(row: Allowance) -> dict[str, Any]:
