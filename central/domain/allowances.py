@@ -13,13 +13,21 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from central.domain.stock import MAX_QUANTITY, StockLevel
-from invwire.errors.central import GrantNotYours, InvalidInput, InvalidQuantity
+from invwire.errors.central import (
+    GrantNotYours,
+    InvalidInput,
+    InvalidQuantity,
+    ReplayPending,
+    StatementMismatch,
+)
 from invwire.events import StockChanged
 from invwire.orders import Line, require_stock
 
 LIVE, SETTLING, CLOSED = "live", "settling", "closed"
 STATES = (LIVE, SETTLING, CLOSED)
 GRANTED, RETURNED, USED = "allowance.granted", "allowance.returned", "allowance.used"
+WRITTEN_OFF = "allowance.written_off"
+GIVEN_BACK = (RETURNED, WRITTEN_OFF)  # the ledger reasons that close a grant
 UNCOVERED = "allowance.uncovered"  # the review code of a replayed sale its grant fell short of
 MIN_TTL_S = 60
 MAX_TTL_S = 30 * 24 * 3600
@@ -77,6 +85,27 @@ def set_aside(level: StockLevel, units: int) -> Change:
 def give_back(level: StockLevel, units: int) -> Change:
     """A grant's unused `units` become available to anyone again."""
     return _release(level, units, RETURNED, None)
+
+
+def write_off(level: StockLevel, units: int) -> Change:
+    """A grant's `units` become available again without its store's word: a replay under
+    it later is booked as a shortfall (book)."""
+    return _release(level, units, WRITTEN_OFF, None)
+
+
+def valid_sold(raw: object) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw <= MAX_QUANTITY:
+        raise InvalidInput("sold is a whole number from 0 to 1,000,000,000", field="sold")
+    return raw
+
+
+def check_statement(grant_id: str, booked: int, sold: int) -> None:
+    """A store's statement that it sold `sold` units under a grant central has `booked`
+    that many against: equal, or the store has sales still to replay, or the two differ."""
+    if sold > booked:
+        raise ReplayPending(allowance_id=grant_id, sold=sold, booked=booked)
+    if sold < booked:
+        raise StatementMismatch(allowance_id=grant_id, sold=sold, booked=booked)
 
 
 def use(level: StockLevel, units: int, order_id: str) -> Change:

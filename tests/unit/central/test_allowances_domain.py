@@ -8,7 +8,14 @@ import pytest
 from central.domain import allowances as rules
 from central.domain import orders
 from central.domain.stock import StockLevel
-from invwire.errors.central import GrantNotYours, InsufficientStock, InvalidInput, InvalidQuantity
+from invwire.errors.central import (
+    GrantNotYours,
+    InsufficientStock,
+    InvalidInput,
+    InvalidQuantity,
+    ReplayPending,
+    StatementMismatch,
+)
 from invwire.orders import Line
 
 NOW = datetime(2026, 12, 1, 10, 0)
@@ -180,3 +187,26 @@ def test_a_grant_for_another_sku_is_not_the_lines_to_name():
 
     with pytest.raises(GrantNotYours):
         rules.book(levels, [Line("TEA", 1, "g-1")], "o-1", {}, {"g-1": make_grant(1)})
+
+
+def test_a_statement_equal_to_what_was_booked_passes():
+    rules.check_statement("g-1", booked=3, sold=3)
+
+
+@pytest.mark.parametrize(("sold", "error"), [(4, ReplayPending), (2, StatementMismatch)])
+def test_a_statement_other_than_what_was_booked_is_refused(sold, error):
+    with pytest.raises(error):
+        rules.check_statement("g-1", booked=3, sold=sold)
+
+
+@pytest.mark.parametrize("raw", [-1, True, "3", 1.0, 1_000_000_001])
+def test_sold_is_a_whole_number_of_units(raw):
+    with pytest.raises(InvalidInput):
+        rules.valid_sold(raw)
+
+
+def test_a_write_off_gives_units_back_under_its_own_reason():
+    level, event = rules.write_off(StockLevel("MILK", 1, 3, held=4), 4)
+
+    assert level == StockLevel("MILK", 5, 4, held=0)
+    assert (event.reason, event.delta) == ("allowance.written_off", 4)
