@@ -209,3 +209,10 @@ def _book_line(taken: Taken, level: StockLevel, line: Line, grant: Grant, order_
         level, event = level.adjusted(-booked, "order", order_id)
         taken.changes.append((level, event))
     taken.after[line.sku] = level
+
+
+def taken_lines(lines: list[Line], uncovered: Mapping[str, int]) -> list[Line]:
+    """What an order left for review as allowance.uncovered took of each line, given the
+    units no stock covered by SKU: a cancel gives back only that."""
+    taken = [Line(line.sku, line.quantity - uncovered.get(line.sku, 0)) for line in lines]
+    return [line for line in taken if line.quantity > 0]

@@ -292,6 +292,11 @@ def cancel_locked(uow: UnitOfWork, principal: Principal, order: Order) -> None:
             raise Forbidden("only an admin closes an unrecovered order, once it is reviewed")
     else:
         lines = [rules.Line(row.sku, row.quantity) for row in _lines(order.id)]
+        if order.review_code == allowance_rules.UNCOVERED:
+            # what no stock covered was never taken, so it is not given back
+            short = json.loads(order.review_details or "{}").get("lines", [])
+            uncovered = {item["sku"]: item["uncovered"] for item in short}
+            lines = allowance_rules.taken_lines(lines, uncovered)
         levels = locked_levels([line.sku for line in lines])
         write_changes(uow, principal, rules.release(levels, lines, order.id), now)
     order.status, order.cancelled_at, order.cancelled_by = rules.CANCELLED, now, principal.actor

@@ -150,3 +150,17 @@ def test_mine_says_the_margin_and_centrals_time(database_url):
         assert mine.status_code == 200, mine.text
         assert mine.json()["margin_s"] == 120
         assert mine.json()["server_time"].startswith(clock.now().isoformat()[:19])
+
+
+def test_cancelling_an_uncovered_sale_gives_back_only_what_it_took(database_url):
+    with running_central(database_url) as h:
+        keys = seed(h, {"MILK": 3})
+        granted = give(h, "north", "MILK", 2)
+        placed = replay(h, keys["north"], [line(granted, 5)]).json()
+        assert stock_row(h, "MILK") == (1, 0)
+
+        cancelled = h.call("POST", f"/api/v1/orders/{placed['id']}/cancel", h.admin())
+
+        assert cancelled["status"] == "cancelled"
+        assert stock_row(h, "MILK") == (3, 0)
+        assert ledger(h, "MILK")[-1] == ("cancel", 2, 3)

@@ -210,3 +210,11 @@ def test_a_write_off_gives_units_back_under_its_own_reason():
 
     assert level == StockLevel("MILK", 5, 4, held=0)
     assert (event.reason, event.delta) == ("allowance.written_off", 4)
+
+
+def test_a_cancel_of_an_uncovered_order_gives_back_only_what_it_took():
+    lines = [Line("MILK", 5), Line("TEA", 2), Line("SALT", 1)]
+
+    taken = rules.taken_lines(lines, {"MILK": 3, "SALT": 1})
+
+    assert taken == [Line("MILK", 2), Line("TEA", 2)]
