@@ -297,8 +297,9 @@ def cancel_locked(uow: UnitOfWork, principal: Principal, order: Order) -> None:
             short = json.loads(order.review_details or "{}").get("lines", [])
             uncovered = {item["sku"]: item["uncovered"] for item in short}
             lines = allowance_rules.taken_lines(lines, uncovered)
-        levels = locked_levels([line.sku for line in lines])
-        write_changes(uow, principal, rules.release(levels, lines, order.id), now)
+        if lines:
+            levels = locked_levels([line.sku for line in lines])
+            write_changes(uow, principal, rules.release(levels, lines, order.id), now)
     order.status, order.cancelled_at, order.cancelled_by = rules.CANCELLED, now, principal.actor
     order.save()
     # In the same transaction as the release: the store's replica learns of it (topic
@@ -399,8 +400,9 @@ def view_of(order: Order, lines: list[OrderLine]) -> dict[str, Any]:
 
 
 def _review(order: Order) -> dict[str, Any] | None:
-    """Why a sale sent back after a restore was left unrecovered (kept once an admin closed
-    it); None for any other order."""
+    """Why a sale sent back after a restore was left unrecovered, or a sale replayed under
+    an allowance was left uncovered (kept once an admin closed it); None for any other
+    order."""
     if order.review_code is None:
         return None
     details = json.loads(order.review_details) if order.review_details else {}

@@ -164,3 +164,20 @@ def test_cancelling_an_uncovered_sale_gives_back_only_what_it_took(database_url)
         assert cancelled["status"] == "cancelled"
         assert stock_row(h, "MILK") == (3, 0)
         assert ledger(h, "MILK")[-1] == ("cancel", 2, 3)
+
+
+def test_cancelling_a_sale_that_took_nothing_moves_no_stock(database_url):
+    with running_central(database_url) as h:
+        keys = seed(h, {"MILK": 2})
+        granted = give(h, "north", "MILK", 2)
+        h.call("POST", f"/api/v1/allowances/{granted['id']}/write-off", h.admin())
+        assert buy(h, keys["south"], "MILK", 2).status_code == 201
+        placed = replay(h, keys["north"], [line(granted, 1)]).json()
+        assert placed["review"]["code"] == "allowance.uncovered"
+        rows = ledger(h, "MILK")
+
+        cancelled = h.call("POST", f"/api/v1/orders/{placed['id']}/cancel", h.admin())
+
+        assert cancelled["status"] == "cancelled"
+        assert ledger(h, "MILK") == rows
+        assert stock_row(h, "MILK") == (0, 0)
