@@ -120,6 +120,14 @@ def _release(level: StockLevel, units: int, reason: str, order_id: str | None) -
     return after, StockChanged(level.sku, after.quantity, units, reason, after.version, order_id)
 
 
+def state_at(state: str, expires_at: datetime, now: datetime, margin_s: int) -> str:
+    """A grant's state at `now`: a live one past its expiry and the margin is settling,
+    whether or not the sweep has written so yet."""
+    if state == LIVE and expires_at + timedelta(seconds=margin_s) <= now:
+        return SETTLING
+    return state
+
+
 def usable(grants: Sequence[Grant], now: datetime) -> list[Grant]:
     """The grants an online order may draw on, the first to expire first. An expired grant
     is left alone: its store may have sold under it offline and not yet said so."""

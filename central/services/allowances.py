@@ -72,13 +72,18 @@ def grant(uow: UnitOfWork, principal: Principal, wanted: GrantRequest) -> dict[s
     return allowance_view(uow.run(set_aside))
 
 
-def return_grant(uow: UnitOfWork, principal: Principal, grant_id: str) -> dict[str, Any]:
-    """Close a live grant; its unused units become available to any store again."""
+def return_grant(
+    uow: UnitOfWork, principal: Principal, grant_id: str, margin_s: int
+) -> dict[str, Any]:
+    """Close a live grant; its unused units become available to any store again. One
+    settling (past its expiry and `margin_s`) is written off instead, or closed by its
+    store's statement: its store may have sold under it offline."""
 
     def give_back() -> Allowance:
         level, row = _locked_grant(grant_id)
-        if row.state != rules.LIVE:
-            raise AllowanceClosed(allowance_id=row.id, state=row.state)
+        state = rules.state_at(row.state, row.expires_at, uow.clock.now(), margin_s)
+        if state != rules.LIVE:
+            raise AllowanceClosed(allowance_id=row.id, state=state)
         return _close(uow, principal, level, row, rules.give_back)
 
     return allowance_view(uow.run(give_back))

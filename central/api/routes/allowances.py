@@ -61,7 +61,11 @@ NOT_ENOUGH: dict[int | str, dict[str, Any]] = {
     }
 }
 CLOSED: dict[int | str, dict[str, Any]] = {
-    409: {"model": ErrorBody, "description": "`allowance.closed`: its units were returned"}
+    409: {
+        "model": ErrorBody,
+        "description": "`allowance.closed`: its units were returned (`details.state` "
+        "`closed`), or, for a return, it is past its expiry and the margin (`settling`)",
+    }
 }
 
 
@@ -108,10 +112,13 @@ def own_allowances(
     responses={**errors(404), **CLOSED},
 )
 def return_allowance(
-    allowance_id: GrantIdPath, uow: UowDep, principal: CanManageAllowances
+    allowance_id: GrantIdPath,
+    uow: UowDep,
+    principal: CanManageAllowances,
+    margin_s: AllowanceMarginDep,
 ) -> dict[str, Any]:
     """Close a live allowance: its unused units are available to every store again."""
-    return allowances.return_grant(uow, principal, allowance_id)
+    return allowances.return_grant(uow, principal, allowance_id, margin_s)
 
 
 class StatementIn(RequestBody):

@@ -68,3 +68,21 @@ def test_the_sweep_runs_in_the_background_until_stopped(database_url):
         finally:
             sweep.join(10)
         assert stock_row(h, "MILK") == (2, 3)
+
+
+def test_a_grant_past_its_margin_is_not_returned_but_written_off(database_url):
+    clock = FakeClock()
+    with running_central(database_url, clock=clock) as h:
+        seed(h, {"MILK": 5})
+        granted = give(h, "north", "MILK", 3, ttl_s=60)
+        admin = h.admin()  # a token issued by the fake clock is checked by the real one
+        clock.advance(60 + 300)
+        path = f"/api/v1/allowances/{granted['id']}"
+
+        refused = h.client.post(f"{path}/return", headers=admin)
+        written_off = h.client.post(f"{path}/write-off", headers=admin)
+
+        assert refused.status_code == 409
+        assert refused.json()["error"]["details"]["state"] == "settling"
+        assert written_off.status_code == 200, written_off.text
+        assert stock_row(h, "MILK") == (5, 0)

@@ -218,3 +218,11 @@ def test_a_cancel_of_an_uncovered_order_gives_back_only_what_it_took():
     taken = rules.taken_lines(lines, {"MILK": 3, "SALT": 1})
 
     assert taken == [Line("MILK", 2), Line("TEA", 2)]
+
+
+def test_a_live_grant_is_settling_once_its_expiry_and_the_margin_have_passed():
+    expires = NOW + timedelta(seconds=60)
+
+    assert rules.state_at("live", expires, NOW + timedelta(seconds=359), 300) == "live"
+    assert rules.state_at("live", expires, NOW + timedelta(seconds=360), 300) == "settling"
+    assert rules.state_at("closed", expires, NOW + timedelta(days=1), 300) == "closed"
