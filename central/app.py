@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import peewee
 
 from central import migrations, models
+from central.allowance_sweep import AllowanceSweeper
 from central.db import DatabaseClock, connect
 from central.domain.kafka_access import relay_grants
 from central.epochs import INITIAL_EPOCH, current_epoch
@@ -38,6 +39,7 @@ class Central:
     fleet_lags: FleetLags | None = None  # None: no Kafka configured
     identities: KafkaIdentities | None = None
     revocations: RevocationRetrier | None = None
+    sweeper: AllowanceSweeper | None = None
     # Read once at start: a restore (or confirm-restore) needs every central stopped.
     epoch: int = INITIAL_EPOCH
 
@@ -60,9 +62,18 @@ class Central:
         if self.revocations is not None:
             self.revocations.join(timeout)
 
+    def start_sweeper(self) -> None:
+        if self.sweeper is not None:
+            self.sweeper.start()
+
+    def stop_sweeper(self, timeout: float = 10.0) -> None:
+        if self.sweeper is not None:
+            self.sweeper.join(timeout)
+
     def close(self) -> None:
         self.stop_relay()
         self.stop_revocations()
+        self.stop_sweeper()
         if hasattr(self.db, "close_all"):
             self.db.close_all()
         elif not self.db.is_closed():
@@ -97,6 +108,7 @@ def bootstrap(
     )
     central = Central(settings, db, clock, tokens, epoch=current_epoch(db))
     central.identities = identities or build_identities(settings)
+    central.sweeper = AllowanceSweeper(central.uow, settings.allowance_margin_s)
     if central.identities is not None:
         central.revocations = RevocationRetrier(central.uow, central.identities)
     relay_wanted = settings.relay if with_relay is None else with_relay

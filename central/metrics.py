@@ -42,6 +42,13 @@ class Metrics:
             "unrecovered, conflict)",
             ["outcome"],
         )
+        self.allowances = counter(
+            "invctl_allowances_total",
+            "Allowance events an operator watches: written_off (units given back without "
+            "the store's statement), statement_mismatch (a store said it sold fewer units "
+            "than central booked)",
+            ["outcome"],
+        )
         self.stock_conflicts = counter(
             "invctl_stock_conflicts_total",
             "Stock changes refused: not enough or below zero",

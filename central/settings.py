@@ -47,6 +47,7 @@ ENV_NAMES = {
     "max_header_bytes": "INVCTL_MAX_HEADER_BYTES",
     "api_docs": "INVCTL_API_DOCS",
     "workers": "INVCTL_WORKERS",
+    "allowance_margin_s": "INVCTL_ALLOWANCE_MARGIN_S",
 }
 
 KAFKA_PROTOCOLS = ("PLAINTEXT", "SASL_SSL")
@@ -121,6 +122,9 @@ class Settings:
     api_docs: bool = True  # /docs, /redoc and /openapi.json
     # `serve`: API processes sharing the port, each with its own relay (central.supervisor).
     workers: int = 1
+    # Clock skew allowed for between central and a store: the agent stops selling under a
+    # grant this long before its expiry, central settles it this long after.
+    allowance_margin_s: int = 300
 
     @property
     def kafka_admin(self) -> bool:
@@ -215,6 +219,7 @@ def _finish(settings: Settings) -> Settings:
     _check_http_limits(settings)
     _check_relay_timing(settings)
     _check_workers(settings)
+    _check_allowance_margin(settings)
     return _kafka_security(_tls(settings))
 
 
@@ -243,6 +248,15 @@ def _check_relay_timing(settings: Settings) -> None:
 
 
 MAX_WORKERS = 64
+MAX_ALLOWANCE_MARGIN_S = 86_400
+
+
+def _check_allowance_margin(settings: Settings) -> None:
+    if not 0 <= settings.allowance_margin_s <= MAX_ALLOWANCE_MARGIN_S:
+        raise ConfigError(
+            "INVCTL_ALLOWANCE_MARGIN_S (allowance_margin_s) must be a whole number of seconds "
+            f"from 0 to {MAX_ALLOWANCE_MARGIN_S}, got {settings.allowance_margin_s}"
+        )
 
 
 def _check_workers(settings: Settings) -> None:

@@ -33,8 +33,9 @@ from invwire.text import first_refused_char
 from invwire.topics import TOPIC_CATEGORY, TOPIC_INVENTORY, TOPIC_ORDER, TOPIC_PRODUCT
 
 SCHEMA_VERSION = 1
-# `allowance.*`: units set aside for a store (granted), given back (returned), or taken
-# from a store's allowance into its order (used); `quantity` is what any store may take.
+# `allowance.*`: units set aside for a store (granted), given back (returned, or
+# written_off by an admin without the store's statement), or taken from a store's
+# allowance into its order (used); `quantity` is what any store may take.
 STOCK_REASONS = frozenset(
     {
         "order",
@@ -46,6 +47,7 @@ STOCK_REASONS = frozenset(
         "allowance.granted",
         "allowance.returned",
         "allowance.used",
+        "allowance.written_off",
     }
 )
 # What a signed 64-bit column holds, in SQLite and in MariaDB's BIGINT alike.

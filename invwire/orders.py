@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -39,9 +40,14 @@ STORE_STATUSES = ("pending", CONFIRMED, CANCELLED, "queued", "rejected", "failed
 class Line:
     sku: str
     quantity: int
+    # the store's allowance a sale made under it is booked against (a replayed offline sale)
+    grant_id: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        return {"sku": self.sku, "quantity": self.quantity}
+        wire: dict[str, Any] = {"sku": self.sku, "quantity": self.quantity}
+        if self.grant_id is not None:
+            wire["grant_id"] = self.grant_id
+        return wire
 
 
 def valid_lines(raw: object) -> list[Line]:
@@ -71,12 +77,31 @@ def _line(item: object) -> Line:
     sku = item.get("sku", "")
     if not is_sku(sku):
         raise InvalidSku(sku=str(sku)[:80])
-    return Line(sku, quantity)
+    return Line(sku, quantity, _grant_id(item.get("grant_id")))
+
+
+def _grant_id(raw: object) -> str | None:
+    """An allowance's id as a UUID in its canonical text, or None when the line names none."""
+    if raw is None:
+        return None
+    try:
+        if not isinstance(raw, str):
+            raise ValueError(raw)
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise InvalidOrder("grant_id is an allowance's id (a UUID)", field="grant_id") from None
 
 
 def fingerprint(lines: list[Line]) -> str:
-    canonical = json.dumps([[line.sku, line.quantity] for line in lines], separators=(",", ":"))
+    # a line without a grant keeps the fingerprint it had before grants existed
+    canonical = json.dumps([_print(line) for line in lines], separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _print(line: Line) -> list[object]:
+    if line.grant_id is None:
+        return [line.sku, line.quantity]
+    return [line.sku, line.quantity, line.grant_id]
 
 
 def require_stock(available: Mapping[str, int], lines: list[Line]) -> None:

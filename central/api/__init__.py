@@ -34,18 +34,20 @@ from invwire.logs import EventLog
 
 
 def create_app(central: Central, *, manage_relay: bool = True) -> FastAPI:
-    """`manage_relay`: run the background threads (the relay, the revocation retrier) while
-    the app runs."""
+    """`manage_relay`: run the background threads (the relay, the revocation retrier, the
+    allowance sweep) while the app runs."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if manage_relay:
             central.start_relay()
             central.start_revocations()
+            central.start_sweeper()
         yield
         if manage_relay:
             central.stop_relay()
             central.stop_revocations()
+            central.stop_sweeper()
 
     app = FastAPI(
         title="invctl central",

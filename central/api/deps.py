@@ -58,6 +58,14 @@ async def get_throttle(central: CentralDep) -> LoginThrottle:
 ThrottleDep = Annotated[LoginThrottle, Depends(get_throttle)]
 
 
+async def get_allowance_margin(central: CentralDep) -> int:
+    """Seconds of clock skew between central and a store that allowances allow for."""
+    return central.settings.allowance_margin_s
+
+
+AllowanceMarginDep = Annotated[int, Depends(get_allowance_margin)]
+
+
 async def client_address(request: Request) -> str | None:
     """The caller's address, for login throttling: behind a reverse proxy, the proxy's
     unless uvicorn trusts its X-Forwarded-For (FORWARDED_ALLOW_IPS)."""

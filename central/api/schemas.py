@@ -427,8 +427,9 @@ class OrderLine(BaseModel):
 class Review(BaseModel):
     code: str = Field(
         examples=["stock.insufficient"],
-        description="`stock.insufficient`, `order.sku_unknown`, `order.sku_inactive` or "
-        "`recovery.outside_window`",
+        description="`stock.insufficient`, `order.sku_unknown`, `order.sku_inactive`, "
+        "`recovery.outside_window` (a recovered sale) or `allowance.uncovered` (a sale made "
+        "under an allowance that did not cover it)",
     )
     message: str
     details: dict[str, Any] = Field(
@@ -498,3 +499,5 @@ class AllowancePage(BaseModel):
 
 class AllowanceList(BaseModel):
     items: list[Allowance]
+    margin_s: int = Field(description="sell under a grant only until this long before expiry")
+    server_time: Timestamp = Field(description="central's clock when it answered")

@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 STATUSES = ORDER_STATUSES  # confirmed, cancelled, unrecovered: the names the store uses too
-LINE_FIELDS = frozenset({"sku", "quantity"})
+LINE_FIELDS = frozenset({"sku", "quantity", "grant_id"})  # grant_id: a replayed allowance sale
 
 
 def valid_key(raw: str | None) -> str:

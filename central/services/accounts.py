@@ -15,6 +15,7 @@ from central.domain.catalog import valid_name
 from central.models import ApiKey, Store, User, as_utc
 from central.security import TokenClaims
 from central.services import fleet
+from central.services.allowances import return_store_grants
 from central.services.identities import (
     KafkaIdentities,
     key_identity,
@@ -22,7 +23,7 @@ from central.services.identities import (
     queue_revocation,
     revoke_now,
 )
-from central.services.principal import USER_ROLES, Principal, Role
+from central.services.principal import SYSTEM, USER_ROLES, Principal, Role
 from central.services.throttle import UNCOUNTED, Attempts
 from central.uow import UnitOfWork
 from invwire.errors.central import (
@@ -326,15 +327,20 @@ def _store_rows(store_id: str | None = None) -> list[dict[str, Any]]:
 
 
 def deactivate_store(
-    uow: UnitOfWork, store_id: str, identities: KafkaIdentities | None = None
+    uow: UnitOfWork,
+    store_id: str,
+    identities: KafkaIdentities | None = None,
+    by: Principal = SYSTEM,
 ) -> dict[str, Any]:
     """The store is refused from now on: its API keys are all revoked (their Kafka users
     queued for deletion in the same transaction, then deleted, as `revoke_key` does), and
-    neither its agent nor its staff may sell for it. Deactivating twice changes nothing."""
+    neither its agent nor its staff may sell for it. Its allowances are returned at once:
+    it can replay no sale under them. Deactivating twice changes nothing."""
     with uow:
         if locked(Store.select().where(Store.id == store_id)).get_or_none() is None:
             raise StoreNotFound(store_id=store_id)
         Store.update(active=False).where(Store.id == store_id).execute()
+        return_store_grants(uow, by, store_id)
         keys = list(
             locked(ApiKey.select().where(ApiKey.store == store_id, ApiKey.revoked_at.is_null()))
         )

@@ -6,9 +6,11 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime
 
+from central.db import locked
 from central.domain import allowances as rules
 from central.models import Allowance
 from central.rows import Statement
+from invwire.errors.central import GrantNotYours, GrantUnknown
 
 # every order by a store runs this (central.rows: its text built once)
 LIVE_GRANTS = Statement(
@@ -48,3 +50,17 @@ def save_drawn(grants: list[rules.Grant], now: datetime) -> None:
         )
         if updated != 1:
             raise RuntimeError(f"allowance {grant.id} changed under its lock")
+
+
+def named_grants(store_id: str, grant_ids: list[str]) -> dict[str, rules.Grant]:
+    """The grants an order's lines name, locked (after the stock rows, as above), by id:
+    any state or expiry, but each the ordering store's own."""
+    query = Allowance.select().where(Allowance.id.in_(grant_ids)).order_by(Allowance.id)
+    found = {row.id: grant_of(row) for row in locked(query)}
+    for grant_id in grant_ids:
+        grant = found.get(grant_id)
+        if grant is None:
+            raise GrantUnknown(allowance_id=grant_id, field="grant_id")
+        if grant.store_id != store_id:
+            raise GrantNotYours(allowance_id=grant_id, field="grant_id")
+    return found

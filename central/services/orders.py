@@ -134,7 +134,10 @@ def _reserve(
             created_at=now,
         )
         prices = sellable_prices(lines)
-        rows = take_stock(uow, principal, order_id, lines, prices, now)
+        if any(line.grant_id for line in lines):
+            rows = take_granted_stock(uow, principal, order, lines, prices, now)
+        else:
+            rows = take_stock(uow, principal, order_id, lines, prices, now)
         return view_of(order, rows)
 
     return uow.run(reserve)
@@ -163,6 +166,43 @@ def take_stock(
         changes = rules.reserve(levels, lines, order_id)
         write_changes(uow, principal, changes, now, note)
         after = {level.sku: level for level, _ in changes}
+    return _write_lines(order_id, lines, prices, after)
+
+
+def take_granted_stock(
+    uow: UnitOfWork,
+    principal: Principal,
+    order: Order,
+    lines: list[rules.Line],
+    prices: dict[str, Decimal],
+    now: datetime,
+) -> list[OrderLine]:
+    """`take_stock` for an order some of whose lines were sold under a grant they name (a
+    replayed offline sale): those lines are never refused for stock; what their grants and
+    available stock cannot cover leaves the order for review (allowance.uncovered)."""
+    skus = [line.sku for line in lines]
+    levels = locked_levels(skus)
+    plain = [line.sku for line in lines if line.grant_id is None]
+    own = grants.own_grants(order.store_id, plain, now) if plain else {}
+    named = grants.named_grants(order.store_id, [ln.grant_id for ln in lines if ln.grant_id])
+    taken = allowance_rules.book(levels, lines, order.id, own, named)
+    write_changes(uow, principal, taken.changes, now)
+    grants.save_drawn(taken.grants, now)
+    if taken.uncovered:
+        order.review_code = allowance_rules.UNCOVERED
+        order.review_message = "sold under an allowance that no longer covered it"
+        order.review_details = json.dumps({"lines": taken.uncovered}, sort_keys=True)
+        order.save()
+    after = {sku: taken.after.get(sku, levels[sku]) for sku in skus}
+    return _write_lines(order.id, lines, prices, after)
+
+
+def _write_lines(
+    order_id: str,
+    lines: list[rules.Line],
+    prices: dict[str, Decimal],
+    after: dict[str, StockLevel],
+) -> list[OrderLine]:
     rows = [
         OrderLine(
             order_id=order_id,
@@ -252,8 +292,14 @@ def cancel_locked(uow: UnitOfWork, principal: Principal, order: Order) -> None:
             raise Forbidden("only an admin closes an unrecovered order, once it is reviewed")
     else:
         lines = [rules.Line(row.sku, row.quantity) for row in _lines(order.id)]
-        levels = locked_levels([line.sku for line in lines])
-        write_changes(uow, principal, rules.release(levels, lines, order.id), now)
+        if order.review_code == allowance_rules.UNCOVERED:
+            # what no stock covered was never taken, so it is not given back
+            short = json.loads(order.review_details or "{}").get("lines", [])
+            uncovered = {item["sku"]: item["uncovered"] for item in short}
+            lines = allowance_rules.taken_lines(lines, uncovered)
+        if lines:
+            levels = locked_levels([line.sku for line in lines])
+            write_changes(uow, principal, rules.release(levels, lines, order.id), now)
     order.status, order.cancelled_at, order.cancelled_by = rules.CANCELLED, now, principal.actor
     order.save()
     # In the same transaction as the release: the store's replica learns of it (topic
@@ -354,8 +400,9 @@ def view_of(order: Order, lines: list[OrderLine]) -> dict[str, Any]:
 
 
 def _review(order: Order) -> dict[str, Any] | None:
-    """Why a sale sent back after a restore was left unrecovered (kept once an admin closed
-    it); None for any other order."""
+    """Why a sale sent back after a restore was left unrecovered, or a sale replayed under
+    an allowance was left uncovered (kept once an admin closed it); None for any other
+    order."""
     if order.review_code is None:
         return None
     details = json.loads(order.review_details) if order.review_details else {}

@@ -48,6 +48,8 @@ __all__ = [
     "DatabaseUnavailable",
     "DuplicateLine",
     "Forbidden",
+    "GrantNotYours",
+    "GrantUnknown",
     "IdempotencyKeyRequired",
     "IdempotencyMismatch",
     "ImportBatchFull",
@@ -77,8 +79,10 @@ __all__ = [
     "ProductExists",
     "ProductNotFound",
     "RecoveryRefused",
+    "ReplayPending",
     "RestoreUnconfirmed",
     "StaffStoreInactive",
+    "StatementMismatch",
     "StoreExists",
     "StoreInactive",
     "StoreNotFound",
@@ -479,3 +483,28 @@ class AllowanceClosed(Conflict):
     """The allowance is no longer live: its units were returned already."""
 
     code = "allowance.closed"
+
+
+class GrantUnknown(InvalidInput):
+    """An order line names an allowance central does not have."""
+
+    code = "allowance.not_found"
+
+
+class GrantNotYours(InvalidInput):
+    """An order line names another store's allowance, or one for another SKU."""
+
+    code = "allowance.not_yours"
+
+
+class ReplayPending(Conflict):
+    """The store says it sold more under the allowance than central has booked: its sales
+    are to be replayed before its statement."""
+
+    code = "allowance.replay_pending"
+
+
+class StatementMismatch(Conflict):
+    """The store says it sold fewer units under the allowance than central has booked."""
+
+    code = "allowance.statement_mismatch"

@@ -17,6 +17,7 @@ from central.api import create_app
 from central.app import Central, bootstrap
 from central.services import accounts
 from central.settings import Settings, load
+from central.uow import Clock
 from harness.kafka_security import KafkaCluster
 from harness.waiting import eventually
 
@@ -52,11 +53,16 @@ class Harness:
 
 @contextmanager
 def running_central(
-    database_url: str, kafka: KafkaCluster | None = None, prefix: str = "", **settings: Any
+    database_url: str,
+    kafka: KafkaCluster | None = None,
+    prefix: str = "",
+    clock: Clock | None = None,
+    **settings: Any,
 ) -> Iterator[Harness]:
     """Central with a relay to `kafka` (e.g. the `kafka_cluster` fixture), logged in there as
-    a central process would be: the cluster's admin as its admin, a relay user of its own."""
-    central = bootstrap(central_settings(database_url, kafka, prefix, **settings))
+    a central process would be: the cluster's admin as its admin, a relay user of its own;
+    on `clock` (a test's FakeClock) when one is given."""
+    central = bootstrap(central_settings(database_url, kafka, prefix, **settings), clock=clock)
     try:
         if not _has_admin(central):
             accounts.create_user(central.uow(), accounts.NewUser("admin", ADMIN_PASSWORD, "admin"))

@@ -7,7 +7,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from pydantic import Field, StrictInt
 
-from central.api.deps import API_PREFIX, CanManageAllowances, CanReadOwnAllowances, UowDep
+from central.api.deps import (
+    API_PREFIX,
+    AllowanceMarginDep,
+    CanManageAllowances,
+    CanReadOwnAllowances,
+    CentralDep,
+    UowDep,
+)
 from central.api.schemas import (
     Allowance,
     AllowanceList,
@@ -23,6 +30,7 @@ from central.api.schemas import (
 from central.domain import allowances as rules
 from central.domain.stock import MAX_QUANTITY
 from central.services import allowances
+from invwire.errors.central import StatementMismatch
 
 router = APIRouter(
     prefix=API_PREFIX + "/allowances",
@@ -53,7 +61,11 @@ NOT_ENOUGH: dict[int | str, dict[str, Any]] = {
     }
 }
 CLOSED: dict[int | str, dict[str, Any]] = {
-    409: {"model": ErrorBody, "description": "`allowance.closed`: its units were returned"}
+    409: {
+        "model": ErrorBody,
+        "description": "`allowance.closed`: its units were returned (`details.state` "
+        "`closed`), or, for a return, it is past its expiry and the margin (`settling`)",
+    }
 }
 
 
@@ -86,9 +98,12 @@ def list_allowances(
 
 
 @router.get("/mine", response_model=AllowanceList)
-def own_allowances(uow: UowDep, principal: CanReadOwnAllowances) -> dict[str, Any]:
-    """The calling store's live allowances, and only its own."""
-    return allowances.own_live_grants(uow, principal)
+def own_allowances(
+    uow: UowDep, principal: CanReadOwnAllowances, margin_s: AllowanceMarginDep
+) -> dict[str, Any]:
+    """The calling store's live allowances, and only its own; it sells under one only until
+    `margin_s` before its expiry by central's clock (`server_time` is central's now)."""
+    return allowances.own_live_grants(uow, principal, margin_s)
 
 
 @router.post(
@@ -97,7 +112,64 @@ def own_allowances(uow: UowDep, principal: CanReadOwnAllowances) -> dict[str, An
     responses={**errors(404), **CLOSED},
 )
 def return_allowance(
-    allowance_id: GrantIdPath, uow: UowDep, principal: CanManageAllowances
+    allowance_id: GrantIdPath,
+    uow: UowDep,
+    principal: CanManageAllowances,
+    margin_s: AllowanceMarginDep,
 ) -> dict[str, Any]:
     """Close a live allowance: its unused units are available to every store again."""
-    return allowances.return_grant(uow, principal, allowance_id)
+    return allowances.return_grant(uow, principal, allowance_id, margin_s)
+
+
+class StatementIn(RequestBody):
+    sold: StrictInt = Field(
+        description="units the store sold under the grant, in all",
+        json_schema_extra=range_doc(0, MAX_QUANTITY),
+    )
+
+
+STATEMENT_REFUSED: dict[int | str, dict[str, Any]] = {
+    409: {
+        "model": ErrorBody,
+        "description": "`allowance.replay_pending` (more sold than booked: replay first), "
+        "`allowance.statement_mismatch` (fewer sold than booked) or `allowance.closed` "
+        "(closed with another figure)",
+    }
+}
+
+
+@router.post(
+    "/{allowance_id}/statement",
+    response_model=Allowance,
+    responses={**errors(400, 404), **STATEMENT_REFUSED},
+)
+def statement(
+    allowance_id: GrantIdPath,
+    body: StatementIn,
+    uow: UowDep,
+    principal: CanReadOwnAllowances,
+    central: CentralDep,
+) -> dict[str, Any]:
+    """The store's word that it sold `sold` units under its allowance, every sale replayed:
+    equal to what central booked, the allowance closes and its unused units are available
+    to every store again. Repeating it answers the closed allowance."""
+    try:
+        return allowances.settle_statement(uow, principal, allowance_id, body.sold)
+    except StatementMismatch:
+        central.metrics.allowances.labels("statement_mismatch").inc()
+        raise
+
+
+@router.post(
+    "/{allowance_id}/write-off",
+    response_model=Allowance,
+    responses={**errors(404), **CLOSED},
+)
+def write_off(
+    allowance_id: GrantIdPath, uow: UowDep, principal: CanManageAllowances, central: CentralDep
+) -> dict[str, Any]:
+    """Give a live or settling allowance's units back without its store's statement; a sale
+    replayed under it later is booked from available stock, or left for review."""
+    written_off = allowances.write_off(uow, principal, allowance_id)
+    central.metrics.allowances.labels("written_off").inc()
+    return written_off

@@ -50,9 +50,20 @@ LINE_DOC: JsonDict = {
 }
 
 
+# A sale the store made under one of its allowances names it: booked against that grant.
+ORDER_LINE_DOC: JsonDict = {
+    **LINE_DOC,
+    "properties": {
+        **LINE_PROPERTIES,
+        "grant_id": {"type": "string", "format": "uuid", "maxLength": 36},
+    },
+}
+
+
 class OrderIn(RequestBody):
     lines: list[dict[str, Any]] = Field(
-        max_length=1000, json_schema_extra={"items": LINE_DOC, "minItems": 1, "maxItems": MAX_LINES}
+        max_length=1000,
+        json_schema_extra={"items": ORDER_LINE_DOC, "minItems": 1, "maxItems": MAX_LINES},
     )
 
 

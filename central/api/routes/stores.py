@@ -99,12 +99,12 @@ def revoke_key(
 
 @router.post("/{store_id}/deactivate", response_model=DeactivatedStore, responses=errors(404, 422))
 def deactivate_store(
-    store_id: StoreIdPath, uow: UowDep, identities: IdentitiesDep, _: CanManageStores
+    store_id: StoreIdPath, uow: UowDep, identities: IdentitiesDep, principal: CanManageStores
 ) -> dict[str, Any]:
     """Refuse the store from now on: every API key of it is revoked at once (their Kafka
     users deleted now or, while Kafka is down, later), so its agent's heartbeats and orders
-    are refused, and so are its staff's orders."""
-    return accounts.deactivate_store(uow, store_id, identities)
+    are refused, and so are its staff's orders. Its allowances are returned at once."""
+    return accounts.deactivate_store(uow, store_id, identities, principal)
 
 
 @router.post("/{store_id}/activate", response_model=Store, responses=errors(404, 422))

@@ -112,14 +112,14 @@ def test_a_return_gives_the_unused_units_back_once(database_url):
         granted = give(h, "north", "MILK", 4)
         assert buy(h, keys["north"], "MILK", 2).status_code == 201  # 1 of them from its grant
 
-        closed = allowances.return_grant(h.central.uow(), ADMIN, granted["id"])
+        closed = allowances.return_grant(h.central.uow(), ADMIN, granted["id"], 300)
 
         assert (closed["state"], closed["remaining"]) == ("closed", 0)
         assert stock_row(h, "MILK") == (3, 0)
         assert ledger(h, "MILK")[-1] == ("allowance.returned", 3, 3)
         assert stock_events(h, "MILK")[-1] == ("allowance.returned", 3, 3)
         with pytest.raises(AllowanceClosed):
-            allowances.return_grant(h.central.uow(), ADMIN, granted["id"])
+            allowances.return_grant(h.central.uow(), ADMIN, granted["id"], 300)
         assert stock_row(h, "MILK") == (3, 0)
 
 
@@ -193,7 +193,7 @@ def test_the_ledger_adds_up_to_what_is_available_and_what_is_held(database_url):
         give(h, "north", "MILK", 3)
         south = give(h, "south", "MILK", 2)
         buy(h, keys["north"], "MILK", 6)
-        allowances.return_grant(h.central.uow(), ADMIN, south["id"])
+        allowances.return_grant(h.central.uow(), ADMIN, south["id"], 300)
 
         sums = defaultdict(int)
         for reason, delta, _ in ledger(h, "MILK"):

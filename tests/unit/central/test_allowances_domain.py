@@ -8,7 +8,14 @@ import pytest
 from central.domain import allowances as rules
 from central.domain import orders
 from central.domain.stock import StockLevel
-from invwire.errors.central import InsufficientStock, InvalidInput, InvalidQuantity
+from invwire.errors.central import (
+    GrantNotYours,
+    InsufficientStock,
+    InvalidInput,
+    InvalidQuantity,
+    ReplayPending,
+    StatementMismatch,
+)
 from invwire.orders import Line
 
 NOW = datetime(2026, 12, 1, 10, 0)
@@ -127,3 +134,95 @@ def test_a_ttl_out_of_range_is_refused(ttl):
 
 def test_a_grant_expires_its_ttl_after_now():
     assert rules.expiry(NOW, 600) == NOW + timedelta(minutes=10)
+
+
+def test_a_named_line_takes_its_grant_whatever_its_expiry():
+    grant = make_grant(remaining=4, expires_at=NOW - timedelta(days=1))
+    levels = {"MILK": StockLevel("MILK", 0, 3, held=4)}
+
+    taken = rules.book(levels, [Line("MILK", 3, "g-1")], "o-1", {}, {"g-1": grant})
+
+    assert taken.after["MILK"] == StockLevel("MILK", 0, 5, held=1)
+    assert [g.remaining for g in taken.grants] == [1]
+    assert taken.uncovered == []
+
+
+def test_a_named_line_beyond_its_grant_takes_the_rest_from_available_stock():
+    levels = {"MILK": StockLevel("MILK", 5, 3, held=2)}
+
+    taken = rules.book(levels, [Line("MILK", 4, "g-1")], "o-1", {}, {"g-1": make_grant(2)})
+
+    assert taken.after["MILK"] == StockLevel("MILK", 3, 5, held=0)
+    assert taken.uncovered == []
+
+
+def test_a_named_line_nothing_covers_is_recorded_and_takes_nothing_below_zero():
+    levels = {"MILK": StockLevel("MILK", 1, 3, held=2)}
+
+    taken = rules.book(levels, [Line("MILK", 5, "g-1")], "o-1", {}, {"g-1": make_grant(2)})
+
+    assert taken.after["MILK"] == StockLevel("MILK", 1, 5, held=0)
+    assert taken.uncovered == [{"sku": "MILK", "grant_id": "g-1", "quantity": 5, "uncovered": 3}]
+
+
+def test_a_closed_grant_covers_nothing_and_no_stock_moves_when_none_is_available():
+    levels = {"MILK": StockLevel("MILK", 0, 3, held=0)}
+
+    taken = rules.book(levels, [Line("MILK", 2, "g-1")], "o-1", {}, {"g-1": make_grant(0)})
+
+    assert (taken.changes, taken.after["MILK"]) == ([], levels["MILK"])
+    assert taken.uncovered[0]["uncovered"] == 2
+
+
+def test_the_other_lines_of_a_replayed_order_are_taken_as_any_order_is():
+    levels = {"MILK": StockLevel("MILK", 0, 1, held=1), "TEA": StockLevel("TEA", 1, 1)}
+    lines = [Line("MILK", 1, "g-1"), Line("TEA", 2)]
+
+    with pytest.raises(InsufficientStock):
+        rules.book(levels, lines, "o-1", {}, {"g-1": make_grant(1)})
+
+
+def test_a_grant_for_another_sku_is_not_the_lines_to_name():
+    levels = {"TEA": StockLevel("TEA", 5, 1, held=1)}
+
+    with pytest.raises(GrantNotYours):
+        rules.book(levels, [Line("TEA", 1, "g-1")], "o-1", {}, {"g-1": make_grant(1)})
+
+
+def test_a_statement_equal_to_what_was_booked_passes():
+    rules.check_statement("g-1", booked=3, sold=3)
+
+
+@pytest.mark.parametrize(("sold", "error"), [(4, ReplayPending), (2, StatementMismatch)])
+def test_a_statement_other_than_what_was_booked_is_refused(sold, error):
+    with pytest.raises(error):
+        rules.check_statement("g-1", booked=3, sold=sold)
+
+
+@pytest.mark.parametrize("raw", [-1, True, "3", 1.0, 1_000_000_001])
+def test_sold_is_a_whole_number_of_units(raw):
+    with pytest.raises(InvalidInput):
+        rules.valid_sold(raw)
+
+
+def test_a_write_off_gives_units_back_under_its_own_reason():
+    level, event = rules.write_off(StockLevel("MILK", 1, 3, held=4), 4)
+
+    assert level == StockLevel("MILK", 5, 4, held=0)
+    assert (event.reason, event.delta) == ("allowance.written_off", 4)
+
+
+def test_a_cancel_of_an_uncovered_order_gives_back_only_what_it_took():
+    lines = [Line("MILK", 5), Line("TEA", 2), Line("SALT", 1)]
+
+    taken = rules.taken_lines(lines, {"MILK": 3, "SALT": 1})
+
+    assert taken == [Line("MILK", 2), Line("TEA", 2)]
+
+
+def test_a_live_grant_is_settling_once_its_expiry_and_the_margin_have_passed():
+    expires = NOW + timedelta(seconds=60)
+
+    assert rules.state_at("live", expires, NOW + timedelta(seconds=359), 300) == "live"
+    assert rules.state_at("live", expires, NOW + timedelta(seconds=360), 300) == "settling"
+    assert rules.state_at("closed", expires, NOW + timedelta(days=1), 300) == "closed"

@@ -1,3 +1,5 @@
+import hashlib
+
 import pytest
 
 from invwire.errors import (
@@ -68,11 +70,30 @@ def test_lines_are_sorted_by_sku_so_equal_orders_fingerprint_alike():
         ([{"sku": "A", "quantity": True}], InvalidQuantity),
         ([{"sku": "a", "quantity": 1}], InvalidSku),
         (["A"], InvalidOrder),
+        ([{"sku": "A", "quantity": 1, "grant_id": "not-a-uuid"}], InvalidOrder),
+        ([{"sku": "A", "quantity": 1, "grant_id": 7}], InvalidOrder),
     ],
 )
 def test_invalid_lines_raise_the_contract_error(raw, error):
     with pytest.raises(error):
         valid_lines(raw)
+
+
+GRANT = "5f0c9a1e-0000-4000-8000-000000000001"
+
+
+def test_a_line_may_name_the_grant_it_was_sold_under_and_its_fingerprint_says_so():
+    (named,) = valid_lines([{"sku": "A", "quantity": 2, "grant_id": GRANT.upper()}])
+
+    assert named == Line("A", 2, GRANT)
+    assert named.to_wire() == {"sku": "A", "quantity": 2, "grant_id": GRANT}
+    assert Line("A", 2).to_wire() == {"sku": "A", "quantity": 2}
+    assert fingerprint([named]) != fingerprint([Line("A", 2)])
+
+
+def test_a_line_without_a_grant_keeps_the_fingerprint_it_always_had():
+    expected = hashlib.sha256(b'[["A",2]]').hexdigest()
+    assert fingerprint(valid_lines([{"sku": "A", "quantity": 2, "grant_id": None}])) == expected
 
 
 def test_require_stock_names_every_short_line():

@@ -1,0 +1,50 @@
+"""The allowance sweep: moves every live grant to `settling` once its expiry plus the clock
+margin has passed (docs/design/offline-allowances.md). Its units stay held: the store may
+still replay sales it made under it, and only its statement, a write-off or its
+deactivation gives them back. Every central runs one; two settling the same grant is one
+conditional update that the second finds done."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from central.services.allowances import settle_expired
+from central.uow import UnitOfWork
+from central.worker import BackgroundLoop
+from invwire.logs import EventLog
+
+log = EventLog("central.allowances")
+
+
+class AllowanceSweeper(BackgroundLoop):
+    name = "allowance-sweep"
+
+    def __init__(
+        self,
+        uow: Callable[[], UnitOfWork],
+        margin_s: int,
+        *,
+        poll_seconds: float = 30.0,
+        max_backoff_seconds: float = 60.0,
+    ) -> None:
+        super().__init__(
+            poll_seconds=poll_seconds,
+            max_backoff_seconds=max_backoff_seconds,
+            min_backoff_seconds=1.0,
+        )
+        self._uow = uow
+        self.margin_s = margin_s
+
+    def step(self) -> bool:
+        self.run_once()
+        return False
+
+    def on_failure(self, exc: Exception, retry_in: float) -> None:
+        error = f"{type(exc).__name__}: {exc}"[:300]
+        log.warning("allowances.sweep_failed", error=error, retry_in=retry_in)
+
+    def run_once(self) -> int:
+        settled = settle_expired(self._uow(), self.margin_s)
+        if settled:
+            log.info("allowances.settling", grants=settled)
+        return settled
