@@ -33,11 +33,11 @@ from invwire.errors.agent import (
 from invwire.events import CategoryChanged, ProductChanged, StockChanged
 from invwire.files import UnusableFile, prepare_sqlite_file
 from invwire.logs import EventLog
-from storeagent.replica import order_status
+from storeagent.replica import allowances, order_status
 from storeagent.replica.models import ReplicaModels, bind_models
 from storeagent.sync.source import Record, TopicPartition
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 PRAGMAS = {"journal_mode": "wal", "synchronous": "normal", "busy_timeout": 5000}
 
 META_SCHEMA_VERSION = "schema_version"
@@ -578,6 +578,11 @@ def _schema_v8(db: peewee.SqliteDatabase, tables: ReplicaModels) -> None:
     )
 
 
+def _schema_v9(db: peewee.SqliteDatabase, tables: ReplicaModels) -> None:
+    """The store's allowances and the units its sales took under them (replica.allowances)."""
+    allowances.create_tables(db)
+
+
 _MIGRATIONS: dict[int, Callable[[peewee.SqliteDatabase, ReplicaModels], None]] = {
     1: _schema_v1,
     2: _schema_v2,
@@ -587,4 +592,5 @@ _MIGRATIONS: dict[int, Callable[[peewee.SqliteDatabase, ReplicaModels], None]] =
     6: _schema_v6,
     7: _schema_v7,
     8: _schema_v8,
+    9: _schema_v9,
 }
