@@ -579,8 +579,12 @@ def _schema_v8(db: peewee.SqliteDatabase, tables: ReplicaModels) -> None:
 
 
 def _schema_v9(db: peewee.SqliteDatabase, tables: ReplicaModels) -> None:
-    """The store's allowances and the units its sales took under them (replica.allowances)."""
+    """The store's allowances and the units its sales took under them (replica.allowances),
+    and why a queued sale was not sold under them."""
     allowances.create_tables(db)
+    table = tables.local_order._meta.table_name
+    if "allowance_reason" not in {column.name for column in db.get_columns(table)}:
+        db.execute_sql(f"ALTER TABLE {table} ADD COLUMN allowance_reason TEXT")
 
 
 _MIGRATIONS: dict[int, Callable[[peewee.SqliteDatabase, ReplicaModels], None]] = {
