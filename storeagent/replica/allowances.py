@@ -212,6 +212,13 @@ class Allowances:
         ).fetchone()
         return int(row[0])
 
+    def units_sold(self) -> int:
+        """Units ever sold here under grants (debits are never deleted)."""
+        row = self._replica.db.execute_sql(
+            "SELECT COALESCE(SUM(quantity), 0) FROM allowance_debits"
+        ).fetchone()
+        return int(row[0])
+
     def sold_under(self, grant_id: str) -> tuple[int, int]:
         """Units sold here under the grant, and how many of them wait to be replayed."""
         row = self._replica.db.execute_sql(

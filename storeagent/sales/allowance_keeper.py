@@ -124,6 +124,7 @@ class AllowanceKeeper:
             "units_held": sum(use.grant.remaining for use in uses),
             "units_left": sum(use.left for use in uses),
             "units_waiting_replay": self._allowances.waiting_units(),
+            "units_sold": self._allowances.units_sold(),
             "margin_s": self.margin_s(),
             "last_fetch_at": self.state.last_fetch_at,
             "last_error": self.state.last_error,

@@ -5,9 +5,12 @@ sent once a grant expired and every sale under it was replayed."""
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import generate_latest
 
 from storeagent.app import Sales, build_sales
 from storeagent.http.app import create_app
+from storeagent.ops.metrics import AgentMetrics, WatchedState
+from storeagent.ops.vitals import Vitals
 from storeagent.replica.db import META_BOOTSTRAPPED
 from storeagent.sales.offline_policy import OfflinePolicy
 from storeagent.sales.schedule import ReplaySchedule, ReplayTuning
@@ -16,6 +19,7 @@ from storeagent.sync.loop import topic_names
 from storeagent.sync.progress import SyncProgress
 from storeagent.sync.source import Record
 from storeagent.upstream.client import Refused
+from storeagent.upstream.heartbeat import heartbeat_report
 from storeagent.upstream.resilience import BreakerPolicy, CircuitBreaker, ResilientCentral
 from tests.support.agent_fakes import FakeCentral, FixedClock, product_event, stock_event
 from tests.support.machine_clock import Monotonic
@@ -267,3 +271,22 @@ def test_central_unreachable_keeps_the_grants_and_says_so(client, central, sales
     state = client.get("/sync/status").json()["allowances"]
     assert state["grants"] == 1 and state["units_held"] == 5
     assert "down" in state["last_error"]
+
+
+def test_metrics_and_the_heartbeat_report_carry_units_held_and_used(
+    replica, client, central, sales
+):
+    granted(central, sales, units=5)
+    central.go_down()
+    buy(client, (MILK, 2))
+    vitals = Vitals(replica, sales.orders, SyncProgress())
+    metrics = AgentMetrics()
+    metrics.watch(WatchedState(vitals, allowances=sales.keeper.status))
+
+    scraped = generate_latest(metrics.registry).decode()
+    report = heartbeat_report(vitals, instance_id="i-1", allowances=sales.keeper.status)
+
+    assert "storeagent_allowance_units_held 5.0" in scraped
+    assert "storeagent_allowance_units_left 3.0" in scraped
+    assert "storeagent_allowance_units_sold_total 2.0" in scraped
+    assert (report["allowance_units_held"], report["allowance_units_used"]) == (5, 2)
