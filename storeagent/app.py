@@ -134,7 +134,13 @@ def build_sales(
     claims, schedule = KeyClaims(), schedule or ReplaySchedule()
     doubts = DoubtJournal(journal_path(Path(replica.db.database)))
     grants = Allowances(replica)
-    keeper = AllowanceKeeper(grants, central, central_time=central_time or clock, clock=clock)
+    keeper = AllowanceKeeper(
+        grants,
+        central,
+        central_time=central_time or clock,
+        clock=clock,
+        central_answered=schedule.central_answered,
+    )
     under_grants = AllowanceSales(
         grants, orders, central_time=central_time or clock, poke=keeper.poke
     )

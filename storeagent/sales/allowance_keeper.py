@@ -13,6 +13,7 @@ state it acts on is in the replica.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -57,11 +58,16 @@ class AllowanceKeeper:
         clock: Clock = utc_now,
         every_s: float = EVERY_S,
         log: EventLog | None = None,
+        central_answered: Callable[[], None] = lambda: None,
     ) -> None:
-        """`central_time`: the agent's estimate of central's clock (expiry is central's)."""
+        """`central_time`: the agent's estimate of central's clock (expiry is central's);
+        `central_answered` is called after each fetch central answered (the replayer may
+        then stop backing off: while sales under grants wait, no till reaches central to
+        tell it so)."""
         self._allowances, self._central = allowances, central
         self._central_time, self._clock, self._every_s = central_time, clock, every_s
         self._log = log or EventLog("storeagent.allowances")
+        self._central_answered = central_answered
         self._wake = threading.Event()
         self._lock = threading.Lock()  # one fetch at a time: their marks stay in order
         self.state = KeeperState()
@@ -96,6 +102,7 @@ class AllowanceKeeper:
                 self._log.warning("allowance.fetch_failed", message=self.state.last_error)
                 return False
         self.state.last_fetch_at, self.state.last_error = iso(self._clock()), None
+        self._central_answered()
         return True
 
     def send_statements(self) -> None:

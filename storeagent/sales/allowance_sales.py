@@ -47,6 +47,7 @@ class AllowanceSales:
         """Why a new sale may not go to central now (sales under grants wait), or None."""
         if self._orders.allowance_sales() == 0:
             return None
+        self._poke()  # a fetch central answers wakes the replayer (allowance_keeper)
         return CentralUnavailable(
             "sales made under allowances are replayed to central first", reason=REPLAY_PENDING
         )

@@ -3,22 +3,27 @@ within a grant while central is unreachable, today's offline path beyond it (wit
 reason), replayed naming their grants, no online sale sent before them, and the statements
 sent once a grant expired and every sale under it was replayed."""
 
+import threading
+
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import generate_latest
 
+from invwire.orders import Line
 from storeagent.app import Sales, build_sales
 from storeagent.http.app import create_app
 from storeagent.ops.metrics import AgentMetrics, WatchedState
 from storeagent.ops.vitals import Vitals
 from storeagent.replica.db import META_BOOTSTRAPPED
+from storeagent.sales.desk import PlaceOrder
 from storeagent.sales.offline_policy import OfflinePolicy
 from storeagent.sales.schedule import ReplaySchedule, ReplayTuning
 from storeagent.sync.apply import apply_batch
 from storeagent.sync.loop import topic_names
 from storeagent.sync.progress import SyncProgress
 from storeagent.sync.source import Record
-from storeagent.upstream.client import Refused
+from storeagent.upstream.client import HttpCentralClient, Refused, wire_lines
 from storeagent.upstream.heartbeat import heartbeat_report
 from storeagent.upstream.resilience import BreakerPolicy, CircuitBreaker, ResilientCentral
 from tests.support.agent_fakes import FakeCentral, FixedClock, product_event, stock_event
@@ -290,3 +295,72 @@ def test_metrics_and_the_heartbeat_report_carry_units_held_and_used(
     assert "storeagent_allowance_units_left 3.0" in scraped
     assert "storeagent_allowance_units_sold_total 2.0" in scraped
     assert (report["allowance_units_held"], report["allowance_units_used"]) == (5, 2)
+
+
+def test_two_tills_at_once_cannot_both_sell_the_last_units_of_a_grant(central, sales):
+    """Both find central down at once: the cover check and the debits share one transaction,
+    so only one sells the grant's 4 units under it; the other takes the risk path."""
+    granted(central, sales, units=4)
+    central.go_down()
+    both_sent = threading.Barrier(2, timeout=5)
+    seen: set[str] = set()
+
+    def meet_once(key, lines):
+        if key not in seen:
+            seen.add(key)
+            both_sent.wait()
+
+    central.on_call = meet_once
+    results: dict[str, object] = {}
+
+    def till(key: str) -> None:
+        results[key] = sales.desk.place(PlaceOrder([{"sku": MILK, "quantity": 4}], key))
+
+    threads = [threading.Thread(target=till, args=(k,)) for k in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+
+    assert sorted(type(r).__name__ for r in results.values()) == ["AllowanceSold", "Queued"]
+    assert sales.keeper.status()["units_left"] == 0
+
+
+def test_a_fetch_central_answers_ends_the_replayers_backoff(client, central, sales):
+    granted(central, sales)
+    central.go_down()
+    buy(client, (MILK, 1))
+    assert not sales.replayer.step()
+    assert sales.schedule.status()[1] == 1, "backing off"
+    central.come_back()
+
+    assert sales.keeper.fetch()
+
+    assert sales.schedule.status()[1] == 0
+
+
+def test_central_answers_are_read_and_grant_ids_sent_as_the_contract_says():
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/allowances/mine"):
+            item = {"id": "g1", "store_id": "s1", "sku": MILK, "units": 5, "remaining": 4,
+                    "expires_at": "2030-01-01T00:00:00Z", "state": "live"}  # fmt: skip
+            return httpx.Response(200, json={"items": [item], "margin_s": 60})
+        if request.url.path.endswith("/statement"):
+            error = {"code": "allowance.replay_pending", "message": "wait", "details": {}}
+            return httpx.Response(409, json={"error": error})
+        return httpx.Response(500)
+
+    client = HttpCentralClient("http://central.test", "key", transport=httpx.MockTransport(answer))
+
+    mine = client.my_allowances()
+    statement = client.allowance_statement("g1", 3)
+
+    assert (mine.margin_s, mine.server_time, mine.items[0].remaining) == (60, None, 4)
+    assert mine.items[0].expires_at.tzinfo is not None
+    assert not statement.accepted and statement.refusal is not None
+    assert statement.refusal.code == "allowance.replay_pending"
+    lines = [Line(BREAD, 1), Line(MILK, 2)]
+    assert wire_lines(lines, {MILK: "g1"}) == [
+        {"sku": BREAD, "quantity": 1},
+        {"sku": MILK, "quantity": 2, "grant_id": "g1"},
+    ]
