@@ -13,6 +13,7 @@ state it acts on is in the replica.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -75,8 +76,15 @@ class AllowanceKeeper:
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             self.step()
-            self._wake.wait(self._every_s)
-            self._wake.clear()
+            self._wait(stop)
+
+    def _wait(self, stop: threading.Event, slice_s: float = 0.25) -> None:
+        """Until the next round is due, a poke, or stop."""
+        deadline = time.monotonic() + self._every_s
+        while not stop.is_set() and time.monotonic() < deadline:
+            if self._wake.wait(slice_s):
+                break
+        self._wake.clear()
 
     def poke(self) -> None:
         """Fetch again soon (an online sale may have drawn on a grant)."""

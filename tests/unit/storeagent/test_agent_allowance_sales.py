@@ -29,6 +29,7 @@ from storeagent.upstream.resilience import BreakerPolicy, CircuitBreaker, Resili
 from tests.support.agent_fakes import FakeCentral, FixedClock, product_event, stock_event
 from tests.support.machine_clock import Monotonic
 from tests.support.terminal import TERMINAL_TOKEN, terminal_client
+from tests.support.waiting import eventually
 
 MILK, BREAD = "MILK-1L", "BREAD"
 POLICY = OfflinePolicy(enabled=True, max_units_per_order=5, max_queued_units=8)
@@ -364,3 +365,20 @@ def test_central_answers_are_read_and_grant_ids_sent_as_the_contract_says():
         {"sku": BREAD, "quantity": 1},
         {"sku": MILK, "quantity": 2, "grant_id": "g1"},
     ]
+
+
+def test_the_keeper_fetches_at_start_and_again_when_poked_until_stopped(central, sales):
+    stop = threading.Event()
+    runner = threading.Thread(target=sales.keeper.run, args=(stop,))
+    runner.start()
+    try:
+        eventually(lambda: central.allowance_fetches == 1, what="the first fetch")
+        central.grant(MILK, 3)
+
+        sales.keeper.poke()
+
+        eventually(lambda: sales.keeper.status()["units_held"] == 3, what="fetched again")
+    finally:
+        stop.set()
+        runner.join(5)
+    assert not runner.is_alive()
