@@ -382,3 +382,19 @@ def test_the_keeper_fetches_at_start_and_again_when_poked_until_stopped(central,
         stop.set()
         runner.join(5)
     assert not runner.is_alive()
+
+
+def test_an_online_sale_of_a_sku_under_a_grant_fetches_the_grants_again(client, central, sales):
+    granted(central, sales)
+    stop = threading.Event()
+    runner = threading.Thread(target=sales.keeper.run, args=(stop,))
+    runner.start()
+    try:
+        eventually(lambda: central.allowance_fetches == 2, what="the keeper's first round")
+        assert buy(client, (BREAD, 1)).status_code == 201  # no grant of it
+        assert buy(client, (MILK, 1)).status_code == 201
+
+        eventually(lambda: central.allowance_fetches == 3, what="a fetch after the sale")
+    finally:
+        stop.set()
+        runner.join(5)
