@@ -33,7 +33,16 @@ ORDER_STATUSES = (CONFIRMED, CANCELLED, UNRECOVERED)  # what central lists and f
 STATUS_VERSIONS = {CONFIRMED: 1, CANCELLED: 2}
 # A sale at the store also has the states before central confirmed it (sales.rules): saved and
 # sent but not answered, queued offline, refused by central, failed (central unreachable).
-STORE_STATUSES = ("pending", CONFIRMED, CANCELLED, "queued", "rejected", "failed", UNRECOVERED)
+STORE_STATUSES = (
+    "pending",
+    CONFIRMED,
+    CANCELLED,
+    "queued",
+    "allowance",
+    "rejected",
+    "failed",
+    UNRECOVERED,
+)
 
 
 @dataclass(frozen=True, slots=True)

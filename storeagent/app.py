@@ -49,11 +49,14 @@ from storeagent.ops.metrics import AgentMetrics, WatchedState
 from storeagent.ops.notify import AgentHealth, SystemdLink, SystemdNotify
 from storeagent.ops.supervisor import SupervisedTask
 from storeagent.ops.vitals import Vitals
+from storeagent.replica.allowances import Allowances
 from storeagent.replica.db import DATABASE_ERRORS, Replica, open_replica
 from storeagent.replica.identity import StoreClaim, claim_cluster, claim_store
 from storeagent.replica.integrity import ReplicaFileWatch, check_intact
 from storeagent.replica.local_orders import LocalOrders
 from storeagent.replica.queries import ReplicaReads
+from storeagent.sales.allowance_keeper import AllowanceKeeper
+from storeagent.sales.allowance_sales import AllowanceSales
 from storeagent.sales.claims import KeyClaims
 from storeagent.sales.desk import OrderDesk
 from storeagent.sales.doubt import DoubtJournal, journal_path
@@ -102,6 +105,7 @@ class Sales:
     doubts: DoubtJournal
     instance_id: str
     recovery: SalesRecovery
+    keeper: AllowanceKeeper
 
 
 def new_instance_id() -> str:
@@ -119,6 +123,7 @@ def build_sales(
     instance_id: str | None = None,
     store_id: str | None = None,
     replica_file: ReplicaFileWatch | None = None,
+    central_time: Clock | None = None,
 ) -> Sales:
     """The sales of one agent process (`instance_id`, a new one when not given), reading the
     doubt journal beside the replica's file; recorded under `store_id` (which then leaves
@@ -128,6 +133,17 @@ def build_sales(
     shelf = Shelf(replica, ReplicaReads(replica))
     claims, schedule = KeyClaims(), schedule or ReplaySchedule()
     doubts = DoubtJournal(journal_path(Path(replica.db.database)))
+    grants = Allowances(replica)
+    keeper = AllowanceKeeper(
+        grants,
+        central,
+        central_time=central_time or clock,
+        clock=clock,
+        central_answered=schedule.central_answered,
+    )
+    under_grants = AllowanceSales(
+        grants, orders, central_time=central_time or clock, poke=keeper.poke
+    )
     desk = OrderDesk(
         orders,
         shelf,
@@ -139,6 +155,7 @@ def build_sales(
         policy=policy,
         clock=clock,
         replica_file=None if replica_file is None else replica_file.problem,
+        allowances=under_grants,
     )
     replayer = Replayer(
         orders,
@@ -149,9 +166,10 @@ def build_sales(
         doubts=doubts,
         instance_id=instance_id,
         clock=clock,
+        allowances=under_grants,
     )
     recovery = SalesRecovery(orders, shelf, central, replica_epoch=replica.epoch)
-    return Sales(desk, replayer, orders, claims, schedule, doubts, instance_id, recovery)
+    return Sales(desk, replayer, orders, claims, schedule, doubts, instance_id, recovery, keeper)
 
 
 def start_sales(
@@ -163,6 +181,7 @@ def start_sales(
     clock: Clock,
     store_id: str | None = None,
     replica_file: ReplicaFileWatch | None = None,
+    central_time: Clock | None = None,
 ) -> Sales:
     """build_sales(), then the sales in doubt that an earlier process journaled are recorded
     in the replica (voided), before a till is served. A replica or journal that cannot be
@@ -176,6 +195,7 @@ def start_sales(
             instance_id=instance_id,
             store_id=store_id,
             replica_file=replica_file,
+            central_time=central_time,
         )
         sales.replayer.fold_doubts()
     except (*DATABASE_ERRORS, OSError) as exc:
@@ -324,6 +344,7 @@ def bootstrap(
             clock=clock,
             store_id=settings.store_id,
             replica_file=watch,
+            central_time=lambda: progress.central_clock.central_time(clock()),
         )
         _report_foreign_sales(sales, log)
         replica_id = str(claim.identity.replica_id)
@@ -340,7 +361,13 @@ def bootstrap(
         undo.pop_all()
     vitals = Vitals(reader, sales.orders, progress, replica_file=watch)
     metrics.watch(
-        WatchedState(vitals, circuit=resilient.status, clock=clock, recovery=sales.recovery.status)
+        WatchedState(
+            vitals,
+            circuit=resilient.status,
+            clock=clock,
+            recovery=sales.recovery.status,
+            allowances=sales.keeper.status,
+        )
     )
     app = create_app(
         reader,
@@ -354,6 +381,7 @@ def bootstrap(
         terminal_token=token,
         replica_file=watch,
         central_at=routes if central is None else None,
+        allowances=sales.keeper.status,
     )
     server = _Servers(
         _Server(app, stop), _metrics_server(settings, reader, progress, metrics, stop, watch)
@@ -364,6 +392,8 @@ def bootstrap(
     if systemd is not None:
         notify = SystemdNotify(systemd, AgentHealth(vitals, listening=lambda: server.started))
     report = _checked_report(
+        # Not `allowances=sales.keeper.status` yet: central's heartbeat body refuses fields
+        # it does not know, and it does not know the allowance ones yet.
         partial(heartbeat_report, vitals, instance_id=instance_id),
         replica_id,
         queue_check,
@@ -377,7 +407,9 @@ def bootstrap(
         stop,
         server,
         consumer=supervise.task("storeagent-consumer", consumer, "consumer.crashed"),
-        side_tasks=supervise.side_tasks(sales, beats, notify),
+        side_tasks=supervise.side_tasks(
+            sales, beats, notify, central_configured=central is not None or routes is not None
+        ),
         resources=[writer, reader, resilient, *([systemd.notifier] if systemd else [])],
         instance_id=instance_id,
         refusals=refusals,
@@ -559,7 +591,12 @@ class _Supervisor:
         )
 
     def side_tasks(
-        self, sales: Sales, heartbeat: Heartbeat | None, notify: SystemdNotify | None
+        self,
+        sales: Sales,
+        heartbeat: Heartbeat | None,
+        notify: SystemdNotify | None,
+        *,
+        central_configured: bool = True,
     ) -> list[SupervisedTask]:
         tasks = [
             self.task(
@@ -576,6 +613,15 @@ class _Supervisor:
                 errors_once_stopping_fail=False,  # as the replayer's
             ),
         ]
+        if central_configured:
+            tasks.append(
+                self.task(
+                    "storeagent-allowances",
+                    partial(sales.keeper.run, self.stop),
+                    "allowance.keeper_crashed",
+                    errors_once_stopping_fail=False,  # as the replayer's
+                )
+            )
         if heartbeat is not None:
             body = partial(heartbeat.run, self.stop)
             tasks.append(self.task("storeagent-heartbeat", body, "heartbeat.crashed"))

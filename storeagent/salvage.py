@@ -312,7 +312,7 @@ def _sale(row: dict[str, Any], doubt: Doubt | None, store_id: str | None) -> Sal
     status = str(row.get("status"))
     in_doubt = status == rules.FAILED and bool(row.get("outcome_unknown"))
     voided_already = row.get("reason_code") == rules.VOIDED
-    waiting = status in (rules.QUEUED, rules.PENDING)
+    waiting = status in (*rules.WAITING, rules.PENDING)
     if doubt is None and not waiting and not (in_doubt and not voided_already):
         return None
     voided = doubt is not None or in_doubt

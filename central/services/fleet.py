@@ -52,6 +52,8 @@ REPORT_FIELDS: dict[str, type | tuple[type, ...]] = {
     "rejected_offline": int,
     "dead_letters": int,
     "replica_id": str,  # the agent's replica file: its start compares queues with it
+    "allowance_units_held": int,  # central's remaining of the store's live grants, as it heard
+    "allowance_units_used": int,  # units sold offline under them, not replayed yet
 }
 MAX_REPORT_BYTES = 4096
 LIVE_INTERVALS = 2

@@ -74,7 +74,10 @@ def buy(
     the store agent runs with offline selling on. That is off by default; the agent's
     operator turns it on with `storeagent run --offline on` (or STOREAGENT_OFFLINE=on).
     Then the agent queues the sale within its limits and sends it when central is back:
-    exit 0, "queued offline" with a local reference.
+    exit 0, "queued offline" with a local reference and why the store's allowances did
+    not cover it. A sale the store's allowances from central cover is final even offline,
+    whatever that setting: exit 0, "sold under the store's allowance" with a local
+    reference.
 
     Every buy carries an Idempotency-Key, random per run. A script that may retry a buy
     passes its own --idempotency-key (e.g. its sale's id): the same key with the same
@@ -93,6 +96,8 @@ def buy(
     answer = place_order(state.reader(), lines, key)
     if isinstance(answer, dict) and answer.get("status") == "queued":
         state.out.done(answer, queued_message(answer))
+    elif isinstance(answer, dict) and answer.get("status") == "allowance":
+        state.out.done(answer, allowance_message(answer))
     else:
         state.out.emit(answer, render=receipt)
 
@@ -161,10 +166,26 @@ def place_order(client: ApiClient, lines: list[Line], key: str) -> Any:
 
 
 def queued_message(answer: dict[str, Any]) -> str:
+    why = ALLOWANCE_REASONS.get(str(answer.get("reason")), "")
     return (
         f"queued offline (central unreachable): local reference {answer.get('local_ref')}"
-        " — it will be sent when central is back"
+        " — it will be sent when central is back" + (f" ({why})" if why else "")
     )
+
+
+def allowance_message(answer: dict[str, Any]) -> str:
+    return (
+        "sold offline under the store's allowance (final; central unreachable): local "
+        f"reference {answer.get('local_ref')} — it will be sent when central is back"
+    )
+
+
+ALLOWANCE_REASONS = {  # why a sale queued offline was not sold under the store's allowances
+    "allowance.none": "the store holds no allowance of a product in it",
+    "allowance.expired": "the store's allowance of a product in it has expired",
+    "allowance.short": "the store's allowance of a product in it is too small for it",
+    "allowance.outcome_unknown": "central may have the sale already",
+}
 
 
 def receipt(data: Any) -> Iterable[RenderableType]:

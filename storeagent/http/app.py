@@ -53,7 +53,7 @@ from storeagent.ops.vitals import readiness_checks
 from storeagent.replica.db import DATABASE_ERRORS, Replica
 from storeagent.replica.integrity import ReplicaFileWatch
 from storeagent.replica.queries import OrderItem, OrderList, ReplicaReads, SaleQuery, StockView
-from storeagent.sales.desk import OrderDesk, Placed, PlaceOrder, Queued
+from storeagent.sales.desk import AllowanceSold, OrderDesk, Outcome, PlaceOrder, Queued
 from storeagent.sales.recovery import RecoveryStatus
 from storeagent.sync.progress import SyncProgress
 
@@ -87,13 +87,14 @@ def create_app(
     max_body: int = DEFAULT_MAX_BODY,
     replica_file: ReplicaFileWatch | None = None,
     central_at: Failover | None = None,
+    allowances: Callable[[], dict[str, Any]] | None = None,
 ) -> FastAPI:
     """`replica` is the API's own handle (its own connections); `topics` are the full names.
     Every POST must carry `terminal_token`. Without `orders` the app serves the read side
     only. `metrics` is the agent's registry, served at /metrics (a fresh one when not given).
     `replica_file` watches the replica's file for /readyz and /sync/status; `central_at`, the
     central URLs the agent's clients share, names the current one there when there are
-    several."""
+    several; `allowances` says how the store's grants stand (the `allowances` section)."""
     if not terminal_token:
         raise ValueError("the store terminal API needs a terminal token")
     app = FastAPI(
@@ -138,6 +139,8 @@ def create_app(
         try:
             status = sync_status(replica, progress, store_id=store_id, topics=topics, ready=ready)
             _add_order_path(status, orders, recovery)
+            if allowances is not None:
+                _add_allowances(status, allowances())
         except DATABASE_ERRORS as exc:  # a connection made since the file was deleted
             problem = replica_file.problem() if replica_file is not None else None
             if problem is not None:
@@ -229,6 +232,15 @@ def _add_replica_problems(
 FOREIGN_SALES = "replica.other_store_sales"
 
 
+def _add_allowances(status: SyncStatus, section: dict[str, Any]) -> None:
+    """The grants' section, and each statement central refused among the problems."""
+    status["allowances"] = section
+    for problem in section.get("problems", []):
+        status["problems"].append(
+            ProblemStatus(code=problem["code"], message=problem["problem"], for_s=0.0, failures=0)
+        )
+
+
 def _add_probe_routes(
     app: FastAPI,
     replica: Replica,
@@ -300,7 +312,8 @@ def _add_order_routes(
     ) -> dict[str, Any]:
         """Sell: checked against the replica, then reserved at central; the replica shows
         the new stock as soon as this answers. Replaying an Idempotency-Key sells once.
-        202 `queued` when central is unreachable and the offline policy accepts the sale."""
+        202 `allowance` when central is unreachable and the store's allowances cover the
+        sale (final); else 202 `queued` when the offline policy accepts it."""
         require_bootstrapped()
         placed = place(PlaceOrder(body.lines, idempotency_key, _request_id(x_request_id)))
         response.status_code = placed.http_status
@@ -331,11 +344,11 @@ def _add_order_routes(
         return orders.cancel(ref)
 
 
-def _order_answer(placed: Placed | Queued) -> dict[str, Any]:
+def _order_answer(placed: Outcome) -> dict[str, Any]:
     """A confirmed sale answers central's order object with the agent's `local_ref` beside its
-    fields (and, for older tills, the same order again under `order`); a queued one has no
-    order yet."""
-    if isinstance(placed, Queued):
+    fields (and, for older tills, the same order again under `order`); a queued one, or one
+    sold under allowances, has no order yet."""
+    if isinstance(placed, Queued | AllowanceSold):
         return placed.body()
     return {**placed.order, **placed.body()}
 
@@ -350,11 +363,11 @@ def _request_id(raw: str | None) -> str:
 
 
 def _counted(
-    place: Callable[[PlaceOrder], Placed | Queued], metrics: AgentMetrics
-) -> Callable[[PlaceOrder], Placed | Queued]:
+    place: Callable[[PlaceOrder], Outcome], metrics: AgentMetrics
+) -> Callable[[PlaceOrder], Outcome]:
     """`place`, counting each sale's outcome: confirmed, queued, replayed, or the error's code."""
 
-    def counted(command: PlaceOrder) -> Placed | Queued:
+    def counted(command: PlaceOrder) -> Outcome:
         try:
             placed = place(command)
         except WireError as exc:

@@ -65,6 +65,7 @@ class SyncStatus(TypedDict):
     recovery: NotRequired[RecoveryStatus]  # sales given back to a restored central
     central_url: NotRequired[str]  # with several central URLs: the one in use now
     central_urls: NotRequired[list[str]]  # ... and all of them, in the order tried
+    allowances: NotRequired[dict[str, Any]]  # the store's grants (sales.allowance_keeper)
 
 
 def sync_status(

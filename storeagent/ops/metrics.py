@@ -8,10 +8,10 @@ read at scrape time from the replica and the loop's progress: exact, and free be
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -110,6 +110,8 @@ class WatchedState:
     clock: Clock = utc_now
     # The sales recovered after central's restore (sales.recovery), when the agent sells.
     recovery: Callable[[], RecoveryStatus] | None = None
+    # The store's allowances (sales.allowance_keeper's status), when the agent sells.
+    allowances: Callable[[], Mapping[str, Any]] | None = None
 
 
 class _StateCollector(Collector):
@@ -125,6 +127,7 @@ class _StateCollector(Collector):
             self._dead_letters,
             self._local_orders,
             self._recovery,
+            self._allowances,
             self._circuit,
             self._sync_problems,
             self._ready,
@@ -209,6 +212,31 @@ class _StateCollector(Collector):
             "Sales a restored central lost and could not take again: the customer has the "
             "goods, central lists them for review",
             value=status["unrecovered"],
+        )
+
+    def _allowances(self) -> Iterator[Metric]:
+        if self._state.allowances is None:
+            return
+        held = self._state.allowances()
+        yield GaugeMetricFamily(
+            "storeagent_allowance_units_held",
+            "Units central holds for this store in its live allowances, as it last said",
+            value=held["units_held"],
+        )
+        yield GaugeMetricFamily(
+            "storeagent_allowance_units_left",
+            "Units this store may still sell offline under its allowances",
+            value=held["units_left"],
+        )
+        yield GaugeMetricFamily(
+            "storeagent_allowance_units_unreplayed",
+            "Units sold offline under allowances that central has not booked yet",
+            value=held["units_waiting_replay"],
+        )
+        yield CounterMetricFamily(
+            "storeagent_allowance_units_sold",
+            "Units sold offline under allowances (final sales)",
+            value=held["units_sold"],
         )
 
     def _circuit(self) -> Iterator[Metric]:

@@ -33,11 +33,11 @@ from invwire.errors.agent import (
 from invwire.events import CategoryChanged, ProductChanged, StockChanged
 from invwire.files import UnusableFile, prepare_sqlite_file
 from invwire.logs import EventLog
-from storeagent.replica import order_status
+from storeagent.replica import allowances, order_status
 from storeagent.replica.models import ReplicaModels, bind_models
 from storeagent.sync.source import Record, TopicPartition
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 PRAGMAS = {"journal_mode": "wal", "synchronous": "normal", "busy_timeout": 5000}
 
 META_SCHEMA_VERSION = "schema_version"
@@ -578,6 +578,15 @@ def _schema_v8(db: peewee.SqliteDatabase, tables: ReplicaModels) -> None:
     )
 
 
+def _schema_v9(db: peewee.SqliteDatabase, tables: ReplicaModels) -> None:
+    """The store's allowances and the units its sales took under them (replica.allowances),
+    and why a queued sale was not sold under them."""
+    allowances.create_tables(db)
+    table = tables.local_order._meta.table_name
+    if "allowance_reason" not in {column.name for column in db.get_columns(table)}:
+        db.execute_sql(f"ALTER TABLE {table} ADD COLUMN allowance_reason TEXT")
+
+
 _MIGRATIONS: dict[int, Callable[[peewee.SqliteDatabase, ReplicaModels], None]] = {
     1: _schema_v1,
     2: _schema_v2,
@@ -587,4 +596,5 @@ _MIGRATIONS: dict[int, Callable[[peewee.SqliteDatabase, ReplicaModels], None]] =
     6: _schema_v6,
     7: _schema_v7,
     8: _schema_v8,
+    9: _schema_v9,
 }

@@ -46,6 +46,7 @@ class LocalSale:
     store_id: str | None = None  # the store it was recorded under (None: before schema 5)
     central_epoch: int = 0  # central's epoch that last confirmed or held it (0: unknown)
     recovery: str | None = None  # the last recovery check's outcome (sales.recovery)
+    allowance_reason: str | None = None  # queued: why allowances did not cover it
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,8 @@ class LocalOrders:
         """The oldest sale to send again: queued offline, or left pending by an agent that
         stopped before recording central's answer (`skip`: keys a till is sending now)."""
         lo = self._lo
-        return self._oldest(lo.status.in_([rules.QUEUED, rules.PENDING]) & self._mine(), skip)
+        waiting = lo.status.in_([*rules.WAITING, rules.PENDING])
+        return self._oldest(waiting & self._mine(), skip)
 
     def next_to_void(self, failed_before: datetime, skip: Collection[str]) -> LocalSale | None:
         """The oldest failed sale that may be at central: failed before `failed_before`, or
@@ -134,7 +136,7 @@ class LocalOrders:
         if self.store_id is None:
             return {}
         lo = self._lo
-        waiting = lo.status.in_([rules.QUEUED, rules.PENDING])
+        waiting = lo.status.in_([*rules.WAITING, rules.PENDING])
         counts: dict[str, int] = {}
         for row in lo.select(lo.store_id).where(waiting & ~self._mine()):
             counts[str(row.store_id)] = counts.get(str(row.store_id), 0) + 1
@@ -259,9 +261,28 @@ class LocalOrders:
         confirmed = (lo.status == rules.CONFIRMED) & lo.order_id.is_null(False)
         return lo.select().where(confirmed & (lo.central_epoch < epoch) & self._mine())
 
-    def queue(self, local_ref: str, code: str, message: str) -> None:
-        """Accepted offline: the customer takes the goods, central hears of it later."""
-        self._record(local_ref, rules.QUEUED, code, message, queued_at=self._now())
+    def queue(
+        self, local_ref: str, code: str, message: str, *, allowance_reason: str | None = None
+    ) -> None:
+        """Accepted offline: the customer takes the goods, central hears of it later.
+        `allowance_reason`: why the store's allowances did not cover it."""
+        self._record(
+            local_ref,
+            rules.QUEUED,
+            code,
+            message,
+            queued_at=self._now(),
+            allowance_reason=allowance_reason,
+        )
+
+    def sell_under_allowance(self, local_ref: str, code: str, message: str) -> None:
+        """Sold offline under grants (the caller records the debits in the same transaction):
+        final; central hears of it later. `code`, `message`: why central was not asked."""
+        self._record(local_ref, rules.ALLOWANCE, code, message, queued_at=self._now())
+
+    def allowance_sales(self) -> int:
+        """Sales made under allowances that wait to be replayed."""
+        return int(self._with_status(rules.ALLOWANCE).count())
 
     def reject(self, local_ref: str, code: str, message: str) -> None:
         self._record(local_ref, rules.REJECTED, code, message)
@@ -373,4 +394,5 @@ def _sale(row: LocalOrder) -> LocalSale:
         store_id=row.store_id,
         central_epoch=int(row.central_epoch or 0),
         recovery=row.recovery,
+        allowance_reason=row.allowance_reason,
     )

@@ -117,6 +117,9 @@ class LocalOrder(_Table):
     # (sales.recovery: present, recovered, unrecovered, conflict; null: never checked).
     central_epoch = peewee.BigIntegerField(default=0)
     recovery = peewee.TextField(null=True)
+    # Why a sale queued offline was not sold under the store's allowances (schema 9:
+    # sales.allowance_cover's reason), answered again when its key is replayed.
+    allowance_reason = peewee.TextField(null=True)
 
     class Meta:
         table_name = "local_orders"

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from invwire import tracing
@@ -34,7 +34,8 @@ from storeagent.clock import Clock, utc_now
 from storeagent.replica.db import DATABASE_ERRORS, iso
 from storeagent.replica.local_orders import LocalOrders, LocalSale
 from storeagent.replica.queries import OrderItem, OrderList, SaleQuery, SaleReads
-from storeagent.sales import offline_policy, rules
+from storeagent.sales import allowance_cover, offline_policy, rules
+from storeagent.sales.allowance_sales import AllowanceSales
 from storeagent.sales.cancel import OrderCancels
 from storeagent.sales.central_errors import CentralAuthFailed, CentralRefused
 from storeagent.sales.claims import KeyClaims
@@ -78,14 +79,38 @@ class Queued:
     local_ref: str
     lines: list[Line]
     replayed: bool
+    reason: str | None = None  # why it was not sold under allowances (allowance_cover)
     http_status = 202
 
     def body(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "status": rules.QUEUED,
             "local_ref": self.local_ref,
             "lines": [line.to_wire() for line in self.lines],
         }
+        if self.reason is not None:
+            body["reason"] = self.reason
+        return body
+
+
+@dataclass(frozen=True)
+class AllowanceSold:
+    """Sold offline under central's allowances: final, and central will not refuse it."""
+
+    local_ref: str
+    lines: list[Line]
+    replayed: bool
+    http_status = 202
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "status": rules.ALLOWANCE,
+            "local_ref": self.local_ref,
+            "lines": [line.to_wire() for line in self.lines],
+        }
+
+
+Outcome = Placed | Queued | AllowanceSold
 
 
 @dataclass(frozen=True)
@@ -127,6 +152,7 @@ class OrderDesk:
         log: EventLog | None = None,
         new_key: Callable[[], str] = lambda: str(uuid.uuid4()),
         replica_file: Callable[[], AgentError | None] | None = None,
+        allowances: AllowanceSales | None = None,
     ) -> None:
         """`replica_file` says what is wrong with the replica's file (it was deleted or
         replaced), or None: asked before each sale is queued."""
@@ -139,8 +165,9 @@ class OrderDesk:
         self._sales = SaleReads(orders.replica)
         self._cancels = OrderCancels(self._sales, orders, central, clock=clock, log=self._log)
         self._replica_file = replica_file
+        self._allowances = allowances
 
-    def place(self, command: PlaceOrder) -> Placed | Queued:
+    def place(self, command: PlaceOrder) -> Outcome:
         lines = rules.valid_lines(command.lines)
         key = self._key(command.idempotency_key)
         with self._claims.till(key):
@@ -183,7 +210,7 @@ class OrderDesk:
     def _key(self, raw: str | None) -> str:
         return self._new_key() if raw is None else rules.valid_key(raw)
 
-    def _begin(self, key: str, lines: list[Line]) -> _Attempt | Placed | Queued:
+    def _begin(self, key: str, lines: list[Line]) -> _Attempt | Outcome:
         """Commit the sale as pending before central hears of it, unless the key is settled.
         A replica that cannot take it: 503, nothing saved, nothing sent."""
         doubt = self._doubts.holding(key)
@@ -195,7 +222,7 @@ class OrderDesk:
             self._log.error("order.not_saved", error=f"{type(exc).__name__}: {exc}")
             raise rules.SaleNotSaved(outcome=rules.NOT_SENT_OUTCOME) from exc
 
-    def _save_pending(self, key: str, lines: list[Line]) -> _Attempt | Placed | Queued:
+    def _save_pending(self, key: str, lines: list[Line]) -> _Attempt | Outcome:
         print_ = rules.fingerprint(lines)
         with self._orders.transaction():
             sale = self._orders.by_key(key)
@@ -205,7 +232,7 @@ class OrderDesk:
             if settled is not None:
                 return settled
             if rules.needs_stock_check(None if sale is None else sale.status):
-                rules.check_stock(self._available(lines), lines)
+                rules.check_stock(self._with_grants(self._available(lines)), lines)
             if sale is None:
                 local_ref = str(uuid.uuid4())
                 self._orders.add_pending(
@@ -226,10 +253,20 @@ class OrderDesk:
             queued = self._queued_units()
         return self._shelf.available([line.sku for line in lines], queued)
 
+    def _with_grants(self, available: dict[str, rules.Product]) -> dict[str, rules.Product]:
+        """Central lets this store's online orders draw on its own grants too."""
+        if self._allowances is None:
+            return available
+        left = self._allowances.left_by_sku()
+        return {
+            sku: replace(item, quantity=item.quantity + left.get(sku, 0))
+            for sku, item in available.items()
+        }
+
     def _queued_units(self) -> dict[str, int]:
         return queued_units_by_sku(self._orders.queued_lines())
 
-    def _send(self, attempt: _Attempt, request_id: str | None) -> Placed | Queued:
+    def _send(self, attempt: _Attempt, request_id: str | None) -> Outcome:
         """Ask central, record the outcome, and only then answer. Whatever stops the outcome
         from being recorded makes the sale void (in doubt), never completed later."""
         said = _CentralSaid(at_central=True)  # until central answers, it may hold the sale
@@ -247,6 +284,11 @@ class OrderDesk:
         return outcome
 
     def _ask(self, attempt: _Attempt, request_id: str | None) -> CentralAnswer:
+        waiting = None if self._allowances is None else self._allowances.replay_first()
+        if waiting is not None:  # central hears of the sales under grants first
+            self._schedule.work_arrived()
+            waiting.details["local_ref"] = attempt.local_ref
+            return waiting
         try:
             with calling_central(
                 "place_order", store_id=self._orders.store_id, local_ref=attempt.local_ref
@@ -261,7 +303,7 @@ class OrderDesk:
         self._schedule.central_answered()
         return result
 
-    def _record(self, attempt: _Attempt, answer: CentralAnswer) -> Placed | Queued | AgentError:
+    def _record(self, attempt: _Attempt, answer: CentralAnswer) -> Outcome | AgentError:
         """Record central's answer in the replica; what the till is to be answered."""
         if isinstance(answer, CentralUnavailable):
             return self._unavailable(attempt, answer)
@@ -322,19 +364,33 @@ class OrderDesk:
                 attempt.local_ref, result.order_id, result.order, epoch=result.epoch
             )
         self._log.info("order.confirmed", local_ref=attempt.local_ref, order_id=result.order_id)
+        if self._allowances is not None:
+            self._allowances.sold_online(line.sku for line in attempt.lines)
         return Placed(attempt.local_ref, result.order, replayed=False)
 
     def _unavailable(
         self, attempt: _Attempt, exc: CentralUnavailable
-    ) -> Queued | CentralUnavailable:
-        """Queue the sale if the offline policy allows it; else record it failed."""
-        refusal = self._queue(attempt, exc)
+    ) -> Queued | AllowanceSold | CentralUnavailable:
+        """Sell the sale under grants if they cover it; else queue it if the offline policy
+        allows it (saying why grants did not cover it); else record it failed."""
+        why = self._sell_under_grants(attempt, exc)
+        if not why:
+            self._schedule.work_arrived()
+            self._log.info("order.sold_under_allowance", local_ref=attempt.local_ref)
+            return AllowanceSold(attempt.local_ref, attempt.lines, replayed=False)
+        reason = None if why == _NO_ALLOWANCES else why
+        refusal = self._queue(attempt, exc, reason)
         if refusal is None:
             self._schedule.work_arrived()
             self._log.warning(
-                "order.queued_offline", local_ref=attempt.local_ref, message=exc.message
+                "order.queued_offline",
+                local_ref=attempt.local_ref,
+                message=exc.message,
+                allowance=why,
             )
-            return Queued(attempt.local_ref, attempt.lines, replayed=False)
+            return Queued(attempt.local_ref, attempt.lines, replayed=False, reason=reason)
+        if reason is not None:
+            exc.details["allowance"] = reason
         if refusal.code != offline_policy.OFF_REFUSAL:
             exc.details["offline"] = refusal.to_wire()
         unknown = attempt.outcome_unknown or exc.maybe_sent
@@ -348,8 +404,23 @@ class OrderDesk:
         )
         return exc
 
-    def _queue(self, attempt: _Attempt, exc: CentralUnavailable) -> QueueRefusal | None:
-        """The offline check and the queueing, in one transaction."""
+    def _sell_under_grants(self, attempt: _Attempt, exc: CentralUnavailable) -> str:
+        """Sell under grants, in one transaction with the debits; "" when sold, else why not."""
+        if self._allowances is None:
+            return _NO_ALLOWANCES
+        file_problem = self._replica_file() if self._replica_file is not None else None
+        if file_problem is not None:  # sold into it, the sale would vanish with that file
+            return file_problem.code
+        if attempt.outcome_unknown:  # an earlier attempt may be at central
+            return allowance_cover.OUTCOME_UNKNOWN
+        with self._orders.transaction():
+            return self._allowances.sell(attempt.local_ref, attempt.lines, exc) or ""
+
+    def _queue(
+        self, attempt: _Attempt, exc: CentralUnavailable, reason: str | None
+    ) -> QueueRefusal | None:
+        """The offline check and the queueing, in one transaction. `reason`: why the sale
+        was not sold under allowances."""
         if not self._policy.enabled:
             return offline_policy.OFF
         file_problem = self._replica_file() if self._replica_file is not None else None
@@ -365,7 +436,9 @@ class OrderDesk:
                 unavailable_reason=exc.details.get("reason"),
             )
             if refusal is None:
-                self._orders.queue(attempt.local_ref, exc.code, exc.message)
+                self._orders.queue(
+                    attempt.local_ref, exc.code, exc.message, allowance_reason=reason
+                )
         return refusal
 
     def _refused(self, attempt: _Attempt, refusal: Refused) -> AgentError:
@@ -392,6 +465,7 @@ class OrderDesk:
             )
 
 
+_NO_ALLOWANCES = "allowance.off"  # the agent keeps no allowances (no central to fetch them)
 _VOIDED_NOT_RECORDED = (
     "This sale was voided: its outcome could not be recorded, so it will not happen (a copy "
     "central holds is cancelled). Ring it up again with a new Idempotency-Key."
@@ -413,14 +487,16 @@ def _foreign(attempt: _Attempt, result: Confirmed) -> bool:
     return rules.foreign_replay(result.replayed, attempt.first_send and not result.resent)
 
 
-def _settled(sale: LocalSale, print_: str) -> Placed | Queued | None:
+def _settled(sale: LocalSale, print_: str) -> Outcome | None:
     """The answer for a key seen before, when it needs no call to central."""
     if sale.fingerprint != print_:
         raise IdempotencyMismatch(local_ref=sale.local_ref)
     if sale.status in (rules.CONFIRMED, rules.UNRECOVERED):  # the till's answer, again
         return Placed(sale.local_ref, dict(sale.central_order or {}), replayed=True)
     if sale.status == rules.QUEUED:  # the replayer owns it now
-        return Queued(sale.local_ref, list(sale.lines), replayed=True)
+        return Queued(sale.local_ref, list(sale.lines), replayed=True, reason=sale.allowance_reason)
+    if sale.status == rules.ALLOWANCE:
+        return AllowanceSold(sale.local_ref, list(sale.lines), replayed=True)
     if sale.status == rules.FAILED and sale.reason_code == rules.VOIDED:
         raise rules.OrderVoided(local_ref=sale.local_ref, order_id=sale.order_id)
     if sale.status == rules.FAILED and sale.reason_code == rules.NOT_RECORDED:

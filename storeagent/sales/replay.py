@@ -35,6 +35,7 @@ from storeagent.clock import Clock, utc_now
 from storeagent.replica.db import DATABASE_ERRORS
 from storeagent.replica.local_orders import LocalOrders, LocalSale
 from storeagent.sales import rules
+from storeagent.sales.allowance_sales import AllowanceSales
 from storeagent.sales.claims import KeyClaims
 from storeagent.sales.doubt import DoubtJournal
 from storeagent.sales.schedule import ReplaySchedule
@@ -64,11 +65,13 @@ class Replayer:
         instance_id: str,
         clock: Clock = utc_now,
         log: EventLog | None = None,
+        allowances: AllowanceSales | None = None,
     ) -> None:
         self._orders, self._shelf, self._central = orders, shelf, central
         self._claims, self._schedule, self._clock = claims, schedule, clock
         self._doubts, self._instance_id = doubts, instance_id
         self._log = log or EventLog("storeagent.replay")
+        self._allowances = allowances
 
     def run(self, stop: threading.Event) -> None:
         """Settle sales until `stop`, waiting on the schedule whenever there is nothing to do."""
@@ -124,7 +127,7 @@ class Replayer:
         if row is None or self._orders.is_foreign(row):  # another store's: never sent
             return
         orphan = row.status == rules.PENDING and rules.orphaned(row.instance_id, self._instance_id)
-        if row.status == rules.QUEUED or orphan:
+        if row.status in rules.WAITING or orphan:
             self._replay(row)
         elif row.status == rules.PENDING:
             self._not_recorded(row)
@@ -147,7 +150,11 @@ class Replayer:
             "place_order", store_id=self._orders.store_id, local_ref=row.local_ref
         ) as span:
             result = self._central.place_order(
-                row.idempotency_key, row.lines, request_id=row.local_ref, background=True
+                row.idempotency_key,
+                row.lines,
+                request_id=row.local_ref,
+                background=True,
+                grants=self._grants(row),
             )
             tracing.annotate(span, outcome=order_outcome(result))
         if isinstance(result, Refused):
@@ -155,12 +162,20 @@ class Replayer:
         else:
             self._confirmed(row, result)
 
+    def _grants(self, row: LocalSale) -> dict[str, str] | None:
+        """The grant each line was sold under, for a sale made under allowances."""
+        if self._allowances is None or row.status != rules.ALLOWANCE:
+            return None
+        return self._allowances.grants_of(row.local_ref) or None
+
     def _confirmed(self, row: LocalSale, result: Confirmed) -> None:
         with self._orders.transaction():
             self._shelf.restock(result)
             self._orders.confirm(row.local_ref, result.order_id, result.order, epoch=result.epoch)
+            if self._allowances is not None:
+                self._allowances.replayed(row.local_ref)
         self._log.info(
-            "offline.replayed" if row.status == rules.QUEUED else "order.resolved",
+            "offline.replayed" if row.status in rules.WAITING else "order.resolved",
             local_ref=row.local_ref,
             order_id=result.order_id,
         )
@@ -172,7 +187,9 @@ class Replayer:
             )
         with self._orders.transaction():
             self._orders.reject(row.local_ref, refusal.code, refusal.message)
-        offline = row.status == rules.QUEUED
+        # A sale under allowances refused keeps its debits unbooked: its units stay
+        # unsellable here, and its grant's statement waits for an admin (docs/offline.md).
+        offline = row.status in rules.WAITING
         self._log.error(
             "offline.rejected" if offline else "order.rejected",
             local_ref=row.local_ref,

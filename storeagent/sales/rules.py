@@ -29,7 +29,11 @@ CONFIRMED = "confirmed"
 REJECTED = "rejected"
 FAILED = "failed"  # central unreachable; a replay with the same key tries again
 QUEUED = "queued"  # accepted offline: the customer has the goods; replayed when central is back
-STATUSES = (PENDING, CONFIRMED, REJECTED, FAILED, QUEUED, UNRECOVERED)
+# sold offline under central's allowances (docs/offline.md): final, replayed when central is
+# back, and never refused there
+ALLOWANCE = "allowance"
+STATUSES = (PENDING, CONFIRMED, REJECTED, FAILED, QUEUED, ALLOWANCE, UNRECOVERED)
+WAITING = (QUEUED, ALLOWANCE)  # sold offline, central not told yet
 # UNRECOVERED: confirmed, then lost by a restored central that could not take it again
 # (sales.recovery): the customer has the goods, the sale waits for review at central.
 VOIDED = "order.voided"  # the reason of a failed sale that central had recorded: cancelled there
@@ -182,6 +186,8 @@ def cancel_refusal(status: str, order_id: str | None, local_ref: str) -> AgentEr
     why = {
         QUEUED: "it is queued offline and central has no order for it yet; cancel it once "
         "it is confirmed",
+        ALLOWANCE: "it was sold offline under an allowance and central has no order for it "
+        "yet; cancel it once it is confirmed",
         REJECTED: "central refused it: nothing was sold",
         FAILED: "it failed: nothing was sold",
     }.get(status, f"it is {status}")

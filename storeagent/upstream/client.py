@@ -45,7 +45,7 @@ HTTP_EPOCH_HEADER = "Invctl-Epoch"
 
 # Reasons that prove central never got the request; any other (a timeout, a 5xx, a dropped
 # connection) leaves open whether central committed it.
-NEVER_SENT = frozenset({"connect", "circuit_open", "not_configured"})
+NEVER_SENT = frozenset({"connect", "circuit_open", "not_configured", "allowance.replay_pending"})
 
 
 class CentralUnavailable(AgentError):
@@ -122,6 +122,33 @@ class RecoveryAnswer:
     items: tuple[RecoveredSale, ...]  # one per sale sent, in the same order
 
 
+DEFAULT_MARGIN_S = 300.0  # central's skew margin when its answer names none
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """A live grant of this store, as GET /allowances/mine lists it."""
+
+    id: str
+    sku: str
+    units: int
+    remaining: int
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class AllowanceList:
+    items: tuple[Allowance, ...]
+    margin_s: float
+    server_time: str | None
+
+
+@dataclass(frozen=True)
+class StatementAnswer:
+    accepted: bool
+    refusal: Refused | None = None
+
+
 class CentralRefusedCall(CentralUnavailable):
     """Central answered a lookup or a cancel with a refusal (4xx): not retried. A subclass of
     CentralUnavailable, so that the replayer keeps the sale and backs off; the till's cancel
@@ -134,8 +161,15 @@ class CentralRefusedCall(CentralUnavailable):
 
 class CentralClient(Protocol):
     def place_order(
-        self, idempotency_key: str, lines: Sequence[Line], *, request_id: str | None = None
-    ) -> OrderResult: ...
+        self,
+        idempotency_key: str,
+        lines: Sequence[Line],
+        *,
+        request_id: str | None = None,
+        grants: Mapping[str, str] | None = None,
+    ) -> OrderResult:
+        """`grants`: the grant each line's SKU was sold under offline (allowance sales)."""
+        ...
 
     def find_order(self, idempotency_key: str) -> dict[str, Any] | None:
         """The order this store's key created at central, if any."""
@@ -148,6 +182,10 @@ class CentralClient(Protocol):
     def recover_orders(self, orders: Sequence[Mapping[str, Any]]) -> RecoveryAnswer:
         """Give a restored central back the sales it may have lost (at most 100)."""
         ...
+
+    def my_allowances(self) -> AllowanceList: ...
+
+    def allowance_statement(self, grant_id: str, sold: int) -> StatementAnswer: ...
 
     def close(self) -> None: ...
 
@@ -224,13 +262,25 @@ class HttpCentralClient:
         return f"HttpCentralClient({self.base_url!r})"
 
     def place_order(
-        self, idempotency_key: str, lines: Sequence[Line], *, request_id: str | None = None
+        self,
+        idempotency_key: str,
+        lines: Sequence[Line],
+        *,
+        request_id: str | None = None,
+        grants: Mapping[str, str] | None = None,
     ) -> OrderResult:
         headers = {"Idempotency-Key": idempotency_key}
         if request_id:
             headers["X-Request-ID"] = request_id
-        body = {"lines": [line.to_wire() for line in lines]}
+        body = {"lines": wire_lines(lines, grants)}
         return interpret(self._request("POST", "/orders", json=body, headers=headers))
+
+    def my_allowances(self) -> AllowanceList:
+        return allowance_list(_answer(self._request("GET", "/allowances/mine")))
+
+    def allowance_statement(self, grant_id: str, sold: int) -> StatementAnswer:
+        response = self._request("POST", f"/allowances/{grant_id}/statement", json={"sold": sold})
+        return statement_answer(response)
 
     def find_order(self, idempotency_key: str) -> dict[str, Any] | None:
         params = {"idempotency_key": idempotency_key, "limit": 1}
@@ -417,6 +467,53 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
+def wire_lines(lines: Sequence[Line], grants: Mapping[str, str] | None) -> list[dict[str, Any]]:
+    """The lines as sent; a line sold under a grant names it (`grant_id`)."""
+    wired = [line.to_wire() for line in lines]
+    for item in wired:
+        if grants and item["sku"] in grants:
+            item["grant_id"] = grants[item["sku"]]
+    return wired
+
+
+def allowance_list(body: object) -> AllowanceList:
+    """GET /allowances/mine's answer; a malformed one is unavailable, as for orders."""
+    items = body.get("items") if isinstance(body, dict) else None
+    if not isinstance(body, dict) or not isinstance(items, list):
+        raise CentralUnavailable("central's allowance list has no items", reason="bad_answer")
+    try:
+        grants = tuple(_allowance(item) for item in items)
+        margin = float(body.get("margin_s", DEFAULT_MARGIN_S))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CentralUnavailable(
+            f"central's allowance list is malformed ({exc})", reason="bad_answer"
+        ) from None
+    server_time = body.get("server_time")
+    return AllowanceList(grants, margin, server_time if isinstance(server_time, str) else None)
+
+
+def _allowance(item: Mapping[str, Any]) -> Allowance:
+    return Allowance(
+        id=str(item["id"]),
+        sku=str(item["sku"]),
+        units=int(item["units"]),
+        remaining=int(item["remaining"]),
+        expires_at=_utc(datetime.fromisoformat(str(item["expires_at"]))),
+    )
+
+
+def statement_answer(response: httpx.Response) -> StatementAnswer:
+    """200 -> accepted; a 4xx -> central's refusal (409 allowance.replay_pending or
+    allowance.statement_mismatch); a 5xx -> unavailable."""
+    if response.status_code >= 500:
+        raise CentralUnavailable(f"central answered HTTP {response.status_code}", reason="http")
+    if response.status_code == 200:
+        return StatementAnswer(accepted=True)
+    code, message, details = _error_body(response)
+    refusal = Refused(response.status_code, code or "http.error", message or "", details)
+    return StatementAnswer(accepted=False, refusal=refusal)
+
+
 def _json(response: httpx.Response) -> object:
     try:
         return response.json()
@@ -441,8 +538,19 @@ class NoCentral:
     """The client of an agent started without a central URL: every call is unavailable."""
 
     def place_order(
-        self, idempotency_key: str, lines: Sequence[Line], *, request_id: str | None = None
+        self,
+        idempotency_key: str,
+        lines: Sequence[Line],
+        *,
+        request_id: str | None = None,
+        grants: Mapping[str, str] | None = None,
     ) -> OrderResult:
+        raise _not_configured()
+
+    def my_allowances(self) -> AllowanceList:
+        raise _not_configured()
+
+    def allowance_statement(self, grant_id: str, sold: int) -> StatementAnswer:
         raise _not_configured()
 
     def find_order(self, idempotency_key: str) -> dict[str, Any] | None:

@@ -105,7 +105,13 @@ def server_time(response: httpx.Response) -> datetime | None:
     return moment if moment.tzinfo is not None else None
 
 
-def heartbeat_report(vitals: Vitals, *, instance_id: str, now: Clock = utc_now) -> dict[str, Any]:
+def heartbeat_report(
+    vitals: Vitals,
+    *,
+    instance_id: str,
+    now: Clock = utc_now,
+    allowances: Callable[[], Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
     """The body central's heartbeat endpoint takes; unknown values are left out. Staleness
     is on central's clock as estimated (`clock_offset_s`), negative included."""
     counts = vitals.local_orders()
@@ -128,6 +134,10 @@ def heartbeat_report(vitals: Vitals, *, instance_id: str, now: Clock = utc_now) 
     offset = vitals.clock_offset_s()
     if offset is not None:
         report["clock_offset_s"] = round(offset, 3)
+    if allowances is not None:  # for central's fleet view
+        held = allowances()
+        report["allowance_units_held"] = held["units_held"]
+        report["allowance_units_used"] = held["units_waiting_replay"]
     return report
 
 

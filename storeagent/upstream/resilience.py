@@ -26,12 +26,14 @@ from typing_extensions import TypedDict
 
 from invwire.orders import Line
 from storeagent.upstream.client import (
+    AllowanceList,
     CentralClient,
     CentralRefusedCall,
     CentralUnavailable,
     Confirmed,
     OrderResult,
     RecoveryAnswer,
+    StatementAnswer,
 )
 
 Sleep = Callable[[float], None]
@@ -158,13 +160,17 @@ class ResilientCentral:
         *,
         request_id: str | None = None,
         background: bool = False,
+        grants: Mapping[str, str] | None = None,
     ) -> OrderResult:
         maybe_sent = False
+        extra: dict[str, Any] = {} if grants is None else {"grants": grants}
 
         def attempt() -> OrderResult:
             nonlocal maybe_sent
             try:
-                result = self.inner.place_order(idempotency_key, lines, request_id=request_id)
+                result = self.inner.place_order(
+                    idempotency_key, lines, request_id=request_id, **extra
+                )
             except CentralUnavailable as exc:
                 maybe_sent = maybe_sent or exc.maybe_sent
                 raise
@@ -186,6 +192,14 @@ class ResilientCentral:
         self, orders: Sequence[Mapping[str, Any]], *, background: bool = False
     ) -> RecoveryAnswer:
         return self._guarded(lambda: self.inner.recover_orders(orders), background)
+
+    def my_allowances(self, *, background: bool = True) -> AllowanceList:
+        return self._guarded(self.inner.my_allowances, background)
+
+    def allowance_statement(
+        self, grant_id: str, sold: int, *, background: bool = True
+    ) -> StatementAnswer:
+        return self._guarded(lambda: self.inner.allowance_statement(grant_id, sold), background)
 
     def close(self) -> None:
         self.inner.close()

@@ -30,6 +30,8 @@ from storeagent.replica.db import META_BOOTSTRAPPED, Replica
 from storeagent.replica.local_orders import LocalOrders
 from storeagent.sync.source import Record, TopicPartition
 from storeagent.upstream.client import (
+    Allowance,
+    AllowanceList,
     CentralRefusedCall,
     CentralUnavailable,
     Confirmed,
@@ -37,6 +39,7 @@ from storeagent.upstream.client import (
     RecoveredSale,
     RecoveryAnswer,
     Refused,
+    StatementAnswer,
     StockLevel,
     confirmed,
 )
@@ -320,6 +323,19 @@ class CentralCall:
     idempotency_key: str
     lines: tuple[Line, ...]
     request_id: str | None
+    grants: Mapping[str, str] | None = None  # the grant_id of each SKU's line, when sent
+
+
+@dataclass
+class FakeGrant:
+    """An allowance as central keeps it: `remaining` units held for the store."""
+
+    id: str
+    sku: str
+    units: int
+    remaining: int
+    expires_at: datetime
+    state: str = "live"
 
 
 class FakeCentral:
@@ -355,6 +371,13 @@ class FakeCentral:
         self.epoch: int | None = None
         self.recoveries: list[list[dict[str, Any]]] = []  # each POST /orders/recover's orders
         self.recover_refusal: Refused | None = None  # refuse every recovery call so
+        # Allowances (docs/wire.md): grant() holds units; lines naming a grant are booked
+        # against it and never refused; statements are recorded with their `sold`.
+        self.grants: dict[str, FakeGrant] = {}
+        self.margin_s = 300.0
+        self.allowance_fetches = 0
+        self.statements: list[tuple[str, int]] = []
+        self.statement_refusals: list[Refused] = []
 
     def set_stock(self, sku: str, quantity: int, stock_version: int = 1) -> None:
         self.stock[sku] = StockLevel(sku, quantity, stock_version)
@@ -422,17 +445,55 @@ class FakeCentral:
     def come_back(self) -> None:
         self._down = 0
 
+    def grant(self, sku: str, units: int, ttl_s: float = 3600) -> str:
+        """POST /allowances: `units` of `sku` held for the store until now + `ttl_s`."""
+        level = self.stock[sku]
+        self.set_stock(sku, level.quantity - units, level.stock_version + 1)
+        grant_id = str(uuid.uuid4())
+        expires = self.clock() + timedelta(seconds=ttl_s)
+        self.grants[grant_id] = FakeGrant(grant_id, sku, units, units, expires)
+        return grant_id
+
+    def my_allowances(self) -> AllowanceList:
+        self.allowance_fetches += 1
+        self._check_up()
+        items = tuple(
+            Allowance(g.id, g.sku, g.units, g.remaining, g.expires_at)
+            for g in self.grants.values()
+            if g.state == "live"
+        )
+        return AllowanceList(items, self.margin_s, self.clock().isoformat())
+
+    def allowance_statement(self, grant_id: str, sold: int) -> StatementAnswer:
+        self.statements.append((grant_id, sold))
+        self._check_up()
+        if self.statement_refusals:
+            return StatementAnswer(False, self.statement_refusals.pop(0))
+        grant = self.grants[grant_id]
+        if grant.state != "closed":
+            level = self.stock[grant.sku]
+            self.set_stock(grant.sku, level.quantity + grant.remaining, level.stock_version + 1)
+            grant.state, grant.remaining = "closed", 0
+        return StatementAnswer(True)
+
     def place_order(
-        self, idempotency_key: str, lines: Sequence[Line], *, request_id: str | None = None
+        self,
+        idempotency_key: str,
+        lines: Sequence[Line],
+        *,
+        request_id: str | None = None,
+        grants: Mapping[str, str] | None = None,
     ) -> OrderResult:
-        self.calls.append(CentralCall(idempotency_key, tuple(lines), request_id))
+        self.calls.append(CentralCall(idempotency_key, tuple(lines), request_id, grants))
         if self.on_call is not None:
             self.on_call(idempotency_key, lines)
         self._check_up()
         if self._refusals:
             return self._refusals.pop(0)
         replayed = idempotency_key in self._orders
-        if not replayed:
+        if not replayed and grants:
+            self._orders[idempotency_key] = self._book(lines, grants)
+        elif not replayed:
             result = self._reserve(lines)
             if isinstance(result, Refused):
                 return result
@@ -481,6 +542,15 @@ class FakeCentral:
         order = {**result.order, "id": sent["id"], "created_at": sent["created_at"]}
         self._orders[key] = confirmed(order, epoch=self.epoch)
         return RecoveredSale(key, "recovered", order=order)
+
+    def _book(self, lines: Sequence[Line], grants: Mapping[str, str]) -> Confirmed:
+        """Lines naming a grant are taken from it, whatever its state: never refused."""
+        for line in lines:
+            grant = self.grants[grants[line.sku]]
+            grant.remaining -= line.quantity
+            level = self.stock[line.sku]
+            self.set_stock(line.sku, level.quantity, level.stock_version + 1)
+        return confirmed(self._order(lines))
 
     def _reserve(self, lines: Sequence[Line]) -> OrderResult:
         unknown = [line.sku for line in lines if line.sku not in self.stock]

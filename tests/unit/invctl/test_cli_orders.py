@@ -257,6 +257,37 @@ def test_a_sale_queued_offline_exits_0_and_says_so_plainly(
     )
 
 
+def test_a_sale_under_the_stores_allowance_exits_0_and_says_it_is_final(
+    cli: CliHarness, server: FakeServer
+) -> None:
+    sold = {"status": "allowance", "local_ref": "L-0008", "lines": [make_line()]}
+    server.on("POST", f"{AGENT}/orders", 202, sold)
+
+    result = cli("buy", "MILK-1L:2")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == (
+        "sold offline under the store's allowance (final; central unreachable): local "
+        "reference L-0008 — it will be sent when central is back"
+    )
+
+
+def test_a_sale_queued_beyond_the_allowance_says_why(cli: CliHarness, server: FakeServer) -> None:
+    queued = {
+        "status": "queued",
+        "local_ref": "L-9",
+        "lines": [make_line()],
+        "reason": "allowance.short",
+    }
+    server.on("POST", f"{AGENT}/orders", 202, queued)
+
+    result = cli("buy", "MILK-1L:2")
+
+    assert result.exit_code == 0, result.output
+    assert "queued offline" in result.stdout
+    assert "allowance of a product in it is too small" in result.stdout
+
+
 def test_agent_that_cannot_queue_exits_5(cli: CliHarness, server: FakeServer) -> None:
     body = error_body("central.unavailable", "central is unreachable")
     server.on("POST", f"{AGENT}/orders", 503, body)

@@ -192,7 +192,7 @@ def test_a_schema_6_replica_keeps_its_rows_at_epoch_0(tmp_path):
 
     replica = open_replica(path)
 
-    assert replica.get_meta("schema_version") == str(SCHEMA_VERSION) == "8"
+    assert replica.get_meta("schema_version") == str(SCHEMA_VERSION) == "9"
     assert row(replica, "categories", "id", 3)["epoch"] == 0
     assert row(replica, "products", "sku", "MILK-1L")["epoch"] == 0
     assert (row(replica, "stock", "sku", "MILK-1L")["quantity"]) == 40

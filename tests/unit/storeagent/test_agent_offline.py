@@ -177,6 +177,7 @@ def test_sale_within_the_limits_is_queued_with_202_and_a_local_reference(client,
         "status": "queued",
         "local_ref": body["local_ref"],
         "lines": [{"sku": BREAD, "quantity": 1}, {"sku": MILK, "quantity": 2}],
+        "reason": "allowance.none",  # the store holds no allowance of these SKUs
     }
     assert statuses(client) == [("queued", "central.unavailable: fake central is down")]
     assert replica_stock(stocked, MILK) == (40, 7)

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from invwire.orders import STORE_STATUSES
 from storeagent.app import Sales, build_sales
 from storeagent.http.app import create_app
+from storeagent.replica.allowances import Allowances, FetchedGrant
 from storeagent.replica.db import META_BOOTSTRAPPED, SCHEMA_VERSION, Replica, open_replica
 from storeagent.replica.local_orders import LocalOrders
 from storeagent.sales.offline_policy import OfflinePolicy
@@ -225,6 +226,12 @@ def test_every_status_shown_can_be_filtered_on(client, stocked, central):
         lost = orders.by_key("unrecovered")
         assert lost is not None
         orders.unrecovered(lost.local_ref, 2, "unrecovered", "stock.insufficient", "re-sold")
+        grant = FetchedGrant("g1", MILK, 5, 5, "2999-01-01T00:00:00+00:00")
+        Allowances(stocked).record_fetch(
+            [grant], mark=0, fetched_at="t", margin_s=1, server_time=None
+        )
+    central.go_down()
+    assert buy(client, key="allowance").json()["status"] == "allowance"
 
     shown = {s["status"] for s in sale_list(client)}
     assert shown == set(STORE_STATUSES)

@@ -38,8 +38,8 @@ def test_a_version_1_replica_gains_local_orders_and_keeps_its_rows(tmp_path):
 
     replica = open_replica(tmp_path / "r.db")
 
-    assert SCHEMA_VERSION == 8
-    assert replica.get_meta("schema_version") == "8"
+    assert SCHEMA_VERSION == 9
+    assert replica.get_meta("schema_version") == "9"
     assert "local_orders" in replica.db.get_tables()
     assert ReplicaReads(replica).stock_level("MILK-1L").quantity == 40
     assert LocalOrders(replica).newest_first(None, 10) == []
@@ -59,7 +59,7 @@ def test_a_version_2_replica_gains_the_offline_columns_and_keeps_its_sales(tmp_p
         False,
         None,
     )
-    assert replica.get_meta("schema_version") == "8"
+    assert replica.get_meta("schema_version") == "9"
     replica.close()
 
 
@@ -80,7 +80,7 @@ def test_a_version_3_replica_gains_the_instance_column_and_its_pending_sales_are
     [row] = LocalOrders(replica).newest_first(None, 10)
     assert (row.status, row.instance_id) == ("pending", None)
     assert rules.orphaned(row.instance_id, "this-process")
-    assert replica.get_meta("schema_version") == "8"
+    assert replica.get_meta("schema_version") == "9"
     replica.close()
 
 
