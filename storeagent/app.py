@@ -392,9 +392,7 @@ def bootstrap(
     if systemd is not None:
         notify = SystemdNotify(systemd, AgentHealth(vitals, listening=lambda: server.started))
     report = _checked_report(
-        # Not `allowances=sales.keeper.status` yet: central's heartbeat body refuses fields
-        # it does not know, and it does not know the allowance ones yet.
-        partial(heartbeat_report, vitals, instance_id=instance_id),
+        partial(heartbeat_report, vitals, instance_id=instance_id, allowances=sales.keeper.status),
         replica_id,
         queue_check,
         refusals,

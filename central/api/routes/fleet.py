@@ -38,6 +38,8 @@ class Heartbeat(RequestBody):
     staleness_s: Seconds | None = None  # on central's clock as the agent estimates it
     clock_offset_s: Seconds | None = None  # central's clock minus the agent's, estimated
     replica_id: InstanceId | None = None  # the agent's replica file (its queue is in it)
+    allowance_units_held: Count | None = None  # what its live grants have left, as it heard
+    allowance_units_used: Count | None = None  # sold under them offline, not replayed yet
 
 
 @router.post("/stores/heartbeat", response_model=HeartbeatAnswer, responses=errors(400, 422))
