@@ -479,3 +479,9 @@ class AllowanceClosed(Conflict):
     """The allowance is no longer live: its units were returned already."""
 
     code = "allowance.closed"
+
+
+class AllowanceRuleNotFound(NotFound):
+    """No allowance rule for that SKU or category."""
+
+    code = "allowance_rule.not_found"
