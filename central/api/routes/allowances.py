@@ -22,7 +22,7 @@ from central.api.schemas import (
 )
 from central.domain import allowances as rules
 from central.domain.stock import MAX_QUANTITY
-from central.services import allowances
+from central.services import allowances, top_ups
 
 router = APIRouter(
     prefix=API_PREFIX + "/allowances",
@@ -88,6 +88,7 @@ def list_allowances(
 @router.get("/mine", response_model=AllowanceList)
 def own_allowances(uow: UowDep, principal: CanReadOwnAllowances) -> dict[str, Any]:
     """The calling store's live allowances, and only its own."""
+    top_ups.top_up(uow, principal)
     return allowances.own_live_grants(uow, principal)
 
 
