@@ -17,7 +17,7 @@ from central.services.principal import Principal
 from central.uow import UnitOfWork
 from invwire.errors.central import AllowanceRuleNotFound, CategoryNotFound, ProductNotFound
 
-MAX_PAGE = 200
+MAX_PAGE = 1000  # as invctl.paging pages
 
 
 @dataclass(frozen=True)
