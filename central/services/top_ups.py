@@ -42,16 +42,18 @@ def top_up(uow: UnitOfWork, principal: Principal) -> int:
 
 
 def _due(store_id: str, now: datetime) -> list[str]:
-    """The SKUs that look short without any lock: each is decided again under its locks."""
+    """The SKUs a top-up would grant, read without any lock (a SKU whose stock is too low
+    for one is not locked at each read): each is decided again under its locks."""
     covered = _covered(_all_rules())
     if not covered:
         return []
     left = _units_left(store_id, list(covered), now)
     available = _available(list(covered))
+    active = _active_stores()
     return sorted(
         sku
         for sku, rule in covered.items()
-        if left.get(sku, 0) < rule.threshold and available.get(sku, 0) > 0
+        if rules.top_up(rule, left.get(sku, 0), available.get(sku, 0), active) > 0
     )
 
 
@@ -63,8 +65,7 @@ def _top_up_sku(uow: UnitOfWork, principal: Principal, store_id: str, sku: str) 
     if store is None or not store.active or rule is None or level is None:
         return 0
     left = sum(g.remaining for g in own_grants(store_id, [sku], now).get(sku, ()))
-    active = Store.select().where(Store.active == True).count()  # noqa: E712 (SQL, not Python)
-    units = rules.top_up(rule, left, level.quantity, active)
+    units = rules.top_up(rule, left, level.quantity, _active_stores())
     if units == 0:
         return 0
     grant_id = str(uuid.uuid4())
@@ -82,6 +83,10 @@ def _top_up_sku(uow: UnitOfWork, principal: Principal, store_id: str, sku: str) 
         updated_at=now,
     )
     return 1
+
+
+def _active_stores() -> int:
+    return Store.select().where(Store.active == True).count()  # noqa: E712 (SQL, not Python)
 
 
 def _all_rules() -> dict[tuple[str, str], rules.Rule]:
