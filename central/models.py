@@ -338,6 +338,10 @@ class AllowanceRule(BaseModel):
     units = peewee.BigIntegerField()
     threshold = peewee.BigIntegerField()
     ttl_s = peewee.IntegerField()
+    # optional: a store holds at most `share` of what is available, split between the
+    # stores that sold the SKU in the last `share_days` days
+    share = peewee.DecimalField(max_digits=5, decimal_places=4, null=True)
+    share_days = peewee.IntegerField(null=True)
     updated_at = Timestamp(default=utcnow)
     updated_by = peewee.CharField(max_length=100)
 

@@ -9,7 +9,9 @@ The scarcity rule: a top-up grants
     min(units - left, available // (active stores + 1))
 
 where `available` is what any store may take and `active stores` counts every active
-store. So a grant shrinks as stock runs low, and no grant is made once `available` is at
+store (with a share rule, `units` is at most the store's part of `share` x available,
+split between the stores that sold the SKU in the rule's window; a store that did not gets
+none by it). So a grant shrinks as stock runs low, and no grant is made once `available` is at
 most the number of active stores: those last units are sold online, never locked in
 stores' drawers. Each top-up takes at most 1/(n+1) of what is available, so however the n
 active stores top up one after another, more than a third of it stays available to
@@ -20,12 +22,27 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 
 from central.domain import allowances
 from invwire.errors.central import InvalidInput
 
 SKU, CATEGORY = "sku", "category"
 SCOPES = (SKU, CATEGORY)
+
+
+SHARE_PLACES = Decimal("0.0001")
+MAX_SHARE_DAYS = 365
+DEFAULT_SHARE_DAYS = 7
+
+
+@dataclass(frozen=True)
+class Share:
+    """`fraction` of what is available, split between the stores that sold the SKU in the
+    last `days` days."""
+
+    fraction: Decimal
+    days: int
 
 
 @dataclass(frozen=True)
@@ -35,9 +52,17 @@ class Rule:
     units: int
     threshold: int
     ttl_s: int
+    share: Share | None = None
 
 
-def valid_rule(scope: str, target: str, units: object, threshold: object, ttl_s: object) -> Rule:
+def valid_rule(
+    scope: str,
+    target: str,
+    units: object,
+    threshold: object,
+    ttl_s: object,
+    share: Share | None = None,
+) -> Rule:
     """A rule from what an admin sent; refuses bad numbers with the field they are in."""
     if scope not in SCOPES:
         raise InvalidInput(f"scope is one of {', '.join(SCOPES)}", field="scope")
@@ -52,7 +77,28 @@ def valid_rule(scope: str, target: str, units: object, threshold: object, ttl_s:
             f"{allowances.MAX_TTL_S}",
             field="ttl_s",
         )
-    return Rule(scope, target, whole, low, seconds)
+    return Rule(scope, target, whole, low, seconds, share)
+
+
+def valid_share(fraction: object, days: object) -> Share:
+    """A share from 0.0001 to 1 (4 decimal places at most) over 1 to 365 days."""
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float | str | Decimal):
+        raise InvalidInput("share is a number over 0 and at most 1", field="share")
+    try:
+        exact = Decimal(str(fraction))
+    except ArithmeticError:
+        raise InvalidInput("share is a number over 0 and at most 1", field="share") from None
+    if not exact.is_finite() or not 0 < exact <= 1 or exact != exact.quantize(SHARE_PLACES):
+        raise InvalidInput(
+            "share is a number over 0 and at most 1, with at most 4 decimal places",
+            field="share",
+        )
+    window = _whole_within(days, 1, MAX_SHARE_DAYS)
+    if window is None:
+        raise InvalidInput(
+            f"share_days is a whole number from 1 to {MAX_SHARE_DAYS}", field="share_days"
+        )
+    return Share(exact.quantize(SHARE_PLACES), window)
 
 
 def rule_for(sku: str, category_id: int, rules: Mapping[tuple[str, str], Rule]) -> Rule | None:
@@ -60,12 +106,26 @@ def rule_for(sku: str, category_id: int, rules: Mapping[tuple[str, str], Rule]) 
     return rules.get((SKU, sku)) or rules.get((CATEGORY, str(category_id)))
 
 
-def top_up(rule: Rule, left: int, available: int, active_stores: int) -> int:
-    """The units to grant a store that has `left` live units of the SKU: 0 for none."""
+def top_up(
+    rule: Rule, left: int, available: int, active_stores: int, sellers: int | None = None
+) -> int:
+    """The units to grant a store that has `left` live units of the SKU: 0 for none.
+    `sellers`: with a share rule, how many stores sold the SKU in its window if this store
+    is one of them, else 0 (it gets nothing by share)."""
     if left >= rule.threshold:
         return 0
     fair_share = available // (max(active_stores, 1) + 1)
-    return max(0, min(rule.units - left, fair_share))
+    return max(0, min(holding(rule, available, sellers) - left, fair_share))
+
+
+def holding(rule: Rule, available: int, sellers: int | None) -> int:
+    """The most the store may hold: the rule's units, and with a share no more than its
+    part of `share` of what is available."""
+    if rule.share is None:
+        return rule.units
+    if not sellers:
+        return 0
+    return min(rule.units, int(rule.share.fraction * available) // sellers)
 
 
 def _whole_within(raw: object, low: int, high: int) -> int | None:

@@ -15,7 +15,12 @@ from central.domain.catalog import valid_sku
 from central.models import AllowanceRule, Category, Product, as_utc
 from central.services.principal import Principal
 from central.uow import UnitOfWork
-from invwire.errors.central import AllowanceRuleNotFound, CategoryNotFound, ProductNotFound
+from invwire.errors.central import (
+    AllowanceRuleNotFound,
+    CategoryNotFound,
+    InvalidInput,
+    ProductNotFound,
+)
 
 MAX_PAGE = 1000  # as invctl.paging pages
 
@@ -27,6 +32,8 @@ class RuleRequest:
     units: object
     threshold: object
     ttl_s: object
+    share: object = None
+    share_days: object = None
 
 
 def set_rule(uow: UnitOfWork, principal: Principal, wanted: RuleRequest) -> dict[str, Any]:
@@ -34,7 +41,7 @@ def set_rule(uow: UnitOfWork, principal: Principal, wanted: RuleRequest) -> dict
     if wanted.scope == rules.SKU:
         valid_sku(wanted.target)
     rule = rules.valid_rule(
-        wanted.scope, wanted.target, wanted.units, wanted.threshold, wanted.ttl_s
+        wanted.scope, wanted.target, wanted.units, wanted.threshold, wanted.ttl_s, _share(wanted)
     )
 
     def save() -> AllowanceRule:
@@ -80,9 +87,20 @@ def rule_view(row: AllowanceRule) -> dict[str, Any]:
         "units": row.units,
         "threshold": row.threshold,
         "ttl_s": row.ttl_s,
+        "share": None if row.share is None else float(row.share),
+        "share_days": row.share_days,
         "updated_at": as_utc(row.updated_at),
         "updated_by": row.updated_by,
     }
+
+
+def _share(wanted: RuleRequest) -> rules.Share | None:
+    if wanted.share is None:
+        if wanted.share_days is not None:
+            raise InvalidInput("share_days is given only with share", field="share_days")
+        return None
+    days = rules.DEFAULT_SHARE_DAYS if wanted.share_days is None else wanted.share_days
+    return rules.valid_share(wanted.share, days)
 
 
 def _require_target(rule: rules.Rule) -> None:
@@ -99,6 +117,8 @@ def _upsert(uow: UnitOfWork, principal: Principal, rule: rules.Rule) -> Allowanc
         "units": rule.units,
         "threshold": rule.threshold,
         "ttl_s": rule.ttl_s,
+        "share": None if rule.share is None else rule.share.fraction,
+        "share_days": None if rule.share is None else rule.share.days,
         "updated_at": now,
         "updated_by": principal.actor,
     }

@@ -13,7 +13,9 @@ reads by one store) racing for the last units never take more than is there.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
+from decimal import Decimal
 from functools import partial
 from typing import Any
 
@@ -21,11 +23,12 @@ import peewee
 
 from central.domain import allowance_rules as rules
 from central.domain import allowances
-from central.models import Allowance, AllowanceRule, Product, Stock, Store
+from central.models import Allowance, AllowanceRule, Order, OrderLine, Product, Stock, Store
 from central.services.grants import own_grants
 from central.services.orders import locked_levels, write_changes
 from central.services.principal import Principal, Role
 from central.uow import UnitOfWork
+from invwire.orders import CONFIRMED
 
 
 def top_up(uow: UnitOfWork, principal: Principal) -> int:
@@ -53,7 +56,8 @@ def _due(store_id: str, now: datetime) -> list[str]:
     return sorted(
         sku
         for sku, rule in covered.items()
-        if rules.top_up(rule, left.get(sku, 0), available.get(sku, 0), active) > 0
+        # a share only lowers a grant: left out here, it is counted under the locks
+        if rules.top_up(replace(rule, share=None), left.get(sku, 0), available.get(sku, 0), active)
     )
 
 
@@ -65,7 +69,8 @@ def _top_up_sku(uow: UnitOfWork, principal: Principal, store_id: str, sku: str) 
     if store is None or not store.active or rule is None or level is None:
         return 0
     left = sum(g.remaining for g in own_grants(store_id, [sku], now).get(sku, ()))
-    units = rules.top_up(rule, left, level.quantity, _active_stores())
+    sellers = _sellers(rule, store_id, sku, now)
+    units = rules.top_up(rule, left, level.quantity, _active_stores(), sellers)
     if units == 0:
         return 0
     grant_id = str(uuid.uuid4())
@@ -94,7 +99,35 @@ def _all_rules() -> dict[tuple[str, str], rules.Rule]:
 
 
 def _rule(row: AllowanceRule) -> rules.Rule:
-    return rules.Rule(row.scope, row.target, row.units, row.threshold, row.ttl_s)
+    share = (
+        None
+        if row.share is None
+        else rules.Share(Decimal(row.share), row.share_days or rules.DEFAULT_SHARE_DAYS)
+    )
+    return rules.Rule(row.scope, row.target, row.units, row.threshold, row.ttl_s, share)
+
+
+def _sellers(rule: rules.Rule, store_id: str, sku: str, now: datetime) -> int | None:
+    """With a share rule: how many active stores sold the SKU in its window, if this store
+    is one of them, else 0."""
+    if rule.share is None:
+        return None
+    since = now - timedelta(days=rule.share.days)
+    query: Any = (
+        Order.select(Order.store_id)
+        .join(OrderLine, on=OrderLine.order_id == Order.id)
+        .join(Store, on=Store.id == Order.store_id)
+        .where(
+            OrderLine.sku == sku,
+            Order.status == CONFIRMED,
+            Order.created_at >= since,
+            Store.active == True,  # noqa: E712 (SQL, not Python)
+        )
+        .distinct()
+        .tuples()
+    )
+    stores = {str(found) for (found,) in query}
+    return len(stores) if store_id in stores else 0
 
 
 def _covered(by_key: dict[tuple[str, str], rules.Rule]) -> dict[str, rules.Rule]:

@@ -37,6 +37,8 @@ RULE_COLUMNS = (
     Column("units", justify="right"),
     Column("threshold", justify="right"),
     Column("ttl_s", "ttl (s)", "right"),
+    Column("share", justify="right"),
+    Column("share_days", "days", "right"),
     "updated_at",
     "updated_by",
 )
@@ -157,6 +159,29 @@ def set_rule(
     category: Annotated[
         bool, typer.Option("--category", help="TARGET is a category's id, not a SKU.")
     ] = False,
+    share: Annotated[
+        float | None,
+        typer.Option(
+            "--share",
+            min=0.0001,
+            max=1.0,
+            metavar="F",
+            help="Also at most this fraction of the available stock, split between the stores "
+            "that sold the SKU in the last --days days (others get none by it).",
+            show_default=False,
+        ),
+    ] = None,
+    days: Annotated[
+        int | None,
+        typer.Option(
+            "--days",
+            min=1,
+            max=365,
+            metavar="N",
+            help="Days a sale counts for --share (default 7).",
+            show_default=False,
+        ),
+    ] = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Set the rule that tops stores' allowances of a SKU (or a category) up while online.
@@ -164,10 +189,14 @@ def set_rule(
     A SKU's own rule comes before its category's. Each top-up grants at most the available
     stock divided by (active stores + 1), and none once one unit per active store is left.
 
-    Example: invctl allowance set MILK-1L --units 6 --threshold 2 --ttl 86400
+    Example: invctl allowance set MILK-1L --units 6 --threshold 2 --ttl 86400 --share 0.5
     """
     state = state_of(ctx, json_out)
-    body = {"units": units, "threshold": threshold, "ttl_s": ttl}
+    if days is not None and share is None:
+        raise UsageError("--days goes with --share", code="usage.days")
+    body: dict[str, Any] = {"units": units, "threshold": threshold, "ttl_s": ttl}
+    if share is not None:
+        body |= {"share": share} if days is None else {"share": share, "share_days": days}
     rule = state.central().put(rule_path(target, category), json=body)
     state.out.emit(rule, title=f"Allowance rule of {'category' if category else 'SKU'} {target}")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
-from pydantic import BaseModel, Field, StrictInt
+from pydantic import BaseModel, Field, StrictFloat, StrictInt
 
 from central.api.deps import API_PREFIX, CanManageAllowances, UowDep
 from central.api.schemas import (
@@ -28,6 +28,9 @@ router = APIRouter(
 )
 
 
+ShareDays = Annotated[int, Field(strict=True, json_schema_extra=range_doc(1, rules.MAX_SHARE_DAYS))]
+
+
 # The bounds are the domain's (central.domain.allowance_rules), checked there: a refusal
 # keeps its code (quantity.invalid for units, request.invalid naming threshold or ttl_s).
 class AllowanceRuleIn(RequestBody):
@@ -43,6 +46,17 @@ class AllowanceRuleIn(RequestBody):
         description="seconds each grant lasts",
         json_schema_extra=range_doc(grants.MIN_TTL_S, grants.MAX_TTL_S),
     )
+    share: StrictFloat | None = Field(
+        default=None,
+        json_schema_extra=range_doc(0, 1),
+        description="optional: a store holds at most this fraction (over 0, at most 1, 4 "
+        "places) of what is available, split between the stores that sold the SKU in the "
+        "last `share_days` days; a store that did not gets none",
+    )
+    share_days: ShareDays | None = Field(
+        default=None,
+        description=f"days a sale counts for `share` (default {rules.DEFAULT_SHARE_DAYS})",
+    )
 
 
 class AllowanceRule(BaseModel):
@@ -52,6 +66,8 @@ class AllowanceRule(BaseModel):
     units: int
     threshold: int
     ttl_s: int
+    share: float | None = Field(description="null: no share")
+    share_days: int | None
     updated_at: Timestamp
     updated_by: str = Field(description="who set it, e.g. `user:root`")
 
@@ -70,8 +86,7 @@ def set_sku_rule(
     sku: SkuPath, body: AllowanceRuleIn, uow: UowDep, principal: CanManageAllowances
 ) -> dict[str, Any]:
     """Create or replace the rule of one SKU; it comes before its category's rule."""
-    wanted = allowance_rules.RuleRequest(rules.SKU, sku, body.units, body.threshold, body.ttl_s)
-    return allowance_rules.set_rule(uow, principal, wanted)
+    return allowance_rules.set_rule(uow, principal, _wanted(rules.SKU, sku, body))
 
 
 @router.put("/category/{category_id}", response_model=AllowanceRule, responses=errors(400, 404))
@@ -79,10 +94,7 @@ def set_category_rule(
     category_id: CategoryPath, body: AllowanceRuleIn, uow: UowDep, principal: CanManageAllowances
 ) -> dict[str, Any]:
     """Create or replace the rule of every SKU of a category that has no rule of its own."""
-    target = str(category_id)
-    wanted = allowance_rules.RuleRequest(
-        rules.CATEGORY, target, body.units, body.threshold, body.ttl_s
-    )
+    wanted = _wanted(rules.CATEGORY, str(category_id), body)
     return allowance_rules.set_rule(uow, principal, wanted)
 
 
@@ -111,3 +123,9 @@ def delete_category_rule(
     """Stores are no longer topped up by this category's rule (grants made stay)."""
     allowance_rules.delete_rule(uow, rules.CATEGORY, str(category_id))
     return Response(status_code=204)
+
+
+def _wanted(scope: str, target: str, body: AllowanceRuleIn) -> allowance_rules.RuleRequest:
+    return allowance_rules.RuleRequest(
+        scope, target, body.units, body.threshold, body.ttl_s, body.share, body.share_days
+    )

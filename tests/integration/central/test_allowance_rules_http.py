@@ -81,6 +81,9 @@ def test_rules_are_listed_a_page_at_a_time_and_a_cut_page_says_so(database_url):
         ("/sku/MILK", {**RULE, "ttl_s": 10}, 422, "request.invalid"),
         ("/sku/MILK", {"units": 6}, 422, "request.invalid"),
         ("/category/0", RULE, 422, "request.invalid"),
+        ("/sku/MILK", {**RULE, "share": 1.5}, 422, "request.invalid"),
+        ("/sku/MILK", {**RULE, "share_days": 7}, 422, "request.invalid"),
+        ("/sku/MILK", {**RULE, "share": 0.5, "share_days": 0}, 422, "request.invalid"),
     ],
 )
 def test_a_bad_rule_is_refused_with_its_code_and_nothing_is_set(
@@ -109,3 +112,14 @@ def test_migration_13_adds_the_rules_table(database_url):
         assert db.table_exists("allowance_rules")
     assert migrations.migrate(db) == []
     db.close()
+
+
+def test_a_share_is_kept_with_its_window_and_a_plain_put_clears_it(database_url):
+    with running_central(database_url) as h:
+        admin, _ = seed(h)
+
+        shared = h.call("PUT", f"{RULES}/sku/MILK", admin, json={**RULE, "share": 0.25})
+        plain = h.call("PUT", f"{RULES}/sku/MILK", admin, json=RULE)
+
+        assert (shared["share"], shared["share_days"]) == (0.25, 7)
+        assert (plain["share"], plain["share_days"]) == (None, None)

@@ -118,6 +118,20 @@ def test_top_ups_shrink_as_stock_runs_low_and_leave_the_last_units_online(databa
         assert stock_row(h, "MILK") == (3, 6)
 
 
+def test_a_share_rule_splits_its_part_between_the_stores_that_sold_it(database_url):
+    with running_central(database_url) as h:
+        admin, _, keys = seed(h, {"MILK": 100}, stores=("north", "south", "east"))
+        buy(h, keys["north"], "MILK", 2)
+        buy(h, keys["south"], "MILK", 2)
+        body = {"units": 50, "threshold": 1, "ttl_s": 3600, "share": 0.25, "share_days": 7}
+        h.call("PUT", f"{RULES}/sku/MILK", admin, json=body)
+
+        assert mine(h, keys["north"]) == [("MILK", 12)]  # 0.25 x 96 // 2 sellers
+        assert mine(h, keys["south"]) == [("MILK", 10)]  # 0.25 x 84 // 2
+        assert mine(h, keys["east"]) == []  # it sold none: nothing by share
+        assert stock_row(h, "MILK") == (74, 22)
+
+
 def _grant_id(h, store, sku):
     with h.central.db.connection_context():
         return Allowance.get(Allowance.store_id == store, Allowance.sku == sku).id

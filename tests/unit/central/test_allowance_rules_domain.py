@@ -1,6 +1,8 @@
 """Allowance rules: a SKU's own rule before its category's, a store topped up only below its
 threshold, and top-ups that shrink as stock runs low and stop before the last units."""
 
+from decimal import Decimal
+
 import pytest
 
 from central.domain import allowance_rules as rules
@@ -71,3 +73,34 @@ def test_stores_topping_up_one_after_another_leave_over_a_third_available():
     for _ in range(stores):
         available -= rules.top_up(make_rule(units=10**6), 0, available, stores)
     assert available * 3 > 1000
+
+
+def test_a_share_keeps_four_places_and_a_window_in_days():
+    assert rules.valid_share(0.25, 7) == rules.Share(Decimal("0.2500"), 7)
+
+
+@pytest.mark.parametrize(
+    ("fraction", "days", "field"),
+    [
+        (0, 7, "share"),
+        (1.5, 7, "share"),
+        (0.12345, 7, "share"),
+        ("x", 7, "share"),
+        (True, 7, "share"),
+        (0.5, 0, "share_days"),
+        (0.5, 366, "share_days"),
+    ],
+)
+def test_a_bad_share_is_refused_naming_its_field(fraction, days, field):
+    with pytest.raises(InvalidInput) as refused:
+        rules.valid_share(fraction, days)
+    assert refused.value.details["field"] == field
+
+
+def test_a_share_splits_its_part_of_available_between_recent_sellers():
+    rule = make_rule(units=50, threshold=1, share=rules.Share(Decimal("0.25"), 7))
+
+    assert rules.top_up(rule, left=0, available=96, active_stores=3, sellers=2) == 12
+    assert rules.top_up(rule, left=0, available=96, active_stores=3, sellers=0) == 0
+    capped = make_rule(units=5, threshold=1, share=rules.Share(Decimal("1"), 7))
+    assert rules.top_up(capped, left=0, available=96, active_stores=3, sellers=1) == 5

@@ -40,6 +40,8 @@ RULE = {
     "units": 6,
     "threshold": 2,
     "ttl_s": 86400,
+    "share": None,
+    "share_days": None,
     "updated_at": "2026-12-01T10:00:00+00:00",
     "updated_by": "user:root",
 }
@@ -214,3 +216,21 @@ def test_unset_deletes_the_rule_and_a_missing_one_exits_3(
 
     server.on("DELETE", url, 404, error_body("allowance_rule.not_found", "No allowance rule."))
     assert central(cli, "allowance", "unset", "MILK-1L").exit_code == 3
+
+
+def test_set_sends_a_share_with_its_days(cli: CliHarness, server: FakeServer) -> None:
+    server.on("PUT", f"{API}/allowance-rules/sku/MILK-1L", 200, {**RULE, "share": 0.5})
+    args = ["--units", "6", "--threshold", "2", "--ttl", "600"]
+
+    result = central(cli, "allowance", "set", "MILK-1L", *args, "--share", "0.5", "--days", "14")
+
+    assert result.exit_code == 0, result.output
+    assert server.sent_json() == {
+        "units": 6,
+        "threshold": 2,
+        "ttl_s": 600,
+        "share": 0.5,
+        "share_days": 14,
+    }
+    assert central(cli, "allowance", "set", "MILK-1L", *args, "--days", "14").exit_code == 2
+    assert central(cli, "allowance", "set", "MILK-1L", *args, "--share", "2").exit_code == 2

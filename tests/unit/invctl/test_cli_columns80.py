@@ -104,6 +104,8 @@ def wide_item(n: int) -> dict[str, Any]:
         "target": "ORGANIC-OAT-MILK-BARISTA-1L",
         "threshold": 123456,
         "ttl_s": 2592000,
+        "share": 0.1234,
+        "share_days": 365,
         "updated_by": "user:alice.longname@example.net",
     }
 
