@@ -114,6 +114,10 @@ def _allowances(db: peewee.Database) -> None:
     db.create_tables([models.Allowance], safe=True)
 
 
+def _allowance_rules(db: peewee.Database) -> None:
+    db.create_tables([models.AllowanceRule], safe=True)
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _initial),
     (2, "orders and order lines", _orders),
@@ -127,6 +131,7 @@ MIGRATIONS: list[Migration] = [
     (10, "orders recovered from the stores, and those left to review", _recovered_orders),
     (11, "the trace context of each outbox row", _outbox_trace_context),
     (12, "stock allowances set aside for stores", _allowances),
+    (13, "the rules that top stores' allowances up", _allowance_rules),
 ]
 
 

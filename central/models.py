@@ -326,6 +326,30 @@ class Allowance(BaseModel):
         )
 
 
+class AllowanceRule(BaseModel):
+    """How many units of a SKU, or of each SKU of a category, a store is granted while it is
+    online (central.services.allowance_rules): `units` at a time, topped up once what it has
+    left falls below `threshold`, each grant for `ttl_s` seconds. `target` is the SKU or the
+    category's id as text."""
+
+    id = peewee.AutoField()
+    scope = peewee.CharField(max_length=16)  # "sku" or "category"
+    target = peewee.CharField(max_length=64)
+    units = peewee.BigIntegerField()
+    threshold = peewee.BigIntegerField()
+    ttl_s = peewee.IntegerField()
+    # optional: a store holds at most `share` of what is available, split between the
+    # stores that sold the SKU in the last `share_days` days
+    share = peewee.DecimalField(max_digits=5, decimal_places=4, null=True)
+    share_days = peewee.IntegerField(null=True)
+    updated_at = Timestamp(default=utcnow)
+    updated_by = peewee.CharField(max_length=100)
+
+    class Meta:
+        table_name = "allowance_rules"
+        indexes = ((("scope", "target"), True),)
+
+
 class SchemaMigration(BaseModel):
     version = peewee.IntegerField(primary_key=True)
     name = peewee.CharField(max_length=100)
@@ -357,4 +381,5 @@ ALL_MODELS: list[type[BaseModel]] = [
     StagedRow,
     Epoch,
     Allowance,
+    AllowanceRule,
 ]

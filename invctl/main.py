@@ -10,6 +10,7 @@ import typer
 
 from invctl import __version__
 from invctl.commands import (
+    allowance,
     auth,
     buy,
     category,
@@ -237,6 +238,7 @@ for module in (
     category,
     product,
     stock,
+    allowance,
     store,
     user,
     sync,

@@ -12,6 +12,7 @@ from central import __version__
 from central.api import errors
 from central.api.epoch import EpochHeader
 from central.api.routes import (
+    allowance_rules,
     allowances,
     auth,
     catalog,
@@ -78,6 +79,7 @@ def create_app(central: Central, *, manage_relay: bool = True) -> FastAPI:
         orders,
         exports,
         allowances,
+        allowance_rules,
     ):
         app.include_router(module.router)
     app.include_router(reports.router)

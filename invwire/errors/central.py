@@ -508,3 +508,9 @@ class StatementMismatch(Conflict):
     """The store says it sold fewer units under the allowance than central has booked."""
 
     code = "allowance.statement_mismatch"
+
+
+class AllowanceRuleNotFound(NotFound):
+    """No allowance rule for that SKU or category."""
+
+    code = "allowance_rule.not_found"

@@ -29,7 +29,7 @@ from central.api.schemas import (
 )
 from central.domain import allowances as rules
 from central.domain.stock import MAX_QUANTITY
-from central.services import allowances
+from central.services import allowances, top_ups
 from invwire.errors.central import StatementMismatch
 
 router = APIRouter(
@@ -101,8 +101,10 @@ def list_allowances(
 def own_allowances(
     uow: UowDep, principal: CanReadOwnAllowances, margin_s: AllowanceMarginDep
 ) -> dict[str, Any]:
-    """The calling store's live allowances, and only its own; it sells under one only until
-    `margin_s` before its expiry by central's clock (`server_time` is central's now)."""
+    """The calling store's live allowances, and only its own, topped up first by the rules
+    (the store is online: it asked); it sells under one only until `margin_s` before its
+    expiry by central's clock (`server_time` is central's now)."""
+    top_ups.top_up(uow, principal)
     return allowances.own_live_grants(uow, principal, margin_s)
 
 

@@ -89,6 +89,22 @@ ROUTES = [
     ("GET", "/api/v1/allowances", None, {"admin"}),
     ("GET", "/api/v1/allowances/mine", None, {"store"}),
     ("POST", "/api/v1/allowances/no-such-allowance/return", None, {"admin"}),
+    # last: a rule tops store-1 up when it next reads its allowances
+    (
+        "PUT",
+        "/api/v1/allowance-rules/sku/SKU-1",
+        {"units": 1, "threshold": 1, "ttl_s": 600},
+        {"admin"},
+    ),
+    (
+        "PUT",
+        "/api/v1/allowance-rules/category/999999",
+        {"units": 1, "threshold": 1, "ttl_s": 600},
+        {"admin"},
+    ),
+    ("GET", "/api/v1/allowance-rules", None, {"admin"}),
+    ("DELETE", "/api/v1/allowance-rules/sku/NO-SUCH", None, {"admin"}),
+    ("DELETE", "/api/v1/allowance-rules/category/999999", None, {"admin"}),
 ]
 ROLES = ["admin", "ops", "staff", "store"]
 

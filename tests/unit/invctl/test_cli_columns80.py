@@ -38,6 +38,8 @@ LIST_COMMANDS: list[tuple[tuple[str, ...], bool]] = [
     (("sync", "status", "--all"), True),
     (("sync", "dead-letters", "list"), False),
     (("store", "keys", "store-north-harbour-042"), True),
+    (("allowance", "list"), True),
+    (("allowance", "rules"), True),
 ]
 
 
@@ -95,6 +97,16 @@ def wide_item(n: int) -> dict[str, Any]:
         "message": "the value is not UTF-8 JSON: Expecting value: line 1 column 1 (char 0)",
         "prefix": "ik_AbCdEfG",
         "revoked_at": MOMENT,
+        "units": 123456,
+        "remaining": 123456,
+        "expires_at": MOMENT,
+        "scope": "category",
+        "target": "ORGANIC-OAT-MILK-BARISTA-1L",
+        "threshold": 123456,
+        "ttl_s": 2592000,
+        "share": 0.1234,
+        "share_days": 365,
+        "updated_by": "user:alice.longname@example.net",
     }
 
 
