@@ -118,6 +118,14 @@ def _allowance_rules(db: peewee.Database) -> None:
     db.create_tables([models.AllowanceRule], safe=True)
 
 
+def _order_allowance_draws(db: peewee.Database) -> None:
+    if "allowance_draws" in {column.name for column in db.get_columns("orders")}:
+        return  # migration 1 or 2 made the table from the current model
+    migrator = SchemaMigrator.from_database(db)
+    column = peewee.TextField(null=True)
+    apply_operations(migrator.add_column("orders", "allowance_draws", column))
+
+
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _initial),
     (2, "orders and order lines", _orders),
@@ -132,6 +140,7 @@ MIGRATIONS: list[Migration] = [
     (11, "the trace context of each outbox row", _outbox_trace_context),
     (12, "stock allowances set aside for stores", _allowances),
     (13, "the rules that top stores' allowances up", _allowance_rules),
+    (14, "what each order took from its store's allowances", _order_allowance_draws),
 ]
 
 

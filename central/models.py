@@ -143,6 +143,9 @@ class Order(BaseModel):
     review_code = peewee.CharField(max_length=64, null=True)
     review_message = peewee.TextField(null=True)
     review_details = peewee.TextField(null=True)
+    # JSON [{"grant_id", "sku", "units"}]: what the order took from its store's allowances
+    # (NULL: nothing), told in every answer so the store's agent counts it against them
+    allowance_draws = peewee.TextField(null=True)
 
     class Meta:
         table_name = "orders"

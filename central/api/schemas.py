@@ -438,6 +438,12 @@ class Review(BaseModel):
     )
 
 
+class AllowanceDraw(BaseModel):
+    grant_id: str
+    sku: str
+    units: int = Field(description="units the order took from that allowance")
+
+
 class Order(BaseModel):
     id: str
     store_id: str
@@ -452,6 +458,11 @@ class Order(BaseModel):
     review: Review | None = Field(
         description="why central could not take the store's copy again after a restore "
         "(status `unrecovered`, kept once an admin closed it); null for any other order"
+    )
+    allowances: list[AllowanceDraw] = Field(
+        default_factory=list,
+        description="what the order took from its store's allowances (empty: nothing); the "
+        "store's agent counts it against them until its next read of /allowances/mine",
     )
     total: Money
     lines: list[OrderLine]

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from itertools import chain
 from typing import Any
 
 import peewee
@@ -137,7 +139,7 @@ def _reserve(
         if any(line.grant_id for line in lines):
             rows = take_granted_stock(uow, principal, order, lines, prices, now)
         else:
-            rows = take_stock(uow, principal, order_id, lines, prices, now)
+            rows = take_stock(uow, principal, order, lines, prices, now)
         return view_of(order, rows)
 
     return uow.run(reserve)
@@ -146,7 +148,7 @@ def _reserve(
 def take_stock(
     uow: UnitOfWork,
     principal: Principal,
-    order_id: str,
+    order: Order,
     lines: list[rules.Line],
     prices: dict[str, Decimal],
     now: datetime,
@@ -158,15 +160,16 @@ def take_stock(
     levels = locked_levels(skus)
     own = grants.own_grants(principal.store_id, skus, now)
     if own:
-        taken = allowance_rules.take(levels, lines, order_id, own)
+        taken = allowance_rules.take(levels, lines, order.id, own)
         write_changes(uow, principal, taken.changes, now, note)
         grants.save_drawn(taken.grants, now)
+        _keep_draws(order, drawn(chain.from_iterable(own.values()), taken.grants))
         after = taken.after
     else:
-        changes = rules.reserve(levels, lines, order_id)
+        changes = rules.reserve(levels, lines, order.id)
         write_changes(uow, principal, changes, now, note)
         after = {level.sku: level for level, _ in changes}
-    return _write_lines(order_id, lines, prices, after)
+    return _write_lines(order.id, lines, prices, after)
 
 
 def take_granted_stock(
@@ -188,13 +191,35 @@ def take_granted_stock(
     taken = allowance_rules.book(levels, lines, order.id, own, named)
     write_changes(uow, principal, taken.changes, now)
     grants.save_drawn(taken.grants, now)
+    draws = drawn([*chain.from_iterable(own.values()), *named.values()], taken.grants)
+    order.allowance_draws = json.dumps(draws) if draws else None
     if taken.uncovered:
         order.review_code = allowance_rules.UNCOVERED
         order.review_message = "sold under an allowance that no longer covered it"
         order.review_details = json.dumps({"lines": taken.uncovered}, sort_keys=True)
+    if taken.uncovered or draws:
         order.save()
     after = {sku: taken.after.get(sku, levels[sku]) for sku in skus}
     return _write_lines(order.id, lines, prices, after)
+
+
+def drawn(
+    before: Iterable[allowance_rules.Grant], after: list[allowance_rules.Grant]
+) -> list[dict[str, Any]]:
+    """What an order took from each of its store's grants: `before` as locked, `after` the
+    grants it drew on as they are now."""
+    had = {grant.id: grant.remaining for grant in before}
+    return [
+        {"grant_id": grant.id, "sku": grant.sku, "units": had[grant.id] - grant.remaining}
+        for grant in after
+        if had.get(grant.id, grant.remaining) > grant.remaining
+    ]
+
+
+def _keep_draws(order: Order, draws: list[dict[str, Any]]) -> None:
+    if draws:  # only orders that drew on a grant pay for this statement
+        order.allowance_draws = json.dumps(draws)
+        Order.update(allowance_draws=order.allowance_draws).where(Order.id == order.id).execute()
 
 
 def _write_lines(
@@ -386,6 +411,7 @@ def view_of(order: Order, lines: list[OrderLine]) -> dict[str, Any]:
         "cancelled_at": as_utc(order.cancelled_at),
         "recovered_at": as_utc(order.recovered_at),
         "review": _review(order),
+        "allowances": json.loads(order.allowance_draws) if order.allowance_draws else [],
         "total": f"{total:.2f}",
         "lines": [
             {

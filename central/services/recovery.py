@@ -185,7 +185,7 @@ def _take_again(
         else:
             orders.sellable_prices(sale.lines)
             rows = orders.take_stock(
-                uow, principal, order.id, sale.lines, sale.unit_prices, now, LEDGER_NOTE
+                uow, principal, order, sale.lines, sale.unit_prices, now, LEDGER_NOTE
             )
     except REVIEWED as refusal:
         return _left_for_review(order, sale, refusal)

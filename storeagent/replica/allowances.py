@@ -47,7 +47,9 @@ _CREATE = (
     "sku TEXT NOT NULL, "
     "quantity INTEGER NOT NULL, "
     "replayed INTEGER, "  # the replay counter's number when central booked it; NULL: not yet
-    "PRIMARY KEY (local_ref, sku))",
+    # 1: drawn by an online order (central said so in its answer), booked at once
+    "online INTEGER NOT NULL DEFAULT 0, "
+    "PRIMARY KEY (local_ref, grant_id))",
     "CREATE INDEX IF NOT EXISTS allowance_debits_grant ON allowance_debits (grant_id)",
 )
 _UNBOOKED = (
@@ -198,12 +200,30 @@ class Allowances:
 
     def replayed(self, local_ref: str) -> None:
         """Central booked the sale: its debits are in the `remaining` of later fetches."""
-        number = self.replay_mark() + 1
-        self._replica.set_meta({_REPLAYS: str(number)})
+        number = self._next_mark()
         self._replica.db.execute_sql(
             "UPDATE allowance_debits SET replayed = ? WHERE local_ref = ? AND replayed IS NULL",
             (number, local_ref),
         )
+
+    def drawn_online(self, local_ref: str, draws: Sequence[Debit]) -> None:
+        """What central said a sale's online order took from the store's grants: booked
+        already, so it counts until a fetch sent after it (central's `remaining` then holds
+        it). A grant the sale was sold under offline keeps its own debit."""
+        if not draws:
+            return
+        number = self._next_mark()
+        for item in draws:
+            self._replica.db.execute_sql(
+                "INSERT OR IGNORE INTO allowance_debits (local_ref, grant_id, sku, quantity, "
+                "replayed, online) VALUES (?, ?, ?, ?, ?, 1)",
+                (item.local_ref, item.grant_id, item.sku, item.quantity, number),
+            )
+
+    def _next_mark(self) -> int:
+        number = self.replay_mark() + 1
+        self._replica.set_meta({_REPLAYS: str(number)})
+        return number
 
     def waiting_units(self) -> int:
         """Units sold under grants that central has not booked yet."""
@@ -213,14 +233,15 @@ class Allowances:
         return int(row[0])
 
     def units_sold(self) -> int:
-        """Units ever sold here under grants (debits are never deleted)."""
+        """Units ever sold here offline under grants (debits are never deleted)."""
         row = self._replica.db.execute_sql(
-            "SELECT COALESCE(SUM(quantity), 0) FROM allowance_debits"
+            "SELECT COALESCE(SUM(quantity), 0) FROM allowance_debits WHERE online = 0"
         ).fetchone()
         return int(row[0])
 
     def sold_under(self, grant_id: str) -> tuple[int, int]:
-        """Units sold here under the grant, and how many of them wait to be replayed."""
+        """Units sold here under the grant, offline and by online orders that drew on it
+        (what central books against it), and how many of them wait to be replayed."""
         row = self._replica.db.execute_sql(
             "SELECT COALESCE(SUM(quantity), 0), "
             "COALESCE(SUM(CASE WHEN replayed IS NULL THEN quantity ELSE 0 END), 0) "

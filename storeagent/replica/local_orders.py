@@ -117,8 +117,14 @@ class LocalOrders:
 
     def next_to_replay(self, skip: Collection[str]) -> LocalSale | None:
         """The oldest sale to send again: queued offline, or left pending by an agent that
-        stopped before recording central's answer (`skip`: keys a till is sending now)."""
+        stopped before recording central's answer (`skip`: keys a till is sending now).
+        Sales made under allowances go first: central books them against their grants,
+        and a sale queued at risk before them, sent first, could draw the same units from
+        the store's grants (central's online orders take them after what anyone may take)."""
         lo = self._lo
+        under_grants = self._oldest((lo.status == rules.ALLOWANCE) & self._mine(), skip)
+        if under_grants is not None:
+            return under_grants
         waiting = lo.status.in_([*rules.WAITING, rules.PENDING])
         return self._oldest(waiting & self._mine(), skip)
 

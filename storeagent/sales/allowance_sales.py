@@ -12,8 +12,9 @@ has not been told of): the till's sale takes the offline path instead, behind it
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from invwire.logs import EventLog
 from invwire.orders import Line
@@ -73,6 +74,16 @@ class AllowanceSales:
     def replayed(self, local_ref: str) -> None:
         """Central booked the sale (the caller holds the transaction)."""
         self._allowances.replayed(local_ref)
+
+    def booked(self, local_ref: str, central_order: Mapping[str, Any]) -> None:
+        """Central's answer to a sale: what it took from the store's grants (`allowances`)
+        counts against them at once (the caller holds the transaction)."""
+        draws = [
+            Debit(local_ref, str(draw["grant_id"]), str(draw["sku"]), int(draw["units"]))
+            for draw in central_order.get("allowances") or ()
+            if isinstance(draw, Mapping)
+        ]
+        self._allowances.drawn_online(local_ref, draws)
 
     def left_by_sku(self) -> dict[str, int]:
         """Units this store may still sell under its live grants, by SKU (central lets its

@@ -363,6 +363,8 @@ class OrderDesk:
             self._orders.confirm(
                 attempt.local_ref, result.order_id, result.order, epoch=result.epoch
             )
+            if self._allowances is not None:
+                self._allowances.booked(attempt.local_ref, result.order)
         self._log.info("order.confirmed", local_ref=attempt.local_ref, order_id=result.order_id)
         if self._allowances is not None:
             self._allowances.sold_online(line.sku for line in attempt.lines)

@@ -174,6 +174,7 @@ class Replayer:
             self._orders.confirm(row.local_ref, result.order_id, result.order, epoch=result.epoch)
             if self._allowances is not None:
                 self._allowances.replayed(row.local_ref)
+                self._allowances.booked(row.local_ref, result.order)
         self._log.info(
             "offline.replayed" if row.status in rules.WAITING else "order.resolved",
             local_ref=row.local_ref,

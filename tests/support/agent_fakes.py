@@ -563,14 +563,38 @@ class FakeCentral:
                 "available": self.stock[line.sku].quantity,
             }
             for line in lines
-            if self.stock[line.sku].quantity < line.quantity
+            if self.stock[line.sku].quantity + self._held_for(line.sku) < line.quantity
         ]
         if short:
             return Refused(409, "stock.insufficient", "Not enough stock", {"lines": short})
+        draws: list[dict[str, Any]] = []
         for line in lines:
             level = self.stock[line.sku]
-            self.set_stock(line.sku, level.quantity - line.quantity, level.stock_version + 1)
-        return confirmed(self._order(lines))
+            taken_from_grants = max(0, line.quantity - level.quantity)
+            draws += self._draw(line.sku, taken_from_grants)
+            left = level.quantity - (line.quantity - taken_from_grants)
+            self.set_stock(line.sku, left, level.stock_version + 1)
+        return confirmed({**self._order(lines), "allowances": draws})
+
+    def _live_grants(self, sku: str) -> list[FakeGrant]:
+        """The store's grants of `sku` an online order may draw on, first to expire first."""
+        now = self.clock()
+        live = [g for g in self.grants.values() if g.sku == sku and g.state == "live"]
+        return sorted((g for g in live if g.expires_at > now), key=lambda g: g.expires_at)
+
+    def _held_for(self, sku: str) -> int:
+        return sum(grant.remaining for grant in self._live_grants(sku))
+
+    def _draw(self, sku: str, units: int) -> list[dict[str, Any]]:
+        """As central: what anyone may take first, then the store's own grants."""
+        draws = []
+        for grant in self._live_grants(sku):
+            taken = min(units, grant.remaining)
+            if taken:
+                grant.remaining -= taken
+                units -= taken
+                draws.append({"grant_id": grant.id, "sku": sku, "units": taken})
+        return draws
 
     def _order(self, lines: Sequence[Line]) -> dict[str, Any]:
         price = Decimal("1.25")

@@ -202,3 +202,39 @@ def test_the_ledger_adds_up_to_what_is_available_and_what_is_held(database_url):
         assert sums[False] + sums[True] == quantity
         assert -sums[True] == held == 1  # north has 1 of its 3 left; south gave its 2 back
         assert sums[False] == quantity + held == 9 - 6
+
+
+def test_an_order_says_what_it_took_from_its_stores_grants_and_its_statement_counts_it(
+    database_url,
+):
+    with running_central(database_url) as h:
+        keys = seed(h, {"MILK": 5, "EGGS": 9})
+        granted = give(h, "north", "MILK", 4)
+        key = uuid.uuid4().hex
+        body = {"lines": [{"sku": "MILK", "quantity": 3}, {"sku": "EGGS", "quantity": 1}]}
+        headers = {"X-API-Key": keys["north"], "Idempotency-Key": key}
+
+        placed = h.client.post("/api/v1/orders", json=body, headers=headers)
+        again = h.client.post("/api/v1/orders", json=body, headers=headers)
+        plain = buy(h, keys["north"], "EGGS", 1)
+
+        drew = [{"grant_id": granted["id"], "sku": "MILK", "units": 2}]
+        assert placed.status_code == 201, placed.text
+        assert placed.json()["allowances"] == drew  # 1 anyone's, then 2 of its own
+        assert again.headers["Idempotent-Replayed"] == "true"
+        assert again.json()["allowances"] == drew  # a lost answer asked again says the same
+        order = h.client.get(f"/api/v1/orders/{placed.json()['id']}", headers=h.admin())
+        assert order.json()["allowances"] == drew
+        assert plain.json()["allowances"] == []
+        with h.central.db.connection_context():
+            Allowance.update(expires_at=Allowance.expires_at.python_value("2000-01-01")).where(
+                Allowance.id == granted["id"]
+            ).execute()
+        statement = h.client.post(
+            f"/api/v1/allowances/{granted['id']}/statement",
+            json={"sold": 2},
+            headers={"X-API-Key": keys["north"]},
+        )
+        assert statement.status_code == 200, statement.text
+        assert statement.json()["state"] == "closed"
+        assert stock_row(h, "MILK") == (2, 0)

@@ -398,3 +398,42 @@ def test_an_online_sale_of_a_sku_under_a_grant_fetches_the_grants_again(client, 
     finally:
         stop.set()
         runner.join(5)
+
+
+def test_units_an_online_order_drew_from_a_grant_are_never_sold_again_offline(
+    client, central, sales, clock
+):
+    grant_id = granted(central, sales, units=5, ttl_s=600)  # MILK: 35 anyone's, 5 held
+    central.set_stock(MILK, 0, 9)  # the rest sold elsewhere meanwhile
+    assert buy(client, (MILK, 3)).status_code == 201  # drawn from the grant, said in the answer
+    central.go_down()  # before the agent read its grants again
+
+    beyond = buy(client, (MILK, 3))
+    within = buy(client, (MILK, 2))
+
+    assert beyond.status_code == 409, beyond.text  # 2 left to this store, not 5
+    assert within.status_code == 202 and within.json()["status"] == "allowance", within.text
+    central.come_back()
+    drain(sales)
+    assert central.grants[grant_id].remaining == 0
+    clock.advance(700)
+    sales.keeper.send_statements()
+    assert central.statements == [(grant_id, 5)], "3 drawn online and 2 sold offline"
+
+
+def test_sales_under_grants_are_replayed_before_sales_queued_at_risk(client, central, sales):
+    grant_id = central.grant(BREAD, 2)  # BREAD: 3 anyone's, 2 held for this store
+    assert sales.keeper.fetch()
+    central.go_down()
+    at_risk = buy(client, (BREAD, 3))  # beyond the grant: queued at risk, first
+    under_grant = buy(client, (BREAD, 2))
+    central.set_stock(BREAD, 1, 9)  # meanwhile 2 of anyone's sold elsewhere
+    central.come_back()
+
+    drain(sales)
+
+    assert at_risk.json()["status"] == "queued", at_risk.text
+    assert under_grant.json()["status"] == "allowance", under_grant.text
+    sent = [call.grants for call in central.calls if call.lines[0].sku == BREAD]
+    assert sent[-2:] == [{BREAD: grant_id}, None], "the grant's sale first, then the risk"
+    assert central.grants[grant_id].remaining == 0  # the risk sale could not draw on it
