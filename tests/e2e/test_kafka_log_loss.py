@@ -1,8 +1,9 @@
 """Kafka's inventory topic deleted and re-created under a running store (an operator's
 mistake, or a broker that lost its data), against real processes: the agent does not crash,
 reports `kafka.log_behind` and rebuilds its replica from the log by itself; central puts its
-whole state back on Kafka (`central republish`); after `invctl sync resync` the store's
-replica equals central again, and the till could read stock all along. Stores stopped
+whole state back on Kafka (`central republish`), and the running store ends equal to central
+by itself within 60 s of it; an `invctl sync resync` then rebuilds it again while the till
+reads stock all along. Stores stopped
 meanwhile come back saying what happened, not ready with stale rows, and a new store
 bootstraps; all end equal to central (the broker's data wiped: test_kafka_broker_wiped)."""
 
@@ -97,6 +98,12 @@ def test_a_topic_recreated_under_a_running_store_is_shown_and_mended_without_a_g
             text=True,
             timeout=120,
             check=False,
+        )
+        # by itself, within 60 s of the republish: its own rebuild and then its live loop
+        eventually(
+            lambda: s.stock_at_agent(agent.url) == s.stock_at_central(),
+            60,
+            "the running store equal to central by itself",
         )
         till = TillReads(agent.url)
         till.thread.start()
