@@ -18,7 +18,6 @@ pass, so central hears of the queue), so the agents queue their sales offline. T
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
 import subprocess
@@ -41,6 +40,7 @@ from tests.support.offline_chaos import (
     replica_file,
 )
 from tests.support.processes import BIN, Stack, free_port, stack
+from tests.support.replica_pages import cut_after_the_sales
 from tests.support.shop import Shop, seed_shop
 
 MILK = "MILK-1L"
@@ -262,11 +262,4 @@ def test_a_truncated_replica_is_refused_and_its_queued_sales_are_salvaged_and_pl
 
 def cut_last_page(db: Path) -> None:
     """Truncate the replica by its last page, which must not be the sales table's own."""
-    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as connection:
-        [(root,)] = connection.execute(
-            "SELECT rootpage FROM sqlite_master WHERE name = 'local_orders'"
-        ).fetchall()
-        [(page_size,)] = connection.execute("PRAGMA page_size").fetchall()
-    pages = os.path.getsize(db) // page_size
-    assert root < pages, "the sales are not on the last page"
-    os.truncate(db, (pages - 1) * page_size)
+    cut_after_the_sales(db, pages=1)

@@ -22,6 +22,7 @@ from storeagent.replica.identity import claim_store
 from storeagent.replica.local_orders import LocalOrders
 from storeagent.sales.doubt import Doubt, DoubtJournal, journal_path
 from storeagent.salvage import SalvageFailed, salvage, write_salvage
+from tests.support.replica_pages import cut_after_the_sales
 
 MILK = "MILK-1L"
 PAGE = 4096
@@ -117,7 +118,7 @@ def test_a_sale_only_the_doubt_journal_names_is_voided(tmp_path):
 def test_a_replica_truncated_after_a_checkpoint_gives_up_its_queued_sales(tmp_path):
     db = tmp_path / "replica.db"
     a_replica(db)
-    db.write_bytes(db.read_bytes()[: -2 * PAGE])  # the last pages (indexes) are gone
+    cut_after_the_sales(db, pages=2)  # the last pages are gone
 
     found = salvage(db)
 
