@@ -48,6 +48,9 @@ from storeagent.upstream.last_heard import LastHeard, LastHeardUnavailable
 
 WIRE_PARTITIONS = PARTITIONS
 
+Lines = Sequence[Line]
+SoldUnder = Mapping[str, str] | None  # the grant each SKU of a sale was sold under
+
 
 class FixedClock:
     def __init__(self, now: datetime | None = None) -> None:
@@ -477,31 +480,26 @@ class FakeCentral:
         return StatementAnswer(True)
 
     def place_order(
-        self,
-        idempotency_key: str,
-        lines: Sequence[Line],
-        *,
-        request_id: str | None = None,
-        grants: Mapping[str, str] | None = None,
+        self, key: str, lines: Lines, *, request_id: str | None = None, grants: SoldUnder = None
     ) -> OrderResult:
-        self.calls.append(CentralCall(idempotency_key, tuple(lines), request_id, grants))
+        self.calls.append(CentralCall(key, tuple(lines), request_id, grants))
         if self.on_call is not None:
-            self.on_call(idempotency_key, lines)
+            self.on_call(key, lines)
         self._check_up()
         if self._refusals:
             return self._refusals.pop(0)
-        replayed = idempotency_key in self._orders
+        replayed = key in self._orders
         if not replayed and grants:
-            self._orders[idempotency_key] = self._book(lines, grants)
+            self._orders[key] = self._book(lines, grants)
         elif not replayed:
             result = self._reserve(lines)
             if isinstance(result, Refused):
                 return result
-            self._orders[idempotency_key] = result
+            self._orders[key] = result
         if self._lost_answers:
             self._lost_answers -= 1
             raise CentralUnavailable("central did not answer in time", reason="timeout")
-        placed = replace(self._orders[idempotency_key], epoch=self.epoch)
+        placed = replace(self._orders[key], epoch=self.epoch)
         return replace(placed, replayed=True) if replayed else placed  # Idempotent-Replayed
 
     def close(self) -> None:
