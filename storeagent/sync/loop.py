@@ -6,7 +6,11 @@ same offsets are committed to the Kafka group for visibility. A record that cann
 for a reason of its own is dead-lettered inside the batch (sync.apply); a failed batch is
 never skipped. What may pass is retried with back-off:
 
-- Kafka unreachable (SourceUnavailable): reconnect, or seek back and poll again;
+- Kafka unreachable (SourceUnavailable): reconnect, or seek back and poll again; a client
+  whose requests have gone unanswered for `client_stale_s` is closed and a new one made,
+  because kafka-python's client can stay stuck after a node of the cluster came back while
+  the others answer a new client at once (found in the chaos test: one store of four kept
+  timing out on every request for 90 s after the Kafka node it had lost restarted);
 - Kafka refusing the store (KafkaAccessDenied: `kafka.auth_failed`, `kafka.not_authorized`):
   the connection is dropped and made again, because a key can be restored or an ACL added;
   readiness and /sync/status name the problem and it is logged once a minute at most;
@@ -76,6 +80,11 @@ class LoopTuning:
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 10.0
     broker_probe_s: float = 5.0  # how often an idle loop asks Kafka for its end offsets
+    client_stale_s: float = 15.0  # Kafka unanswered this long: the client is made anew
+
+
+class ClientStale(Exception):
+    """Kafka has not answered this client for `client_stale_s`: close it and make another."""
 
 
 class Backoff:
@@ -141,6 +150,7 @@ class SyncLoop:
         self._clock = clock
         self._metrics = metrics or AgentMetrics()
         self._probed_at = 0.0
+        self._unanswered_since: float | None = None
         self._positions: dict[TopicPartition, int | None] = {}
         self._uncommitted: dict[TopicPartition, int] = {}
         self._committed_at = 0.0
@@ -175,10 +185,11 @@ class SyncLoop:
                 if source is None:
                     break
                 try:
-                    self._consume(source)
+                    denied = self._consume(source)
                 finally:
                     source.close()
-                self.stop.wait(self._tuning.backoff_max_s)  # access was denied: retry later
+                if denied:
+                    self.stop.wait(self._tuning.backoff_max_s)  # retry later
         finally:
             if self._rebuild is not None:
                 self._rebuild.discard()
@@ -266,8 +277,9 @@ class SyncLoop:
             source.close()
         return None
 
-    def _consume(self, source: RecordSource) -> None:
-        """Until `stop`, or until Kafka denies the store access (then run() reconnects)."""
+    def _consume(self, source: RecordSource) -> bool:
+        """Until `stop`, until Kafka denies the store access or until the client is stale
+        (run() then reconnects). Whether access was denied."""
         backoff = self._backoff()
         while not self.stop.is_set():
             self.progress.tick()
@@ -276,7 +288,10 @@ class SyncLoop:
             except KafkaAccessDenied as exc:
                 self._access_denied(exc)
                 self.progress.assigned(0)
-                return
+                return True
+            except ClientStale as exc:
+                self._log.warning("consumer.reconnecting", reason=str(exc))
+                return False
             except DATABASE_ERRORS as exc:  # marking the replica bootstrapped, or a resync
                 if not is_transient(exc):
                     raise
@@ -287,6 +302,7 @@ class SyncLoop:
                 backoff.reset()
             else:
                 backoff.wait(self.stop)
+        return False
 
     def _backoff(self) -> Backoff:
         return Backoff(self._tuning.backoff_initial_s, self._tuning.backoff_max_s)
@@ -535,6 +551,7 @@ class SyncLoop:
                 self._log.warning("consumer.broker_unreachable", message=exc.message)
                 self._arm_marks(source)  # it may come back without the data it had
             self.progress.broker_failed(exc.message)
+            self._check_stale()
             return
         self._broker_answered()
         self.progress.set_end_offsets(ends)
@@ -559,8 +576,19 @@ class SyncLoop:
             self._log.info("consumer.rebuild_dropped", reason="kafka.log_behind")
         self._resync.set()
 
+    def _check_stale(self) -> None:
+        now = time.monotonic()
+        if self._unanswered_since is None:
+            self._unanswered_since = now
+        elif now - self._unanswered_since >= self._tuning.client_stale_s:
+            self._unanswered_since = None
+            raise ClientStale(
+                f"Kafka has not answered this client for {self._tuning.client_stale_s:g} s"
+            )
+
     def _broker_answered(self) -> None:
         self._probed_at = time.monotonic()
+        self._unanswered_since = None
         if self.progress.broker_error() is not None:
             self._log.info("consumer.broker_reachable")
         self.progress.broker_answered()

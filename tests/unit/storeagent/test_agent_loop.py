@@ -283,6 +283,43 @@ def test_loop_reconnects_until_kafka_answers(replica, fake):
     assert len(attempts) == 3
 
 
+class StuckClient(FakeRecordSource):
+    """A client of `fake`'s broker stuck as kafka-python's can be after a node came back:
+    every request times out and poll() answers nothing, while a new client gets answers."""
+
+    def __init__(self, source: FakeRecordSource) -> None:
+        self.__dict__.update(source.__dict__)
+        self.stuck = False
+
+    def end_offsets(self, partitions):
+        if self.stuck:
+            raise SourceUnavailable("KafkaTimeoutError: Failed to get offsets by timestamps")
+        return super().end_offsets(partitions)
+
+    def poll(self, timeout_ms, max_records):
+        return [] if self.stuck else super().poll(timeout_ms, max_records)
+
+
+def test_a_client_kafka_stopped_answering_is_replaced_by_a_new_one(replica, fake):
+    clients: list[StuckClient] = []
+
+    def connect() -> RecordSource:
+        clients.append(StuckClient(fake))
+        return clients[-1]
+
+    loop = make_loop(replica, connect, broker_probe_s=0, client_stale_s=0)
+    thread = run_in_thread(loop)
+    eventually(replica.is_bootstrapped)
+    clients[0].stuck = True
+    fake.produce(*stock_event(sku="A", quantity=3, stock_version=1))
+
+    eventually(lambda: quantity(replica, "A") == 3)
+    assert loop.progress.broker_reachable()
+    loop.stop.set()
+    thread.join(2)
+    assert len(clients) == 2 and clients[0].closed
+
+
 def test_new_record_is_applied_while_the_loop_runs(replica, fake):
     loop = make_loop(replica, fake, poll_timeout_ms=600)
     thread = run_in_thread(loop)
