@@ -1,5 +1,4 @@
 import threading
-import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
@@ -321,15 +320,14 @@ def test_a_client_kafka_stopped_answering_is_replaced_by_a_new_one(replica, fake
 
 
 def test_new_record_is_applied_while_the_loop_runs(replica, fake):
-    loop = make_loop(replica, fake, poll_timeout_ms=600)
+    # a poll that waited out its timeout would come back after the wait below gave up
+    loop = make_loop(replica, fake, poll_timeout_ms=120_000)
     thread = run_in_thread(loop)
     eventually(replica.is_bootstrapped)
 
-    started = time.monotonic()
     fake.produce(*stock_event(sku="A", quantity=1, stock_version=1))
-    eventually(lambda: quantity(replica, "A") == 1, interval=0.005)
+    eventually(lambda: quantity(replica, "A") == 1, timeout=60, interval=0.005)
 
-    assert time.monotonic() - started < 0.3
     loop.stop.set()
     thread.join(2)
 
