@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from invwire import event_fast_path as fast
 from invwire.errors import (
     InvalidEnvelope,
     InvalidField,
@@ -196,6 +197,16 @@ def encode(event: Event, occurred_at: datetime) -> Envelope:
 
 def parse_record(topic: str, key: bytes | None, value: bytes | None) -> Received:
     """Parse one record of `topic` (unprefixed); raise a PoisonRecord subclass if unusable."""
+    quick = _FAST_PATHS.get(topic)
+    if quick is not None:
+        received = quick(key, value)
+        if received is not None:
+            return received
+    return parse_slowly(topic, key, value)
+
+
+def parse_slowly(topic: str, key: bytes | None, value: bytes | None) -> Received:
+    """parse_record without its fast path: the rules, and the reason for a bad record."""
     raw = _json_object(value)
     _check_schema(raw.get("schema"))
     event_id, kind = _event_id(raw), _type(raw)
@@ -449,6 +460,70 @@ _PARSERS: dict[tuple[str, str], Callable[[_Data], Event]] = {
     (TOPIC_PRODUCT, "product.updated"): _parser(_product, False),
     (TOPIC_INVENTORY, "stock.changed"): _parser(_stock, False),
     (TOPIC_ORDER, "order.updated"): _parser(_order, False),
+}
+
+
+def _fast_stock(key: bytes | None, value: bytes | None) -> Received | None:
+    """A valid stock.changed record, parsed on invwire.event_fast_path; None: not known valid."""
+    envelope = fast.decoded(fast.STOCK, key, value)
+    if envelope is None or envelope.type != "stock.changed":
+        return None
+    data = envelope.data
+    if data.reason not in STOCK_REASONS or data.order_id == "" or not _envelope_ok(envelope):
+        return None
+    occurred_at = fast.moment(envelope.occurred_at)
+    if occurred_at is None:
+        return None
+    event = StockChanged(
+        data.sku, data.quantity, data.delta, data.reason, data.stock_version, data.order_id
+    )
+    return Received(envelope.event_id, occurred_at, event)
+
+
+def _fast_product(key: bytes | None, value: bytes | None) -> Received | None:
+    """A valid product.* record, parsed on invwire.event_fast_path; None: not known valid."""
+    envelope = fast.decoded(fast.PRODUCT, key, value)
+    if envelope is None or envelope.type not in _PRODUCT_TYPES or not _envelope_ok(envelope):
+        return None
+    data = envelope.data
+    if not data.name or not _shown(data.name) or not _shown(data.description):
+        return None
+    occurred_at = fast.moment(envelope.occurred_at)
+    if occurred_at is None or not _price_ok(data.price):
+        return None
+    event = ProductChanged(
+        sku=data.sku,
+        name=data.name,
+        price=data.price,
+        category_id=data.category_id,
+        description=data.description,
+        active=data.active,
+        version=data.version,
+        created=envelope.type == "product.created",
+    )
+    return Received(envelope.event_id, occurred_at, event)
+
+
+def _envelope_ok(envelope: fast.StockEnvelope | fast.ProductEnvelope) -> bool:
+    return envelope.schema <= SCHEMA_VERSION and _UUID.fullmatch(envelope.event_id) is not None
+
+
+def _shown(text: str) -> bool:
+    return first_refused_char(text) is None
+
+
+def _price_ok(text: str) -> bool:
+    try:
+        price = Decimal(text)
+    except InvalidOperation:
+        return False
+    return price.is_finite() and price >= 0
+
+
+_PRODUCT_TYPES = frozenset({"product.created", "product.updated"})
+_FAST_PATHS: dict[str, Callable[[bytes | None, bytes | None], Received | None]] = {
+    TOPIC_INVENTORY: _fast_stock,
+    TOPIC_PRODUCT: _fast_product,
 }
 
 
