@@ -28,6 +28,7 @@ BENCHMARKS = {
     "ha_orders": "Orders through HAProxy on a Galera cluster",
     "fleet": "Fleet view: 1,000 stores heartbeating",
     "flat_cost": "Flat cost: orders on a new database and after 1,000,000 orders",
+    "allowances": "Orders with allowances on, next to off",
 }
 
 

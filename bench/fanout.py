@@ -73,7 +73,8 @@ def run(quick: bool = False, plaintext: bool = False) -> str:
             ]
             with httpx.Client(base_url=central) as client:
                 headers = admin_headers(client, database_url)
-            stop, lags = threading.Event(), []
+            stop = threading.Event()
+            lags: list[int] = []
             sampler = threading.Thread(target=sample_lags, args=(agents, stop, lags), daemon=True)
             sampler.start()
             sent = write_steadily(central, headers, skus, rate, seconds)

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from bench.__main__ import BENCHMARKS, Run, parse
-from bench.common import module_args
+from bench.allowances import HEALTHZ, KINDS, OFF, ON, RULE, Drawn, Reads, Round, plan, table
+from bench.common import Sample, module_args
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.unit
@@ -75,3 +76,22 @@ def test_a_benchmark_module_has_the_same_options_and_help(
         module_args("bench.cli", "CLI speed.", ["--help"])
     assert exited.value.code == 0
     assert "CLI speed." in capsys.readouterr().out
+
+
+def test_the_allowances_benchmark_interleaves_its_rounds_and_puts_on_next_to_off() -> None:
+    def measured(kind: str, done: int, drew: int = 0) -> Round:
+        sample = Sample(latencies=[0.01] * done, elapsed=1.0)
+        reads = Reads(done=10, elapsed=1.0) if kind == RULE else None
+        return Round(kind, sample, Drawn(done, drew, done, drew), reads, top_ups=3)
+
+    rounds = [measured(OFF, 100), measured(ON, 50, 50), measured(RULE, 25, 25)]
+    report = table([("sqlite", [*rounds, measured(HEALTHZ, 500)])])
+
+    assert parse(["allowances"]).names == ["allowances"]
+    assert plan(2) == [*KINDS, *reversed(KINDS)]
+    on_row = "| sqlite | on | 1 | 50 | 50-50 | 10.0 | 10.0 | 0 | 100.0% | 100.0% | 0.50 | 0.10 |"
+    assert on_row in report
+    assert "**sqlite: on ÷ off = 0.50**" in report
+    assert "**sqlite: rule ÷ off = 0.25**" in report
+    assert "3 top-up grants made by the stores' reads before them" in report
+    assert "nan" not in report.lower()
