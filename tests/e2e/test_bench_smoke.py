@@ -18,6 +18,7 @@ SECTIONS = [
     "## Orders through HAProxy on a Galera cluster",
     "## Fleet view: 1,000 stores heartbeating",
     "## Flat cost: orders on a new database and after 1,000,000 orders",
+    "## Orders with allowances on, next to off",
 ]
 
 
