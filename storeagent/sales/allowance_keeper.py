@@ -1,6 +1,9 @@
 """The keeper of this store's allowances: a supervised side task (ops.supervisor) that fetches
 the store's grants from central (GET /allowances/mine) at start, every `every_s` seconds and
-soon after an online sale of a SKU it holds a grant of (poke()), and sends each grant's
+soon after an online sale of a SKU it holds a grant of (poke()), but no sooner than
+`poke_gap_s` after the fetch before (a store selling a granted SKU steadily would otherwise
+read its grants after every sale, each read costing central more than an order), and sends
+each grant's
 statement once it has expired on the agent's clock and every sale under it was replayed.
 
 A statement accepted (200) closes the grant here; 409 `allowance.replay_pending` is tried
@@ -31,6 +34,7 @@ from storeagent.upstream.client import (
 )
 
 EVERY_S = 30.0
+POKE_GAP_S = 5.0
 REPLAY_PENDING = "allowance.replay_pending"
 MISMATCH = "allowance.statement_mismatch"
 
@@ -58,6 +62,7 @@ class AllowanceKeeper:
         central_time: Clock = utc_now,
         clock: Clock = utc_now,
         every_s: float = EVERY_S,
+        poke_gap_s: float = POKE_GAP_S,
         log: EventLog | None = None,
         central_answered: Callable[[], None] = lambda: None,
     ) -> None:
@@ -67,6 +72,8 @@ class AllowanceKeeper:
         tell it so)."""
         self._allowances, self._central = allowances, central
         self._central_time, self._clock, self._every_s = central_time, clock, every_s
+        self._poke_gap_s = poke_gap_s
+        self._fetched_at = time.monotonic()  # when the last round began
         self._log = log or EventLog("storeagent.allowances")
         self._central_answered = central_answered
         self._wake = threading.Event()
@@ -79,11 +86,14 @@ class AllowanceKeeper:
             self._wait(stop)
 
     def _wait(self, stop: threading.Event, slice_s: float = 0.25) -> None:
-        """Until the next round is due, a poke, or stop."""
-        deadline = time.monotonic() + self._every_s
+        """Until the next round is due (brought forward by a poke), or stop."""
+        deadline = next_round_at(self._fetched_at, self._every_s, None, self._poke_gap_s)
         while not stop.is_set() and time.monotonic() < deadline:
-            if self._wake.wait(slice_s):
-                break
+            if self._wake.wait(min(slice_s, max(deadline - time.monotonic(), 0))):
+                self._wake.clear()
+                deadline = next_round_at(
+                    self._fetched_at, self._every_s, time.monotonic(), self._poke_gap_s
+                )
         self._wake.clear()
 
     def poke(self) -> None:
@@ -91,6 +101,7 @@ class AllowanceKeeper:
         self._wake.set()
 
     def step(self) -> None:
+        self._fetched_at = time.monotonic()
         self.fetch()
         try:
             self.send_statements()
@@ -205,3 +216,12 @@ class AllowanceKeeper:
 
 def _said(exc: Exception) -> str:
     return exc.message if isinstance(exc, CentralUnavailable) else f"{type(exc).__name__}: {exc}"
+
+
+def next_round_at(last: float, every_s: float, poked_at: float | None, gap_s: float) -> float:
+    """When the next round is due (monotonic seconds): `every_s` after the last, or, once
+    poked, at the poke but no sooner than `gap_s` after the last round."""
+    regular = last + every_s
+    if poked_at is None:
+        return regular
+    return min(regular, max(poked_at, last + gap_s))

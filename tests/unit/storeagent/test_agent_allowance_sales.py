@@ -17,6 +17,7 @@ from storeagent.http.app import create_app
 from storeagent.ops.metrics import AgentMetrics, WatchedState
 from storeagent.ops.vitals import Vitals
 from storeagent.replica.db import META_BOOTSTRAPPED
+from storeagent.sales.allowance_keeper import next_round_at
 from storeagent.sales.desk import PlaceOrder
 from storeagent.sales.offline_policy import OfflinePolicy
 from storeagent.sales.schedule import ReplaySchedule, ReplayTuning
@@ -437,3 +438,11 @@ def test_sales_under_grants_are_replayed_before_sales_queued_at_risk(client, cen
     sent = [call.grants for call in central.calls if call.lines[0].sku == BREAD]
     assert sent[-2:] == [{BREAD: grant_id}, None], "the grant's sale first, then the risk"
     assert central.grants[grant_id].remaining == 0  # the risk sale could not draw on it
+
+
+def test_a_poke_brings_the_next_fetch_forward_but_not_closer_than_the_gap_to_the_last():
+    # last round at 100 s, every 30 s, gap 5 s
+    assert next_round_at(100.0, 30.0, None, 5.0) == 130.0
+    assert next_round_at(100.0, 30.0, 101.0, 5.0) == 105.0, "poked 1 s after: waits for the gap"
+    assert next_round_at(100.0, 30.0, 112.0, 5.0) == 112.0, "poked after the gap: at once"
+    assert next_round_at(100.0, 30.0, 140.0, 5.0) == 130.0, "never later than the regular round"
