@@ -12,10 +12,16 @@ from central.models import Allowance
 from central.rows import Statement
 from invwire.errors.central import GrantNotYours, GrantUnknown
 
-# every order by a store runs this (central.rows: its text built once)
+# every order by a store runs these (central.rows: their text built once); a grant with no
+# unit left stays live until its expiry, but has nothing to give and is neither read nor locked
 LIVE_GRANTS = Statement(
     'SELECT "id", "sku", "remaining", "expires_at", "version" FROM "allowances" '
-    'WHERE "store_id" = ? AND "sku" IN ({marks}) AND "state" = ? ORDER BY "sku", "seq"{lock}'
+    'WHERE "store_id" = ? AND "sku" IN ({marks}) AND "state" = ? AND "remaining" > 0 '
+    'ORDER BY "sku", "seq"{lock}'
+)
+DRAWN = Statement(
+    'UPDATE "allowances" SET "remaining" = ?, "version" = ?, "updated_at" = ? '
+    'WHERE "id" = ? AND "version" = ?'
 )
 
 
@@ -42,13 +48,10 @@ def own_grants(
 
 
 def save_drawn(grants: list[rules.Grant], now: datetime) -> None:
+    stamp = Allowance.updated_at.db_value(now)
     for grant in grants:
-        updated = (
-            Allowance.update(remaining=grant.remaining, version=grant.version, updated_at=now)
-            .where(Allowance.id == grant.id, Allowance.version == grant.version - 1)
-            .execute()
-        )
-        if updated != 1:
+        params = [grant.remaining, grant.version, stamp, grant.id, grant.version - 1]
+        if DRAWN.run(Allowance._meta.database, params).rowcount != 1:
             raise RuntimeError(f"allowance {grant.id} changed under its lock")
 
 

@@ -48,6 +48,7 @@ TAKE = Statement(
     'UPDATE "stock" SET "quantity" = ?, "held" = ?, "version" = ?, "updated_at" = ? '
     'WHERE "sku" = ? AND "version" = ?'
 )
+DRAWS = Statement('UPDATE "orders" SET "allowance_draws" = ? WHERE "id" = ?')
 ORDER_LINES = RowInsert(
     OrderLine, ("order_id", "sku", "quantity", "unit_price", "stock_after", "stock_version")
 )
@@ -219,7 +220,7 @@ def drawn(
 def _keep_draws(order: Order, draws: list[dict[str, Any]]) -> None:
     if draws:  # only orders that drew on a grant pay for this statement
         order.allowance_draws = json.dumps(draws)
-        Order.update(allowance_draws=order.allowance_draws).where(Order.id == order.id).execute()
+        DRAWS.run(Order._meta.database, [order.allowance_draws, order.id])
 
 
 def _write_lines(
