@@ -397,7 +397,9 @@ def bootstrap(
         queue_check,
         refusals,
     )
-    beats = _heartbeat(settings, heartbeat, vitals, metrics, report, routes)
+    beats = _heartbeat(
+        settings, heartbeat, vitals, metrics, report, routes, sales.schedule.central_answered
+    )
     consumer = refusals.guarding(loop.run)
     return Agent(
         settings,
@@ -546,10 +548,12 @@ def _heartbeat(
     metrics: AgentMetrics,
     report: Callable[[], dict[str, Any]],
     routes: Failover | None = None,
+    answered: Callable[[], None] = lambda: None,
 ) -> Heartbeat | None:
     """Heartbeats to central, when the agent has a central URL, a key and an interval (or a
-    sender was given); their answers feed the estimate of central's clock. `routes`: the
-    central URLs the other clients share."""
+    sender was given); their answers feed the estimate of central's clock and call
+    `answered` (the replay schedule's: central is back). `routes`: the central URLs the
+    other clients share."""
     sender = sender or connect_heartbeat(routes, settings.api_key, settings.heartbeat_seconds)
     if sender is None:
         return None
@@ -559,6 +563,7 @@ def _heartbeat(
         every_s=settings.heartbeat_seconds,
         metrics=metrics,
         central_clock=vitals.central_clock,
+        answered=answered,
     )
 
 

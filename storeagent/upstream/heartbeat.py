@@ -145,7 +145,8 @@ class Heartbeat:
     """Sends `report()` (with `every_s` added) through `sender` at once, then every `every_s`
     seconds until `stop`, and closes `sender` when done. Each answer with central's time is
     a sample for `central_clock`; `clock` (monotonic) times the round trip, `wall` is this
-    machine's clock."""
+    machine's clock; `answered` is called after each heartbeat central took (sales queued
+    while it was away may be replayed at once, sales.schedule)."""
 
     def __init__(
         self,
@@ -158,8 +159,10 @@ class Heartbeat:
         clock: Callable[[], float] = time.monotonic,
         wall: Clock = utc_now,
         central_clock: CentralClock | None = None,
+        answered: Callable[[], None] = lambda: None,
     ) -> None:
         self._sender, self._report, self._every_s = sender, report, every_s
+        self._answered = answered
         self._clock, self._wall = clock, wall
         self.central_clock = central_clock or CentralClock()
         self._metrics = metrics or AgentMetrics()
@@ -190,6 +193,7 @@ class Heartbeat:
             sample = clock_sample(sent_at, sent_monotonic, self._clock(), answered_at)
             self.central_clock.add(sample)
         self._succeeded()
+        self._answered()
         return True
 
     def _failed(self, exc: Exception) -> None:

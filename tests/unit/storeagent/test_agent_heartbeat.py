@@ -144,6 +144,16 @@ def test_a_failing_central_is_counted_and_logged_once_a_minute_never_fatal(log_l
     assert not failures
 
 
+def test_a_heartbeat_central_took_says_central_is_back_and_a_failed_one_does_not():
+    sender = RecordingHeartbeat()
+    answered: list[int] = []
+    beats, _, _ = make_thread(sender, answered=lambda: answered.append(1))
+    sender.failing = 1
+
+    assert not beats.beat() and answered == []
+    assert beats.beat() and answered == [1]
+
+
 def test_a_bug_in_the_heartbeat_stops_the_agent(log_lines):
     def broken_report():
         raise RuntimeError("bug")
