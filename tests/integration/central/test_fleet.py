@@ -145,3 +145,17 @@ def test_migration_6_adds_the_agent_instances_to_a_database_from_before(database
         columns = {column.name for column in db.get_columns("agent_instances")}
     db.close()
     assert {"store_id", "instance_id", "first_seen", "last_seen", "every_s", "report"} <= columns
+
+
+def test_the_fleet_view_shows_each_store_s_allowance_units_held_and_used(database_url):
+    with running_central(database_url) as h:
+        admin = h.admin()
+        key = h.call("POST", "/api/v1/stores", admin, json={"id": "north", "name": "N"})
+        body = {"ready": True, "allowance_units_held": 12, "allowance_units_used": 5}
+        response = h.client.post(
+            "/api/v1/stores/heartbeat", headers={"X-API-Key": key["api_key"]}, json=body
+        )
+        assert response.status_code == 200, response.text
+        reported = by_store(h, admin)["north"]["reported"]
+
+    assert (reported["allowance_units_held"], reported["allowance_units_used"]) == (12, 5)
