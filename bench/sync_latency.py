@@ -19,6 +19,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -138,26 +139,35 @@ def admin_headers(client: httpx.Client, database_url: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token.raise_for_status().json()['access_token']}"}
 
 
-def raw_kafka_burst(kafka: KafkaCluster, count: int) -> float:
-    """Seconds to move `count` records produce -> consume, all sent at once (one flush): from
-    the first send to the last record in the consumer's hands, same client library and
-    logins as raw_kafka_round_trip."""
-    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+def _raw_topic(kafka: KafkaCluster, name: str) -> tuple[str, Any]:
+    """A new one-partition topic and a consumer at its end, logged in as the cluster's admin
+    (on the same TLS connections as the agents)."""
+    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
-    topic = f"bench-burst-{uuid.uuid4().hex[:6]}"
-    bootstrap, login = kafka.bootstrap, kafka.admin_config()
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, **login)
+    topic = f"{name}-{uuid.uuid4().hex[:6]}"
+    login = kafka.admin_config()
+    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap, **login)
     admin.create_topics(
         {topic: {"num_partitions": 1, "replication_factor": 1}}, wait_for_metadata=True
     )
     admin.close()
     consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100, **login
+        bootstrap_servers=kafka.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100, **login
     )
     consumer.assign([TopicPartition(topic, 0)])
     consumer.seek_to_end()
     consumer.poll(timeout_ms=200)
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", **login)
+    return topic, consumer
+
+
+def raw_kafka_burst(kafka: KafkaCluster, count: int) -> float:
+    """Seconds to move `count` records produce -> consume, all sent at once (one flush): from
+    the first send to the last record in the consumer's hands, same client library and
+    logins as raw_kafka_round_trip."""
+    from kafka import KafkaProducer
+
+    topic, consumer = _raw_topic(kafka, "bench-burst")
+    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all", **kafka.admin_config())
     producer.send(topic, b"warm-up").get(timeout=30)
     consumer.poll(timeout_ms=2000)
     done = threading.Event()
@@ -186,21 +196,10 @@ def raw_kafka_burst(kafka: KafkaCluster, count: int) -> float:
 def raw_kafka_round_trip(kafka: KafkaCluster, count: int, rate: float) -> list[float]:
     """Producer -> broker -> consumer on one topic, at the same rate, same client library,
     logged in as the cluster's admin (on the same TLS connections as the agents)."""
-    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka import KafkaProducer
 
-    topic = f"bench-raw-{uuid.uuid4().hex[:6]}"
+    topic, consumer = _raw_topic(kafka, "bench-raw")
     bootstrap, login = kafka.bootstrap, kafka.admin_config()
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, **login)
-    admin.create_topics(
-        {topic: {"num_partitions": 1, "replication_factor": 1}}, wait_for_metadata=True
-    )
-    admin.close()
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100, **login
-    )
-    consumer.assign([TopicPartition(topic, 0)])
-    consumer.seek_to_end()
-    consumer.poll(timeout_ms=200)
     received: list[float] = []
 
     def consume() -> None:
