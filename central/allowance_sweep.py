@@ -10,14 +10,14 @@ from collections.abc import Callable
 
 from central.services.allowances import settle_expired
 from central.uow import UnitOfWork
-from central.worker import BackgroundLoop
+from central.worker import PeriodicTask
 from invwire.logs import EventLog
 
-log = EventLog("central.allowances")
 
-
-class AllowanceSweeper(BackgroundLoop):
+class AllowanceSweeper(PeriodicTask):
     name = "allowance-sweep"
+    failed_event = "allowances.sweep_failed"
+    log = EventLog("central.allowances")
 
     def __init__(
         self,
@@ -27,24 +27,12 @@ class AllowanceSweeper(BackgroundLoop):
         poll_seconds: float = 30.0,
         max_backoff_seconds: float = 60.0,
     ) -> None:
-        super().__init__(
-            poll_seconds=poll_seconds,
-            max_backoff_seconds=max_backoff_seconds,
-            min_backoff_seconds=1.0,
-        )
+        super().__init__(poll_seconds=poll_seconds, max_backoff_seconds=max_backoff_seconds)
         self._uow = uow
         self.margin_s = margin_s
-
-    def step(self) -> bool:
-        self.run_once()
-        return False
-
-    def on_failure(self, exc: Exception, retry_in: float) -> None:
-        error = f"{type(exc).__name__}: {exc}"[:300]
-        log.warning("allowances.sweep_failed", error=error, retry_in=retry_in)
 
     def run_once(self) -> int:
         settled = settle_expired(self._uow(), self.margin_s)
         if settled:
-            log.info("allowances.settling", grants=settled)
+            self.log.info("allowances.settling", grants=settled)
         return settled

@@ -1,10 +1,13 @@
-"""A background loop for central's workers (the outbox relay, the revocation retrier):
-`step()` until stopped; a failure backs off (doubling, capped) and is tried again, never
-dropped; `wake()` cuts a wait short."""
+"""A background loop for central's workers (the outbox relay, the revocation retrier, the
+allowance sweep): `step()` until stopped; a failure backs off (doubling, capped) and is
+tried again, never dropped; `wake()` cuts a wait short. `PeriodicTask`: one round every
+`poll_seconds`, a failure logged and kept until a round succeeds."""
 
 from __future__ import annotations
 
 import threading
+
+from invwire.logs import EventLog
 
 
 class BackgroundLoop:
@@ -64,3 +67,32 @@ class BackgroundLoop:
             self.stop()
             self._thread.join(timeout)
             self._thread = None
+
+
+class PeriodicTask(BackgroundLoop):
+    """`run_once()` every `poll_seconds`; a failed round is logged as `failed_event` on
+    `log`, kept in `last_error` until a round succeeds, and tried again after a back-off."""
+
+    failed_event = "worker.failed"
+    log = EventLog("central.worker")
+
+    def __init__(self, *, poll_seconds: float, max_backoff_seconds: float = 60.0) -> None:
+        super().__init__(
+            poll_seconds=poll_seconds,
+            max_backoff_seconds=max_backoff_seconds,
+            min_backoff_seconds=1.0,
+        )
+        self.last_error = ""
+
+    def run_once(self) -> int:
+        """One round; how many things it did."""
+        raise NotImplementedError
+
+    def step(self) -> bool:
+        self.run_once()
+        self.last_error = ""
+        return False
+
+    def on_failure(self, exc: Exception, retry_in: float) -> None:
+        self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+        self.log.warning(self.failed_event, error=self.last_error, retry_in=retry_in)
