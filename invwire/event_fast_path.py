@@ -15,8 +15,8 @@ accepts the slow path accepts too, as the same event:
   last value, as `json` does;
 - an integer field is an int (not a bool, not 1.0), within the slow path's bounds.
 
-A replica's apply spent most of its time parsing (about 12 of 17 µs per stock event); this
-takes about 2.
+Parsing was the largest part of a replica's own work per record; on a quiet 2-core machine
+the slow path takes about 5.6 µs per stock record, this one about 2.6.
 """
 
 from __future__ import annotations
