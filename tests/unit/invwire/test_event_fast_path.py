@@ -11,6 +11,7 @@ import pytest
 from invwire.errors import PoisonRecord
 from invwire.events import _FAST_PATHS, parse_record, parse_slowly
 from invwire.topics import TOPIC_INVENTORY, TOPIC_PRODUCT
+from tests.support.agent_fakes import product_data, stock_data
 
 EVENT_ID = "88417406-71bd-4555-88c7-9b5515bb48d3"
 STOCK = {
@@ -18,29 +19,15 @@ STOCK = {
     "type": "stock.changed",
     "schema": 1,
     "occurred_at": "2026-11-29T10:00:00+00:00",
-    "data": {
-        "sku": "MILK-1L",
-        "quantity": 40,
-        "delta": -2,
-        "reason": "order",
-        "order_id": "5f0c9a1e-0000-4000-8000-000000000001",
-        "stock_version": 7,
-    },
+    # an order id set: an odd value in its place must then be told from a valid one
+    "data": stock_data(order_id="5f0c9a1e-0000-4000-8000-000000000001"),
 }
 PRODUCT = {
     "event_id": EVENT_ID,
     "type": "product.updated",
     "schema": 1,
     "occurred_at": "2026-11-29T10:00:00.123456+01:00",
-    "data": {
-        "sku": "MILK-1L",
-        "name": "Milk 1 L",
-        "price": "1.25",
-        "category_id": 3,
-        "description": "",
-        "active": True,
-        "version": 1,
-    },
+    "data": product_data(),
 }
 ODD_VALUES: list[Any] = [
     None, True, False, 0, -1, 1.0, 2**63, -(2**63), "", " ", "x", "MILK-1L\n", "milk",
