@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import peewee
+from peewee import __exception_wrapper__ as driver_errors  # type: ignore[attr-defined]
 
 
 class RowInsert:
@@ -66,12 +67,24 @@ class Statement:
 
     def run(self, database: peewee.Database, params: Sequence[Any], size: int = 0) -> Any:
         """The cursor of the statement run with `params` (`size`: how many `{marks}`)."""
+        return database.execute_sql(self._text_for(database, size), list(params))
+
+    def run_many(self, database: peewee.Database, rows: Sequence[Sequence[Any]]) -> None:
+        """The statement once per row of `rows`, as one `executemany` on the transaction's
+        connection (no `{marks}`): the driver loops, not Python and peewee."""
+        if not rows:
+            return
+        text = self._text_for(database, 0)
+        with driver_errors:  # the driver's errors as peewee's, as execute_sql does
+            database.cursor().executemany(text, [list(row) for row in rows])
+
+    def _text_for(self, database: peewee.Database, size: int) -> str:
         lock = bool(getattr(database, "for_update", False))
         key = (database.param, database.quote, lock, size)
         text = self._sql.get(key)
         if text is None:
             text = self._sql[key] = self._build(database, lock, size)
-        return database.execute_sql(text, list(params))
+        return text
 
     def _build(self, database: peewee.Database, lock: bool, size: int) -> str:
         marks = ", ".join(["?"] * size)

@@ -19,12 +19,12 @@ from typing import Any
 
 from peewee import chunked
 
-from central.db import locked
 from central.domain import catalog as rules
 from central.domain.stock import StockLevel, valid_quantity
-from central.models import Category, Movement, Product, Stock
+from central.models import Category, Product, Stock
+from central.rows import RowInsert, Statement
 from central.services.catalog import category_event, product_event
-from central.services.inventory import movement_row
+from central.services.inventory import LEDGER_ROWS, movement_row
 from central.services.principal import Principal
 from central.uow import UnitOfWork
 from invwire.errors.central import (
@@ -40,6 +40,13 @@ from invwire.errors.central import (
 MAX_ROWS = 1000
 MAX_LISTED_ERRORS = 100
 INSERT_CHUNK = 200
+LEVELS = Statement(
+    'SELECT "sku", "quantity", "version" FROM "stock" WHERE "sku" IN ({marks}) ORDER BY "sku"{lock}'
+)
+SET_STOCK = Statement(
+    'UPDATE "stock" SET "quantity" = ?, "version" = ?, "updated_at" = ? WHERE "sku" = ?'
+)
+NEW_STOCK = RowInsert(Stock, ("sku", "quantity", "version", "held", "updated_at"))
 # What a row may hold: `line` (the file's line number, echoed in errors) and invctl's columns.
 ROW_FIELDS = frozenset(
     {"line", "kind", "name", "sku", "price", "category", "description", "active", "quantity"}
@@ -204,9 +211,16 @@ class _Page:
         names = {r.fields["category"] for r in rows if r.kind == "product"}
         names |= {r.fields["name"] for r in rows if r.kind == "category"}
         skus = [r.fields["sku"] for r in rows if r.kind in ("product", "stock")]
-        self.categories = {c.name: c for c in Category.select().where(Category.name.in_(names))}
-        self.products = {p.sku: p for p in Product.select().where(Product.sku.in_(skus))}
-        self.stock = {s.sku: s for s in locked(Stock.select().where(Stock.sku.in_(skus)))}
+        self.categories = (
+            {c.name: c for c in Category.select().where(Category.name.in_(names))} if names else {}
+        )
+        product_skus = [r.fields["sku"] for r in rows if r.kind == "product"]
+        self.products = (
+            {p.sku: p for p in Product.select().where(Product.sku.in_(product_skus))}
+            if product_skus
+            else {}
+        )
+        self.stock = _locked_levels(skus)
         self.new_products: list[Product] = []
         self.new_stock: set[str] = set()
         self.dirty_stock: set[str] = set()
@@ -256,7 +270,7 @@ class _Page:
         product = Product(**values, version=1, created_at=self.now, updated_at=self.now)
         self.products[product.sku] = product
         self.new_products.append(product)
-        self.stock[product.sku] = Stock(sku=product.sku, quantity=0, version=0, updated_at=self.now)
+        self.stock[product.sku] = _Level(quantity=0, version=0)
         self.new_stock.add(product.sku)
         self.uow.record(product_event(product, created=True))
         return "created"
@@ -268,7 +282,7 @@ class _Page:
         level, event = StockLevel(sku, stock.quantity, stock.version).set_to(quantity, "import")
         if event is None:
             return "unchanged"
-        stock.quantity, stock.version, stock.updated_at = level.quantity, level.version, self.now
+        stock.quantity, stock.version = level.quantity, level.version
         if sku not in self.new_stock:
             self.dirty_stock.add(sku)
         self.movements.append(movement_row(event, self.principal, "", self.now))
@@ -276,14 +290,37 @@ class _Page:
         return "updated"
 
     def flush(self) -> None:
-        product_rows = [p.__data__ for p in self.new_products]
-        stock_rows = [self.stock[sku].__data__ for sku in sorted(self.new_stock)]
-        for model, rows in (
-            (Product, product_rows),
-            (Stock, stock_rows),
-            (Movement, self.movements),
-        ):
-            for chunk in chunked(rows, INSERT_CHUNK):
-                model.insert_many(chunk).execute()
-        for sku in sorted(self.dirty_stock):
-            self.stock[sku].save()
+        """New products, then their stock rows, the ledger rows, and the changed stock rows:
+        multi-row INSERTs and one batched UPDATE, with their SQL built once per shape."""
+        for products in chunked(self.new_products, INSERT_CHUNK):
+            Product.insert_many([p.__data__ for p in products]).execute()
+        stamp = Stock.updated_at.db_value(self.now)
+        new_rows = [
+            {"sku": sku, "quantity": self.stock[sku].quantity, "version": self.stock[sku].version}
+            | {"held": 0, "updated_at": self.now}
+            for sku in sorted(self.new_stock)
+        ]
+        for stock_rows in chunked(new_rows, INSERT_CHUNK):
+            NEW_STOCK.insert(stock_rows)
+        for ledger_rows in chunked(self.movements, INSERT_CHUNK):
+            LEDGER_ROWS.insert(ledger_rows)
+        changed = [
+            (self.stock[sku].quantity, self.stock[sku].version, stamp, sku)
+            for sku in sorted(self.dirty_stock)
+        ]
+        SET_STOCK.run_many(Stock._meta.database, changed)
+
+
+@dataclass
+class _Level:
+    """A stock row's quantity and version as the page changes them."""
+
+    quantity: int
+    version: int
+
+
+def _locked_levels(skus: list[str]) -> dict[str, _Level]:
+    if not skus:
+        return {}
+    cursor = LEVELS.run(Stock._meta.database, skus, size=len(skus))
+    return {sku: _Level(quantity, version) for sku, quantity, version in cursor.fetchall()}
