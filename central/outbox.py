@@ -52,6 +52,7 @@ from central.kafka_position import (
 )
 from central.metrics import Metrics
 from central.models import Outbox, RelayLease
+from central.rows import Statement
 from central.services import republish
 from central.uow import Clock, UnitOfWork
 from central.worker import BackgroundLoop
@@ -78,6 +79,12 @@ REPUBLISH_GUARD_SECONDS = 600.0
 # A publish round's span links to at most this many rows' spans (distinct ones, oldest rows
 # first): a batch is up to 500 rows, and a span with hundreds of links helps no one.
 MAX_PUBLISH_LINKS = 128
+
+# oldest first: the order events were committed in, which the records keep per key
+PENDING = Statement(
+    'SELECT "id", "event_id", "topic", "key", "payload", "created_at", "trace_context" '
+    'FROM "outbox" WHERE "published_at" IS NULL ORDER BY "id" LIMIT ?'
+)
 
 
 @dataclass(frozen=True)
@@ -248,32 +255,20 @@ class Relay(BackgroundLoop):
                 self.metrics.publish_latency.observe((now - record.created_at).total_seconds())
 
     def _pending(self) -> list[OutboxRecord]:
-        query = (
-            Outbox.select(
-                Outbox.id,
-                Outbox.event_id,
-                Outbox.topic,
-                Outbox.key,
-                Outbox.payload,
-                Outbox.created_at,
-                Outbox.trace_context,
-            )
-            .where(Outbox.published_at.is_null())
-            .order_by(Outbox.id)
-            .limit(self.batch_size)
-        )
+        rows = PENDING.run(Outbox._meta.database, [self.batch_size]).fetchall()
+        created = Outbox.created_at.python_value
         return [
             OutboxRecord(
-                r.id,
-                r.event_id,
-                r.topic,
-                r.key,
-                r.payload,
-                r.created_at,
+                row_id,
+                event_id,
+                topic,
+                key,
+                payload,
+                created(created_at),
                 self.epoch,
-                trace_context_of(r.trace_context),
+                trace_context_of(trace_context),
             )
-            for r in query
+            for row_id, event_id, topic, key, payload, created_at, trace_context in rows
         ]
 
     def _mark_published(self, records: Sequence[OutboxRecord]) -> None:

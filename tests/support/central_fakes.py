@@ -105,3 +105,20 @@ class FakeLagReader:
         if self.down is not None:
             raise self.down
         return {group: GroupLag(lag=self.lag_now, partitions=3, committed=3) for group in groups}
+
+
+class FakeClusterMetadata:
+    """What a kafka-python partitioner reads of the cluster: topics and their partitions."""
+
+    def __init__(self, partitions: dict[str, int]) -> None:
+        self._partitions = partitions
+
+    def topics(self) -> set[str]:
+        return set(self._partitions)
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        count = self._partitions.get(topic)
+        return None if count is None else set(range(count))
+
+    def available_partitions_for_topic(self, topic: str) -> set[int]:
+        return self.partitions_for_topic(topic) or set()

@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import peewee
+import pytest
 
 from central.models import Movement, OrderLine
 from central.rows import RowInsert, Statement
@@ -83,3 +84,28 @@ def test_a_statement_runs_in_the_callers_transaction(tmp_path):
             assert count.run(database, ["MILK-1L", "EGGS-12"], size=2).fetchone() == (1,)
             transaction.rollback()
         assert count.run(database, ["MILK-1L"], size=1).fetchone() == (0,)
+
+
+def test_run_many_runs_a_statement_per_row_in_the_callers_transaction(tmp_path):
+    database = peewee.SqliteDatabase(str(tmp_path / "rows.db"))
+    relabel = Statement('UPDATE "stock_movements" SET "note" = ? WHERE "sku" = ?')
+    with database.bind_ctx([Movement]):
+        database.create_tables([Movement])
+        LEDGER_ROWS.insert([_ledger_row("MILK-1L", None), _ledger_row("EGGS-12", None)])
+        with database.atomic() as transaction:
+            relabel.run_many(database, [("counted", "MILK-1L"), ("broken", "EGGS-12")])
+            relabel.run_many(database, [])  # nothing to write: no statement
+            notes = dict(Movement.select(Movement.sku, Movement.note).tuples())
+            assert notes == {"MILK-1L": "counted", "EGGS-12": "broken"}
+            transaction.rollback()
+        assert set(Movement.select(Movement.note).tuples()) == {("",)}
+
+
+def test_run_many_raises_peewees_errors():
+    database = peewee.SqliteDatabase(":memory:")
+    with database.bind_ctx([Movement]):
+        database.create_tables([Movement])
+        LEDGER_ROWS.insert([_ledger_row("MILK-1L", None)])
+        broken = Statement('UPDATE "stock_movements" SET "delta" = ? WHERE "sku" = ?')
+        with pytest.raises(peewee.IntegrityError):
+            broken.run_many(database, [(None, "MILK-1L")])
