@@ -1,4 +1,5 @@
 import json
+from dataclasses import fields
 from datetime import UTC, datetime
 
 import pytest
@@ -78,3 +79,17 @@ def test_what_central_encodes_the_agent_parses_back_to_the_same_event(event):
 
 def test_the_round_trip_covers_every_event_type_the_parser_knows():
     assert {(e.topic, e.type) for e in EVERY_EVENT_TYPE} == set(events._PARSERS)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        StockChanged("MILK-1L", 9, -1, "order", 4, "o-1"),
+        StockChanged("MILK-1L", 10, 1, "restock", 5),
+        ProductChanged("MILK-1L", "Milk", "1.25", 3, "", True, 2, created=True),
+    ],
+)
+def test_an_events_data_is_each_of_its_fields_but_created(event):
+    expected = {f.name: getattr(event, f.name) for f in fields(event) if f.name != "created"}
+    assert event.data() == expected
+    assert list(event.data()) == list(expected)  # in the order the fields are declared
