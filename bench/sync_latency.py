@@ -5,8 +5,10 @@ the same broker, measured in the same run.
     python -m bench.sync_latency [--quick] [--plaintext]
 
 Commit time is the ledger row's `created_at` (written in the change's own transaction);
-visibility is when a read-only poller (every ~1 ms) first sees that (sku, stock_version) in
-the agent's SQLite file.
+visibility is when a read-only poller first sees that (sku, stock_version) in the agent's
+SQLite file: it checks SQLite's `data_version` every ~0.2 ms and reads the table when it
+changed (until 2026-12-03 it read the table every ~1 ms, which added up to a millisecond to
+every figure).
 """
 
 from __future__ import annotations
@@ -49,13 +51,19 @@ class ReplicaWatcher(threading.Thread):
     def run(self) -> None:
         conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
         last: dict[str, int] = {}
+        seen_data = None
         while not self.stop.is_set():
             now = time.time()
-            for sku, version in conn.execute("SELECT sku, stock_version FROM stock"):
-                if last.get(sku) != version:
-                    last[sku] = version
-                    self.seen.setdefault((sku, version), now)
-            time.sleep(0.001)
+            # data_version changes when another connection commits: the table is read only
+            # then, so the file can be watched every ~0.2 ms without a scan each time.
+            data = conn.execute("PRAGMA data_version").fetchone()[0]
+            if data != seen_data:
+                seen_data = data
+                for sku, version in conn.execute("SELECT sku, stock_version FROM stock"):
+                    if last.get(sku) != version:
+                        last[sku] = version
+                        self.seen.setdefault((sku, version), now)
+            time.sleep(0.0002)
         conn.close()
 
 
