@@ -48,6 +48,10 @@ TAKE = Statement(
     'UPDATE "stock" SET "quantity" = ?, "held" = ?, "version" = ?, "updated_at" = ? '
     'WHERE "sku" = ? AND "version" = ?'
 )
+NEW_ORDER = Statement(
+    'INSERT INTO "orders" ("id", "store_id", "status", "idempotency_key", "fingerprint", '
+    '"created_by", "created_at") VALUES (?, ?, ?, ?, ?, ?, ?)'
+)
 DRAWS = Statement('UPDATE "orders" SET "allowance_draws" = ? WHERE "id" = ?')
 ORDER_LINES = RowInsert(
     OrderLine, ("order_id", "sku", "quantity", "unit_price", "stock_after", "stock_version")
@@ -127,15 +131,7 @@ def _reserve(
         # The order row goes first: a concurrent request with the same key blocks on its
         # unique index here, before touching any stock (on Galera, a request on another
         # node fails certification instead and runs again, to meet the key here).
-        order = Order.create(
-            id=order_id,
-            store_id=store_id,
-            status=rules.CONFIRMED,
-            idempotency_key=key,
-            fingerprint=print_,
-            created_by=principal.actor,
-            created_at=now,
-        )
+        order = _new_order(order_id, store_id, key, print_, principal.actor, now)
         prices = sellable_prices(lines)
         if any(line.grant_id for line in lines):
             rows = take_granted_stock(uow, principal, order, lines, prices, now)
@@ -144,6 +140,25 @@ def _reserve(
         return view_of(order, rows)
 
     return uow.run(reserve)
+
+
+def _new_order(
+    order_id: str, store_id: str, key: str, print_: str, actor: str, now: datetime
+) -> Order:
+    """The order row, INSERTed as peewee's Order.create would (one prepared statement)."""
+    order = Order(
+        id=order_id,
+        store_id=store_id,
+        status=rules.CONFIRMED,
+        idempotency_key=key,
+        fingerprint=print_,
+        created_by=actor,
+        created_at=now,
+    )
+    params = [order_id, store_id, rules.CONFIRMED, key, print_, actor]
+    params.append(Order.created_at.db_value(now))
+    order.seq = NEW_ORDER.run(Order._meta.database, params).lastrowid
+    return order
 
 
 def take_stock(
