@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from invwire.metrics import LATENCY_BUCKETS, HttpMetrics
+from invwire.metrics import LATENCY_BUCKETS, HttpMetrics, observe_all
 from storeagent.clock import Clock, utc_now
 from storeagent.ops.vitals import SYNC_PROBLEMS, Vitals
 from storeagent.upstream.resilience import Circuit, CircuitStatus
@@ -86,11 +86,11 @@ class AgentMetrics:
         `applied_at` is on central's clock, like the events' occurred_at; a negative latency
         is observed as it is (not clamped to 0) and counted."""
         self.apply_latency.observe(seconds)
-        for occurred_at in result.stock_event_times:
-            latency = (applied_at - occurred_at).total_seconds()
-            self.sync_latency.observe(latency)
-            if latency < 0:
-                self.negative_latency.inc()
+        latencies = [(applied_at - at).total_seconds() for at in result.stock_event_times]
+        observe_all(self.sync_latency, latencies)
+        negative = sum(1 for latency in latencies if latency < 0)
+        if negative:
+            self.negative_latency.inc(negative)
 
     def heartbeat(self, ok: bool) -> None:
         self.heartbeats.labels("ok" if ok else "failed").inc()

@@ -89,12 +89,12 @@ def before_start(positions: Positions, starts: Mapping[TopicPartition, int]) -> 
 
 
 def went_back(expected: Positions, records: Sequence[Record]) -> LogLoss | None:
-    for record in records:
-        asked = expected.get(record.tp)
-        if asked is not None and record.offset < asked:
+    for first, _ in partition_ends(records).values():
+        asked = expected.get(first.tp)
+        if asked is not None and first.offset < asked:
             found = (
-                f"{_name(record.tp)}: the replica read up to offset {asked} but the log now "
-                f"starts over at {record.offset}"
+                f"{_name(first.tp)}: the replica read up to offset {asked} but the log now "
+                f"starts over at {first.offset}"
             )
             return LogLoss(Reason.WENT_BACK, found)
     return None
@@ -103,16 +103,27 @@ def went_back(expected: Positions, records: Sequence[Record]) -> LogLoss | None:
 def skipped_ahead(expected: Positions, records: Sequence[Record]) -> dict[TopicPartition, int]:
     """Partitions whose first record in `records` comes after the offset asked for, with that
     offset: a compacted gap, or a reset past records deleted (before_start tells which)."""
-    seen: set[TopicPartition] = set()
     skipped: dict[TopicPartition, int] = {}
-    for record in records:
-        if record.tp in seen:
-            continue
-        seen.add(record.tp)
-        asked = expected.get(record.tp)
-        if asked is not None and record.offset > asked:
-            skipped[record.tp] = asked
+    for first, _ in partition_ends(records).values():
+        asked = expected.get(first.tp)
+        if asked is not None and first.offset > asked:
+            skipped[first.tp] = asked
     return skipped
+
+
+def partition_ends(records: Iterable[Record]) -> dict[tuple[str, int], list[Record]]:
+    """Each partition's first and last record in `records` (which come in offset order per
+    partition): what the checks of a batch look at, found in one pass that makes no
+    TopicPartition per record."""
+    ends: dict[tuple[str, int], list[Record]] = {}
+    for record in records:
+        key = (record.topic, record.partition)
+        pair = ends.get(key)
+        if pair is None:
+            ends[key] = [record, record]
+        else:
+            pair[1] = record
+    return ends
 
 
 # --- topic ids -----------------------------------------------------------------------------
@@ -169,10 +180,10 @@ def digest(record: Record) -> str:
 def batch_marks(records: Iterable[Record]) -> dict[str, str]:
     """Meta rows for the last record of each partition in a batch (records come in offset
     order per partition)."""
-    last: dict[TopicPartition, Record] = {}
-    for record in records:
-        last[record.tp] = record
-    return {_mark_key(tp): f"{r.offset} {digest(r)}" for tp, r in last.items()}
+    return {
+        _mark_key(last.tp): f"{last.offset} {digest(last)}"
+        for _, last in partition_ends(records).values()
+    }
 
 
 def read_marks(meta: Mapping[str, str]) -> dict[TopicPartition, Mark]:
