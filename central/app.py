@@ -192,6 +192,7 @@ def build_relay(
         publisher,
         clock,
         poll_seconds=settings.relay_poll_seconds,
+        leader_poll_seconds=settings.relay_leader_poll_seconds,
         retention_seconds=settings.outbox_retention_seconds,
         metrics=metrics,
         topic_log=topic_log,

@@ -146,6 +146,7 @@ class Relay(BackgroundLoop):
         *,
         batch_size: int = 500,
         poll_seconds: float = 0.5,
+        leader_poll_seconds: float | None = None,
         retention_seconds: int = 3600,
         lease_seconds: float = LEASE_SECONDS,
         max_backoff_seconds: float = 10.0,
@@ -164,6 +165,7 @@ class Relay(BackgroundLoop):
             max_backoff_seconds=max_backoff_seconds,
             min_backoff_seconds=0.2,
         )
+        self.leader_poll_seconds = min(leader_poll_seconds or poll_seconds, poll_seconds)
         self.metrics = metrics
         self.db = db
         self.publisher = publisher
@@ -188,6 +190,11 @@ class Relay(BackgroundLoop):
 
     def step(self) -> bool:
         return self.run_once() >= self.batch_size
+
+    def idle_seconds(self) -> float:
+        """The holder looks again soon: rows committed by other processes (workers, hosts,
+        `central` commands) do not wake it. A standby only watches the lease."""
+        return self.leader_poll_seconds if self.stats.leader else self.poll_seconds
 
     def on_stop(self) -> None:
         self.publisher.close()

@@ -71,6 +71,9 @@ class Settings:
     port: int = 8000
     relay: bool = True
     relay_poll_seconds: float = 0.5
+    # How often the lease holder looks for rows other processes committed (its own commits
+    # wake it at once): other workers' and hosts' events wait this long at most.
+    relay_leader_poll_seconds: float = 0.02
     # A relay that stops renewing (SIGKILLed, cut off) is replaced once this runs out, on the
     # database's clock; the holder renews once a third has passed (docs/operations.md).
     relay_lease_seconds: float = 3.0
@@ -230,6 +233,7 @@ RELAY_TIMINGS = {
     "relay_audit_seconds": (10.0, 86_400.0),
     "relay_lease_seconds": (1.0, 300.0),
     "relay_poll_seconds": (0.05, 100.0),
+    "relay_leader_poll_seconds": (0.005, 100.0),
 }
 
 
@@ -244,6 +248,11 @@ def _check_relay_timing(settings: Settings) -> None:
         raise ConfigError(
             f"setting relay_poll_seconds ({settings.relay_poll_seconds:g}) must be at most a "
             f"third of relay_lease_seconds ({settings.relay_lease_seconds:g})"
+        )
+    if settings.relay_leader_poll_seconds > settings.relay_poll_seconds:
+        raise ConfigError(
+            f"setting relay_leader_poll_seconds ({settings.relay_leader_poll_seconds:g}) must "
+            f"be at most relay_poll_seconds ({settings.relay_poll_seconds:g})"
         )
 
 

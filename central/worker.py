@@ -33,6 +33,10 @@ class BackgroundLoop:
     def on_stop(self) -> None:
         """Runs on the loop's thread after the last round."""
 
+    def idle_seconds(self) -> float:
+        """How long to wait after a round that left nothing to do, unless woken."""
+        return self.poll_seconds
+
     def wake(self) -> None:
         self._wake.set()
 
@@ -52,7 +56,7 @@ class BackgroundLoop:
                 busy = False
             if busy:
                 continue
-            self._wake.wait(backoff or self.poll_seconds)
+            self._wake.wait(backoff or self.idle_seconds())
             self._wake.clear()
         self.on_stop()
 

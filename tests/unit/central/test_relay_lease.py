@@ -299,3 +299,48 @@ def test_a_standby_readies_its_publisher_once_while_it_waits(central):
         clock.advance(0.5)
 
     assert publisher.warmed == 1 and publisher.published == []
+
+
+def test_the_lease_holder_looks_for_other_processes_rows_soon_and_a_standby_seldom(central):
+    database = DatabaseClock(central.db)
+    holder, standby = (
+        relay(
+            central, FakeClock(), lease_clock=database, poll_seconds=0.5, leader_poll_seconds=0.02
+        )
+        for _ in range(2)
+    )
+    assert holder.idle_seconds() == 0.5  # no lease yet
+
+    holder.run_once()
+    standby.run_once()
+
+    assert holder.stats.leader and holder.idle_seconds() == 0.02
+    assert not standby.stats.leader and standby.idle_seconds() == 0.5
+
+
+def test_a_holder_not_given_its_own_poll_waits_the_relays_poll(central):
+    holder = relay(central, FakeClock(), lease_clock=DatabaseClock(central.db), poll_seconds=0.5)
+
+    holder.run_once()
+
+    assert holder.stats.leader and holder.idle_seconds() == 0.5
+
+
+def test_the_settings_give_the_holder_a_poll_of_20_ms_by_default():
+    assert settings_from().relay_leader_poll_seconds == 0.02
+
+
+@pytest.mark.parametrize(
+    ("text", "refusal"),
+    [
+        ("relay_leader_poll_seconds = 0.001", "relay_leader_poll_seconds must be 0.005 to 100"),
+        ("relay_leader_poll_seconds = 0.8", r"relay_leader_poll_seconds \(0.8\) must be at most"),
+    ],
+)
+def test_a_holder_poll_out_of_bounds_is_refused(tmp_path, text, refusal):
+    config = tmp_path / "central.toml"
+    config.write_text(f"[central]\n{text}\n")
+    config.chmod(0o600)
+
+    with pytest.raises(ConfigError, match=refusal):
+        load(config_file=config, env={"INVCTL_JWT_SECRET": SECRET})
