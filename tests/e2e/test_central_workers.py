@@ -62,9 +62,11 @@ def test_two_workers_answer_on_one_port_and_sigterm_stops_them_cleanly(
         assert worker_pids(central.process.pid) == set()
         lease = read_lease(s.central_env()["INVCTL_DATABASE_URL"])
         assert lease is not None and not lease.held, "released, not left to run out"
-        (released,) = log_events(central.log_lines(), "relay.lease_released")
-        assert released["owner"] == lease.owner and released["pid"] == lease.pid
-        assert lease.pid in workers
+        # The holder releases it as it stops; the other worker, stopping a moment later, may
+        # take it in between (its relay still runs until its own stop) and releases it in turn.
+        releases = log_events(central.log_lines(), "relay.lease_released")
+        assert 1 <= len(releases) <= 2 and {r["pid"] for r in releases} <= workers
+        assert releases[-1]["owner"] == lease.owner and releases[-1]["pid"] == lease.pid
         assert {r["pid"] for r in log_events(central.log_lines(), "http.request")} == workers
 
 
