@@ -102,19 +102,28 @@ def wait_seen(watcher: ReplicaWatcher, central_db: Path, since_id: int, timeout:
 def latencies(
     watcher: ReplicaWatcher, commits: dict[tuple[str, int], float]
 ) -> tuple[list[float], int]:
+    if not commits:  # a phase whose writes changed nothing would print NaN figures
+        raise RuntimeError("no stock change was committed in this phase: nothing measured")
     values = [watcher.seen[key] - at for key, at in commits.items() if key in watcher.seen]
     return values, len(commits) - len(values)
 
 
 def steady(
-    client: httpx.Client, admin: dict[str, str], skus: list[str], count: int, rate: float
+    client: httpx.Client,
+    admin: dict[str, str],
+    skus: list[str],
+    count: int,
+    rate: float,
+    first_quantity: int = 1000,
 ) -> None:
+    """`count` changes at `rate`, each setting a SKU to a quantity no earlier phase set
+    (`first_quantity` and up): a quantity a SKU already has changes nothing, emits nothing."""
     interval = 1 / rate
     next_at = time.perf_counter()
     for i in range(count):
         sku = skus[i % len(skus)]
         client.put(
-            f"/api/v1/stock/{sku}", json={"quantity": 1000 + i}, headers=admin
+            f"/api/v1/stock/{sku}", json={"quantity": first_quantity + i}, headers=admin
         ).raise_for_status()
         next_at += interval
         time.sleep(max(0.0, next_at - time.perf_counter()))
@@ -272,9 +281,9 @@ def run(quick: bool = False, plaintext: bool = False) -> str:
             watcher.stop.set()
         workers = {
             poll: two_workers(
-                database_url, kafka, prefix, keys, admin, skus[:200], count // 2, poll
+                database_url, kafka, prefix, keys, admin, skus[:200], count // 2, poll, first
             )
-            for poll in (0.5, 0.02)
+            for poll, first in ((0.5, 100_000), (0.02, 200_000))
         }
     finally:
         stop_kafka()
@@ -300,6 +309,7 @@ def two_workers(
     skus: list[str],
     count: int,
     holder_poll_s: float,
+    first_quantity: int,
 ) -> tuple[list[float], int]:
     """The steady measure again on `central serve --workers 2`, each change on a new
     connection so that both workers take changes: one of them holds the relay lease, and
@@ -324,7 +334,7 @@ def two_workers(
         watcher.start()
         try:
             mark = last_movement(central_db)
-            steady(client, admin, skus, count, 100.0)
+            steady(client, admin, skus, count, 100.0, first_quantity)
             wait_seen(watcher, central_db, mark, 30)
             return latencies(watcher, commit_times(central_db, mark))
         finally:
