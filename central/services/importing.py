@@ -25,6 +25,7 @@ from central.models import Category, Product, Stock
 from central.rows import RowInsert, Statement
 from central.services.catalog import category_event, product_event
 from central.services.inventory import LEDGER_ROWS, movement_row
+from central.services.orders import locked_levels
 from central.services.principal import Principal
 from central.uow import UnitOfWork
 from invwire.errors.central import (
@@ -40,9 +41,6 @@ from invwire.errors.central import (
 MAX_ROWS = 1000
 MAX_LISTED_ERRORS = 100
 INSERT_CHUNK = 200
-LEVELS = Statement(
-    'SELECT "sku", "quantity", "version" FROM "stock" WHERE "sku" IN ({marks}) ORDER BY "sku"{lock}'
-)
 SET_STOCK = Statement(
     'UPDATE "stock" SET "quantity" = ?, "version" = ?, "updated_at" = ? WHERE "sku" = ?'
 )
@@ -220,7 +218,7 @@ class _Page:
             if product_skus
             else {}
         )
-        self.stock = _locked_levels(skus)
+        self.stock = locked_levels(skus) if skus else {}
         self.new_products: list[Product] = []
         self.new_stock: set[str] = set()
         self.dirty_stock: set[str] = set()
@@ -270,7 +268,7 @@ class _Page:
         product = Product(**values, version=1, created_at=self.now, updated_at=self.now)
         self.products[product.sku] = product
         self.new_products.append(product)
-        self.stock[product.sku] = _Level(quantity=0, version=0)
+        self.stock[product.sku] = StockLevel(product.sku, quantity=0, version=0)
         self.new_stock.add(product.sku)
         self.uow.record(product_event(product, created=True))
         return "created"
@@ -279,10 +277,10 @@ class _Page:
         stock = self.stock.get(sku)
         if stock is None:
             raise ProductNotFound(f"unknown SKU {sku!r}; a product row creates it")
-        level, event = StockLevel(sku, stock.quantity, stock.version).set_to(quantity, "import")
+        level, event = stock.set_to(quantity, "import")
         if event is None:
             return "unchanged"
-        stock.quantity, stock.version = level.quantity, level.version
+        self.stock[sku] = level
         if sku not in self.new_stock:
             self.dirty_stock.add(sku)
         self.movements.append(movement_row(event, self.principal, "", self.now))
@@ -296,31 +294,21 @@ class _Page:
             Product.insert_many([p.__data__ for p in products]).execute()
         stamp = Stock.updated_at.db_value(self.now)
         new_rows = [
-            {"sku": sku, "quantity": self.stock[sku].quantity, "version": self.stock[sku].version}
-            | {"held": 0, "updated_at": self.now}
-            for sku in sorted(self.new_stock)
+            {
+                "sku": level.sku,
+                "quantity": level.quantity,
+                "version": level.version,
+                "held": level.held,
+                "updated_at": self.now,
+            }
+            for level in (self.stock[sku] for sku in sorted(self.new_stock))
         ]
         for stock_rows in chunked(new_rows, INSERT_CHUNK):
             NEW_STOCK.insert(stock_rows)
         for ledger_rows in chunked(self.movements, INSERT_CHUNK):
             LEDGER_ROWS.insert(ledger_rows)
         changed = [
-            (self.stock[sku].quantity, self.stock[sku].version, stamp, sku)
-            for sku in sorted(self.dirty_stock)
+            (level.quantity, level.version, stamp, level.sku)
+            for level in (self.stock[sku] for sku in sorted(self.dirty_stock))
         ]
         SET_STOCK.run_many(Stock._meta.database, changed)
-
-
-@dataclass
-class _Level:
-    """A stock row's quantity and version as the page changes them."""
-
-    quantity: int
-    version: int
-
-
-def _locked_levels(skus: list[str]) -> dict[str, _Level]:
-    if not skus:
-        return {}
-    cursor = LEVELS.run(Stock._meta.database, skus, size=len(skus))
-    return {sku: _Level(quantity, version) for sku, quantity, version in cursor.fetchall()}
