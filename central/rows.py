@@ -10,7 +10,8 @@ measures the gap). These write the statements peewee would and run them through
   field's own `db_value` conversion.
 - `Statement`: a fixed text written with SQL's double-quoted names and `?` marks, turned
   into the database's own quoting and parameter style; `{marks}` stands for a list of
-  `size` marks and `{lock}` for FOR UPDATE where the backend has row locks.
+  `size` marks, `{whens}` for `size` `WHEN ? THEN ?` arms of a CASE, and `{lock}` for
+  FOR UPDATE where the backend has row locks.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ class Statement:
 
     def _build(self, database: peewee.Database, lock: bool, size: int) -> str:
         marks = ", ".join(["?"] * size)
-        text = self._text.format(marks=marks, lock=" FOR UPDATE" if lock else "")
+        whens = " ".join(["WHEN ? THEN ?"] * size)
+        text = self._text.format(marks=marks, whens=whens, lock=" FOR UPDATE" if lock else "")
         # the texts are this module's callers' constants: no quote or mark inside a literal
         return text.replace('"', database.quote[0]).replace("?", database.param)

@@ -4,6 +4,7 @@ per kind of action, named for what it allows (the roles it admits are listed onc
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -82,17 +83,41 @@ async def login_attempts(throttle: ThrottleDep, address: ClientAddress) -> Attem
 LoginAttempts = Annotated[Attempts, Depends(login_attempts)]
 
 
-def get_principal(
-    central: CentralDep,
+@dataclass(frozen=True)
+class Credentials:
+    """What the caller presented, not yet checked: a store's API key or a user's JWT."""
+
+    api_key: str | None = None
+    token: str | None = None
+
+
+async def get_credentials(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     api_key: Annotated[str | None, Depends(api_key_header)],
-) -> Principal:
+) -> Credentials:
+    """The caller's key or token (a key wins when both are sent); none is 401 at once."""
     if api_key:
-        return accounts.store_principal(central.uow(), api_key)
+        return Credentials(api_key=api_key)
     if credentials is not None and credentials.credentials:
-        claims = read_token(central.tokens, credentials.credentials)
-        return accounts.user_principal(central.uow(), claims)
+        return Credentials(token=credentials.credentials)
     raise AuthRequired()
+
+
+CredentialsDep = Annotated[Credentials, Depends(get_credentials)]
+
+
+def principal_of(central: Central, credentials: Credentials) -> Principal:
+    """Who the credentials name, checked against the database on every request (a revoked
+    key or token is refused on the next one): AuthInvalid if no one."""
+    if credentials.api_key is not None:
+        return accounts.store_principal(central.uow(), credentials.api_key)
+    assert credentials.token is not None  # get_credentials returns one or the other
+    claims = read_token(central.tokens, credentials.token)
+    return accounts.user_principal(central.uow(), claims)
+
+
+def get_principal(central: CentralDep, credentials: CredentialsDep) -> Principal:
+    return principal_of(central, credentials)
 
 
 def allow(*roles: Role) -> Callable[..., Awaitable[Principal]]:
@@ -125,9 +150,9 @@ CanChangeStock = Annotated[Principal, Depends(allow(Role.ADMIN))]
 CanReadStockLedger = Annotated[Principal, Depends(allow(*BACK_OFFICE))]
 
 # Every role gets past these; the use case narrows it and refuses (403) with its own reason:
-# a store, or staff bound to a store, places orders; stores and staff see only their store's
-# orders; ops may not cancel; only a store's API key sends heartbeats.
-CanPlaceOrders = Annotated[Principal, Depends(allow(*ANYONE))]
+# stores and staff see only their store's orders; ops may not cancel; only a store's API key
+# sends heartbeats. (Placing an order checks its caller in the route, with CredentialsDep and
+# principal_of; the use case admits a store, or staff bound to a store.)
 CanReadOrders = Annotated[Principal, Depends(allow(*ANYONE))]
 CanCancelOrders = Annotated[Principal, Depends(allow(*ANYONE))]
 CanSendHeartbeat = Annotated[Principal, Depends(allow(*ANYONE))]

@@ -42,11 +42,13 @@ LEVELS = Statement(
     'SELECT "sku", "quantity", "version", "held" FROM "stock" WHERE "sku" IN ({marks}) '
     'ORDER BY "sku"{lock}'
 )
+# Every changed stock row in one statement (one round trip however many lines), each row
 # conditional on the version read under the lock: a change applies on top of exactly the
-# state it was computed from
+# state it was computed from. The CASEs read only "sku", which no assignment changes.
 TAKE = Statement(
-    'UPDATE "stock" SET "quantity" = ?, "held" = ?, "version" = ?, "updated_at" = ? '
-    'WHERE "sku" = ? AND "version" = ?'
+    'UPDATE "stock" SET "quantity" = CASE "sku" {whens} END, '
+    '"held" = CASE "sku" {whens} END, "version" = CASE "sku" {whens} END, "updated_at" = ? '
+    'WHERE "sku" IN ({marks}) AND "version" = CASE "sku" {whens} END'
 )
 NEW_ORDER = Statement(
     'INSERT INTO "orders" ("id", "store_id", "status", "idempotency_key", "fingerprint", '
@@ -286,15 +288,31 @@ def write_changes(
     now: datetime,
     note: str = "",
 ) -> None:
-    for level, _ in changes:
-        # Conditional on the version read under the lock: a change can only apply on top
-        # of exactly the state it was computed from.
-        stamp = Stock.updated_at.db_value(now)
-        params = [level.quantity, level.held, level.version, stamp, level.sku, level.version - 1]
-        if TAKE.run(Stock._meta.database, params).rowcount != 1:
-            raise RuntimeError(f"stock row {level.sku} changed under its lock")
+    if changes:
+        _take(changes, now)
     LEDGER_ROWS.insert(movement_row(e, principal, note, now) for _, e in changes)
     uow.record(*(event for _, event in changes))
+
+
+def _take(changes: list[tuple[StockLevel, StockChanged]], now: datetime) -> None:
+    """Each changed row set to its last level, if it still has the version read under the
+    lock. A SKU may change twice in one order (its grant's units released for sale, then
+    sold): each change is one version, so the row was read at the first one's version - 1."""
+    last: dict[str, StockLevel] = {}
+    read_at: dict[str, int] = {}
+    for level, _ in changes:
+        read_at.setdefault(level.sku, level.version - 1)
+        last[level.sku] = level
+    skus = list(last)
+    params: list[Any] = []
+    for column in ("quantity", "held", "version"):
+        for sku in skus:
+            params += [sku, getattr(last[sku], column)]
+    params += [Stock.updated_at.db_value(now), *skus]
+    for sku in skus:
+        params += [sku, read_at[sku]]
+    if TAKE.run(Stock._meta.database, params, size=len(skus)).rowcount != len(skus):
+        raise RuntimeError(f"a stock row of {skus} changed under its lock")
 
 
 def cancel_order(uow: UnitOfWork, principal: Principal, order_id: str) -> dict[str, Any]:
