@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +22,7 @@ from invwire.logs import EventLog
 M = TypeVar("M", bound=peewee.Model)
 log = EventLog("central.db")
 CONNECT_TIMEOUT_S = 5  # a database that does not answer at start is a configuration error
+FRESH_S = 1.0  # a MySQL connection used this recently is handed out without a ping
 
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
@@ -43,6 +45,10 @@ class SerializedSqlite(PooledSqliteDatabase):
 class ReconnectingMySQL(ReconnectMixin, PooledMySQLDatabase):
     """Pooled MySQL/MariaDB that reconnects after a server restart or idle timeout."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._returned: dict[int, float] = {}  # connection key -> when it was checked in
+
     def _reconnect(self, func: Any, *args: Any, **kwargs: Any) -> Any:
         # A reconnect resets the thread's connection state, open connection_context()s
         # included; put them back so their exits stay balanced, whether or not it worked.
@@ -53,6 +59,23 @@ class ReconnectingMySQL(ReconnectMixin, PooledMySQLDatabase):
             if contexts and not self._state.ctx:
                 self._state.ctx.extend(contexts)
 
+    def _is_closed(self, conn: Any) -> bool:
+        """peewee's pool pings every connection it hands out: a round trip per request and
+        per relay round. One checked in less than FRESH_S ago answered then, and is handed
+        out unpinged; if its server has gone since, its first statement fails outside any
+        transaction and ReconnectMixin runs it again on another connection, pinged (a lost
+        connection makes every idle one suspect: see _can_reuse)."""
+        if not getattr(conn, "open", False):
+            return True
+        returned = self._returned.get(self.conn_key(conn))
+        if returned is not None and time.monotonic() - returned < FRESH_S:
+            return False
+        return bool(super()._is_closed(conn))
+
+    def _close_raw(self, conn: Any) -> None:
+        self._returned.pop(self.conn_key(conn), None)
+        super()._close_raw(conn)
+
     def _can_reuse(self, conn: Any) -> bool:
         """On check-in, peewee's pool sends ROLLBACK whatever the connection did (PyMySQL does
         not say whether a transaction is open): a round trip at the end of every request and
@@ -61,9 +84,14 @@ class ReconnectingMySQL(ReconnectMixin, PooledMySQLDatabase):
         (a closed connection, another driver)."""
         status = getattr(conn, "server_status", None)
         idle = isinstance(status, int) and not status & SERVER_STATUS.SERVER_STATUS_IN_TRANS
-        if idle and getattr(conn, "open", False):
-            return True
-        return bool(super()._can_reuse(conn))
+        reusable = idle and getattr(conn, "open", False)
+        if not reusable:
+            if not getattr(conn, "open", False):
+                self._returned.clear()  # its server may be gone: ping the idle ones first
+            reusable = bool(super()._can_reuse(conn))
+        if reusable:  # (called on check-in, under the pool's lock)
+            self._returned[self.conn_key(conn)] = time.monotonic()
+        return reusable
 
 
 def connect(url: str) -> peewee.Database:
