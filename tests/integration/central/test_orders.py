@@ -202,6 +202,34 @@ def test_missing_idempotency_key_is_a_400(database_url):
         )
 
 
+def test_the_caller_is_checked_on_every_order_and_a_revoked_key_sells_nothing(database_url):
+    with running_central(database_url) as h:
+        keys = seed(h, {"A": 5})
+        line = [{"sku": "A", "quantity": 1}]
+        assert buy(h.client, keys["store-0"], line).status_code == 201
+        [key] = h.call("GET", "/api/v1/stores/store-0/keys", h.admin())["items"]
+        h.call("DELETE", f"/api/v1/stores/store-0/keys/{key['id']}", h.admin())
+
+        refused = buy(h.client, keys["store-0"], line)
+        anonymous = h.client.post("/api/v1/orders", json={"lines": "not a list"})
+        malformed = h.client.post(
+            "/api/v1/orders", json={"lines": "not a list"}, headers={"X-API-Key": "nope"}
+        )
+
+        assert (refused.status_code, refused.json()["error"]["code"]) == (401, "auth.invalid")
+        assert (anonymous.status_code, anonymous.json()["error"]["code"]) == (
+            401,
+            "auth.required",
+        )
+        # a refused key is checked after the body's shape (docs/wire.md, POST /orders)
+        assert (malformed.status_code, malformed.json()["error"]["code"]) == (
+            422,
+            "request.invalid",
+        )
+        with h.central.db.connection_context():
+            assert Stock.get(Stock.sku == "A").quantity == 4
+
+
 def test_cancel_restores_stock_once_and_only_for_the_owner(
     database_url, kafka_cluster, topic_prefix
 ):
