@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Response
+from fastapi import APIRouter, Header, Path, Query
+from fastapi.responses import JSONResponse
 from pydantic import Field
 from pydantic.json_schema import JsonDict
 
@@ -146,12 +147,11 @@ REPLAYED = {
 )
 def place_order(
     body: OrderIn,
-    response: Response,
     central: CentralDep,
     uow: UowDep,
     credentials: CredentialsDep,
     idempotency_key: Annotated[IdempotencyKeyStr | None, Header(max_length=1000)] = None,
-) -> dict[str, Any]:
+) -> JSONResponse:
     """Reserve every line atomically or none. Replaying a key returns the first order."""
     counter = central.metrics.orders
     # The caller is checked here rather than in a dependency of its own: on the busiest route
@@ -165,9 +165,11 @@ def place_order(
             counter.labels(exc.code).inc()
             raise
     counter.labels("replayed" if placed.replayed else "confirmed").inc()
-    if placed.replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    return placed.order
+    headers = {"Idempotent-Replayed": "true"} if placed.replayed else None
+    # The view is written in the contract's shape (services.orders.view_of; the tests hold
+    # each order answered against the Order model). Checking it again against that model on
+    # every request was about a tenth of an order's CPU; response_model stays for the docs.
+    return JSONResponse(placed.order, status_code=201, headers=headers)
 
 
 NO_RESTORE: dict[int | str, dict[str, Any]] = {

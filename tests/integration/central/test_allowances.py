@@ -18,6 +18,7 @@ from invwire.errors.central import (
     StoreNotFound,
 )
 from tests.support.central_harness import running_central
+from tests.support.contract import as_order_model_writes_it
 
 pytestmark = pytest.mark.integration
 
@@ -221,6 +222,7 @@ def test_an_order_says_what_it_took_from_its_stores_grants_and_its_statement_cou
         drew = [{"grant_id": granted["id"], "sku": "MILK", "units": 2}]
         assert placed.status_code == 201, placed.text
         assert placed.json()["allowances"] == drew  # 1 anyone's, then 2 of its own
+        assert placed.json() == as_order_model_writes_it(placed.json())
         assert again.headers["Idempotent-Replayed"] == "true"
         assert again.json()["allowances"] == drew  # a lost answer asked again says the same
         order = h.client.get(f"/api/v1/orders/{placed.json()['id']}", headers=h.admin())

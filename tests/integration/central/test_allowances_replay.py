@@ -9,6 +9,7 @@ from central.models import Allowance, Order
 from tests.integration.central.test_allowances import buy, give, ledger, seed, stock_row
 from tests.support.central_fakes import FakeClock
 from tests.support.central_harness import running_central
+from tests.support.contract import as_order_model_writes_it
 
 pytestmark = pytest.mark.integration
 
@@ -87,6 +88,7 @@ def test_a_shortfall_beyond_available_stock_leaves_the_order_for_review(database
         assert order["status"] == "confirmed"
         assert order["review"]["code"] == "allowance.uncovered"
         assert order["review"]["details"]["lines"][0]["uncovered"] == 3
+        assert order == as_order_model_writes_it(order)
         assert stock_row(h, "MILK") == (1, 0)  # the grant's 2 taken; the 1 left untouched
         listed = h.call("GET", "/api/v1/orders?store=north", h.admin())["items"]
         assert [o["review"]["code"] for o in listed if o["id"] == order["id"]] == [

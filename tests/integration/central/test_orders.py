@@ -11,6 +11,7 @@ import pytest
 from central.models import Movement, Order, OrderLine, Stock
 from harness.waiting import eventually
 from tests.support.central_harness import read_events, running_central, served
+from tests.support.contract import as_order_model_writes_it
 
 SKUS = [f"SCARCE-{i}" for i in range(10)]
 STORES = [f"store-{i}" for i in range(4)]
@@ -200,6 +201,23 @@ def test_missing_idempotency_key_is_a_400(database_url):
             400,
             "idempotency.key_required",
         )
+
+
+def test_an_order_and_its_replay_are_answered_in_the_order_models_shape(database_url):
+    with running_central(database_url) as h:
+        keys = seed(h, {"A": 5, "B": 5})
+        lines = [{"sku": "A", "quantity": 2}, {"sku": "B", "quantity": 1}]
+
+        placed = buy(h.client, keys["store-0"], lines, idem="shape-1")
+        replayed = buy(h.client, keys["store-0"], lines, idem="shape-1")
+
+        assert (placed.status_code, replayed.status_code) == (201, 201)
+        assert "Idempotent-Replayed" not in placed.headers
+        assert replayed.headers["Idempotent-Replayed"] == "true"
+        assert placed.headers["content-type"] == "application/json"
+        assert placed.json() == as_order_model_writes_it(placed.json())
+        assert replayed.json() == placed.json()
+        assert placed.json()["total"] == "6.00"
 
 
 def test_the_caller_is_checked_on_every_order_and_a_revoked_key_sells_nothing(database_url):
