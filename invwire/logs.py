@@ -83,6 +83,23 @@ class EventLog:
         self._log(logging.ERROR, event, fields, exc)
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes each line to `sys.stderr` as it is then, not as it was when logging was set up:
+    a command run inside another program (a test runner's CLI invocation, which closes the
+    stderr it lent) leaves no handler behind that writes to a closed stream."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> IO[str]:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: IO[str]) -> None:
+        pass  # always the current sys.stderr
+
+
 def configure_logging(
     level: int | str = logging.INFO,
     stream: IO[str] | None = None,
@@ -90,7 +107,7 @@ def configure_logging(
 ) -> None:
     """JSON lines on `stream` (stderr); `fields` are added to every line."""
     numeric = logging.getLevelName(level.upper()) if isinstance(level, str) else level
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else StderrHandler()
     handler.setFormatter(JsonFormatter(fields))
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -2,6 +2,7 @@ import asyncio
 import io
 import json
 import logging
+import sys
 
 import pytest
 
@@ -68,3 +69,21 @@ def test_request_context_replaces_an_unusable_id(log_stream):
 
     (echoed,) = [v for k, v in sent[0]["headers"] if k == b"x-request-id"]
     assert echoed != b"has spaces" and len(echoed) == 32
+
+
+def test_logging_set_up_without_a_stream_writes_to_stderr_as_it_is_at_each_line(monkeypatch):
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    try:
+        lent = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", lent)
+        configure_logging()
+        lent.close()  # as a test runner closes the stderr it lent to a command it ran
+        current = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", current)
+
+        EventLog("invwire.test").info("still.logged")
+
+        assert json.loads(current.getvalue())["event"] == "still.logged"
+    finally:
+        root.handlers[:], root.level = saved
