@@ -203,6 +203,11 @@ class FakeRecordSource:
         with self._changed:
             return len(self._logs[partition])
 
+    def wake(self) -> None:
+        """End a poll that is waiting for records now, with none (as its timeout would)."""
+        with self._changed:
+            self._changed.notify_all()
+
     def poll(self, timeout_ms: int, max_records: int) -> list[Record]:
         if self.failing_polls:
             self.failing_polls -= 1

@@ -444,8 +444,9 @@ def test_a_replica_left_with_older_rows_by_a_restart_is_rebuilt_when_the_loop_st
         assert "GONE" not in ReplicaReads(replica).products()
     finally:
         loop.stop.set()
-        thread.join(5)
+        thread.join(30)
         replica.close()
+    assert not thread.is_alive()
 
 
 def test_a_new_replica_that_first_reads_a_restored_epoch_is_not_rebuilt(tmp_path):
@@ -460,8 +461,9 @@ def test_a_new_replica_that_first_reads_a_restored_epoch_is_not_rebuilt(tmp_path
         assert loop.progress.rebuild() is None, "nothing of an older epoch to drop"
     finally:
         loop.stop.set()
-        thread.join(5)
+        thread.join(30)
         replica.close()
+    assert not thread.is_alive()
 
 
 def test_no_rebuild_when_central_first_sends_epochs(replica):

@@ -42,6 +42,16 @@ def run_in_thread(loop: SyncLoop) -> threading.Thread:
     return thread
 
 
+def stop(loop: SyncLoop, thread: threading.Thread, source: FakeRecordSource | None = None) -> None:
+    """Stop the loop and wait until its thread has ended (a loop left running would log its
+    last line into a later test). `source`: a fake whose poll may be waiting, woken."""
+    loop.stop.set()
+    if source is not None:
+        source.wake()
+    thread.join(30)
+    assert not thread.is_alive(), "the sync loop did not stop"
+
+
 def quantity(replica: Replica, sku: str) -> int | None:
     row = ReplicaReads(replica).stock_level(sku)
     return None if row is None else row.quantity
@@ -259,8 +269,7 @@ def test_loop_waits_for_missing_topics_then_consumes(replica, caplog):
     source.produce(*stock_event(sku="LATE", quantity=9, stock_version=1))
 
     eventually(lambda: quantity(replica, "LATE") == 9)
-    loop.stop.set()
-    thread.join(2)
+    stop(loop, thread, source)
 
 
 def test_loop_reconnects_until_kafka_answers(replica, fake):
@@ -277,8 +286,7 @@ def test_loop_reconnects_until_kafka_answers(replica, fake):
     thread = run_in_thread(loop)
 
     eventually(lambda: quantity(replica, "A") == 2)
-    loop.stop.set()
-    thread.join(2)
+    stop(loop, thread, fake)
     assert len(attempts) == 3
 
 
@@ -314,8 +322,7 @@ def test_a_client_kafka_stopped_answering_is_replaced_by_a_new_one(replica, fake
 
     eventually(lambda: quantity(replica, "A") == 3)
     assert loop.progress.broker_reachable()
-    loop.stop.set()
-    thread.join(2)
+    stop(loop, thread, fake)
     assert len(clients) == 2 and clients[0].closed
 
 
@@ -328,8 +335,7 @@ def test_new_record_is_applied_while_the_loop_runs(replica, fake):
     fake.produce(*stock_event(sku="A", quantity=1, stock_version=1))
     eventually(lambda: quantity(replica, "A") == 1, timeout=60, interval=0.005)
 
-    loop.stop.set()
-    thread.join(2)
+    stop(loop, thread, fake)  # its poll would otherwise wait out the 120 s
 
 
 def test_stop_event_ends_the_loop_and_closes_the_source(replica, fake):
@@ -338,7 +344,7 @@ def test_stop_event_ends_the_loop_and_closes_the_source(replica, fake):
     eventually(loop.progress.is_consuming)
 
     loop.stop.set()
-    thread.join(2)
+    thread.join(30)
 
     assert not thread.is_alive()
     assert fake.closed
