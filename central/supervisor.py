@@ -21,6 +21,7 @@ from typing import Any
 
 from central.settings import Settings
 from invwire.errors.central import WorkerFailed
+from invwire.http_head import BoundedHttpTools
 from invwire.logs import EventLog, configure_logging
 
 log = EventLog("central.serve")
@@ -41,9 +42,9 @@ def server_config(app: Any, settings: Settings, **extra: Any) -> Any:
         timeout_graceful_shutdown=5,
         ssl_certfile=settings.ssl_certfile or None,
         ssl_keyfile=settings.ssl_keyfile or None,
-        # Over limit_concurrency, uvicorn answers 503 itself (docs/central.md). h11 pinned:
-        # the header limit is h11's, and another installed parser would ignore it.
-        http="h11",
+        # Over limit_concurrency, uvicorn answers 503 itself (docs/central.md). httptools
+        # with the head bound uvicorn keeps only for h11 (invwire.http_head).
+        http=BoundedHttpTools,
         limit_concurrency=settings.limit_concurrency,
         backlog=settings.backlog,
         h11_max_incomplete_event_size=settings.max_header_bytes,

@@ -41,6 +41,7 @@ from invwire.errors.agent import (
     ReplicaUnavailable,
 )
 from invwire.failover import Failover
+from invwire.http_head import BoundedHttpTools
 from invwire.logs import EventLog
 from storeagent.clock import Clock, utc_now
 from storeagent.http.app import create_app, create_metrics_app
@@ -657,6 +658,7 @@ class _Server(uvicorn.Server):
             access_log=False,
             lifespan="off",
             server_header=False,
+            http=BoundedHttpTools,  # request heads bounded at h11's default, 16 KiB
             timeout_graceful_shutdown=HTTP_GRACE_S,
         )
         super().__init__(config)
