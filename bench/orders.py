@@ -30,12 +30,15 @@ from bench.common import (
     start_mariadb,
     verdict,
 )
+from bench.cpu_budget import Spent, metered, order_parts
 from bench.order_ceiling import raw_orders
 from bench.stack import SECRET, catalog_rows, central_process, seed_central
 from harness.kafka_security import KafkaCluster
 
 SKUS = [f"BENCH-{i:03d}" for i in range(50)]
 STORES = [f"bench-{i}" for i in range(4)]
+ONE, TWO = "1 process", "--workers 2"
+WORKERS_ARGS = ("--workers", "2")
 
 
 def fresh_database(backend: str, mariadb_url: str) -> str:
@@ -134,6 +137,8 @@ def measure(
     seconds: float,
     port: int,
 ) -> list[dict[str, object]]:
+    """Each level on one `central serve` process, then 8 clients on `--workers 2` (same
+    database, same topics: a restart), each next to its own /healthz rate."""
     keys = seed(database_url)
     rows = []
     direct_make, close_direct = direct_transactions(database_url)
@@ -141,16 +146,31 @@ def measure(
         # topics of their own: a fresh database on another run's topics would be behind
         # them, and central refuses to start so (central.behind_kafka)
         prefix = f"orders{uuid.uuid4().hex[:6]}."
+        direct = {}
         with central_process(database_url, kafka, port, prefix) as url:
             for clients in levels:
-                http = run_clients(clients, seconds, http_orders(url, keys))
+                http, spent = metered_orders(clients, seconds, url, keys, port)
                 trivial = run_clients(clients, seconds, trivial_endpoint(url))
-                direct = run_clients(clients, seconds, direct_make)
-                rows.append(_row(backend, clients, http, direct, trivial))
+                direct[clients] = run_clients(clients, seconds, direct_make)
+                rows.append(_row(backend, ONE, clients, http, direct[clients], trivial, spent))
                 print(_line(rows[-1]), file=sys.stderr)
+        with central_process(database_url, kafka, port, prefix, args=WORKERS_ARGS) as url:
+            run_clients(8, max(1.0, seconds / 5), http_orders(url, keys))  # warm both workers
+            http, spent = metered_orders(8, seconds, url, keys, port)
+            trivial = run_clients(8, seconds, trivial_endpoint(url))
+            rows.append(_row(backend, TWO, 8, http, direct[8], trivial, spent))
+            print(_line(rows[-1]), file=sys.stderr)
     finally:
         close_direct()
     return rows
+
+
+def metered_orders(
+    clients: int, seconds: float, url: str, keys: dict[str, str], port: int
+) -> tuple[Sample, Spent]:
+    with metered(order_parts(port)) as spent:
+        http = run_clients(clients, seconds, http_orders(url, keys))
+    return http, spent
 
 
 def storage_ceiling(seconds: float) -> dict[str, float]:
@@ -189,11 +209,18 @@ def ceiling_table(ceiling: dict[str, float]) -> str:
 
 
 def _row(
-    backend: str, clients: int, http: Sample, direct: Sample, trivial: Sample
+    backend: str,
+    layout: str,
+    clients: int,
+    http: Sample,
+    direct: Sample,
+    trivial: Sample,
+    spent: Spent,
 ) -> dict[str, object]:
     ceiling = min(direct.rate, trivial.rate)
     return {
         "backend": backend,
+        "layout": layout,
         "clients": clients,
         "orders_s": http.rate,
         "p50": http.pct(50),
@@ -204,12 +231,15 @@ def _row(
         "trivial_s": trivial.rate,
         "trivial_p50": trivial.pct(50),
         "ratio": http.rate / ceiling if ceiling else float("nan"),
+        "ceiling": ceiling,
+        "cpu_ms": spent.per_unit_ms(len(http.latencies)),
+        "busy": spent.machine_busy,
     }
 
 
 def _line(r: dict[str, object]) -> str:
     return (
-        f"{r['backend']:7} c={r['clients']:<3} orders/s={r['orders_s']:.0f} "
+        f"{r['backend']:7} {r['layout']:10} c={r['clients']:<3} orders/s={r['orders_s']:.0f} "
         f"p50={ms(r['p50'])}ms p99={ms(r['p99'])}ms | direct tx/s={r['direct_s']:.0f} "  # type: ignore[arg-type]
         f"| /healthz req/s={r['trivial_s']:.0f} | ratio={r['ratio']:.2f}"
     )
@@ -217,13 +247,14 @@ def _line(r: dict[str, object]) -> str:
 
 def table(rows: list[dict[str, object]]) -> str:
     lines = [
-        "| backend | clients | orders/s | p50 ms | p99 ms | errors | direct tx/s | /healthz req/s "
-        "| orders / smaller ceiling |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| backend | central | clients | orders/s | p50 ms | p99 ms | errors | direct tx/s "
+        "| /healthz req/s | orders / smaller ceiling |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         lines.append(
-            f"| {r['backend']} | {r['clients']} | {r['orders_s']:.0f} | {ms(r['p50'])} "  # type: ignore[arg-type]
+            f"| {r['backend']} | {r['layout']} | {r['clients']} | {r['orders_s']:.0f} "  # type: ignore[arg-type]
+            f"| {ms(r['p50'])} "  # type: ignore[arg-type]
             f"| {ms(r['p99'])} | {r['errors']} | {r['direct_s']:.0f} | {r['trivial_s']:.0f} "  # type: ignore[arg-type]
             f"| {r['ratio']:.2f} |"
         )
@@ -233,13 +264,49 @@ def table(rows: list[dict[str, object]]) -> str:
             lines.append("")
             lines.append(
                 verdict(
-                    f"{r['backend']} orders/s at 8 clients / smaller ceiling",
+                    f"{r['backend']} orders/s at 8 clients / smaller ceiling, {r['layout']}",
                     ratio,
                     "at least 0.5",
                     ratio >= 0.5,
                 )
             )
     return "\n".join(lines)
+
+
+CPU_PARTS = ("central", "mariadb", "kafka", "load generator")
+
+
+def cpu_table(rows: list[dict[str, object]]) -> str:
+    """CPU per order by process at 8 clients, and what the 0.5 target leaves central."""
+    lines = [
+        "| backend | central | orders/s | central ms | MariaDB server ms | Kafka broker ms "
+        "| load generator ms | machine busy |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    notes = []
+    for r in (r for r in rows if r["clients"] == 8):
+        cpu: dict[str, float] = r["cpu_ms"]  # type: ignore[assignment]
+        cells = " | ".join(f"{cpu.get(part, 0.0):.2f}" for part in CPU_PARTS)
+        lines.append(
+            f"| {r['backend']} | {r['layout']} | {r['orders_s']:.0f} | {cells} "
+            f"| {float(r['busy']):.0%} |"  # type: ignore[arg-type]
+        )
+        notes.append(_budget_note(r, cpu))
+    return "\n".join([*lines, "", *notes])
+
+
+def _budget_note(r: dict[str, object], cpu: dict[str, float]) -> str:
+    cores = os.cpu_count() or 1
+    target = 0.5 * float(r["ceiling"])  # type: ignore[arg-type]
+    budget = cores * 1000 / target
+    others = sum(ms for part, ms in cpu.items() if part != "central")
+    return (
+        f"- {r['backend']}, {r['layout']}: half the smaller ceiling is {target:.0f} orders/s; "
+        f"at that rate the machine's {cores} cores give {budget:.2f} ms of CPU per order in "
+        f"all. The MariaDB server, the broker and the load generator took {others:.2f} ms per "
+        f"order in this run, which would leave central {budget - others:.2f} ms; it took "
+        f"{cpu.get('central', 0.0):.2f} ms."
+    )
 
 
 def run(quick: bool = False, plaintext: bool = False) -> str:
@@ -266,8 +333,13 @@ def run(quick: bool = False, plaintext: bool = False) -> str:
         "back to back. *direct tx/s*: the same `place_order` use case (one transaction: order "
         "row, locked stock rows, conditional decrements, lines, ledger, outbox) called in a loop "
         "in-process with the same number of threads; */healthz*: a trivial endpoint of the same "
-        "uvicorn + FastAPI process. The load generator shares the 2 cores with the server.\n\n"
+        "uvicorn + FastAPI server. The load generator shares the 2 cores with the server. "
+        "*1 process*: `central serve`; *--workers 2*: `central serve --workers 2` on the same "
+        "database and topics right after (one worker holds the relay lease).\n\n"
         + table(rows)
+        + "\n\n*CPU per order at 8 clients*, by process, from /proc over the orders run "
+        "(central: its process and any workers; machine busy: all cores, from /proc/stat):\n\n"
+        + cpu_table(rows)
         + "\n\n*Storage ceiling*: 2-line orders in one thread on a fresh SQLite file, first "
         "through central's `place_order`, then as the same statements written by hand with the "
         "standard library's `sqlite3` (bench/order_ceiling.py: idempotency lookup, order row, "
