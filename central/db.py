@@ -48,6 +48,7 @@ class ReconnectingMySQL(ReconnectMixin, PooledMySQLDatabase):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._returned: dict[int, float] = {}  # connection key -> when it was checked in
+        self.fresh_s = FRESH_S
 
     def _reconnect(self, func: Any, *args: Any, **kwargs: Any) -> Any:
         # A reconnect resets the thread's connection state, open connection_context()s
@@ -61,14 +62,14 @@ class ReconnectingMySQL(ReconnectMixin, PooledMySQLDatabase):
 
     def _is_closed(self, conn: Any) -> bool:
         """peewee's pool pings every connection it hands out: a round trip per request and
-        per relay round. One checked in less than FRESH_S ago answered then, and is handed
+        per relay round. One checked in less than `fresh_s` ago answered then, and is handed
         out unpinged; if its server has gone since, its first statement fails outside any
         transaction and ReconnectMixin runs it again on another connection, pinged (a lost
         connection makes every idle one suspect: see _can_reuse)."""
         if not getattr(conn, "open", False):
             return True
         returned = self._returned.get(self.conn_key(conn))
-        if returned is not None and time.monotonic() - returned < FRESH_S:
+        if returned is not None and time.monotonic() - returned < self.fresh_s:
             return False
         return bool(super()._is_closed(conn))
 

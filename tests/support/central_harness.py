@@ -96,10 +96,28 @@ def _has_admin(central: Central) -> bool:
 @contextmanager
 def mariadb_database(base_url: str) -> Iterator[str]:
     """A fresh, uniquely named database on the test MariaDB server, dropped afterwards."""
-    import pymysql
-
     parsed = urlparse(base_url)
     name = "t_" + uuid.uuid4().hex[:12]
+    with admin_connection(base_url) as connection:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+            yield (
+                f"mysql://{parsed.username}:{parsed.password}@{parsed.hostname}:{parsed.port}/"
+                f"{name}"
+            )
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+@contextmanager
+def admin_connection(url: str) -> Iterator[Any]:
+    """A PyMySQL connection (autocommit) as the user in `url`, of its own: outside any pool
+    under test."""
+    import pymysql
+
+    parsed = urlparse(url)
     connection = pymysql.connect(
         host=parsed.hostname,
         port=parsed.port or 3306,
@@ -108,12 +126,8 @@ def mariadb_database(base_url: str) -> Iterator[str]:
         autocommit=True,
     )
     try:
-        with connection.cursor() as cursor:
-            cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-        yield f"mysql://{parsed.username}:{parsed.password}@{parsed.hostname}:{parsed.port}/{name}"
+        yield connection
     finally:
-        with connection.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
         connection.close()
 
 

@@ -1,7 +1,7 @@
 """The MariaDB pool's check-in: a connection that left no transaction open goes back as it is
 (no ROLLBACK round trip at the end of every request); one that did is rolled back, so the next
 user never inherits another's uncommitted changes. Its check-out: a connection back for less
-than FRESH_S goes out without a ping, and one its server closed meanwhile is replaced without
+than its `fresh_s` goes out without a ping, and one its server closed meanwhile is replaced without
 the caller seeing it."""
 
 import threading
@@ -9,15 +9,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlparse
 
 import peewee
-import pymysql
 import pytest
 
-from central import db as central_db
 from central.db import connect
-from tests.support.central_harness import mariadb_database, mysql_base_url
+from tests.support.central_harness import admin_connection, mariadb_database, mysql_base_url
 
 
 @pytest.fixture
@@ -80,16 +77,16 @@ def pings(db: peewee.Database) -> tuple[int, int]:
     return int(connection_id), int(status[1])
 
 
-def test_a_connection_back_a_moment_ago_goes_out_without_a_ping(db, monkeypatch):
-    monkeypatch.setattr(central_db, "FRESH_S", 3600.0)  # "a moment" however slow this machine
+def test_a_connection_back_a_moment_ago_goes_out_without_a_ping(db):
+    db.fresh_s = 3600.0  # "a moment" however slow this machine
     connection_id, before = pings(db)
 
     assert pings(db) == (connection_id, before), "checked in just now: no ping"
 
 
-def test_a_connection_idle_for_longer_is_pinged_before_use(db, monkeypatch):
+def test_a_connection_idle_for_longer_is_pinged_before_use(db):
     connection_id, before = pings(db)
-    monkeypatch.setattr(central_db, "FRESH_S", 0.0)
+    db.fresh_s = 0.0
 
     assert pings(db) == (connection_id, before + 1)
 
@@ -97,19 +94,8 @@ def test_a_connection_idle_for_longer_is_pinged_before_use(db, monkeypatch):
 @contextmanager
 def admin_cursor(url: str) -> Iterator[Any]:
     """A cursor on a connection of its own, outside the pool under test."""
-    parsed = urlparse(url)
-    admin = pymysql.connect(
-        host=parsed.hostname,
-        port=parsed.port or 3306,
-        user=parsed.username,
-        password=parsed.password or "",
-        autocommit=True,
-    )
-    try:
-        with admin.cursor() as cursor:
-            yield cursor
-    finally:
-        admin.close()
+    with admin_connection(url) as admin, admin.cursor() as cursor:
+        yield cursor
 
 
 def kill(url: str, connection_ids: list[int]) -> None:
