@@ -10,8 +10,10 @@ Two checks, because httptools buffers an unfinished header inside the parser, ou
 - a read that begins inside a head and ends in the same one adds all its bytes to the head's
   count, so a head that never ends is refused within one read (up to 256 KiB) past the
   limit;
-- a head once parsed is measured exactly (method, target, each header), so a complete head
-  over the limit is refused too, however it arrived.
+- a head once parsed is measured from its parts (method, target, each header's name and
+  value, with the line ends and separators a head needs; padding whitespace the parser
+  strips is not counted), so a complete head over the limit is refused too, however it
+  arrived.
 A read that ends a body and begins the next head is not counted: the count never takes body
 bytes for head bytes, so a request within the limit is never refused.
 """
