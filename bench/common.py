@@ -111,9 +111,19 @@ def serving_pid(port: int) -> int:
 
 def process_cpu_seconds(port: int) -> float:
     """User + system CPU seconds of the process serving on `port`, read from /proc."""
-    stat = Path(f"/proc/{serving_pid(port)}/stat").read_text()
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return cpu_seconds([serving_pid(port)])
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes, read from /proc (one gone counts 0)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def process_memory_kib(port: int) -> dict[str, int]:

@@ -10,10 +10,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import RUN, serving_pid
+from bench.common import RUN, cpu_seconds, serving_pid
 from harness.proc import pids_where
-
-TICK = os.sysconf("SC_CLK_TCK")
 
 # part -> the pids it is made of (looked up at each reading: central's workers may change)
 Parts = Mapping[str, Callable[[], list[int]]]
@@ -31,17 +29,6 @@ def process_tree(pid: int) -> list[int]:
             except OSError:
                 continue  # gone meanwhile
     return found
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / TICK
 
 
 def machine_ticks() -> tuple[int, int]:
