@@ -35,11 +35,16 @@ from invwire.errors.agent import (
 )
 from invwire.kafka import reader_config
 from storeagent.sync.kafka_login import KafkaLogin, check_login
+from storeagent.sync.read_ahead import ReadAhead
 from storeagent.sync.source import Record, TopicPartition
 
 REQUEST_TIMEOUT_MS = 10_000
 CALL_TIMEOUT_MS = 3_000
 DESCRIBE_CHECK_MS = 1_000  # a refusal comes in milliseconds; a missing topic only times out
+# At most this many records are taken from the client in one poll (sync.read_ahead): more
+# than a fetch brings (1 MiB a partition), so that a poll takes all of it and the next fetch
+# goes out; about 10 MB of records held at most.
+READ_AHEAD_RECORDS = 60_000
 
 
 @contextmanager
@@ -77,6 +82,7 @@ class KafkaRecordSource:
         self._consumer = consumer
         self._login = login or KafkaLogin()
         self._servers, self._client_id = list(servers), client_id
+        self._ahead = ReadAhead()
 
     @classmethod
     def connect(
@@ -142,10 +148,12 @@ class KafkaRecordSource:
             pass  # no answer for it: the topic is missing indeed
 
     def assign(self, partitions: Sequence[TopicPartition]) -> None:
+        self._ahead.clear()
         with _kafka_errors():
             self._consumer.assign([_ktp(tp) for tp in partitions])
 
     def seek(self, partition: TopicPartition, offset: int | None) -> None:
+        self._ahead.drop(partition)
         with _kafka_errors():
             if offset is None:
                 self._consumer.seek_to_beginning(_ktp(partition))
@@ -153,6 +161,9 @@ class KafkaRecordSource:
                 self._consumer.seek(_ktp(partition), offset)
 
     def position(self, partition: TopicPartition) -> int | None:
+        held = self._ahead.next_offset(partition)
+        if held is not None:
+            return held
         try:
             with _kafka_errors():
                 position = self._consumer.position(_ktp(partition), timeout_ms=CALL_TIMEOUT_MS)
@@ -203,13 +214,26 @@ class KafkaRecordSource:
         return None if end is None else int(end)
 
     def poll(self, timeout_ms: int, max_records: int) -> list[Record]:
+        """Records read ahead first; the client is polled only once they are all handed out."""
+        if not self._ahead:
+            self._read(timeout_ms)
+            if self._ahead:
+                # kafka-python 3 sends the next fetch only from a poll that finds nothing
+                # buffered: this one sends it now, so that it is under way while the loop
+                # applies what was just read (sync.read_ahead).
+                self._read(0)
+        return self._ahead.take(max_records)
+
+    def _read(self, timeout_ms: int) -> None:
         with _kafka_errors():
-            batches = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
-        return [
-            Record(r.topic, r.partition, r.offset, r.key, r.value, _headers(r.headers))
+            batches = self._consumer.poll(timeout_ms=timeout_ms, max_records=READ_AHEAD_RECORDS)
+        self._ahead.fill(
+            [
+                Record(r.topic, r.partition, r.offset, r.key, r.value, _headers(r.headers))
+                for r in records
+            ]
             for records in batches.values()
-            for r in records
-        ]
+        )
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         request = {_ktp(tp): OffsetAndMetadata(nxt, "", -1) for tp, nxt in offsets.items()}
@@ -217,6 +241,7 @@ class KafkaRecordSource:
             self._consumer.commit(request, timeout_ms=CALL_TIMEOUT_MS)
 
     def close(self) -> None:
+        self._ahead.clear()
         with suppress(Exception):  # closing a client that failed: nothing left to save
             self._consumer.close(autocommit=False, timeout_ms=CALL_TIMEOUT_MS)
 

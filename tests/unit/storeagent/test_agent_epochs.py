@@ -249,13 +249,15 @@ def test_without_an_epoch_in_the_answer_a_sales_stock_takes_the_replicas(replica
 
 
 class OneBatchConsumer:
-    """Stands in for kafka-python's KafkaConsumer: poll() answers one batch of records."""
+    """Stands in for kafka-python's KafkaConsumer: the first poll() answers one batch of
+    records, the others nothing."""
 
     def __init__(self, records: list[object]) -> None:
         self.records = records
 
     def poll(self, timeout_ms: int, max_records: int) -> dict[object, list[object]]:
-        return {"tp": self.records}
+        records, self.records = self.records, []
+        return {"tp": records} if records else {}
 
 
 def test_the_kafka_source_passes_the_records_headers():
