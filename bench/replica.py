@@ -355,7 +355,7 @@ def method(sizes: Sizes) -> str:
     return (
         f"*Apply rate*: {sizes.backlog:,} stock.changed events ({VERSIONS_PER_SKU} versions of "
         f"{sizes.backlog // VERSIONS_PER_SKU:,} SKUs) already on the broker, drained by the "
-        "agent's sync loop in this process (real KafkaRecordSource, batches of up to 500 "
+        "agent's sync loop in this process (real KafkaRecordSource, batches of up to 2,000 "
         "records, one SQLite transaction per batch with its offsets, then a Kafka offset "
         "commit) into a new replica, from the loop's start until bootstrapped or "
         f"{APPLY_BUDGET_S:.0f} s; *raw*: a plain KafkaConsumer polling the same partitions to "
