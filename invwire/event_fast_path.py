@@ -33,7 +33,7 @@ Natural = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 Positive = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
 
 
-class StockData(msgspec.Struct):
+class StockData(msgspec.Struct, gc=False):
     sku: str
     quantity: Natural
     delta: Integer
@@ -42,7 +42,7 @@ class StockData(msgspec.Struct):
     stock_version: Natural
 
 
-class ProductData(msgspec.Struct):
+class ProductData(msgspec.Struct, gc=False):
     sku: str
     name: str
     price: str
@@ -52,7 +52,7 @@ class ProductData(msgspec.Struct):
     version: Natural
 
 
-class StockEnvelope(msgspec.Struct):
+class StockEnvelope(msgspec.Struct, gc=False):
     event_id: str
     type: str
     schema: Positive  # at most events.SCHEMA_VERSION: checked there
@@ -60,7 +60,7 @@ class StockEnvelope(msgspec.Struct):
     data: StockData
 
 
-class ProductEnvelope(msgspec.Struct):
+class ProductEnvelope(msgspec.Struct, gc=False):
     event_id: str
     type: str
     schema: Positive  # at most events.SCHEMA_VERSION: checked there

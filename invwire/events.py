@@ -477,8 +477,13 @@ _PARSERS: dict[tuple[str, str], Callable[[_Data], Event]] = {
 }
 
 
-def _fast_stock(key: bytes | None, value: bytes | None) -> Received | None:
-    """A valid stock.changed record, parsed on invwire.event_fast_path; None: not known valid."""
+def valid_stock(
+    key: bytes | None, value: bytes | None
+) -> tuple[fast.StockEnvelope, datetime] | None:
+    """A valid stock.changed record as invwire.event_fast_path decoded it, with its time (in
+    UTC); None: not known valid (parse_record decides). A replica's batch takes its stock
+    records so (storeagent's batch_apply): a StockChanged and a Received made of each cost
+    about a microsecond more, a twentieth of a record's whole cost there."""
     envelope = fast.decoded(fast.STOCK, key, value)
     if envelope is None or envelope.type != "stock.changed":
         return None
@@ -488,6 +493,16 @@ def _fast_stock(key: bytes | None, value: bytes | None) -> Received | None:
     occurred_at = fast.moment(envelope.occurred_at)
     if occurred_at is None:
         return None
+    return envelope, occurred_at
+
+
+def _fast_stock(key: bytes | None, value: bytes | None) -> Received | None:
+    """A valid stock.changed record, parsed on invwire.event_fast_path; None: not known valid."""
+    found = valid_stock(key, value)
+    if found is None:
+        return None
+    envelope, occurred_at = found
+    data = envelope.data
     event = StockChanged(
         data.sku, data.quantity, data.delta, data.reason, data.stock_version, data.order_id
     )

@@ -12,6 +12,7 @@ module (replica.queries); each binds the tables to this handle's database.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -87,6 +88,15 @@ SALVAGE_HINT = (
 
 def iso(moment: datetime) -> str:
     return moment.isoformat(timespec="microseconds")
+
+
+_ISO_UTC = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}\+00:00")
+
+
+def iso_as_sent(text: str, moment: datetime) -> str:
+    """iso(moment) for a UTC `moment` parsed from `text`: `text` itself when it is in that
+    form already, as central sends its times (matching it costs a third of formatting)."""
+    return text if _ISO_UTC.fullmatch(text) else iso(moment)
 
 
 def is_transient(exc: BaseException) -> bool:

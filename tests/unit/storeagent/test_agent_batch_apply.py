@@ -6,7 +6,7 @@ import json
 import random
 import sqlite3
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -75,10 +75,6 @@ class FailingBulk(Replica):
         return super().upsert_rows(table, rows)
 
 
-def at(minutes: int) -> str:
-    return (datetime(2026, 11, 29, 9, 0, tzinfo=UTC) + timedelta(minutes=minutes)).isoformat()
-
-
 class RandomLog:
     """Random records over a few keys: duplicates in a batch, versions out of order, epochs
     that go back, other stores' orders, and now and then a poison record."""
@@ -109,7 +105,7 @@ class RandomLog:
     def event(self) -> tuple[str, bytes, bytes]:
         rng = self.rng
         kind = rng.random()
-        occurred = {"occurred_at": at(rng.randrange(600))}
+        occurred = {"occurred_at": self.moment()}
         if kind < 0.03:
             return TOPIC_INVENTORY, b"A-1", b"{not json"
         if kind < 0.05:
@@ -130,6 +126,22 @@ class RandomLog:
         data = {"order_id": rng.choice(ORDERS), "store_id": rng.choice((STORE, "s2"))}
         event = order_event(**data, status=status, version=STATUS_VERSIONS[status])
         return self.with_time(event, occurred)
+
+    def moment(self) -> str:
+        """A time in a form the rules accept: central's own (UTC, microseconds when any,
+        which the fast path stores as sent), all six digits, `Z`, or another offset."""
+        rng = self.rng
+        minutes, micros = rng.randrange(600), rng.choice((0, 0, 123456))
+        moment = datetime(2026, 11, 29, 9, 0, tzinfo=UTC) + timedelta(minutes=minutes)
+        moment += timedelta(microseconds=micros)
+        form = rng.randrange(4)
+        if form == 0:
+            return moment.isoformat()
+        if form == 1:
+            return moment.isoformat(timespec="microseconds")
+        if form == 2:
+            return moment.isoformat().replace("+00:00", "Z")
+        return moment.astimezone(timezone(timedelta(hours=2))).isoformat()
 
     def stock(self) -> dict[str, Any]:
         rng = self.rng

@@ -1,7 +1,9 @@
+from datetime import UTC, datetime
+
 import pytest
 
 from invwire.errors.agent import ConfigError, ReplicaSchemaTooNew
-from storeagent.replica.db import SCHEMA_VERSION, open_replica
+from storeagent.replica.db import SCHEMA_VERSION, iso, iso_as_sent, open_replica
 from storeagent.sync.source import TopicPartition
 
 
@@ -54,3 +56,25 @@ def test_a_replica_path_under_a_file_is_a_config_error(tmp_path):
 
     assert caught.value.code == "config.invalid"
     assert "cannot create the directory" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        "2026-11-29T10:00:00.123456+00:00",  # central's own form: kept as sent
+        "2026-11-29T10:00:00+00:00",  # whole seconds
+        "2026-11-29T10:00:00.123456Z",
+        "2026-11-29T12:00:00.123456+02:00",
+        "2026-11-29T10:00:00,123456+00:00",  # a comma before the fraction
+        "2026-W48-7T10:00:00.123456+00:00",  # an ISO week date of the same length
+        "2026-11-29 10:00:00.123456+00:00",
+    ],
+)
+def test_a_time_as_sent_is_stored_as_iso_stores_it(sent):
+    moment = datetime.fromisoformat(sent).astimezone(UTC)
+
+    assert (
+        iso_as_sent(sent, moment)
+        == iso(moment)
+        == "2026-11-29T10:00:00" + (".123456+00:00" if moment.microsecond else ".000000+00:00")
+    )
