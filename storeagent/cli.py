@@ -12,7 +12,6 @@ installed are a configuration error (`config.tracing_unavailable`).
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -24,6 +23,7 @@ from invwire.logs import EventLog, configure_logging
 from invwire.tracing import TracingUnavailable
 from invwire.transport import is_plain_http_to_remote
 from storeagent.app import bootstrap
+from storeagent.ops import runtime
 from storeagent.ops.notify import systemd_link
 from storeagent.salvage import salvage as salvage_replica
 from storeagent.salvage import write_salvage
@@ -168,9 +168,7 @@ def run(
     Example: storeagent run --store-id s1 --central https://central.example --kafka 10.0.0.5:9092
     """
     configure_logging()
-    # The sync loop, Kafka's IO thread and the HTTP server hand work to each other: switch
-    # the GIL every 0.5 ms instead of 5 ms so each hand-off does not add milliseconds.
-    sys.setswitchinterval(0.0005)
+    runtime.tune()
     log = EventLog("storeagent")
     flags = {
         "store_id": store_id,
@@ -198,6 +196,7 @@ def run(
         configure_logging(fields={"store_id": settings.store_id})
         tracing.setup("storeagent")  # OTEL_* variables (docs/operations.md "Tracing")
         agent = bootstrap(settings, systemd=systemd_link(os.environ))
+        runtime.settle()
         _warn_if_plain_http(settings, log)  # after every configuration check: else one line
         code = agent.serve()
     except ReplicaRefused as exc:
