@@ -216,24 +216,28 @@ class KafkaRecordSource:
     def poll(self, timeout_ms: int, max_records: int) -> list[Record]:
         """Records read ahead first; the client is polled only once they are all handed out."""
         if not self._ahead:
-            self._read(timeout_ms)
-            if self._ahead:
-                # kafka-python 3 sends the next fetch only from a poll that finds nothing
-                # buffered: this one sends it now, so that it is under way while the loop
-                # applies what was just read (sync.read_ahead).
+            read = self._read(timeout_ms)
+            if read > max_records:
+                # Catching up: kafka-python 3 sends the next fetch only from a poll that
+                # finds nothing buffered, and this one sends it now, so that it is under way
+                # while the loop applies what was just read (sync.read_ahead). Not for a
+                # few records: that poll would delay each of them by its own cost.
                 self._read(0)
         return self._ahead.take(max_records)
 
-    def _read(self, timeout_ms: int) -> None:
+    def _read(self, timeout_ms: int) -> int:
+        """Poll the client into the read-ahead; how many records it gave."""
         with _kafka_errors():
             batches = self._consumer.poll(timeout_ms=timeout_ms, max_records=READ_AHEAD_RECORDS)
-        self._ahead.fill(
+        chunks = [
             [
                 Record(r.topic, r.partition, r.offset, r.key, r.value, _headers(r.headers))
                 for r in records
             ]
             for records in batches.values()
-        )
+        ]
+        self._ahead.fill(chunks)
+        return sum(len(chunk) for chunk in chunks)
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         request = {_ktp(tp): OffsetAndMetadata(nxt, "", -1) for tp, nxt in offsets.items()}
