@@ -42,8 +42,9 @@ REQUEST_TIMEOUT_MS = 10_000
 CALL_TIMEOUT_MS = 3_000
 DESCRIBE_CHECK_MS = 1_000  # a refusal comes in milliseconds; a missing topic only times out
 # At most this many records are taken from the client in one poll (sync.read_ahead): more
-# than a fetch brings (1 MiB a partition), so that a poll takes all of it and the next fetch
-# goes out; about 10 MB of records held at most.
+# than a fetch brings (1 MiB a partition, about 3,500 stock records), so that a poll takes
+# all of it and the next fetch goes out. Holding a decoded fetch while the next one arrives
+# raised a bootstrapping agent's RSS from 107 to 131 MiB (docs/benchmarks.md).
 READ_AHEAD_RECORDS = 60_000
 
 
@@ -153,12 +154,14 @@ class KafkaRecordSource:
             self._consumer.assign([_ktp(tp) for tp in partitions])
 
     def seek(self, partition: TopicPartition, offset: int | None) -> None:
-        self._ahead.drop(partition)
         with _kafka_errors():
             if offset is None:
                 self._consumer.seek_to_beginning(_ktp(partition))
             else:
                 self._consumer.seek(_ktp(partition), offset)
+        # Only once the client moved: a refused seek leaves the held records where they
+        # were, and position() still names the first of them.
+        self._ahead.drop(partition)
 
     def position(self, partition: TopicPartition) -> int | None:
         held = self._ahead.next_offset(partition)

@@ -794,3 +794,33 @@ def bootstrapped(replica: Replica, *events: tuple[str, bytes, bytes]) -> Replica
     with replica.transaction():
         replica.set_meta({META_BOOTSTRAPPED: "1"})
     return replica
+
+
+class BufferedKafkaConsumer:
+    """Stands in for kafka-python's KafkaConsumer over one partition holding `count` records:
+    poll() answers every record not yet taken (or `max_records` of them) and counts its
+    calls; seek() raises `seek_error` when one is set."""
+
+    def __init__(self, topic: str, count: int, seek_error: Exception | None = None) -> None:
+        self.topic, self.count, self.seek_error = topic, count, seek_error
+        self.next_offset, self.polls = 0, 0
+
+    def poll(self, timeout_ms: int, max_records: int) -> dict[object, list[object]]:
+        from kafka.consumer.fetcher import ConsumerRecord
+
+        self.polls += 1
+        last = min(self.count, self.next_offset + max_records)
+        records = [
+            ConsumerRecord(self.topic, 0, -1, n, 0, 0, b"k", b"{}", [], None, 1, 2, 0)
+            for n in range(self.next_offset, last)
+        ]
+        self.next_offset = last
+        return {"tp": records} if records else {}
+
+    def position(self, partition: object, timeout_ms: int | None = None) -> int:
+        return self.next_offset
+
+    def seek(self, partition: object, offset: int) -> None:
+        if self.seek_error is not None:
+            raise self.seek_error
+        self.next_offset = offset

@@ -1,7 +1,13 @@
 """sync.read_ahead: records read from the Kafka client before the loop asks for them."""
 
+import pytest
+from kafka.errors import IllegalStateError
+
+from invwire.errors.agent import SourceUnavailable
+from storeagent.sync.kafka_source import KafkaRecordSource
 from storeagent.sync.read_ahead import ReadAhead
 from storeagent.sync.source import Record, TopicPartition
+from tests.support.agent_fakes import BufferedKafkaConsumer
 
 A = TopicPartition("t.inventory", 0)
 B = TopicPartition("t.inventory", 1)
@@ -58,3 +64,41 @@ def test_empty_chunks_are_not_kept_and_clear_forgets_everything():
     ahead.clear()
     assert not ahead
     assert ahead.next_offset(A) is None
+
+
+# --- the Kafka source over it ----------------------------------------------------------------
+
+
+def source_over(consumer: BufferedKafkaConsumer) -> KafkaRecordSource:
+    return KafkaRecordSource(consumer)  # type: ignore[arg-type]
+
+
+def test_a_read_of_more_than_a_batch_polls_again_to_send_the_next_fetch():
+    consumer = BufferedKafkaConsumer(A.topic, count=30)
+    source = source_over(consumer)
+
+    assert [r.offset for r in source.poll(10, max_records=10)] == list(range(10))
+    assert consumer.polls == 2  # the second, with nothing buffered, sends the next fetch
+    assert source.position(A) == 10
+    assert [r.offset for r in source.poll(10, max_records=50)] == list(range(10, 30))
+    assert consumer.polls == 2  # handed out from what was read ahead
+
+
+def test_a_read_of_a_batch_or_less_does_not_poll_again():
+    consumer = BufferedKafkaConsumer(A.topic, count=3)
+    source = source_over(consumer)
+
+    assert len(source.poll(10, max_records=10)) == 3
+    assert consumer.polls == 1
+
+
+def test_a_refused_seek_keeps_the_held_records():
+    consumer = BufferedKafkaConsumer(A.topic, count=30, seek_error=IllegalStateError("no"))
+    source = source_over(consumer)
+    source.poll(10, max_records=5)
+
+    with pytest.raises(SourceUnavailable):
+        source.seek(A, 2)
+
+    assert source.position(A) == 5
+    assert [r.offset for r in source.poll(10, max_records=5)] == [5, 6, 7, 8, 9]
