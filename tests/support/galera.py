@@ -33,10 +33,13 @@ def mariadb_script(*args: str, timeout: float = 300) -> subprocess.CompletedProc
 
 
 def free_galera_port(nodes: int = NODES) -> int:
-    """A base port P with the cluster's ports P .. P+4*nodes-1 free on 127.0.0.1 (another
-    range than free_base_port's Kafka clusters, 20000-30200)."""
+    """A base port P with the cluster's ports P .. P+4*nodes-1 free on 127.0.0.1: in
+    10000-12999, apart from free_base_port's Kafka clusters (20000-30200) and below Linux's
+    ephemeral ports (32768 and up). Taken from those, a port found free could be given to
+    an outgoing connection (a joiner's state transfer, any client) before its node bound it,
+    and the node failed with "Address already in use"."""
     for _ in range(200):
-        base = random.randrange(31000, 40000)
+        base = random.randrange(10000, 13000 - PORTS_PER_NODE * nodes)
         if all(port_free(base + i) for i in range(PORTS_PER_NODE * nodes)):
             return base
     raise RuntimeError("no free port range for a Galera cluster")
