@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from central import __version__
 from central.api import errors
 from central.api.epoch import EpochHeader
+from central.api.order_path import OrderPath
 from central.api.routes import (
     allowance_rules,
     allowances,
@@ -59,7 +60,9 @@ def create_app(central: Central, *, manage_relay: bool = True) -> FastAPI:
     )
     app.state.central = central
     errors.install(app)
-    # Added first, so it runs inside RequestContext (a 413 is logged and counted like any
+    # Innermost of ours: an order it serves is still bounded, logged, counted and epoch-marked.
+    app.add_middleware(OrderPath, central=central)
+    # Next, so it runs inside RequestContext (a 413 is logged and counted like any
     # answer) and outside everything else: before routing, authentication and parsing.
     app.add_middleware(BodyLimit, limit_for=body_limit(central.settings))
     app.add_middleware(

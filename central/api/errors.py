@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from central.app import Central
 from central.db import is_node_unavailable, is_write_conflict
 from invwire.errors.central import CentralError, DatabaseUnavailable, NodeUnavailable, WriteConflict
 from invwire.logs import EventLog
@@ -69,9 +70,24 @@ CONFLICT_CODES = ("stock.insufficient", "stock.negative")
 
 async def _central_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CentralError)
+    return central_error_response(request.app.state.central, exc)
+
+
+def central_error_response(central: Central, exc: CentralError) -> JSONResponse:
     if exc.code in CONFLICT_CODES:
-        request.app.state.central.metrics.stock_conflicts.labels(exc.code).inc()
+        central.metrics.stock_conflicts.labels(exc.code).inc()
     return error_response(exc.status, exc.code, exc.message, exc.details)
+
+
+def known_error_response(central: Central, exc: Exception) -> JSONResponse | None:
+    """The answer the handlers installed by `install` give `exc` (a CentralError, a database
+    error), for an ASGI path that runs outside FastAPI's exception handling; None for any
+    other exception (it goes on to the 500 handler)."""
+    if isinstance(exc, CentralError):
+        return central_error_response(central, exc)
+    if isinstance(exc, peewee.OperationalError | peewee.InterfaceError):
+        return database_error_response(exc)
+    return None
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -105,6 +121,10 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    return database_error_response(exc)
+
+
+def database_error_response(exc: Exception) -> JSONResponse:
     log.warning("db.unavailable", error=str(exc)[:200])
     err = database_refusal(exc)
     return error_response(err.status, err.code, err.message, err.details)

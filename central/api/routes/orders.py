@@ -13,6 +13,7 @@ from central.api.deps import (
     CanReadOrders,
     CanRecoverOrders,
     CentralDep,
+    Credentials,
     CredentialsDep,
     UowDep,
     principal_of,
@@ -29,8 +30,10 @@ from central.api.schemas import (
     UtcMoment,
     errors,
 )
+from central.app import Central
 from central.domain import recovery as recovery_rules
 from central.services import orders, recovery
+from central.uow import UnitOfWork
 from invwire.errors.central import CentralError
 from invwire.rules import IDEMPOTENCY_KEY_REGEX, MAX_LINE_QUANTITY, MAX_LINES, SKU_REGEX
 
@@ -62,9 +65,16 @@ ORDER_LINE_DOC: JsonDict = {
 }
 
 
+# What the schema takes before the rules check the lines (MAX_LINES is theirs): more is a 422
+# from the schema, so a huge list is not checked line by line. The same bound caps the
+# Idempotency-Key header, whose pattern the rules check.
+MAX_LINES_READ = 1000
+MAX_KEY_HEADER = 1000
+
+
 class OrderIn(RequestBody):
     lines: list[dict[str, Any]] = Field(
-        max_length=1000,
+        max_length=MAX_LINES_READ,
         json_schema_extra={"items": ORDER_LINE_DOC, "minItems": 1, "maxItems": MAX_LINES},
     )
 
@@ -150,9 +160,22 @@ def place_order(
     central: CentralDep,
     uow: UowDep,
     credentials: CredentialsDep,
-    idempotency_key: Annotated[IdempotencyKeyStr | None, Header(max_length=1000)] = None,
+    idempotency_key: Annotated[IdempotencyKeyStr | None, Header(max_length=MAX_KEY_HEADER)] = None,
 ) -> JSONResponse:
     """Reserve every line atomically or none. Replaying a key returns the first order."""
+    return placed_answer(central, uow, credentials, idempotency_key, body.lines)
+
+
+def placed_answer(
+    central: Central,
+    uow: UnitOfWork,
+    credentials: Credentials,
+    idempotency_key: str | None,
+    lines: list[dict[str, Any]],
+) -> JSONResponse:
+    """The 201 of a placed (or replayed) order, counted by outcome; a refusal is raised.
+    Shared by this route and central.api.order_path, which serves the plainly well-formed
+    requests without FastAPI's per-request machinery."""
     counter = central.metrics.orders
     # The caller is checked here rather than in a dependency of its own: on the busiest route
     # that saves a thread-pool hop and a connection check-out (a MySQL ping) per order. So a
@@ -160,7 +183,7 @@ def place_order(
     with uow.db.connection_context():
         principal = principal_of(central, credentials)
         try:
-            placed = orders.place_order(uow, principal, idempotency_key, body.lines)
+            placed = orders.place_order(uow, principal, idempotency_key, lines)
         except CentralError as exc:
             counter.labels(exc.code).inc()
             raise

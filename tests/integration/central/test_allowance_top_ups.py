@@ -143,17 +143,23 @@ READS_EACH = 12
 BUYS = 10
 
 
-def reader(url, key, gate, failures):
-    gate.wait(30)
+def reader(url, key, gates, failures):
+    gates[0].wait(30)
     with httpx.Client(base_url=url, timeout=60, headers=key) as client:
-        for _ in range(READS_EACH):
+        for read in range(READS_EACH):
             response = client.get(MINE)
             if response.status_code != 200:
                 failures.append(response.text)
+            if read == 0:
+                gates[1].wait(30)
 
 
-def shopper(url, key, gate, failures):
-    gate.wait(30)
+def shopper(url, key, gates, failures):
+    # Sales start once both readers have read once: each first read tops its store up while
+    # stock is there, so the race below always has grants in it. (Started together, the
+    # shopper could sell the last unit before either reader's first request was served.)
+    gates[0].wait(30)
+    gates[1].wait(30)
     with httpx.Client(base_url=url, timeout=60, headers=key) as client:
         for _ in range(BUYS):
             response = client.post(
@@ -170,13 +176,13 @@ def test_two_stores_topping_up_on_the_last_units_never_take_more_than_there_is(d
         stores = ("north", "south", "kiosk")
         admin, _, keys = seed(h, {RACE_SKU: RACE_INITIAL}, stores=stores)
         rule(h, admin, f"sku/{RACE_SKU}", units=4, threshold=4)
-        gate = threading.Barrier(3)
+        gates = (threading.Barrier(3), threading.Barrier(3))
         failures: list[str] = []
         with served(h) as url:
             threads = [
-                threading.Thread(target=reader, args=(url, keys["north"], gate, failures)),
-                threading.Thread(target=reader, args=(url, keys["south"], gate, failures)),
-                threading.Thread(target=shopper, args=(url, keys["kiosk"], gate, failures)),
+                threading.Thread(target=reader, args=(url, keys["north"], gates, failures)),
+                threading.Thread(target=reader, args=(url, keys["south"], gates, failures)),
+                threading.Thread(target=shopper, args=(url, keys["kiosk"], gates, failures)),
             ]
             for t in threads:
                 t.start()
