@@ -1,0 +1,103 @@
+"""WriterTurn: SQLite's writers take turns across threads and processes on a lock file."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import peewee
+import pytest
+
+from central.db import SerializedSqlite, WriterTurn
+
+HOLDER = """
+import sys
+from central.db import WriterTurn
+turn = WriterTurn(sys.argv[1], 10)
+with turn:
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def free_now(path: Path) -> bool:
+    """Whether another process could take the turn at once."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)  # closing the descriptor drops a flock taken through it
+    return True
+
+
+@pytest.fixture
+def holder(tmp_path: Path):
+    """Another process in its turn, until its stdin gets a line."""
+    lock = tmp_path / "db-writer.lock"
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(lock)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stdout.readline() == "held\n"
+    yield lock, process
+    if process.poll() is None:
+        process.kill()
+    process.wait(10)
+
+
+def test_another_process_in_its_turn_keeps_this_one_out_until_it_is_done(holder) -> None:
+    lock, process = holder
+    assert not free_now(lock)
+    with (
+        pytest.raises(peewee.OperationalError, match="database is locked"),
+        WriterTurn(str(lock), timeout_s=0.01),
+    ):
+        pass
+    assert process.stdin is not None
+    process.stdin.write("done\n")
+    process.stdin.flush()
+    with WriterTurn(str(lock), timeout_s=30):
+        assert not free_now(lock)
+    assert process.wait(10) == 0
+    assert free_now(lock)
+
+
+def test_a_refused_turn_leaves_the_thread_lock_free(holder) -> None:
+    lock, _ = holder
+    turn = WriterTurn(str(lock), timeout_s=0.01)
+    with pytest.raises(peewee.OperationalError):
+        turn.__enter__()
+    taken = threading.Event()
+
+    def other_thread() -> None:
+        if turn._threads.acquire(blocking=False):
+            taken.set()
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    thread.join()
+    assert taken.is_set()
+
+
+def test_a_nested_turn_keeps_the_file_until_the_outermost_ends(tmp_path: Path) -> None:
+    lock = tmp_path / "db-writer.lock"
+    turn = WriterTurn(str(lock), timeout_s=1)
+    with turn:
+        with turn:
+            assert not free_now(lock)
+        assert not free_now(lock)
+    assert free_now(lock)
+
+
+def test_a_database_file_has_its_lock_file_beside_it_and_memory_has_none(tmp_path: Path) -> None:
+    on_file = SerializedSqlite(str(tmp_path / "central.db"))
+    assert on_file.writer.lock_path == f"{tmp_path / 'central.db'}-writer.lock"
+    assert SerializedSqlite(":memory:").writer.lock_path is None
