@@ -20,6 +20,7 @@ from central.security import TokenConfig
 from central.services.fleet import ACTIVE_STATES, active_store_health, duplicate_agents
 from central.services.fleet_lags import FleetLags
 from central.services.identities import KafkaIdentities, grant_store_access
+from central.services.known_keys import KnownKeys
 from central.services.recovery import unrecovered_count
 from central.settings import Settings
 from central.uow import Clock, SystemClock, UnitOfWork
@@ -40,6 +41,7 @@ class Central:
     identities: KafkaIdentities | None = None
     revocations: RevocationRetrier | None = None
     sweeper: AllowanceSweeper | None = None
+    known_keys: KnownKeys = field(default_factory=KnownKeys)
     # Read once at start: a restore (or confirm-restore) needs every central stopped.
     epoch: int = INITIAL_EPOCH
 

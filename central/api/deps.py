@@ -11,7 +11,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from central.app import Central
-from central.security import read_token
+from central.security import hash_api_key, read_token
 from central.services import accounts
 from central.services.identities import KafkaIdentities
 from central.services.principal import USER_ROLES, Principal, Role
@@ -114,6 +114,22 @@ def principal_of(central: Central, credentials: Credentials) -> Principal:
     assert credentials.token is not None  # get_credentials returns one or the other
     claims = read_token(central.tokens, credentials.token)
     return accounts.user_principal(central.uow(), claims)
+
+
+def order_principal(central: Central, credentials: Credentials) -> tuple[Principal, str | None]:
+    """principal_of for placing an order, and the hash of a store key taken unchecked: one
+    this process has seen valid is not looked up again (services.known_keys); the order's
+    transaction checks it (services.orders.place_order's `unchecked_key`)."""
+    if credentials.api_key is None:
+        return principal_of(central, credentials), None
+    key_hash = hash_api_key(credentials.api_key)
+    store_id = central.known_keys.store_of(key_hash)
+    if store_id is not None:
+        return Principal(store_id, Role.STORE, store_id), key_hash
+    principal = principal_of(central, credentials)
+    if principal.store_id is not None:
+        central.known_keys.add(key_hash, principal.store_id)
+    return principal, None
 
 
 def get_principal(central: CentralDep, credentials: CredentialsDep) -> Principal:

@@ -18,7 +18,7 @@ from central.db import locked
 from central.domain import allowances as allowance_rules
 from central.domain import orders as rules
 from central.domain.stock import StockLevel
-from central.models import Order, OrderLine, Product, Stock, as_utc
+from central.models import Order, OrderLine, Product, Stock, Store, as_utc
 from central.rows import RowInsert, Statement
 from central.services import grants
 from central.services.inventory import LEDGER_ROWS, movement_row
@@ -54,10 +54,23 @@ NEW_ORDER = Statement(
     'INSERT INTO "orders" ("id", "store_id", "status", "idempotency_key", "fingerprint", '
     '"created_by", "created_at") VALUES (?, ?, ?, ?, ?, ?, ?)'
 )
+# An order from a key this process has seen valid (services.known_keys): the row is written
+# only if the key is still unrevoked and its store active; none written is KeyRefused.
+NEW_ORDER_FOR_KEY = Statement(
+    'INSERT INTO "orders" ("id", "store_id", "status", "idempotency_key", "fingerprint", '
+    '"created_by", "created_at") SELECT ?, ?, ?, ?, ?, ?, ? FROM "store_api_keys" AS "k" '
+    'JOIN "stores" AS "s" ON "s"."id" = "k"."store_id" WHERE "k"."key_hash" = ? '
+    'AND "k"."store_id" = ? AND "k"."revoked_at" IS NULL AND "s"."active" = ?'
+)
 DRAWS = Statement('UPDATE "orders" SET "allowance_draws" = ? WHERE "id" = ?')
 ORDER_LINES = RowInsert(
     OrderLine, ("order_id", "sku", "quantity", "unit_price", "stock_after", "stock_version")
 )
+
+
+class KeyRefused(Exception):
+    """The store key an order came with (not looked up: services.known_keys) is revoked, or
+    its store inactive: nothing was written. The caller looks the key up again."""
 
 
 @dataclass(frozen=True)
@@ -67,8 +80,14 @@ class Placed:
 
 
 def place_order(
-    uow: UnitOfWork, principal: Principal, key: str | None, raw_lines: object
+    uow: UnitOfWork,
+    principal: Principal,
+    key: str | None,
+    raw_lines: object,
+    unchecked_key: str | None = None,
 ) -> Placed:
+    """`unchecked_key`: the hash of the store key `principal` was taken from without a
+    lookup; the order is written only if that key is still valid, else KeyRefused."""
     store_id = _ordering_store(principal)
     key = rules.valid_key(key)
     rules.known_line_fields(raw_lines)
@@ -76,26 +95,29 @@ def place_order(
     print_ = rules.fingerprint(lines)
     units = sum(line.quantity for line in lines)
     with use_case("order.reserve", store_id=store_id, lines=len(lines), units=units) as span:
-        placed = _place(uow, principal, store_id, key, print_, lines)
+        placed = _place(uow, principal, _Request(store_id, key, print_, unchecked_key), lines)
         outcome = "replayed" if placed.replayed else rules.CONFIRMED
         tracing.annotate(span, order_id=placed.order["id"], outcome=outcome)
     return placed
 
 
+@dataclass(frozen=True)
+class _Request:
+    store_id: str
+    key: str
+    fingerprint: str
+    unchecked_key: str | None
+
+
 def _place(
-    uow: UnitOfWork,
-    principal: Principal,
-    store_id: str,
-    key: str,
-    print_: str,
-    lines: list[rules.Line],
+    uow: UnitOfWork, principal: Principal, request: _Request, lines: list[rules.Line]
 ) -> Placed:
     try:
-        return Placed(_reserve(uow, principal, store_id, key, print_, lines), replayed=False)
+        return Placed(_reserve(uow, principal, request, lines), replayed=False)
     except peewee.IntegrityError:
         # The key was used before (or by a concurrent request that committed first): the
         # order row's unique index refused it before any stock was touched.
-        replay = _existing(uow, store_id, key, print_)
+        replay = _existing(uow, request.store_id, request.key, request.fingerprint)
         if replay is None:
             raise
         return Placed(replay, replayed=True)
@@ -118,12 +140,7 @@ def _existing(uow: UnitOfWork, store_id: str, key: str, print_: str) -> dict[str
 
 
 def _reserve(
-    uow: UnitOfWork,
-    principal: Principal,
-    store_id: str,
-    key: str,
-    print_: str,
-    lines: list[rules.Line],
+    uow: UnitOfWork, principal: Principal, request: _Request, lines: list[rules.Line]
 ) -> dict[str, Any]:
     # One id for every attempt: a write conflict (another Galera node) runs it all again.
     order_id = str(uuid.uuid4())
@@ -133,7 +150,7 @@ def _reserve(
         # The order row goes first: a concurrent request with the same key blocks on its
         # unique index here, before touching any stock (on Galera, a request on another
         # node fails certification instead and runs again, to meet the key here).
-        order = _new_order(order_id, store_id, key, print_, principal.actor, now)
+        order = _new_order(order_id, request, principal.actor, now)
         prices = sellable_prices(lines)
         if any(line.grant_id for line in lines):
             rows = take_granted_stock(uow, principal, order, lines, prices, now)
@@ -144,22 +161,28 @@ def _reserve(
     return uow.run(reserve)
 
 
-def _new_order(
-    order_id: str, store_id: str, key: str, print_: str, actor: str, now: datetime
-) -> Order:
-    """The order row, INSERTed as peewee's Order.create would (one prepared statement)."""
+def _new_order(order_id: str, request: _Request, actor: str, now: datetime) -> Order:
+    """The order row, INSERTed as peewee's Order.create would (one prepared statement); with
+    an unchecked store key, only if that key is still valid (else KeyRefused)."""
     order = Order(
         id=order_id,
-        store_id=store_id,
+        store_id=request.store_id,
         status=rules.CONFIRMED,
-        idempotency_key=key,
-        fingerprint=print_,
+        idempotency_key=request.key,
+        fingerprint=request.fingerprint,
         created_by=actor,
         created_at=now,
     )
-    params = [order_id, store_id, rules.CONFIRMED, key, print_, actor]
-    params.append(Order.created_at.db_value(now))
-    order.seq = NEW_ORDER.run(Order._meta.database, params).lastrowid
+    params = [order_id, request.store_id, rules.CONFIRMED, request.key, request.fingerprint]
+    params += [actor, Order.created_at.db_value(now)]
+    if request.unchecked_key is None:
+        order.seq = NEW_ORDER.run(Order._meta.database, params).lastrowid
+        return order
+    params += [request.unchecked_key, request.store_id, Store.active.db_value(True)]
+    cursor = NEW_ORDER_FOR_KEY.run(Order._meta.database, params)
+    if cursor.rowcount != 1:
+        raise KeyRefused()
+    order.seq = cursor.lastrowid
     return order
 
 

@@ -16,7 +16,7 @@ from central.api.deps import (
     Credentials,
     CredentialsDep,
     UowDep,
-    principal_of,
+    order_principal,
 )
 from central.api.schemas import (
     Cursor,
@@ -33,6 +33,7 @@ from central.api.schemas import (
 from central.app import Central
 from central.domain import recovery as recovery_rules
 from central.services import orders, recovery
+from central.services.principal import Principal
 from central.uow import UnitOfWork
 from invwire.errors.central import CentralError
 from invwire.rules import IDEMPOTENCY_KEY_REGEX, MAX_LINE_QUANTITY, MAX_LINES, SKU_REGEX
@@ -181,18 +182,44 @@ def placed_answer(
     # that saves a thread-pool hop and a connection check-out (a MySQL ping) per order. So a
     # refused key with a malformed body gets the 422; no credentials at all is still 401 first.
     with uow.db.connection_context():
-        principal = principal_of(central, credentials)
+        principal, unchecked = order_principal(central, credentials)
         try:
-            placed = orders.place_order(uow, principal, idempotency_key, lines)
-        except CentralError as exc:
-            counter.labels(exc.code).inc()
-            raise
+            placed = _counted(
+                central, uow, credentials, principal, idempotency_key, lines, unchecked
+            )
+        except orders.KeyRefused:
+            assert unchecked is not None  # only an unchecked key is refused in the order
+            central.known_keys.forget(unchecked)
+            principal, _ = order_principal(central, credentials)  # 401, the refusal noted
+            placed = _counted(central, uow, credentials, principal, idempotency_key, lines, None)
     counter.labels("replayed" if placed.replayed else "confirmed").inc()
     headers = {"Idempotent-Replayed": "true"} if placed.replayed else None
     # The view is written in the contract's shape (services.orders.view_of; the tests hold
     # each order answered against the Order model). Checking it again against that model on
     # every request was about a tenth of an order's CPU; response_model stays for the docs.
     return JSONResponse(placed.order, status_code=201, headers=headers)
+
+
+def _counted(
+    central: Central,
+    uow: UnitOfWork,
+    credentials: Credentials,
+    principal: Principal,
+    idempotency_key: str | None,
+    lines: list[dict[str, Any]],
+    unchecked: str | None,
+) -> orders.Placed:
+    """The order placed, or its refusal counted by code and raised. A refusal of an order
+    from an unchecked key (its lines, its Idempotency-Key) is told only once the key is
+    checked, as it would have been first: a revoked key learns nothing else."""
+    try:
+        return orders.place_order(uow, principal, idempotency_key, lines, unchecked)
+    except CentralError as exc:
+        if unchecked is not None:
+            central.known_keys.forget(unchecked)
+            order_principal(central, credentials)  # AuthInvalid if the key is refused now
+        central.metrics.orders.labels(exc.code).inc()
+        raise
 
 
 NO_RESTORE: dict[int | str, dict[str, Any]] = {
