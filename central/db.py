@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import fcntl
 import os
+import queue
 import threading
 import time
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -42,9 +44,10 @@ class WriterTurn:
     `central serve --workers N`, a command run beside them) on an exclusive flock of a lock
     file next to it. Left to SQLite, a writer that finds the file locked polls it with its
     busy handler's growing sleeps (1, 2, 5, 10 ms and on): with two workers, orders' p99 was
-    88 ms. Here a waiting process tries the flock again after 0.1 ms, doubling up to 1 ms,
-    and gives up like SQLite would after `timeout_s` ("database is locked", 503). Reentrant:
-    a transaction nested in one this thread holds is in the same turn."""
+    88 ms. Here a waiting process waits in the kernel (FileWaiter), handed the file the
+    moment it is let go, and gives up like SQLite would after `timeout_s` ("database is
+    locked", 503). Reentrant: a transaction nested in one this thread holds is in the same
+    turn."""
 
     def __init__(self, lock_path: str | None, timeout_s: float) -> None:
         self.lock_path = lock_path
@@ -53,6 +56,7 @@ class WriterTurn:
         self._depth = 0  # how deep the holder is: only the thread holding _threads changes it
         self._fd: int | None = None
         self._pid = 0
+        self._waiter: FileWaiter | None = None
 
     def __enter__(self) -> WriterTurn:
         self._threads.acquire()
@@ -75,17 +79,22 @@ class WriterTurn:
 
     def _take_file(self) -> None:
         fd = self._file()
-        deadline = time.monotonic() + self.timeout_s
-        pause = 0.0001
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise peewee.OperationalError("database is locked") from None
-            time.sleep(pause)
-            pause = min(pause * 2, 0.001)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if self._waiter is None:  # made at the first wait: most processes never wait
+                self._waiter = FileWaiter(fd)
+            self._waiter.take(self.timeout_s)
+
+    def close(self) -> None:
+        """Let the lock file go (the database was closed; a later write opens it again)."""
+        with self._threads:
+            waiter, self._waiter = self._waiter, None
+            if waiter is not None and not waiter.stop():
+                return  # still blocked on a wait given up: its descriptor must stay open
+            if self._fd is not None and self._pid == os.getpid():
+                os.close(self._fd)
+            self._fd = None
 
     def _file(self) -> int:
         """The lock file, opened once per process (a forked child opens its own: a flock
@@ -94,7 +103,60 @@ class WriterTurn:
             assert self.lock_path is not None
             self._fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             self._pid = os.getpid()
+            self._waiter = None
         return self._fd
+
+
+@dataclass
+class _Ask:
+    done: threading.Event = field(default_factory=threading.Event)
+    granted: bool = False
+    abandoned: bool = False
+
+
+class FileWaiter:
+    """Takes an exclusive flock of `fd` in a blocking call, on a thread of its own, for one
+    writer at a time (the one holding its process's lock), who waits for it at most a
+    timeout: a blocking flock cannot be given up, so a wait given up is finished here, and
+    the file let go at once."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._asks: queue.SimpleQueue[_Ask | None] = queue.SimpleQueue()
+        self._mutex = threading.Lock()
+        self._thread = threading.Thread(target=self._serve, name="sqlite-writer", daemon=True)
+        self._thread.start()
+
+    def take(self, timeout_s: float) -> None:
+        """The flock taken, or "database is locked" after `timeout_s`."""
+        ask = _Ask()
+        self._asks.put(ask)
+        if ask.done.wait(timeout_s):
+            return
+        with self._mutex:
+            if ask.granted:
+                return  # taken between the timeout and here
+            ask.abandoned = True
+        raise peewee.OperationalError("database is locked")
+
+    def stop(self, timeout_s: float = 1.0) -> bool:
+        """Whether the thread ended (it is still blocked if a wait given up goes on)."""
+        self._asks.put(None)
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
+
+    def _serve(self) -> None:
+        while True:
+            ask = self._asks.get()
+            if ask is None:
+                return
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            with self._mutex:
+                if ask.abandoned:
+                    fcntl.flock(self.fd, fcntl.LOCK_UN)
+                    continue
+                ask.granted = True
+            ask.done.set()
 
 
 class SerializedSqlite(PooledSqliteDatabase):
@@ -106,6 +168,10 @@ class SerializedSqlite(PooledSqliteDatabase):
         path = str(self.database)
         lock_path = None if path == ":memory:" else f"{path}-writer.lock"
         self.writer = WriterTurn(lock_path, BUSY_TIMEOUT_MS / 1000)
+
+    def close_all(self) -> None:
+        super().close_all()
+        self.writer.close()
 
 
 class ReconnectingMySQL(ReconnectMixin, PooledMySQLDatabase):

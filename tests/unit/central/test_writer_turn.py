@@ -13,6 +13,7 @@ import peewee
 import pytest
 
 from central.db import SerializedSqlite, WriterTurn
+from harness.waiting import eventually
 
 HOLDER = """
 import sys
@@ -101,3 +102,55 @@ def test_a_database_file_has_its_lock_file_beside_it_and_memory_has_none(tmp_pat
     on_file = SerializedSqlite(str(tmp_path / "central.db"))
     assert on_file.writer.lock_path == f"{tmp_path / 'central.db'}-writer.lock"
     assert SerializedSqlite(":memory:").writer.lock_path is None
+
+
+def test_a_wait_given_up_lets_the_file_go_once_it_is_had(holder) -> None:
+    lock, process = holder
+    turn = WriterTurn(str(lock), timeout_s=0.01)
+    with pytest.raises(peewee.OperationalError):
+        turn.__enter__()
+    assert process.stdin is not None
+    process.stdin.write("done\n")
+    process.stdin.flush()
+    assert process.wait(10) == 0
+    # the waiter gets the file once the other process lets it go, and lets it go at once
+    eventually(lambda: free_now(lock), 10, "the file let go after the wait given up")
+    turn.timeout_s = 10
+    with turn:
+        assert not free_now(lock)
+    turn.close()
+
+
+def test_a_waiting_turn_is_handed_the_file_when_it_is_let_go(holder) -> None:
+    lock, process = holder
+    turn = WriterTurn(str(lock), timeout_s=30)
+    entered = threading.Event()
+
+    def write() -> None:
+        with turn:
+            entered.set()
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    eventually(lambda: turn._waiter is not None, 10, "the writer waiting in the kernel")
+    assert not entered.is_set()  # the other process still holds the turn
+    assert process.stdin is not None
+    process.stdin.write("done\n")
+    process.stdin.flush()
+    thread.join(30)
+    assert entered.is_set()
+    turn.close()
+
+
+def test_closing_lets_the_descriptor_go_and_a_later_turn_opens_it_again(tmp_path: Path) -> None:
+    lock = tmp_path / "db-writer.lock"
+    turn = WriterTurn(str(lock), timeout_s=1)
+    with turn:
+        fd = turn._fd
+    assert fd is not None
+    turn.close()
+    with pytest.raises(OSError):
+        os.fstat(fd)
+    with turn:
+        assert not free_now(lock)
+    turn.close()
