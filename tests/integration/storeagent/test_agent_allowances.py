@@ -30,6 +30,11 @@ def allowances_at(agent_url: str) -> dict[str, Any]:
     return dict(httpx.get(f"{agent_url}/sync/status", timeout=5).json()["allowances"])
 
 
+def confirmed_at(agent_url: str) -> list[dict[str, Any]]:
+    sales = httpx.get(f"{agent_url}/orders", timeout=5).json()["items"]
+    return [sale for sale in sales if sale["status"] == "confirmed"]
+
+
 def sell(s: Stack, agent_url: str, sku: str, quantity: int) -> httpx.Response:
     body = {"lines": [{"sku": sku, "quantity": quantity}]}
     return httpx.post(f"{agent_url}/orders", json=body, headers=s.agent_headers(), timeout=15)
@@ -76,6 +81,8 @@ def test_a_sale_within_a_grant_is_final_offline_and_its_replay_is_booked_against
 
         restart_central(s)
         eventually(lambda: allowances_at(agent.url)["units_waiting_replay"] == 0, what="replayed")
+        # the allowance sale and the two queued ones replay on their own turns: wait for all
+        eventually(lambda: len(confirmed_at(agent.url)) == 3, what="every sale confirmed")
         sales = httpx.get(f"{agent.url}/orders", timeout=5).json()["items"]
         headers = admin_headers(s)
         grant = httpx.get(
