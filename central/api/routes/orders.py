@@ -176,8 +176,19 @@ def placed_answer(
 ) -> JSONResponse:
     """The 201 of a placed (or replayed) order, counted by outcome; a refusal is raised.
     Shared by this route and central.api.order_path, which serves the plainly well-formed
-    requests without FastAPI's per-request machinery."""
-    counter = central.metrics.orders
+    requests without FastAPI's per-request machinery (on SQLite in two steps: the order in a
+    batch's transaction, its answer once that is committed)."""
+    return placed_response(central, placed_order(central, uow, credentials, idempotency_key, lines))
+
+
+def placed_order(
+    central: Central,
+    uow: UnitOfWork,
+    credentials: Credentials,
+    idempotency_key: str | None,
+    lines: list[dict[str, Any]],
+) -> orders.Placed:
+    """The order placed (or replayed) for these credentials; a refusal counted and raised."""
     # The caller is checked here rather than in a dependency of its own: on the busiest route
     # that saves a thread-pool hop and a connection check-out (a MySQL ping) per order. So a
     # refused key with a malformed body gets the 422; no credentials at all is still 401 first.
@@ -192,7 +203,12 @@ def placed_answer(
             central.known_keys.forget(unchecked)
             principal, _ = order_principal(central, credentials)  # 401, the refusal noted
             placed = _counted(central, uow, credentials, principal, idempotency_key, lines, None)
-    counter.labels("replayed" if placed.replayed else "confirmed").inc()
+    return placed
+
+
+def placed_response(central: Central, placed: orders.Placed) -> JSONResponse:
+    """The 201 of an order placed (or replayed) and committed, counted by outcome."""
+    central.metrics.orders.labels("replayed" if placed.replayed else "confirmed").inc()
     headers = {"Idempotent-Replayed": "true"} if placed.replayed else None
     # The view is written in the contract's shape (services.orders.view_of; the tests hold
     # each order answered against the Order model). Checking it again against that model on
