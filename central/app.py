@@ -195,6 +195,7 @@ def build_relay(
         clock,
         poll_seconds=settings.relay_poll_seconds,
         leader_poll_seconds=settings.relay_leader_poll_seconds,
+        gather_seconds=settings.relay_gather_seconds,
         retention_seconds=settings.outbox_retention_seconds,
         metrics=metrics,
         topic_log=topic_log,

@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -79,6 +80,9 @@ REPUBLISH_GUARD_SECONDS = 600.0
 # A publish round's span links to at most this many rows' spans (distinct ones, oldest rows
 # first): a batch is up to 500 rows, and a span with hundreds of links helps no one.
 MAX_PUBLISH_LINKS = 128
+# A round that published this many records or more finds the relay busy (gather_seconds):
+# at the steady pace of one change at a time a round publishes one or two, and is not held.
+GATHER_FROM = 8
 
 # oldest first: the order events were committed in, which the records keep per key
 PENDING = Statement(
@@ -149,6 +153,7 @@ class Relay(BackgroundLoop):
         batch_size: int = 500,
         poll_seconds: float = 0.5,
         leader_poll_seconds: float | None = None,
+        gather_seconds: float = 0.0,
         retention_seconds: int = 3600,
         lease_seconds: float = LEASE_SECONDS,
         max_backoff_seconds: float = 10.0,
@@ -168,6 +173,7 @@ class Relay(BackgroundLoop):
             min_backoff_seconds=0.2,
         )
         self.leader_poll_seconds = min(leader_poll_seconds or poll_seconds, poll_seconds)
+        self.gather_seconds = gather_seconds
         self.metrics = metrics
         self.db = db
         self.publisher = publisher
@@ -191,7 +197,17 @@ class Relay(BackgroundLoop):
         self._warm = False
 
     def step(self) -> bool:
-        return self.run_once() >= self.batch_size
+        began = time.monotonic()
+        published = self.run_once()
+        if published >= self.batch_size:
+            return True
+        if published < GATHER_FROM or self.gather_seconds <= 0:
+            return False
+        # Busy: more rows came while this batch was published. Each round costs about a
+        # millisecond of CPU however few records it sends (the producer's flush, the reads
+        # and the update), so a busy relay lets rows gather a little before the next one.
+        self._stop.wait(began + self.gather_seconds - time.monotonic())
+        return True
 
     def idle_seconds(self) -> float:
         """The holder looks again soon: rows committed by other processes (workers, hosts,

@@ -74,6 +74,9 @@ class Settings:
     # How often the lease holder looks for rows other processes committed (its own commits
     # wake it at once): other workers' and hosts' events wait this long at most.
     relay_leader_poll_seconds: float = 0.02
+    # A busy relay (its last round published GATHER_FROM records or more) starts its next
+    # round this long after the last one began: fewer, larger batches (docs/operations.md).
+    relay_gather_seconds: float = 0.02
     # A relay that stops renewing (SIGKILLed, cut off) is replaced once this runs out, on the
     # database's clock; the holder renews once a third has passed (docs/operations.md).
     relay_lease_seconds: float = 3.0
@@ -234,6 +237,7 @@ RELAY_TIMINGS = {
     "relay_lease_seconds": (1.0, 300.0),
     "relay_poll_seconds": (0.05, 100.0),
     "relay_leader_poll_seconds": (0.005, 100.0),
+    "relay_gather_seconds": (0.0, 1.0),
 }
 
 

@@ -1,10 +1,12 @@
 import json
+import threading
 
 import pytest
 
 from central.models import Movement, Outbox, Stock
-from central.outbox import Relay
+from central.outbox import GATHER_FROM, Relay
 from central.services import catalog, inventory
+from harness.waiting import eventually
 from invwire.errors.central import NegativeStock
 
 from .conftest import ADMIN
@@ -78,6 +80,24 @@ def test_relay_publishes_in_id_order_and_marks_rows_sent(central, publisher):
     assert [r.id for r in publisher.published] == [1, 2, 3, 4, 5]
     assert central.relay.backlog() == 0
     assert central.relay.run_once() == 0
+
+
+def test_a_busy_round_holds_the_next_for_the_gather_time_and_a_quiet_one_does_not(
+    central, publisher
+):
+    make_product(central)  # 2 events: a quiet round
+    central.relay.gather_seconds = 600.0
+    assert central.relay.step() is False  # returned at once: no gathering after 2 records
+    for q in range(1, GATHER_FROM + 1):
+        inventory.set_stock(central.uow(), ADMIN, "MILK-1L", q)
+    stepped: list[bool] = []
+    busy = threading.Thread(target=lambda: stepped.append(central.relay.step()))
+    busy.start()
+    eventually(lambda: len(publisher.published) == 2 + GATHER_FROM, what="the busy round")
+    assert busy.is_alive() and not stepped  # published, now waiting for rows to gather
+    central.relay.stop()  # a stop cuts the wait short
+    busy.join(10)
+    assert stepped == [True]  # and the next round would start at once
 
 
 def test_unacked_records_stay_pending_and_are_resent_in_order(central, publisher):
