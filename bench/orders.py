@@ -231,6 +231,7 @@ def _row(
         "trivial_s": trivial.rate,
         "trivial_p50": trivial.pct(50),
         "ratio": http.rate / ceiling if ceiling else float("nan"),
+        "of_trivial": http.rate / trivial.rate if trivial.rate else float("nan"),
         "ceiling": ceiling,
         "cpu_ms": spent.per_unit_ms(len(http.latencies)),
         "busy": spent.machine_busy,
@@ -248,29 +249,26 @@ def _line(r: dict[str, object]) -> str:
 def table(rows: list[dict[str, object]]) -> str:
     lines = [
         "| backend | central | clients | orders/s | p50 ms | p99 ms | errors | direct tx/s "
-        "| /healthz req/s | orders / smaller ceiling |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| /healthz req/s | orders / /healthz | orders / smaller ceiling |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         lines.append(
-            f"| {r['backend']} | {r['layout']} | {r['clients']} | {r['orders_s']:.0f} "  # type: ignore[arg-type]
+            f"| {r['backend']} | {r['layout']} | {r['clients']} | {r['orders_s']:.0f} "
             f"| {ms(r['p50'])} "  # type: ignore[arg-type]
             f"| {ms(r['p99'])} | {r['errors']} | {r['direct_s']:.0f} | {r['trivial_s']:.0f} "  # type: ignore[arg-type]
-            f"| {r['ratio']:.2f} |"
+            f"| {r['of_trivial']:.2f} | {r['ratio']:.2f} |"
         )
-    for r in rows:
-        if r["clients"] == 8:
-            ratio = float(r["ratio"])  # type: ignore[arg-type]
-            lines.append("")
-            lines.append(
-                verdict(
-                    f"{r['backend']} orders/s at 8 clients / smaller ceiling, {r['layout']}",
-                    ratio,
-                    "at least 0.5",
-                    ratio >= 0.5,
-                )
-            )
+    for r in (r for r in rows if r["clients"] == 8):
+        lines += ["", _verdict_of(r, "of_trivial", "/healthz req/s (the throughput issue's)")]
+        lines += ["", _verdict_of(r, "ratio", "smaller ceiling (the benchmark issue's)")]
     return "\n".join(lines)
+
+
+def _verdict_of(r: dict[str, object], key: str, against: str) -> str:
+    ratio = float(r[key])  # type: ignore[arg-type]
+    what = f"{r['backend']} orders/s at 8 clients / {against}, {r['layout']}"
+    return verdict(what, ratio, "at least 0.5", ratio >= 0.5)
 
 
 CPU_PARTS = ("central", "mariadb", "kafka", "load generator")
