@@ -1,7 +1,7 @@
-"""Flat cost: orders through HTTP and central's CPU per order on a new database, then again
-after 1,000,000 more orders (their lines, ledger rows and sent outbox rows) were written
-into the same database, with the same load. Whatever costs more as the tables grow (a scan,
-a missing index, the relay's queries over the outbox) shows as the difference.
+"""Flat cost: orders through HTTP and central's CPU per order on a new database and on one
+into which 1,000,000 orders (their lines, ledger rows and sent outbox rows) were written
+first, with the same load, in turns. Whatever costs more as the tables grow (a scan, a
+missing index, the relay's queries over the outbox) shows as the difference.
 
     python -m bench.flat_cost [--quick] [--plaintext]
 """
@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import httpx
 
 from bench.common import (
     RUN,
@@ -38,6 +40,8 @@ from invwire.orders import CONFIRMED
 CLIENTS = 8
 BATCH = 2_000  # orders a transaction while filling
 ALLOWED_CHANGE = 0.10  # the issue's bound on the difference, either way
+CELLS = 4  # of each database, in turns: new, full, full, new, new, full, ...
+DRAIN_S = 120.0  # at most, for a central's relay to publish what a cell left
 
 
 @dataclass(frozen=True)
@@ -48,18 +52,20 @@ class Load:
     cpu_ms: float
 
 
-def measure_load(url: str, keys: dict[str, str], port: int, cells: int, seconds: float) -> Load:
-    run_clients(CLIENTS, 1.0, http_orders(url, keys))  # warm-up: connections, caches
-    rates, cpu = [], []
-    for _ in range(cells):
-        before = process_cpu_seconds(port)
-        sample = run_clients(CLIENTS, seconds, http_orders(url, keys))
-        spent = process_cpu_seconds(port) - before
-        if sample.errors:
-            raise RuntimeError(f"{sample.errors} orders failed during the measurement")
-        rates.append(sample.rate)
-        cpu.append(spent / len(sample.latencies) * 1000)
-    return Load(statistics.median(rates), statistics.median(cpu))
+def cell(url: str, keys: dict[str, str], port: int, seconds: float) -> Load:
+    """CLIENTS clients for `seconds`: orders/s and central's CPU ms per order."""
+    before = process_cpu_seconds(port)
+    sample = run_clients(CLIENTS, seconds, http_orders(url, keys))
+    spent = process_cpu_seconds(port) - before
+    if sample.errors:
+        raise RuntimeError(f"{sample.errors} orders failed during the measurement")
+    return Load(sample.rate, spent / len(sample.latencies) * 1000)
+
+
+def median_load(cells: list[Load]) -> Load:
+    return Load(
+        statistics.median(c.orders_s for c in cells), statistics.median(c.cpu_ms for c in cells)
+    )
 
 
 # --- filling: the rows of a past order, as central writes them ------------------------------
@@ -149,21 +155,70 @@ class _connection:
 # --- the run ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Served:
+    url: str
+    keys: dict[str, str]
+    port: int
+
+
 def measure(
-    backend: str, database_url: str, kafka: KafkaCluster, port: int, orders: int, seconds: float
+    backend: str,
+    mariadb: str,
+    kafka: KafkaCluster,
+    ports: Iterator[int],
+    orders: int,
+    seconds: float,
 ) -> dict[str, Any]:
-    keys = seed(database_url)
-    prefix = f"flat{uuid.uuid4().hex[:6]}."  # topics of its own, as bench.orders
-    cells = 3
-    with central_process(database_url, kafka, port, prefix) as url:
-        empty = measure_load(url, keys, port, cells, seconds)
-    print(f"{backend}: empty {empty}", file=sys.stderr)
-    filled_s = fill(database_url, orders)
+    """Two databases side by side, one new and one holding `orders` past orders, a central
+    on each, their cells in turns (new, full, new, full, ...): the machine's speed drifts
+    over the minutes of a run, and in turns the drift falls on both alike."""
+    full_url = fresh_database(backend, mariadb)
+    full_keys = seed(full_url)
+    filled_s = fill(full_url, orders)
     print(f"{backend}: {orders:,} orders written in {filled_s:.0f} s", file=sys.stderr)
-    with central_process(database_url, kafka, port, prefix) as url:
-        full = measure_load(url, keys, port, cells, seconds)
-    print(f"{backend}: full {full}", file=sys.stderr)
-    return {"backend": backend, "empty": empty, "full": full, "filled_s": filled_s}
+    new_url = fresh_database(backend, mariadb)
+    new_keys = seed(new_url)
+    new_port, full_port = next(ports), next(ports)
+    with (
+        central_process(new_url, kafka, new_port, topic_prefix()) as new_central,
+        central_process(full_url, kafka, full_port, topic_prefix()) as full_central,
+    ):
+        new = Served(new_central, new_keys, new_port)
+        full = Served(full_central, full_keys, full_port)
+        for served in (new, full):  # warm-up: connections, caches
+            run_clients(CLIENTS, 1.0, http_orders(served.url, served.keys))
+        cells: dict[str, list[Load]] = {"new": [], "full": []}
+        for turn in range(CELLS * 2):
+            name, served = (("new", new), ("full", full))[(turn + turn // 2) % 2]
+            for each in (new, full):  # the last cell's relay would otherwise run into this one
+                wait_drained(each.url)
+            cells[name].append(cell(served.url, served.keys, served.port, seconds))
+    empty, loaded = median_load(cells["new"]), median_load(cells["full"])
+    print(f"{backend}: new {empty}, full {loaded}", file=sys.stderr)
+    return {"backend": backend, "empty": empty, "full": loaded, "filled_s": filled_s}
+
+
+def wait_drained(url: str) -> None:
+    """Until the central at `url` has published its whole outbox (invctl_outbox_backlog 0)."""
+    deadline = time.monotonic() + DRAIN_S
+    with httpx.Client(base_url=url, timeout=10) as client:
+        while time.monotonic() < deadline:
+            if outbox_backlog(client.get("/metrics").text) == 0:
+                return
+            time.sleep(0.05)
+    raise RuntimeError(f"{url}: the outbox was not published within {DRAIN_S:g} s")
+
+
+def outbox_backlog(metrics: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith("invctl_outbox_backlog "):
+            return float(line.split()[1])
+    raise RuntimeError("central's /metrics has no invctl_outbox_backlog")
+
+
+def topic_prefix() -> str:
+    return f"flat{uuid.uuid4().hex[:6]}."  # topics of its own, as bench.orders
 
 
 def table(rows: list[dict[str, Any]], orders: int) -> str:
@@ -206,7 +261,7 @@ def run(quick: bool = False, plaintext: bool = False) -> str:
     ports = _ports()
     try:
         rows = [
-            measure(backend, fresh_database(backend, mariadb), kafka, next(ports), orders, seconds)
+            measure(backend, mariadb, kafka, ports, orders, seconds)
             for backend in ("sqlite", "mariadb")
         ]
     finally:
@@ -217,13 +272,16 @@ def run(quick: bool = False, plaintext: bool = False) -> str:
     return (
         f"Machine: {facts}.{' Quick mode.' if quick else ''}\n\n"
         f"{CLIENTS} clients place 1-3 line orders through HTTP (as in *Orders through HTTP*), "
-        f"3 cells of {seconds:.0f} s after a 1 s warm-up, medians; CPU per order is central's "
-        "user + system time from /proc over the cells, divided by the orders placed. *new*: a "
-        f"new database (its own orders only); *+{orders:,}*: the same database after "
-        f"{orders:,} 2-line orders with their lines, ledger rows and sent outbox rows were "
-        f"written into it (time to write them: {filled}), central restarted on it.\n\n"
-        + table(rows, orders)
-        + f"\n\nKafka: {security_mode(plaintext)}."
+        f"{CELLS} cells of {seconds:.0f} s on each database after a 1 s warm-up, in turns "
+        "(new, +N, +N, new, new, +N, ...), each after both centrals had published their whole "
+        "outbox, medians; CPU per order is central's user + system time from "
+        "/proc over a cell, divided by the orders placed. *new*: a new database (its own orders "
+        f"only); *+{orders:,}*: a database into which {orders:,} 2-line orders with their "
+        f"lines, ledger rows and sent outbox rows were written first (time to write them: "
+        f"{filled}). A central on each, both running, one loaded at a time: measured in turns, "
+        "the machine's drift over the minutes of a run falls on both alike (before 2026-12-04 "
+        "the new database was measured first and the same one again after the writing, "
+        "minutes later).\n\n" + table(rows, orders) + f"\n\nKafka: {security_mode(plaintext)}."
     )
 
 
