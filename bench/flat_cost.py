@@ -9,6 +9,7 @@ missing index, the relay's queries over the outbox) shows as the difference.
 from __future__ import annotations
 
 import itertools
+import os
 import statistics
 import sys
 import time
@@ -40,7 +41,8 @@ from invwire.orders import CONFIRMED
 CLIENTS = 8
 BATCH = 2_000  # orders a transaction while filling
 ALLOWED_CHANGE = 0.10  # the issue's bound on the difference, either way
-CELLS = 4  # of each database, in turns: new, full, full, new, new, full, ...
+CELLS = 6  # of each database, in turns: new, full, full, new, new, full, ...
+SETTLE_S = 300.0  # at most, for MariaDB to flush what the filling wrote
 DRAIN_S = 120.0  # at most, for a central's relay to publish what a cell left
 
 
@@ -152,6 +154,41 @@ class _connection:
         self._connection.close()
 
 
+def settle(database_url: str) -> float:
+    """Until what the filling wrote is on disk, so that the cells do not pay for its
+    writeback: SQLite's WAL checkpointed into the file; MariaDB's dirty buffer pool pages
+    flushed (SETTLE_S at most). Then the kernel's dirty pages synced. The seconds it took."""
+    started = time.perf_counter()
+    with _connection(database_url) as (connection, _):
+        cursor = connection.cursor()
+        if database_url.startswith("sqlite:///"):
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        else:
+            _wait_flushed(cursor, started + SETTLE_S)
+    os.sync()
+    return time.perf_counter() - started
+
+
+def _wait_flushed(cursor: Any, deadline: float) -> None:
+    """Idle, MariaDB leaves dirty pages in its buffer pool as long as they stay under
+    innodb_max_dirty_pages_pct: set to 0 for the wait, they are flushed in seconds."""
+    cursor.execute("SELECT @@GLOBAL.innodb_max_dirty_pages_pct")
+    (kept,) = cursor.fetchone()
+    cursor.execute("SET GLOBAL innodb_max_dirty_pages_pct = 0")
+    try:
+        while (dirty := _dirty_pages(cursor)) > 0:
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"MariaDB still held {dirty} dirty pages after {SETTLE_S:g} s")
+            time.sleep(0.2)
+    finally:
+        cursor.execute("SET GLOBAL innodb_max_dirty_pages_pct = %s", (kept,))
+
+
+def _dirty_pages(cursor: Any) -> int:
+    cursor.execute("SHOW GLOBAL STATUS LIKE 'Innodb_buffer_pool_pages_dirty'")
+    return int(cursor.fetchone()[1])
+
+
 # --- the run ----------------------------------------------------------------------------------
 
 
@@ -179,6 +216,8 @@ def measure(
     print(f"{backend}: {orders:,} orders written in {filled_s:.0f} s", file=sys.stderr)
     new_url = fresh_database(backend, mariadb)
     new_keys = seed(new_url)
+    settled_s = settle(full_url)
+    print(f"{backend}: settled in {settled_s:.0f} s", file=sys.stderr)
     new_port, full_port = next(ports), next(ports)
     with (
         central_process(new_url, kafka, new_port, topic_prefix()) as new_central,
@@ -194,9 +233,17 @@ def measure(
             for each in (new, full):  # the last cell's relay would otherwise run into this one
                 wait_drained(each.url)
             cells[name].append(cell(served.url, served.keys, served.port, seconds))
+            print(f"{backend}: {name} {cells[name][-1]}", file=sys.stderr)
     empty, loaded = median_load(cells["new"]), median_load(cells["full"])
     print(f"{backend}: new {empty}, full {loaded}", file=sys.stderr)
-    return {"backend": backend, "empty": empty, "full": loaded, "filled_s": filled_s}
+    return {
+        "backend": backend,
+        "empty": empty,
+        "full": loaded,
+        "cells": cells,
+        "filled_s": filled_s,
+        "settled_s": settled_s,
+    }
 
 
 def wait_drained(url: str) -> None:
@@ -245,7 +292,15 @@ def table(rows: list[dict[str, Any]], orders: int) -> str:
                 worst <= ALLOWED_CHANGE,
             )
         )
-    return "\n".join(lines) + "\n\n" + "\n\n".join(verdicts)
+    return "\n".join([*lines, "", *map(cells_told, rows)]) + "\n\n" + "\n\n".join(verdicts)
+
+
+def cells_told(r: dict[str, Any]) -> str:
+    def rates(name: str) -> str:
+        return ", ".join(f"{c.orders_s:.0f}" for c in r["cells"][name])
+
+    told = f"new {rates('new')}; +N {rates('full')}"
+    return f"- {r['backend']}, orders/s by cell in its turn: {told}."
 
 
 def _ports() -> Iterator[int]:
@@ -269,6 +324,7 @@ def run(quick: bool = False, plaintext: bool = False) -> str:
         stop_kafka()
     facts = ", ".join(f"{k} {v}" for k, v in machine_facts().items())
     filled = ", ".join(f"{r['backend']} {r['filled_s']:.0f} s" for r in rows)
+    settled = ", ".join(f"{r['backend']} {r['settled_s']:.0f} s" for r in rows)
     return (
         f"Machine: {facts}.{' Quick mode.' if quick else ''}\n\n"
         f"{CLIENTS} clients place 1-3 line orders through HTTP (as in *Orders through HTTP*), "
@@ -278,7 +334,9 @@ def run(quick: bool = False, plaintext: bool = False) -> str:
         "/proc over a cell, divided by the orders placed. *new*: a new database (its own orders "
         f"only); *+{orders:,}*: a database into which {orders:,} 2-line orders with their "
         f"lines, ledger rows and sent outbox rows were written first (time to write them: "
-        f"{filled}). A central on each, both running, one loaded at a time: measured in turns, "
+        f"{filled}; then, before any cell, SQLite's WAL checkpointed, MariaDB's dirty pages "
+        f"flushed and the kernel's synced: {settled}). A central on each, both running, one "
+        "loaded at a time: measured in turns, "
         "the machine's drift over the minutes of a run falls on both alike (before 2026-12-04 "
         "the new database was measured first and the same one again after the writing, "
         "minutes later).\n\n" + table(rows, orders) + f"\n\nKafka: {security_mode(plaintext)}."
