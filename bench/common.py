@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 from harness.kafka_security import KafkaCluster
 from harness.proc import pids_where
 
@@ -303,3 +305,21 @@ def median(values: list[float]) -> float:
 def verdict(name: str, value: float, target: str, met: bool) -> str:
     """One line that says plainly whether a design target was met in this run."""
     return f"**Target** {name}: {target}; this run {value:.2f} -> {'met' if met else 'MISSED'}."
+
+
+def wait_published(url: str, timeout: float = 120.0) -> None:
+    """Until the central at `url` has published its whole outbox (invctl_outbox_backlog 0)."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=url, timeout=10) as client:
+        while time.monotonic() < deadline:
+            if outbox_backlog(client.get("/metrics").text) == 0:
+                return
+            time.sleep(0.05)
+    raise RuntimeError(f"{url}: the outbox was not published within {timeout:g} s")
+
+
+def outbox_backlog(metrics: str) -> float | None:
+    for line in metrics.splitlines():
+        if line.startswith("invctl_outbox_backlog "):
+            return float(line.split()[1])
+    return None

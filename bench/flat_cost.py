@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-
 from bench.common import (
     RUN,
     machine_facts,
@@ -31,6 +29,7 @@ from bench.common import (
     start_kafka,
     start_mariadb,
     verdict,
+    wait_published,
 )
 from bench.orders import SKUS, STORES, fresh_database, http_orders, seed
 from bench.stack import central_process
@@ -43,7 +42,6 @@ BATCH = 2_000  # orders a transaction while filling
 ALLOWED_CHANGE = 0.10  # the issue's bound on the difference, either way
 CELLS = 6  # of each database, in turns: new, full, full, new, new, full, ...
 SETTLE_S = 300.0  # at most, for MariaDB to flush what the filling wrote
-DRAIN_S = 120.0  # at most, for a central's relay to publish what a cell left
 
 
 @dataclass(frozen=True)
@@ -231,7 +229,7 @@ def measure(
         for turn in range(CELLS * 2):
             name, served = (("new", new), ("full", full))[(turn + turn // 2) % 2]
             for each in (new, full):  # the last cell's relay would otherwise run into this one
-                wait_drained(each.url)
+                wait_published(each.url)
             cells[name].append(cell(served.url, served.keys, served.port, seconds))
             print(f"{backend}: {name} {cells[name][-1]}", file=sys.stderr)
     empty, loaded = median_load(cells["new"]), median_load(cells["full"])
@@ -244,24 +242,6 @@ def measure(
         "filled_s": filled_s,
         "settled_s": settled_s,
     }
-
-
-def wait_drained(url: str) -> None:
-    """Until the central at `url` has published its whole outbox (invctl_outbox_backlog 0)."""
-    deadline = time.monotonic() + DRAIN_S
-    with httpx.Client(base_url=url, timeout=10) as client:
-        while time.monotonic() < deadline:
-            if outbox_backlog(client.get("/metrics").text) == 0:
-                return
-            time.sleep(0.05)
-    raise RuntimeError(f"{url}: the outbox was not published within {DRAIN_S:g} s")
-
-
-def outbox_backlog(metrics: str) -> float:
-    for line in metrics.splitlines():
-        if line.startswith("invctl_outbox_backlog "):
-            return float(line.split()[1])
-    raise RuntimeError("central's /metrics has no invctl_outbox_backlog")
 
 
 def topic_prefix() -> str:

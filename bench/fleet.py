@@ -41,6 +41,7 @@ from bench.common import (
     ms,
     process_memory_kib,
     security_mode,
+    wait_published,
 )
 from bench.relay_failover import kafka_cluster
 from bench.stack import (
@@ -159,22 +160,6 @@ def forget(kafka: KafkaCluster, prefix: str, stores: list[str]) -> None:
         print(f"bench.fleet: not cleaned up: {type(exc).__name__}: {exc}", file=sys.stderr)
     finally:
         admin.close()
-
-
-def wait_published(central: str, timeout: float = 120) -> None:
-    """Until the relay has published the catalog (the outbox is empty): the offsets
-    committed next are then those of a log that no longer grows."""
-    deadline = time.monotonic() + timeout
-    with httpx.Client(base_url=central, timeout=10) as client:
-        while time.monotonic() < deadline:
-            metrics = client.get("/metrics").text
-            backlog = [
-                line for line in metrics.splitlines() if line.startswith("invctl_outbox_backlog ")
-            ]
-            if backlog and float(backlog[0].split()[1]) == 0:
-                return
-            time.sleep(0.2)
-    raise RuntimeError("the relay did not publish the catalog in time")
 
 
 class Heartbeats:
