@@ -206,7 +206,7 @@ def measure(
     seconds: float,
 ) -> dict[str, Any]:
     """Two databases side by side, one new and one holding `orders` past orders, a central
-    on each, their cells in turns (new, full, new, full, ...): the machine's speed drifts
+    on each, their cells in turns (new, full, full, new, ...): the machine's speed drifts
     over the minutes of a run, and in turns the drift falls on both alike."""
     full_url = fresh_database(backend, mariadb)
     full_keys = seed(full_url)
