@@ -10,6 +10,9 @@ first on another node is refused at COMMIT (MySQL error 1213) and rolled back wh
 then WriteConflict (503, retryable). Use cases whose writes two nodes can make at once (an
 order, a cancellation, a stock change) run through it.
 
+Writes whose results nothing reads before the commit may be handed to `later()`: they are
+sent with the outbox rows, in one round trip where the database allows it (central.rows).
+
 With tracing on, each outbox row keeps the trace context of the span that wrote it (the use
 case's, e.g. order.reserve): the relay sends it on as Kafka record headers.
 """
@@ -30,7 +33,7 @@ import peewee
 
 from central.db import is_write_conflict, write_turn
 from central.models import Outbox, utcnow
-from central.rows import RowInsert
+from central.rows import Call, Result, RowInsert, together
 from invwire import tracing
 from invwire.errors.central import WriteConflict
 from invwire.events import Event, encode
@@ -86,12 +89,20 @@ class UnitOfWork:
         self._on_commit = on_commit
         self.retry = retry or ConflictRetry()
         self._events: list[Event] = []
+        self._later: list[tuple[Call, Callable[[Result], None] | None]] = []
         self._connection: peewee.ConnectionContext | None = None
         self._transaction: peewee._atomic | None = None
         self._turn: AbstractContextManager[Any] = nullcontext()
 
     def record(self, *events: Event | None) -> None:
         self._events.extend(e for e in events if e is not None)
+
+    def later(self, call: Call | None, check: Callable[[Result], None] | None = None) -> None:
+        """`call` run at the commit, before the outbox rows and with them, then `check(its
+        result)` (which may raise to roll it all back). Only for a write no statement of
+        this unit of work reads before it commits: until then, it is not made."""
+        if call is not None:
+            self._later.append((call, check))
 
     def run(self, work: Callable[[], T]) -> T:
         """`work()` in this unit of work, committed once; its result. A write conflict
@@ -118,6 +129,7 @@ class UnitOfWork:
 
     def __enter__(self) -> UnitOfWork:
         self._events = []
+        self._later = []
         self._turn = write_turn(self.db)
         self._turn.__enter__()
         try:
@@ -156,8 +168,16 @@ class UnitOfWork:
             raise
 
     def _write_outbox(self) -> None:
+        later, self._later = self._later, []
+        calls = [call for call, _ in later] + self._outbox_calls()
+        results = together(self.db, calls)
+        for (_, check), result in zip(later, results, strict=False):
+            if check is not None:
+                check(result)
+
+    def _outbox_calls(self) -> list[Call]:
         if not self._events:
-            return
+            return []
         now = self.clock.now()
         occurred_at = now.replace(tzinfo=UTC)
         trace_context = written_by()
@@ -176,8 +196,8 @@ class UnitOfWork:
             )
         # A few hundred rows a statement: a staged import's commit records one event a row,
         # and one INSERT of them all would pass SQLite's bound on parameters.
-        for chunk in peewee.chunked(rows, OUTBOX_INSERT_CHUNK):
-            OUTBOX_ROWS.insert(chunk)
+        chunks = (OUTBOX_ROWS.call(chunk) for chunk in peewee.chunked(rows, OUTBOX_INSERT_CHUNK))
+        return [call for call in chunks if call is not None]
 
 
 def written_by() -> str | None:

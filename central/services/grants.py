@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime
+from typing import Any
 
 from central.db import locked
 from central.domain import allowances as rules
@@ -37,11 +38,24 @@ def own_grants(
     in the opposite order."""
     if store_id is None:
         return {}
-    params = [store_id, *skus, rules.LIVE]
+    database = Allowance._meta.database
+    rows = LIVE_GRANTS.run(database, live_params(store_id, skus), size=len(skus)).fetchall()
+    return usable_grants(store_id, rows, now)
+
+
+def live_params(store_id: str | None, skus: list[str]) -> list[object]:
+    """LIVE_GRANTS's parameters for a store's grants of `skus` (none for no store)."""
+    return [store_id, *skus, rules.LIVE]
+
+
+def usable_grants(
+    store_id: str | None, rows: list[tuple[Any, ...]], now: datetime
+) -> dict[str, list[rules.Grant]]:
+    """`own_grants` from the rows LIVE_GRANTS read."""
+    if store_id is None:
+        return {}
     by_sku: dict[str, list[rules.Grant]] = defaultdict(list)
-    for grant_id, sku, remaining, expires_at, version in LIVE_GRANTS.run(
-        Allowance._meta.database, params, size=len(skus)
-    ):
+    for grant_id, sku, remaining, expires_at, version in rows:
         expiry = Allowance.expires_at.python_value(expires_at)
         by_sku[sku].append(rules.Grant(grant_id, store_id, sku, remaining, expiry, version))
     return {sku: rules.usable(grants, now) for sku, grants in by_sku.items()}

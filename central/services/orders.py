@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -19,7 +19,7 @@ from central.domain import allowances as allowance_rules
 from central.domain import orders as rules
 from central.domain.stock import StockLevel
 from central.models import Order, OrderLine, Product, Stock, Store, as_utc
-from central.rows import RowInsert, Statement
+from central.rows import Call, Result, RowInsert, Statement, together
 from central.services import grants
 from central.services.inventory import LEDGER_ROWS, movement_row
 from central.services.principal import Principal, Role
@@ -150,20 +150,36 @@ def _reserve(
         # The order row goes first: a concurrent request with the same key blocks on its
         # unique index here, before touching any stock (on Galera, a request on another
         # node fails certification instead and runs again, to meet the key here).
-        order = _new_order(order_id, request, principal.actor, now)
+        new = _new_order(order_id, request, principal.actor, now)
+        if not any(line.grant_id for line in lines):
+            return _sell(uow, principal, new, lines, now)
+        order = new.written(together(Order._meta.database, [new.call])[0])
         prices = sellable_prices(lines)
-        if any(line.grant_id for line in lines):
-            rows = take_granted_stock(uow, principal, order, lines, prices, now)
-        else:
-            rows = take_stock(uow, principal, order, lines, prices, now)
+        rows = take_granted_stock(uow, principal, order, lines, prices, now)
         return view_of(order, rows)
 
     return uow.run(reserve)
 
 
-def _new_order(order_id: str, request: _Request, actor: str, now: datetime) -> Order:
-    """The order row, INSERTed as peewee's Order.create would (one prepared statement); with
-    an unchecked store key, only if that key is still valid (else KeyRefused)."""
+@dataclass(frozen=True)
+class _NewOrder:
+    """The order row's INSERT (as peewee's Order.create would make it); with an unchecked
+    store key, written only if that key is still valid."""
+
+    order: Order
+    call: Call
+    unchecked: bool
+
+    def written(self, result: Result) -> Order:
+        """The order, once its INSERT gave `result`; KeyRefused if it wrote no row."""
+        if self.unchecked and result.rowcount != 1:
+            raise KeyRefused()
+        if result.lastrowid is not None:  # an INSERT's is its row's
+            self.order.seq = result.lastrowid
+        return self.order
+
+
+def _new_order(order_id: str, request: _Request, actor: str, now: datetime) -> _NewOrder:
     order = Order(
         id=order_id,
         store_id=request.store_id,
@@ -173,17 +189,38 @@ def _new_order(order_id: str, request: _Request, actor: str, now: datetime) -> O
         created_by=actor,
         created_at=now,
     )
+    database = Order._meta.database
     params = [order_id, request.store_id, rules.CONFIRMED, request.key, request.fingerprint]
     params += [actor, Order.created_at.db_value(now)]
     if request.unchecked_key is None:
-        order.seq = NEW_ORDER.run(Order._meta.database, params).lastrowid
-        return order
+        return _NewOrder(order, NEW_ORDER.call(database, params), unchecked=False)
     params += [request.unchecked_key, request.store_id, Store.active.db_value(True)]
-    cursor = NEW_ORDER_FOR_KEY.run(Order._meta.database, params)
-    if cursor.rowcount != 1:
-        raise KeyRefused()
-    order.seq = cursor.lastrowid
-    return order
+    return _NewOrder(order, NEW_ORDER_FOR_KEY.call(database, params), unchecked=True)
+
+
+def _sell(
+    uow: UnitOfWork, principal: Principal, new: _NewOrder, lines: list[rules.Line], now: datetime
+) -> dict[str, Any]:
+    """An order none of whose lines names a grant: its row written and what it reads (the
+    prices, the stock rows and the store's grants, locked in that order) in one round
+    trip; what it writes then goes with its outbox rows (UnitOfWork.later)."""
+    database = Order._meta.database
+    skus = [line.sku for line in lines]
+    size = len(skus)
+    row, found, stock, granted = together(
+        database,
+        [
+            new.call,
+            PRICES.call(database, skus, size=size),
+            LEVELS.call(database, skus, size=size),
+            grants.LIVE_GRANTS.call(database, grants.live_params(principal.store_id, skus), size),
+        ],
+    )
+    order = new.written(row)
+    prices = prices_of(skus, found.rows)
+    own = grants.usable_grants(principal.store_id, granted.rows, now)
+    after = _take_from(uow, principal, order, lines, levels_of(stock.rows), own, now, later=True)
+    return view_of(order, _write_lines(order.id, lines, prices, after, uow))
 
 
 def take_stock(
@@ -200,17 +237,33 @@ def take_stock(
     skus = [line.sku for line in lines]
     levels = locked_levels(skus)
     own = grants.own_grants(principal.store_id, skus, now)
-    if own:
-        taken = allowance_rules.take(levels, lines, order.id, own)
-        write_changes(uow, principal, taken.changes, now, note)
-        grants.save_drawn(taken.grants, now)
-        _keep_draws(order, drawn(chain.from_iterable(own.values()), taken.grants))
-        after = taken.after
-    else:
-        changes = rules.reserve(levels, lines, order.id)
-        write_changes(uow, principal, changes, now, note)
-        after = {level.sku: level for level, _ in changes}
+    after = _take_from(uow, principal, order, lines, levels, own, now, note)
     return _write_lines(order.id, lines, prices, after)
+
+
+def _take_from(
+    uow: UnitOfWork,
+    principal: Principal,
+    order: Order,
+    lines: list[rules.Line],
+    levels: dict[str, StockLevel],
+    own: dict[str, list[allowance_rules.Grant]],
+    now: datetime,
+    note: str = "",
+    later: bool = False,
+) -> dict[str, StockLevel]:
+    """Every line taken from `levels` and the store's grants `own` (both locked): each
+    SKU's level after it. `later`: the stock rows and ledger written at the commit, when no
+    grant was drawn on (UnitOfWork.later)."""
+    if not own:
+        changes = rules.reserve(levels, lines, order.id)
+        write_changes(uow, principal, changes, now, note, later=later)
+        return {level.sku: level for level, _ in changes}
+    taken = allowance_rules.take(levels, lines, order.id, own)
+    write_changes(uow, principal, taken.changes, now, note)
+    grants.save_drawn(taken.grants, now)
+    _keep_draws(order, drawn(chain.from_iterable(own.values()), taken.grants))
+    return taken.after
 
 
 def take_granted_stock(
@@ -268,7 +321,9 @@ def _write_lines(
     lines: list[rules.Line],
     prices: dict[str, Decimal],
     after: dict[str, StockLevel],
+    uow: UnitOfWork | None = None,
 ) -> list[OrderLine]:
+    """The order's lines, written now, or at the commit if given its `uow`."""
     rows = [
         OrderLine(
             order_id=order_id,
@@ -280,7 +335,11 @@ def _write_lines(
         )
         for line in lines
     ]
-    ORDER_LINES.insert(row.__data__ for row in rows)
+    call = ORDER_LINES.call(row.__data__ for row in rows)
+    if uow is not None:
+        uow.later(call)
+    elif call is not None:
+        together(OrderLine._meta.database, [call])
     return rows
 
 
@@ -288,6 +347,11 @@ def sellable_prices(lines: list[rules.Line]) -> dict[str, Decimal]:
     """Each line's product price, or UnknownSku / InactiveSku naming those not for sale."""
     skus = [line.sku for line in lines]
     found = PRICES.run(Product._meta.database, skus, size=len(skus)).fetchall()
+    return prices_of(skus, found)
+
+
+def prices_of(skus: list[str], found: list[tuple[Any, ...]]) -> dict[str, Decimal]:
+    """`sellable_prices` from the rows PRICES found for `skus`."""
     products = {sku: (price, Product.active.python_value(active)) for sku, price, active in found}
     unknown = [sku for sku in skus if sku not in products]
     if unknown:
@@ -300,7 +364,10 @@ def sellable_prices(lines: list[rules.Line]) -> dict[str, Decimal]:
 
 
 def locked_levels(skus: list[str]) -> dict[str, StockLevel]:
-    rows = LEVELS.run(Stock._meta.database, skus, size=len(skus)).fetchall()
+    return levels_of(LEVELS.run(Stock._meta.database, skus, size=len(skus)).fetchall())
+
+
+def levels_of(rows: list[tuple[Any, ...]]) -> dict[str, StockLevel]:
     return {row[0]: StockLevel(*row) for row in rows}
 
 
@@ -310,17 +377,33 @@ def write_changes(
     changes: list[tuple[StockLevel, StockChanged]],
     now: datetime,
     note: str = "",
+    later: bool = False,
 ) -> None:
+    """The changed stock rows and their ledger rows written (at the commit if `later`), and
+    their events recorded."""
+    writes: list[tuple[Call | None, Callable[[Result], None] | None]] = []
     if changes:
-        _take(changes, now)
-    LEDGER_ROWS.insert(movement_row(e, principal, note, now) for _, e in changes)
+        writes.append(_take(changes, now))
+    writes.append(
+        (LEDGER_ROWS.call(movement_row(e, principal, note, now) for _, e in changes), None)
+    )
+    for call, check in writes:
+        if later:
+            uow.later(call, check)
+        elif call is not None:
+            result = together(uow.db, [call])[0]
+            if check is not None:
+                check(result)
     uow.record(*(event for _, event in changes))
 
 
-def _take(changes: list[tuple[StockLevel, StockChanged]], now: datetime) -> None:
-    """Each changed row set to its last level, if it still has the version read under the
-    lock. A SKU may change twice in one order (its grant's units released for sale, then
-    sold): each change is one version, so the row was read at the first one's version - 1."""
+def _take(
+    changes: list[tuple[StockLevel, StockChanged]], now: datetime
+) -> tuple[Call, Callable[[Result], None]]:
+    """The UPDATE setting each changed row to its last level, if it still has the version
+    read under the lock, and its check. A SKU may change twice in one order (its grant's
+    units released for sale, then sold): each change is one version, so the row was read at
+    the first one's version - 1."""
     last: dict[str, StockLevel] = {}
     read_at: dict[str, int] = {}
     for level, _ in changes:
@@ -334,8 +417,12 @@ def _take(changes: list[tuple[StockLevel, StockChanged]], now: datetime) -> None
     params += [Stock.updated_at.db_value(now), *skus]
     for sku in skus:
         params += [sku, read_at[sku]]
-    if TAKE.run(Stock._meta.database, params, size=len(skus)).rowcount != len(skus):
-        raise RuntimeError(f"a stock row of {skus} changed under its lock")
+
+    def check(result: Result) -> None:
+        if result.rowcount != len(skus):
+            raise RuntimeError(f"a stock row of {skus} changed under its lock")
+
+    return TAKE.call(Stock._meta.database, params, size=len(skus)), check
 
 
 def cancel_order(uow: UnitOfWork, principal: Principal, order_id: str) -> dict[str, Any]:

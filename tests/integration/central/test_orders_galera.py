@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import peewee
 import pytest
 
 from central.db import connect
@@ -91,20 +92,25 @@ def add_products(cluster: Cluster, stock: dict[str, int]) -> None:
             assert c.put(f"/api/v1/stock/{sku}", json={"quantity": quantity}).status_code == 200
 
 
-def test_every_connection_central_makes_to_a_galera_node_reads_causally(
+def test_every_connection_central_makes_to_a_galera_node_reads_causally_one_statement_a_query(
     galera_urls: list[str],
 ) -> None:
     with galera_database(galera_urls) as urls:
         db = connect(urls[1])
         try:
-            seen = set()
+            seen, refused = set(), 0
             for _ in range(3):  # a pooled connection and two new ones
                 with db.connection_context():
                     seen.add(db.execute_sql("SELECT @@SESSION.wsrep_sync_wait").fetchone()[0])
+                    try:
+                        db.execute_sql("SELECT 1; SELECT 2")
+                    except peewee.ProgrammingError:
+                        refused += 1  # the server takes one statement a query from it
                 db.close_idle()
         finally:
             db.close_all()
-    assert seen == {1}
+    assert (seen, refused) == ({1}, 3)
+    assert not getattr(db, "multi_statements", False)
 
 
 def test_what_one_node_wrote_the_next_request_reads_on_another(cluster: Cluster) -> None:

@@ -6,6 +6,7 @@ from decimal import Decimal
 import peewee
 import pytest
 
+from central import rows
 from central.models import Movement, OrderLine
 from central.rows import RowInsert, Statement
 from central.services.inventory import LEDGER_ROWS
@@ -109,3 +110,24 @@ def test_run_many_raises_peewees_errors():
         broken = Statement('UPDATE "stock_movements" SET "delta" = ? WHERE "sku" = ?')
         with pytest.raises(peewee.IntegrityError):
             broken.run_many(database, [(None, "MILK-1L")])
+
+
+def test_statements_sent_together_go_in_queries_of_a_bounded_size(monkeypatch):
+    monkeypatch.setattr(rows, "MAX_QUERY_CHARS", 10)
+    texts = ["aaa", "bbb", "ccccccccccccc", "dd", "ee", "ff"]
+    groups = list(rows._queries(texts))
+    assert [text for group in groups for text in group] == texts  # in order, none lost
+    assert groups == [["aaa", "bbb"], ["ccccccccccccc"], ["dd", "ee", "ff"]]
+    assert all(len(";".join(g)) <= 10 for g in groups if len(g) > 1)
+
+
+def test_statements_together_on_sqlite_answer_one_by_one():
+    database = peewee.SqliteDatabase(":memory:")
+    count = Statement('SELECT COUNT(*) FROM "stock_movements"')
+    with database.bind_ctx([Movement]):
+        database.create_tables([Movement])
+        call = LEDGER_ROWS.call([_ledger_row("MILK-1L", None), _ledger_row("EGGS-12", None)])
+        assert call is not None
+        added, counted = rows.together(database, [call, count.call(database, [])])
+        assert (added.rowcount, counted.rows) == (2, [(2,)])
+        assert LEDGER_ROWS.call([]) is None  # nothing to write: no statement
