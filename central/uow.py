@@ -196,7 +196,12 @@ class UnitOfWork:
             )
         # A few hundred rows a statement: a staged import's commit records one event a row,
         # and one INSERT of them all would pass SQLite's bound on parameters.
-        chunks = (OUTBOX_ROWS.call(chunk) for chunk in peewee.chunked(rows, OUTBOX_INSERT_CHUNK))
+        # (Sliced: peewee.chunked pads each chunk to its full size and pops the padding off
+        # one by one, 498 pops for an order's 2 rows, about a tenth of its CPU on SQLite.)
+        size = OUTBOX_INSERT_CHUNK
+        chunks = (
+            OUTBOX_ROWS.call(rows[start : start + size]) for start in range(0, len(rows), size)
+        )
         return [call for call in chunks if call is not None]
 
 

@@ -87,3 +87,11 @@ def test_later_writes_of_a_failed_attempt_are_not_made_by_the_next_one(db):
         raise ValueError("refused before the commit")
     uow.run(lambda: uow.later(LEDGER_ROWS.call([_movement("MILK-1L")])))
     assert _stored(db) == (["MILK-1L"], 0)
+
+
+def test_many_events_are_written_to_the_outbox_whole_and_in_order(db):
+    uow = UnitOfWork(db, FakeClock())
+    skus = [f"SKU-{n:04d}" for n in range(1201)]  # three INSERTs of at most 500 rows
+    uow.run(lambda: uow.record(*(_event(sku) for sku in skus)))
+    with db.connection_context():
+        assert [row.key for row in Outbox.select().order_by(Outbox.id)] == skus
