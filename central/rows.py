@@ -47,23 +47,28 @@ class Result:
     lastrowid: int | None
 
 
-def together(database: peewee.Database, calls: Sequence[Call]) -> list[Result]:
+def together(
+    database: peewee.Database, calls: Sequence[Call], max_chars: int = MAX_QUERY_CHARS
+) -> list[Result]:
     """Each call's result, in order. The first that fails raises its error (as peewee's,
     as execute_sql does) and those after it are not run: inside a transaction, which the
-    caller then rolls back, as it would after the same statements sent one by one."""
+    caller then rolls back, as it would after the same statements sent one by one. A query
+    of several holds at most `max_chars` (one statement longer goes alone)."""
     if getattr(database, "multi_statements", False) and len(calls) > 1:
-        return _in_few_queries(database, calls)
+        return _in_few_queries(database, calls, max_chars)
     return [_result(database.execute_sql(call.sql, call.params)) for call in calls]
 
 
-def _in_few_queries(database: peewee.Database, calls: Sequence[Call]) -> list[Result]:
+def _in_few_queries(
+    database: peewee.Database, calls: Sequence[Call], max_chars: int
+) -> list[Result]:
     in_transaction = database.in_transaction()
     cursor = database.cursor()
     # Each text is one of this module's (their values escaped by the driver, as execute
     # would), so the ';' between them is the only one outside a quoted value.
     texts = [cursor.mogrify(call.sql, call.params) for call in calls]
     results: list[Result] = []
-    for group in _queries(texts):
+    for group in _queries(texts, max_chars):
         results += _in_one_query(cursor, group)
         if in_transaction and not _still_in_transaction(cursor):
             raise peewee.InterfaceError(_ENDED)
@@ -85,12 +90,12 @@ def _still_in_transaction(cursor: Any) -> bool:
     return not isinstance(status, int) or bool(status & SERVER_STATUS.SERVER_STATUS_IN_TRANS)
 
 
-def _queries(texts: list[str]) -> Iterable[list[str]]:
-    """The texts in groups of at most MAX_QUERY_CHARS each (one longer goes alone)."""
+def _queries(texts: list[str], max_chars: int) -> Iterable[list[str]]:
+    """The texts in groups of at most `max_chars` each (one longer goes alone)."""
     group: list[str] = []
     size = 0
     for text in texts:
-        if group and size + len(text) > MAX_QUERY_CHARS:
+        if group and size + len(text) > max_chars:
             yield group
             group, size = [], 0
         group.append(text)

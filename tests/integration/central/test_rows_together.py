@@ -7,7 +7,6 @@ from collections.abc import Iterator
 import peewee
 import pytest
 
-from central import rows
 from central.db import connect
 from central.rows import Statement, together
 from tests.support.central_harness import mariadb_database, mysql_base_url
@@ -84,11 +83,10 @@ def test_a_transaction_rolled_back_undoes_every_statement_sent_together(db):
         assert count(db) == 0
 
 
-def test_many_statements_go_in_several_bounded_queries(db, monkeypatch):
-    monkeypatch.setattr(rows, "MAX_QUERY_CHARS", 200)
+def test_many_statements_go_in_several_bounded_queries(db):
     calls = [ADD.call(db, [n, f"note {n}"]) for n in range(40)]
     with db.connection_context(), db.atomic():
-        results = together(db, calls)
+        results = together(db, calls, max_chars=200)
     assert [result.rowcount for result in results] == [1] * 40
     with db.connection_context():
         assert count(db) == 40

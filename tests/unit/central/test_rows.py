@@ -112,10 +112,9 @@ def test_run_many_raises_peewees_errors():
             broken.run_many(database, [(None, "MILK-1L")])
 
 
-def test_statements_sent_together_go_in_queries_of_a_bounded_size(monkeypatch):
-    monkeypatch.setattr(rows, "MAX_QUERY_CHARS", 10)
+def test_statements_sent_together_go_in_queries_of_a_bounded_size():
     texts = ["aaa", "bbb", "ccccccccccccc", "dd", "ee", "ff"]
-    groups = list(rows._queries(texts))
+    groups = list(rows._queries(texts, max_chars=10))
     assert [text for group in groups for text in group] == texts  # in order, none lost
     assert groups == [["aaa", "bbb"], ["ccccccccccccc"], ["dd", "ee", "ff"]]
     assert all(len(";".join(g)) <= 10 for g in groups if len(g) > 1)
