@@ -150,15 +150,15 @@ def measure(
         with central_process(database_url, kafka, port, prefix) as url:
             for clients in levels:
                 http, spent = metered_orders(clients, seconds, url, keys, port)
-                trivial = run_clients(clients, seconds, trivial_endpoint(url))
+                trivial = metered_trivial(clients, seconds, url, port)
                 direct[clients] = run_clients(clients, seconds, direct_make)
-                rows.append(_row(backend, ONE, clients, http, direct[clients], trivial, spent))
+                rows.append(_row(backend, ONE, clients, http, direct[clients], *trivial, spent))
                 print(_line(rows[-1]), file=sys.stderr)
         with central_process(database_url, kafka, port, prefix, args=WORKERS_ARGS) as url:
             run_clients(8, max(1.0, seconds / 5), http_orders(url, keys))  # warm both workers
             http, spent = metered_orders(8, seconds, url, keys, port)
-            trivial = run_clients(8, seconds, trivial_endpoint(url))
-            rows.append(_row(backend, TWO, 8, http, direct[8], trivial, spent))
+            trivial = metered_trivial(8, seconds, url, port)
+            rows.append(_row(backend, TWO, 8, http, direct[8], *trivial, spent))
             print(_line(rows[-1]), file=sys.stderr)
     finally:
         close_direct()
@@ -171,6 +171,12 @@ def metered_orders(
     with metered(order_parts(port)) as spent:
         http = run_clients(clients, seconds, http_orders(url, keys))
     return http, spent
+
+
+def metered_trivial(clients: int, seconds: float, url: str, port: int) -> tuple[Sample, Spent]:
+    with metered(order_parts(port)) as spent:
+        trivial = run_clients(clients, seconds, trivial_endpoint(url))
+    return trivial, spent
 
 
 def storage_ceiling(seconds: float) -> dict[str, float]:
@@ -215,6 +221,7 @@ def _row(
     http: Sample,
     direct: Sample,
     trivial: Sample,
+    trivial_spent: Spent,
     spent: Spent,
 ) -> dict[str, object]:
     ceiling = min(direct.rate, trivial.rate)
@@ -234,6 +241,7 @@ def _row(
         "of_trivial": http.rate / trivial.rate if trivial.rate else float("nan"),
         "ceiling": ceiling,
         "cpu_ms": spent.per_unit_ms(len(http.latencies)),
+        "trivial_cpu_ms": trivial_spent.per_unit_ms(len(trivial.latencies)),
         "busy": spent.machine_busy,
     }
 
@@ -294,16 +302,29 @@ def cpu_table(rows: list[dict[str, object]]) -> str:
 
 
 def _budget_note(r: dict[str, object], cpu: dict[str, float]) -> str:
+    """What the machine's cores leave central per order at half of each ceiling, given what
+    the other processes took per order in this run."""
+    trivial_cpu: dict[str, float] = r["trivial_cpu_ms"]  # type: ignore[assignment]
+    half_ceiling = _left_for_central("half the smaller ceiling", float(r["ceiling"]), cpu)  # type: ignore[arg-type]
+    half_trivial = _left_for_central("half of /healthz", float(r["trivial_s"]), cpu)  # type: ignore[arg-type]
+    return (
+        f"- {r['backend']}, {r['layout']}: {half_ceiling} {half_trivial} Central took "
+        f"{cpu.get('central', 0.0):.2f} ms per order, and "
+        f"{trivial_cpu.get('central', 0.0):.2f} ms per /healthz request."
+    )
+
+
+def _left_for_central(what: str, ceiling: float, cpu: dict[str, float]) -> str:
     cores = os.cpu_count() or 1
-    target = 0.5 * float(r["ceiling"])  # type: ignore[arg-type]
+    target = 0.5 * ceiling
     budget = cores * 1000 / target
     others = sum(ms for part, ms in cpu.items() if part != "central")
+    left = budget - others
+    leaves = f"{left:.2f} ms" if left > 0 else f"nothing ({left:.2f} ms)"
     return (
-        f"- {r['backend']}, {r['layout']}: half the smaller ceiling is {target:.0f} orders/s; "
-        f"at that rate the machine's {cores} cores give {budget:.2f} ms of CPU per order in "
-        f"all. The MariaDB server, the broker and the load generator took {others:.2f} ms per "
-        f"order in this run, which would leave central {budget - others:.2f} ms; it took "
-        f"{cpu.get('central', 0.0):.2f} ms."
+        f"At {what} ({target:.0f} orders/s) the machine's {cores} cores give {budget:.2f} ms of "
+        f"CPU per order in all; the MariaDB server, the broker and the load generator took "
+        f"{others:.2f} ms per order, which would leave central {leaves}."
     )
 
 
