@@ -4,14 +4,18 @@ the grants it drew on written back, each conditional on the version read under t
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from central.db import locked
 from central.domain import allowances as rules
 from central.models import Allowance
-from central.rows import Statement
+from central.rows import Result, Statement, together
 from invwire.errors.central import GrantNotYours, GrantUnknown
+
+if TYPE_CHECKING:
+    from central.uow import UnitOfWork
 
 # every order by a store runs these (central.rows: their text built once); a grant with no
 # unit left stays live until its expiry, but has nothing to give and is neither read nor locked
@@ -61,12 +65,26 @@ def usable_grants(
     return {sku: rules.usable(grants, now) for sku, grants in by_sku.items()}
 
 
-def save_drawn(grants: list[rules.Grant], now: datetime) -> None:
+def save_drawn(grants: list[rules.Grant], now: datetime, uow: UnitOfWork | None = None) -> None:
+    """Each grant drawn on written if it still has the version read under the lock; at the
+    commit with `uow` (UnitOfWork.later), else now."""
+    database = Allowance._meta.database
     stamp = Allowance.updated_at.db_value(now)
     for grant in grants:
         params = [grant.remaining, grant.version, stamp, grant.id, grant.version - 1]
-        if DRAWN.run(Allowance._meta.database, params).rowcount != 1:
-            raise RuntimeError(f"allowance {grant.id} changed under its lock")
+        call, check = DRAWN.call(database, params), _one_row(grant.id)
+        if uow is not None:
+            uow.later(call, check)
+        else:
+            check(together(database, [call])[0])
+
+
+def _one_row(grant_id: str) -> Callable[[Result], None]:
+    def check(result: Result) -> None:
+        if result.rowcount != 1:
+            raise RuntimeError(f"allowance {grant_id} changed under its lock")
+
+    return check
 
 
 def named_grants(store_id: str, grant_ids: list[str]) -> dict[str, rules.Grant]:

@@ -253,16 +253,18 @@ def _take_from(
     later: bool = False,
 ) -> dict[str, StockLevel]:
     """Every line taken from `levels` and the store's grants `own` (both locked): each
-    SKU's level after it. `later`: the stock rows and ledger written at the commit, when no
-    grant was drawn on (UnitOfWork.later)."""
+    SKU's level after it. `later`: the stock rows, ledger and grants drawn on written at the
+    commit (UnitOfWork.later)."""
     if not own:
         changes = rules.reserve(levels, lines, order.id)
         write_changes(uow, principal, changes, now, note, later=later)
         return {level.sku: level for level, _ in changes}
     taken = allowance_rules.take(levels, lines, order.id, own)
-    write_changes(uow, principal, taken.changes, now, note)
-    grants.save_drawn(taken.grants, now)
-    _keep_draws(order, drawn(chain.from_iterable(own.values()), taken.grants))
+    write_changes(uow, principal, taken.changes, now, note, later=later)
+    grants.save_drawn(taken.grants, now, uow if later else None)
+    _keep_draws(
+        order, drawn(chain.from_iterable(own.values()), taken.grants), uow if later else None
+    )
     return taken.after
 
 
@@ -310,10 +312,16 @@ def drawn(
     ]
 
 
-def _keep_draws(order: Order, draws: list[dict[str, Any]]) -> None:
-    if draws:  # only orders that drew on a grant pay for this statement
-        order.allowance_draws = json.dumps(draws)
-        DRAWS.run(Order._meta.database, [order.allowance_draws, order.id])
+def _keep_draws(order: Order, draws: list[dict[str, Any]], uow: UnitOfWork | None) -> None:
+    """The order's draws written: at the commit with `uow` (UnitOfWork.later), else now."""
+    if not draws:  # only orders that drew on a grant pay for this statement
+        return
+    order.allowance_draws = json.dumps(draws)
+    params = [order.allowance_draws, order.id]
+    if uow is not None:
+        uow.later(DRAWS.call(Order._meta.database, params))
+    else:
+        DRAWS.run(Order._meta.database, params)
 
 
 def _write_lines(
