@@ -8,8 +8,9 @@ from collections import defaultdict
 import pytest
 
 from central.models import Allowance, Movement, Outbox, Stock
-from central.services import accounts, allowances
+from central.services import accounts, allowances, orders
 from central.services.principal import Principal, Role
+from central.uow import UnitOfWork
 from invwire.errors.central import (
     AllowanceClosed,
     InsufficientStock,
@@ -23,6 +24,7 @@ from tests.support.contract import as_order_model_writes_it
 pytestmark = pytest.mark.integration
 
 ADMIN = Principal("root", Role.ADMIN)
+NORTH = Principal("north", Role.STORE, "north")
 STORES = ("north", "south")
 
 
@@ -240,3 +242,41 @@ def test_an_order_says_what_it_took_from_its_stores_grants_and_its_statement_cou
         assert statement.status_code == 200, statement.text
         assert statement.json()["state"] == "closed"
         assert stock_row(h, "MILK") == (2, 0)
+
+
+class WritesAtCommit(UnitOfWork):
+    """The real unit of work, noting the statements handed to `later` (made at the commit,
+    with the outbox rows: in one query where the database takes several)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.deferred: list[str] = []
+
+    def later(self, call, check=None):
+        if call is not None:
+            self.deferred.append(call.sql.split(" SET ")[0].split(" (")[0])
+        super().later(call, check)
+
+
+def test_an_order_drawing_on_its_grants_writes_them_at_the_commit_with_its_outbox_rows(
+    database_url,
+):
+    with running_central(database_url) as h:
+        seed(h, {"MILK": 5})
+        granted = give(h, "north", "MILK", 4)
+        uow = WritesAtCommit(h.central.db, h.central.clock)
+
+        placed = orders.place_order(uow, NORTH, uuid.uuid4().hex, [{"sku": "MILK", "quantity": 3}])
+
+        drew = [{"grant_id": granted["id"], "sku": "MILK", "units": 2}]
+        assert placed.order["allowances"] == drew
+        assert [statement.replace("`", '"') for statement in uow.deferred] == [
+            'UPDATE "stock"',
+            'INSERT INTO "stock_movements"',
+            'UPDATE "allowances"',
+            'UPDATE "orders"',
+            'INSERT INTO "order_lines"',
+        ]
+        with h.central.db.connection_context():
+            assert Allowance.get(Allowance.id == granted["id"]).remaining == 2
+        assert stock_row(h, "MILK") == (0, 2)
